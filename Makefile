@@ -1,0 +1,26 @@
+# Two commands do all set-up on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch first, from the CPU wheel, so that the requirements' torch range adds nothing.
+TORCH ?= torch==2.13.0
+# open_clip_torch only ships the CLIP BPE vocabulary we build the offline tokenizer from;
+# its own dependencies (torchvision ...) are not wanted.
+OPEN_CLIP ?= open_clip_torch==3.3.0
+PYTEST_ARGS ?= -q
+
+.PHONY: install test demo bench clean-demo
+
+$(STAMP): requirements.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps $(OPEN_CLIP)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Galaxy segmentation with OneFormer over Galaxy Zoo 2."""

@@ -1,0 +1,110 @@
+"""VGG Image Annotator (VIA 2) project files: reading, validating, polygon -> mask, atomic writes.
+
+The Galaxy Zoo 2 annotations (hfarias/mask_galaxy) are VIA 2 JSON objects keyed by the SDSS DR7
+objid::
+
+    {"587741534399692859": {"filename": "Dr7_587741534399692859.jpg", "size": ..., "file_attributes": {},
+                            "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": [...],
+                                                              "all_points_y": [...]},
+                                         "region_attributes": {"object_name": "elliptical"}}]}}
+
+``regions`` may also be a dict (older VIA exports).  Coordinates are pixels, x = column, y = row.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from skimage.draw import polygon as draw_polygon
+
+_OBJID_IN_NAME = re.compile(r"(\d{6,})")
+
+
+class ViaError(ValueError):
+    """A VIA file or entry that cannot be used; the message names the file and the entry."""
+
+
+def load_via(path: str | os.PathLike) -> dict[str, dict]:
+    """Read a VIA 2 JSON file; malformed JSON or a wrong top-level structure raises ``ViaError``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ViaError(f"{path}: malformed JSON ({err})") from None
+    if isinstance(data, dict) and "_via_img_metadata" in data:  # a full VIA project file
+        data = data["_via_img_metadata"]
+    if not isinstance(data, dict):
+        raise ViaError(f"{path}: expected a JSON object of VIA entries, got {type(data).__name__}")
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or "regions" not in entry or "filename" not in entry:
+            raise ViaError(f"{path}: entry {key!r} is not a VIA entry (needs 'filename' and 'regions')")
+    return data
+
+
+def entry_regions(entry: dict) -> list[dict]:
+    """The regions of an entry as a list (VIA stores a list, older exports a dict)."""
+    regions = entry.get("regions") or []
+    return list(regions.values()) if isinstance(regions, dict) else list(regions)
+
+
+def entry_objid(key: str, entry: dict, source: str = "") -> int:
+    """The DR7 objid of an entry: the key, or else the digits of ``Dr7_<objid>.jpg``."""
+    if str(key).isdigit():
+        return int(key)
+    match = _OBJID_IN_NAME.search(str(entry.get("filename", "")))
+    if match is None:
+        raise ViaError(f"{source}: entry {key!r}: no objid in the key or in filename {entry.get('filename')!r}")
+    return int(match.group(1))
+
+
+def region_polygon(region: dict, where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``(xs, ys)`` float arrays of a polygon region; other shapes or ragged lists raise ``ViaError``."""
+    shape = region.get("shape_attributes", {})
+    if shape.get("name") not in ("polygon", "polyline"):
+        raise ViaError(f"{where}: region shape {shape.get('name')!r} is not a polygon")
+    try:
+        xs = np.asarray(shape["all_points_x"], dtype=float)
+        ys = np.asarray(shape["all_points_y"], dtype=float)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ViaError(f"{where}: bad polygon coordinates ({err})") from None
+    if xs.ndim != 1 or xs.shape != ys.shape:
+        raise ViaError(f"{where}: all_points_x and all_points_y differ in length ({xs.size} vs {ys.size})")
+    return xs, ys
+
+
+def polygon_mask(xs, ys, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask (rows, cols) of the pixels inside the polygon (scikit-image rasterisation)."""
+    rr, cc = draw_polygon(np.asarray(ys), np.asarray(xs), shape=shape)
+    mask = np.zeros(shape, dtype=bool)
+    mask[rr, cc] = True
+    return mask
+
+
+def polygon_area(xs, ys, shape: tuple[int, int]) -> int:
+    """Rasterised area in pixels (what the mask covers, not the shoelace area)."""
+    rr, _ = draw_polygon(np.asarray(ys), np.asarray(xs), shape=shape)
+    return int(rr.size)
+
+
+def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = None) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=indent)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,135 @@
+"""Tiny Galaxy Zoo 2-shaped data sets written by the tests themselves (no real data needed).
+
+Each object is a bright ellipse whose colour and elongation depend on its class, so a model can in
+principle learn the task; the polygons follow the ellipse outline.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from src.classes import GALAXY_CLASSES
+
+#: One representative gz2_class string per 5-class group.
+CLASS_STRINGS = {
+    "artifact": "A",
+    "elliptical": "Er",
+    "spiral": "Sc2m",
+    "spiral barred": "SBb2t",
+    "spiral edge-on": "Sen",
+}
+BASE_OF = {"A": "A", "Er": "Er", "Sc2m": "Sc", "SBb2t": "SBb", "Sen": "Sen"}
+_COLOUR = {
+    "artifact": (250, 250, 250), "elliptical": (220, 120, 80), "spiral": (90, 140, 230),
+    "spiral barred": (120, 220, 140), "spiral edge-on": (200, 100, 220),
+}
+
+
+def _ellipse(cx, cy, a, b, theta, n=24):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    x = cx + a * np.cos(t) * np.cos(theta) - b * np.sin(t) * np.sin(theta)
+    y = cy + a * np.cos(t) * np.sin(theta) + b * np.sin(t) * np.cos(theta)
+    return np.round(x).astype(int).tolist(), np.round(y).astype(int).tolist()
+
+
+def _draw(size, objects, rng):
+    from src.via import polygon_mask
+
+    img = rng.normal(6.0, 3.0, (size, size, 3))
+    for name, xs, ys in objects:
+        mask = polygon_mask(xs, ys, (size, size))
+        img[mask] = np.asarray(_COLOUR[name], dtype=float) * rng.uniform(0.7, 1.0)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def _objects(rng, size, count, classes):
+    objects = []
+    centres = [(size * 0.3, size * 0.3), (size * 0.7, size * 0.7), (size * 0.5, size * 0.5)]
+    for k in range(count):
+        name = classes[rng.integers(len(classes))]
+        cx, cy = centres[k] if count > 1 else (size / 2, size / 2)
+        a = size * rng.uniform(0.12, 0.18)
+        b = a * (0.3 if name == "spiral edge-on" else rng.uniform(0.6, 1.0))
+        xs, ys = _ellipse(cx, cy, a, b, rng.uniform(0, np.pi))
+        objects.append((name, xs, ys))
+    return objects
+
+
+def _region(name, xs, ys):
+    gz2 = CLASS_STRINGS[name]
+    return {
+        "shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+        "region_attributes": {"object_name": name, "gz2_class_15": BASE_OF[gz2], "gz2_class": gz2},
+    }
+
+
+def objid(i: int) -> int:
+    """18-digit test objids, outside the real DR7 range (587.../588...)."""
+    return 100_000_000_000_000_000 + i
+
+
+def write_tiny_splits(root, n_train=8, n_val=4, n_test=4, size=64, seed=0, max_objects=2,
+                      classes=GALAXY_CLASSES) -> Path:
+    """Write converted splits directly: ``galaxy_{train,val,test}.json``, images, ``dataset_stats.json``.
+
+    About a third of the images hold two objects (``max_objects=2``) to exercise multi-object code.
+    """
+    root = Path(root)
+    image_dir = root / "original" / "zoo2Main"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    index = 0
+    pixels = []
+    for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
+        via = {}
+        for _ in range(count):
+            oid = objid(index)
+            index += 1
+            n_obj = 2 if (max_objects > 1 and index % 3 == 0) else 1
+            objects = _objects(rng, size, n_obj, list(classes))
+            img = _draw(size, objects, rng)
+            filename = f"Dr7_{oid}.jpg"
+            img.save(image_dir / filename, quality=95)
+            if split == "train":
+                pixels.append(np.asarray(img, dtype=float).reshape(-1, 3))
+            via[str(oid)] = {"filename": filename, "size": (image_dir / filename).stat().st_size,
+                             "file_attributes": {},
+                             "regions": [_region(name, xs, ys) for name, xs, ys in objects]}
+        (root / f"galaxy_{split}.json").write_text(json.dumps(via))
+    allpix = np.concatenate(pixels)
+    stats = {"mean": allpix.mean(0).tolist(), "std": allpix.std(0).tolist(), "n_images": n_train,
+             "split": "train"}
+    (root / "dataset_stats.json").write_text(json.dumps(stats))
+    return root
+
+
+def write_tiny_raw(root, n=30, size=64, seed=0, val_fraction=0.2, extra_columns=3) -> Path:
+    """Write the raw inputs of the conversion: ``gz2_hart16.csv``, ``original/{train,val}/via_region_data.json``
+    and ``original/zoo2Main/Dr7_<objid>.jpg`` (one object per image, as in the real data)."""
+    root = Path(root)
+    image_dir = root / "original" / "zoo2Main"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, train, val = [], {}, {}
+    for i in range(n):
+        oid = objid(i)
+        [(name, xs, ys)] = _objects(rng, size, 1, list(GALAXY_CLASSES))
+        filename = f"Dr7_{oid}.jpg"
+        _draw(size, [(name, xs, ys)], rng).save(image_dir / filename, quality=95)
+        entry = {"filename": filename, "size": 1501648, "file_attributes": {},
+                 "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+                              "region_attributes": {}}]}
+        (val if i < n * val_fraction else train)[str(oid)] = entry
+        rows.append((oid, rng.uniform(0, 360), rng.uniform(-10, 60), "original", CLASS_STRINGS[name]))
+    header = ["dr7objid", "ra", "dec", "sample", "gz2_class"] + [f"t01_extra_{k}" for k in range(extra_columns)]
+    lines = [",".join(header)]
+    for oid, ra, dec, sample, cls in rows:
+        lines.append(",".join([str(oid), f"{ra:.6f}", f"{dec:.6f}", sample, cls] + ["0.5"] * extra_columns))
+    (root / "gz2_hart16.csv").write_text("\n".join(lines) + "\n")
+    for split, data in (("train", train), ("val", val)):
+        (root / "original" / split).mkdir(parents=True, exist_ok=True)
+        (root / "original" / split / "via_region_data.json").write_text(json.dumps(data))
+    return root
