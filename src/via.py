@@ -99,8 +99,9 @@ def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        text = json.dumps(obj, indent=indent)  # dumps uses the C encoder; dump(fh) does not
         with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=indent)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,355 @@
+"""VIA annotations + Hart16 catalog -> the training JSON files.
+
+Reads, under a data root::
+
+    gz2_hart16.csv[.gz]                       the Galaxy Zoo 2 catalog (Hart et al. 2016)
+    original/train/via_region_data.json       VIA 2 polygons (hfarias/mask_galaxy)
+    original/val/via_region_data.json
+    original/zoo2Main/Dr7_<objid>.jpg         the cutouts (optional unless --check-images / --stats)
+
+and writes, atomically::
+
+    galaxy_segment_classes.json               every kept entry, object_name = 5-class name
+    galaxy_train.json galaxy_val.json galaxy_test.json   class-stratified 70/20/10 split
+    conversion_report.json                    counts by skip reason, by class, per split
+    dataset_stats.json                        per-channel mean/std of the training images (--stats)
+
+Every skipped entry is counted under its reason, with a few examples named by file and key.
+
+CLI: ``python -m src.conversion --data-root DIR [--image-size 256] [--min-area 90] [--seed 42]
+[--check-images] [--stats]``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .catalog import find_catalog, load_catalog
+from .classes import BASE_CLASSES, GALAXY_CLASSES
+from .via import ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon, write_json_atomic
+
+VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_data.json")
+IMAGE_DIR = "original/zoo2Main"
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
+OUTPUT_ALL = "galaxy_segment_classes.json"
+REPORT_FILE = "conversion_report.json"
+STATS_FILE = "dataset_stats.json"
+N_EXAMPLES = 5
+
+#: Skip reasons, in the order they are tested.
+SKIP_REASONS = (
+    "duplicate_entry",     # the same objid annotated twice (the first one is kept)
+    "no_catalog_match",    # objid not in gz2_hart16
+    "no_regions",
+    "several_regions",     # the catalog classifies one object per cutout: no class for the others
+    "not_polygon",
+    "too_few_vertices",    # fewer than 3
+    "outside_image",       # a vertex outside 0..size-1
+    "small_area",          # rasterised area below --min-area
+    "missing_image",       # only with --check-images
+    "unreadable_image",    # only with --check-images
+)
+
+
+def split_path(data_root, split: str) -> Path:
+    return Path(data_root) / f"galaxy_{split}.json"
+
+
+def read_annotations(data_root) -> tuple[dict[int, dict], pd.DataFrame, Counter, dict]:
+    """Read the VIA files: ``(entries by objid, frame of objid/source/key, skip counts, examples)``.
+
+    An objid annotated twice is kept once and counted as ``duplicate_entry``.
+    """
+    root = Path(data_root)
+    entries: dict[int, dict] = {}
+    rows = []
+    skipped: Counter = Counter()
+    examples: dict[str, list] = defaultdict(list)
+    for rel in VIA_FILES:
+        path = root / rel
+        if not path.is_file():
+            raise FileNotFoundError(f"VIA annotations not found: {path}")
+        for key, entry in load_via(path).items():
+            objid = entry_objid(key, entry, source=str(path))
+            if objid in entries:
+                skipped["duplicate_entry"] += 1
+                _example(examples, "duplicate_entry", rel, key)
+                continue
+            entries[objid] = entry
+            rows.append((objid, rel, key))
+    frame = pd.DataFrame(rows, columns=["objid", "source", "key"]).astype({"objid": "int64"})
+    return entries, frame, skipped, examples
+
+
+def _example(examples, reason, source, key):
+    if len(examples[reason]) < N_EXAMPLES:
+        examples[reason].append(f"{source}: {key}")
+
+
+def _image_shape(image_dir: Path, filename: str, default: int) -> tuple[int, int]:
+    from PIL import Image
+
+    path = image_dir / filename
+    try:
+        with Image.open(path) as img:  # header only
+            return img.height, img.width
+    except OSError:  # absent or unreadable: the nominal size (--check-images reports unreadable ones)
+        return default, default
+
+
+def structural_problem(entry: dict) -> str | None:
+    """The skip reason of an entry's region structure, or ``None`` when it holds one polygon."""
+    regions = entry_regions(entry)
+    if not regions:
+        return "no_regions"
+    if len(regions) > 1:
+        return "several_regions"
+    if regions[0].get("shape_attributes", {}).get("name") not in ("polygon", "polyline"):
+        return "not_polygon"
+    return None
+
+
+def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.ndarray,
+                      min_area: int) -> np.ndarray:
+    """Skip reason per polygon (``None`` when usable), vectorised over all polygons at once.
+
+    ``shapes`` is an (N, 2) array of image (height, width).  A polygon is skipped when it has fewer
+    than 3 vertices, a vertex outside 0..size-1, or a rasterised area below ``min_area``.
+    """
+    reasons = np.full(len(polygons), None, dtype=object)
+    if not polygons:
+        return reasons
+    lengths = np.fromiter((xs.size for xs, _ in polygons), dtype=np.int64, count=len(polygons))
+    reasons[lengths < 3] = "too_few_vertices"
+    xs = np.concatenate([p[0] for p in polygons])
+    ys = np.concatenate([p[1] for p in polygons])
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    nonempty = lengths > 0
+    owner = np.repeat(np.arange(len(polygons)), lengths)
+    height, width = shapes[owner, 0], shapes[owner, 1]
+    outside_vertex = (xs < 0) | (ys < 0) | (xs > width - 1) | (ys > height - 1)
+    outside = np.zeros(len(polygons), dtype=bool)
+    outside[nonempty] = np.logical_or.reduceat(outside_vertex, starts[nonempty])
+    reasons[(reasons == None) & outside] = "outside_image"  # noqa: E711 (object array)
+
+    # Shoelace area and perimeter per polygon; the raster is only drawn when the area may be small:
+    # pixels whose centre lies inside cover at least the shoelace area minus a boundary band of
+    # half-width sqrt(2)/2 (area <= sqrt(2) * perimeter + pi/2).
+    nxt = np.arange(xs.size) + 1
+    nxt[starts[nonempty] + lengths[nonempty] - 1] = starts[nonempty]
+    cross = xs * ys[nxt] - xs[nxt] * ys
+    edge = np.hypot(xs[nxt] - xs, ys[nxt] - ys)
+    area = np.zeros(len(polygons))
+    perimeter = np.zeros(len(polygons))
+    area[nonempty] = 0.5 * np.abs(np.add.reduceat(cross, starts[nonempty]))
+    perimeter[nonempty] = np.add.reduceat(edge, starts[nonempty])
+    may_be_small = area - np.sqrt(2) * perimeter - np.pi / 2 < min_area
+    for i in np.flatnonzero((reasons == None) & may_be_small):  # noqa: E711
+        px, py = polygons[i]
+        if polygon_area(px, py, tuple(shapes[i])) < min_area:
+            reasons[i] = "small_area"
+    return reasons
+
+
+def stratified_split(objids: np.ndarray, labels: np.ndarray, seed: int = 42,
+                     fractions=SPLIT_FRACTIONS) -> np.ndarray:
+    """Deterministic class-stratified split: an array of split names aligned with ``objids``.
+
+    Within each class the objids are sorted, shuffled with ``seed`` and cut at the cumulative
+    fractions (rounded), so every class is represented in each split in proportion.
+    """
+    if not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions must sum to 1, got {fractions}")
+    out = np.empty(len(objids), dtype=object)
+    rng = np.random.default_rng(seed)
+    bounds = np.cumsum(fractions)[:-1]
+    for label in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == label)
+        idx = idx[np.argsort(objids[idx], kind="stable")]
+        idx = idx[rng.permutation(idx.size)]
+        cuts = np.round(bounds * idx.size).astype(int)
+        for name, part in zip(SPLITS, np.split(idx, cuts)):
+            out[part] = name
+    return out
+
+
+def _output_entry(entry: dict, gz2_class: str, base: str, group: str) -> dict:
+    out = {k: v for k, v in entry.items() if k != "regions"}
+    region = dict(entry_regions(entry)[0])
+    region["region_attributes"] = {
+        **(region.get("region_attributes") or {}),
+        "object_name": group, "gz2_class_15": base, "gz2_class": gz2_class,
+    }
+    out["regions"] = [region]
+    return out
+
+
+def image_stats(image_dir, filenames, progress: bool = True) -> dict:
+    """Per-channel mean and std (0-255 units) of RGB images, in one streaming pass (float64 sums)."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    count = 0
+    for name in tqdm(filenames, desc="image stats", unit="img", disable=not progress):
+        path = Path(image_dir) / name
+        try:
+            with Image.open(path) as img:
+                pixels = np.asarray(img.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+        except OSError as err:
+            raise OSError(f"{path}: unreadable image ({err})") from None
+        total += pixels.sum(0)
+        total_sq += (pixels * pixels).sum(0)
+        count += pixels.shape[0]
+    if count == 0:
+        raise ValueError("no training images to compute statistics from")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    return {"mean": mean.tolist(), "std": std.tolist(), "n_images": len(filenames), "split": "train",
+            "units": "pixel values 0-255, RGB"}
+
+
+def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int = 42,
+            check_images: bool = False, stats: bool = False, progress: bool = False) -> dict:
+    """Join, filter, split and write the training JSON files under ``data_root``; returns the report."""
+    root = Path(data_root)
+    image_dir = root / IMAGE_DIR
+    catalog_path = find_catalog(root)
+    catalog = load_catalog(catalog_path)
+    entries, frame, skipped, examples = read_annotations(root)
+
+    # Vectorised join on the objid.
+    joined = frame.merge(
+        catalog[["dr7objid", "gz2_class", "gz2_class_15", "gz2_class_5"]],
+        left_on="objid", right_on="dr7objid", how="left", sort=False,
+    )
+    unmatched = joined["dr7objid"].isna().to_numpy()
+    skipped["no_catalog_match"] += int(unmatched.sum())
+    for _, row in joined[unmatched].head(N_EXAMPLES).iterrows():
+        _example(examples, "no_catalog_match", row.source, row.key)
+    joined = joined[~unmatched]
+
+    have_images = image_dir.is_dir()
+    reasons = np.full(len(joined), None, dtype=object)
+    polygons, polygon_rows = [], []
+    shapes = np.full((len(joined), 2), image_size, dtype=np.int64)
+    for i, (objid, source, key) in enumerate(zip(joined["objid"], joined["source"], joined["key"])):
+        entry = entries[objid]
+        reasons[i] = structural_problem(entry)
+        if reasons[i] is None:
+            polygons.append(region_polygon(entry_regions(entry)[0], where=f"{root / source}: entry {key}"))
+            polygon_rows.append(i)
+            if have_images:
+                shapes[i] = _image_shape(image_dir, entry["filename"], image_size)
+    reasons[polygon_rows] = geometry_problems(polygons, shapes[polygon_rows], min_area)
+    if check_images:
+        for i in np.flatnonzero(reasons == None):  # noqa: E711
+            reasons[i] = _image_problem(image_dir / entries[joined["objid"].iat[i]]["filename"])
+    keep = reasons == None  # noqa: E711
+    for i in np.flatnonzero(~keep):
+        skipped[reasons[i]] += 1
+        _example(examples, reasons[i], joined["source"].iat[i], joined["key"].iat[i])
+    kept = joined[keep]
+    if kept.empty:
+        raise ValueError(f"{root}: no usable annotation left after filtering (skipped: {dict(skipped)})")
+
+    objids = kept["objid"].to_numpy()
+    split_of = stratified_split(objids, kept["gz2_class_5"].to_numpy(), seed=seed)
+    outputs = {name: {} for name in SPLITS}
+    everything = {}
+    for objid, gz2, base, group, split in zip(objids, kept["gz2_class"], kept["gz2_class_15"],
+                                              kept["gz2_class_5"], split_of):
+        out = _output_entry(entries[objid], gz2, base, group)
+        everything[str(objid)] = out
+        outputs[split][str(objid)] = out
+
+    report = {
+        "data_root": str(root),
+        "catalog": catalog_path.name,
+        "catalog_rows": int(len(catalog)),
+        "annotations": int(len(frame) + skipped["duplicate_entry"]),
+        "kept": int(len(kept)),
+        "skipped": {reason: int(skipped[reason]) for reason in SKIP_REASONS if skipped[reason]},
+        "skipped_examples": {reason: examples[reason] for reason in SKIP_REASONS if examples[reason]},
+        "options": {"image_size": image_size, "min_area": min_area, "seed": seed,
+                    "check_images": check_images},
+        "by_class": _counts(kept["gz2_class_5"], GALAXY_CLASSES),
+        "by_class_15": _counts(kept["gz2_class_15"], BASE_CLASSES),
+        "splits": {name: {"total": len(outputs[name]),
+                          "by_class": _counts(kept["gz2_class_5"][split_of == name], GALAXY_CLASSES)}
+                   for name in SPLITS},
+    }
+    if stats:
+        files = [entry["filename"] for entry in outputs["train"].values()]
+        write_json_atomic(root / STATS_FILE, image_stats(image_dir, files, progress=progress), indent=2)
+        report["stats_file"] = STATS_FILE
+    write_json_atomic(root / OUTPUT_ALL, everything)
+    for name in SPLITS:
+        write_json_atomic(split_path(root, name), outputs[name])
+    write_json_atomic(root / REPORT_FILE, report, indent=2)
+    return report
+
+
+def _image_problem(path: Path) -> str | None:
+    from PIL import Image
+
+    if not path.is_file():
+        return "missing_image"
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except OSError:
+        return "unreadable_image"
+    return None
+
+
+def _counts(values: pd.Series, order) -> dict[str, int]:
+    counts = values.value_counts()
+    return {name: int(counts.get(name, 0)) for name in order}
+
+
+def format_report(report: dict) -> str:
+    lines = [f"kept {report['kept']} of {report['annotations']} annotations "
+             f"({report['catalog_rows']} catalog rows)"]
+    for reason, count in report["skipped"].items():
+        lines.append(f"  skipped {count:>7}  {reason}   e.g. {report['skipped_examples'][reason][0]}")
+    header = f"{'class':<16}" + "".join(f"{s:>8}" for s in ("all",) + SPLITS)
+    lines.append(header)
+    for name in GALAXY_CLASSES:
+        row = [report["by_class"][name]] + [report["splits"][s]["by_class"][name] for s in SPLITS]
+        lines.append(f"{name:<16}" + "".join(f"{v:>8}" for v in row))
+    lines.append(f"{'total':<16}{report['kept']:>8}" + "".join(f"{report['splits'][s]['total']:>8}" for s in SPLITS))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.conversion", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=".", help="folder with gz2_hart16.csv[.gz] and original/ (default: .)")
+    parser.add_argument("--image-size", type=int, default=256, help="image size (px) when the image is absent")
+    parser.add_argument("--min-area", type=int, default=90, help="minimum rasterised polygon area (px)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
+    parser.add_argument("--check-images", action="store_true", help="open every image; skip unreadable ones")
+    parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        report = convert(args.data_root, image_size=args.image_size, min_area=args.min_area, seed=args.seed,
+                         check_images=args.check_images, stats=args.stats, progress=not args.quiet)
+    except (FileNotFoundError, ValueError, ViaError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(format_report(report))
+        print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json and {REPORT_FILE} in {args.data_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Segmentation metrics in plain numpy (no model needed): semantic, seed protocol, image-level classification,
+COCO mask AP (pycocotools) and panoptic quality.
+
+Every semantic figure derives from one array: the per-image confusion matrices ``(N, K, K)`` (rows = ground
+truth, columns = prediction, K = 6 classes with 0 = background), built with ``np.bincount`` image by image.
+
+* ``semantic_scores`` (standard): the dataset-level confusion matrix (sum over images) -> per-class IoU and Dice,
+  mean IoU (over classes with a non-empty union), pixel accuracy.
+* ``seed_protocol`` (the original project's table): per image, IoU and Dice between ``gt == c`` and ``pred == c``
+  for each ground-truth galaxy class ``c`` in the image (the mean over those classes when an image holds objects
+  of several classes), averaged over images; accuracy = share of images whose *image label* is right.
+* Image label (``image_labels``): the class covering most non-background pixels, for the ground truth and for the
+  prediction alike (ties -> the lower id).  A prediction with no non-background pixel gets label 0 ("no galaxy"),
+  which is always wrong.  With several ground-truth objects the dominant (largest) one is the image's class.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from src.classes import CLASS_NAMES, NUM_LABELS, THING_IDS
+
+BACKGROUND_ID = 0
+
+
+# ---------------------------------------------------------------- confusion matrices
+def _check_pair(gt: np.ndarray, pred: np.ndarray, num_classes: int, where: str) -> None:
+    if gt.shape != pred.shape:
+        raise ValueError(f"{where}: ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    for name, arr in (("ground truth", gt), ("prediction", pred)):
+        if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+            raise ValueError(f"{where}: {name} holds class ids outside 0..{num_classes - 1} "
+                             f"(min {arr.min()}, max {arr.max()})")
+
+
+def image_confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_LABELS) -> np.ndarray:
+    """``(K, K)`` int64 confusion matrix of one image (rows = ground truth, columns = prediction)."""
+    gt, pred = np.asarray(gt), np.asarray(pred)
+    _check_pair(gt, pred, num_classes, "image")
+    dtype = np.uint8 if num_classes * num_classes <= 256 else np.int64
+    codes = gt.astype(dtype, copy=False) * dtype(num_classes) + pred.astype(dtype, copy=False)
+    return np.bincount(codes.ravel(), minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def image_confusions(gts: Iterable[np.ndarray], preds: Iterable[np.ndarray],
+                     num_classes: int = NUM_LABELS) -> np.ndarray:
+    """``(N, K, K)`` per-image confusion matrices; images may differ in size (lists) or be stacked arrays."""
+    out = [image_confusion(g, p, num_classes) for g, p in zip(gts, preds, strict=True)]
+    return np.stack(out) if out else np.zeros((0, num_classes, num_classes), dtype=np.int64)
+
+
+class ConfusionAccumulator:
+    """Collects per-image confusion matrices batch by batch (what ``evaluate`` feeds during inference)."""
+
+    def __init__(self, num_classes: int = NUM_LABELS):
+        self.num_classes = num_classes
+        self._chunks: list[np.ndarray] = []
+
+    def update(self, gts: Iterable[np.ndarray], preds: Iterable[np.ndarray]) -> None:
+        self._chunks.append(image_confusions(gts, preds, self.num_classes))
+
+    @property
+    def per_image(self) -> np.ndarray:
+        if not self._chunks:
+            return np.zeros((0, self.num_classes, self.num_classes), dtype=np.int64)
+        return np.concatenate(self._chunks)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _nan_to_none(values) -> list:
+    return [None if np.isnan(v) else float(v) for v in np.asarray(values, dtype=float).ravel()]
+
+
+def _nanmean(values) -> float | None:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else None
+
+
+# ---------------------------------------------------------------- standard semantic metrics
+def semantic_scores(confusion: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> dict:
+    """Standard semantic segmentation scores from a ``(K, K)`` (or per-image ``(N, K, K)``) confusion matrix.
+
+    IoU_c = TP / (TP + FP + FN), Dice_c = 2 TP / (2 TP + FP + FN), over all pixels of the data set.  A class with
+    an empty union has IoU ``None`` and is left out of the means.  ``mean_iou`` includes the background;
+    ``mean_iou_galaxies`` is over the galaxy classes only.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    if cm.ndim == 3:
+        cm = cm.sum(0)
+    tp = np.diag(cm).astype(float)
+    fp = cm.sum(0) - tp
+    fn = cm.sum(1) - tp
+    iou = _safe_div(tp, tp + fp + fn)
+    dice = _safe_div(2 * tp, 2 * tp + fp + fn)
+    return {
+        "pixel_accuracy": float(_safe_div(tp.sum(), cm.sum())),
+        "mean_iou": _nanmean(iou),
+        "mean_iou_galaxies": _nanmean(iou[1:]),
+        "mean_dice": _nanmean(dice),
+        "mean_dice_galaxies": _nanmean(dice[1:]),
+        "per_class_iou": dict(zip(class_names, _nan_to_none(iou))),
+        "per_class_dice": dict(zip(class_names, _nan_to_none(dice))),
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+# ---------------------------------------------------------------- seed protocol and image labels
+def image_labels(per_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(gt_label, pred_label)`` per image: the class with the most non-background pixels (ties -> lower id);
+    0 when the map has no non-background pixel."""
+    cm = np.asarray(per_image)
+    gt_area = cm.sum(2)[:, 1:]    # (N, K-1) ground-truth pixels per galaxy class
+    pred_area = cm.sum(1)[:, 1:]  # (N, K-1) predicted pixels per galaxy class
+    gt_label = np.where(gt_area.max(1) > 0, gt_area.argmax(1) + 1, 0)
+    pred_label = np.where(pred_area.max(1) > 0, pred_area.argmax(1) + 1, 0)
+    return gt_label, pred_label
+
+
+def seed_protocol(per_image: np.ndarray) -> dict:
+    """The original project's per-image figures (see the module docstring for the rules).
+
+    Images without any ground-truth galaxy pixel are skipped and counted in ``n_skipped_no_object``.
+    """
+    cm = np.asarray(per_image, dtype=np.int64)
+    n = cm.shape[0]
+    tp = np.diagonal(cm, axis1=1, axis2=2)[:, 1:].astype(float)      # (N, K-1)
+    gt_area = cm.sum(2)[:, 1:].astype(float)
+    pred_area = cm.sum(1)[:, 1:].astype(float)
+    present = gt_area > 0                                            # ground-truth classes of each image
+    iou = _safe_div(tp, gt_area + pred_area - tp)
+    dice = _safe_div(2 * tp, gt_area + pred_area)
+    counts = present.sum(1)
+    scored = counts > 0
+    iou_img = np.where(present, iou, 0.0).sum(1)[scored] / counts[scored]
+    dice_img = np.where(present, dice, 0.0).sum(1)[scored] / counts[scored]
+    gt_label, pred_label = image_labels(cm)
+    correct = (gt_label == pred_label)[scored]
+    return {
+        "mean_iou": float(iou_img.mean()) if iou_img.size else None,
+        "dice": float(dice_img.mean()) if dice_img.size else None,
+        "accuracy": float(correct.mean()) if correct.size else None,
+        "n_images": int(scored.sum()),
+        "n_skipped_no_object": int(n - scored.sum()),
+        "n_multi_class_images": int((counts > 1).sum()),
+        "n_no_prediction": int((pred_label[scored] == 0).sum()),
+    }
+
+
+# ---------------------------------------------------------------- image-level classification
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
+                          class_names: Sequence[str] = CLASS_NAMES) -> dict:
+    """Precision / recall / F1 / support per class, macro and weighted averages, accuracy and the confusion
+    matrix (rows = true, columns = predicted) over all ``class_names`` ids.  Label 0 in ``y_pred`` means "no
+    galaxy predicted": it counts against recall, and its row/column stays in the matrix."""
+    k = len(class_names)
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    if y_true.size and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= k):
+        raise ValueError(f"labels outside 0..{k - 1}")
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1)
+    precision = _safe_div(tp, cm.sum(0))
+    recall = _safe_div(tp, support)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    f1 = np.where(np.isnan(f1) & ~np.isnan(precision) & ~np.isnan(recall), 0.0, f1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        if support[i] == 0 and cm[:, i].sum() == 0:
+            continue  # never true, never predicted
+        per_class[name] = {"precision": _nan_to_none([precision[i]])[0], "recall": _nan_to_none([recall[i]])[0],
+                           "f1": _nan_to_none([f1[i]])[0], "support": int(support[i])}
+    rows = [i for i in range(k) if support[i] > 0]
+    weights = support[rows] / max(support[rows].sum(), 1)
+
+    def _avg(values, weighted):
+        vals = np.nan_to_num(values[rows], nan=0.0)
+        return float((vals * weights).sum()) if weighted else float(vals.mean()) if rows else None
+
+    return {
+        "accuracy": float(tp.sum() / max(len(y_true), 1)),
+        "per_class": per_class,
+        "macro_avg": {"precision": _avg(precision, False), "recall": _avg(recall, False), "f1": _avg(f1, False)},
+        "weighted_avg": {"precision": _avg(precision, True), "recall": _avg(recall, True), "f1": _avg(f1, True)},
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def semantic_report(per_image: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> dict:
+    """Everything the semantic task reports, from the per-image confusion matrices."""
+    gt_label, pred_label = image_labels(per_image)
+    has_object = gt_label > 0
+    return {
+        "seed_protocol": seed_protocol(per_image),
+        "semantic": semantic_scores(per_image, class_names),
+        "classification": classification_report(gt_label[has_object], pred_label[has_object], class_names),
+    }
+
+
+# ---------------------------------------------------------------- COCO mask AP
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a boolean ``(H, W)`` mask, ``counts`` as str (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def coco_categories(class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
+    """COCO categories: the galaxy classes with their ``src/classes.py`` ids (background is not a category)."""
+    return [{"id": i, "name": class_names[i], "supercategory": "galaxy"} for i in THING_IDS]
+
+
+def coco_ground_truth(images: Sequence[dict]) -> dict:
+    """A COCO ground-truth dict from ``[{"id", "height", "width", "file_name", "objects": [(class_id, mask)]}]``.
+
+    Masks are boolean arrays at the original image size; annotation ids are 1-based running numbers.
+    """
+    from pycocotools import mask as mask_utils
+
+    coco_images, annotations = [], []
+    for image in images:
+        coco_images.append({"id": int(image["id"]), "height": int(image["height"]), "width": int(image["width"]),
+                            "file_name": image.get("file_name", "")})
+        for class_id, mask in image["objects"]:
+            rle = mask_to_rle(mask)
+            annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
+                                "category_id": int(class_id), "segmentation": rle,
+                                "area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist(),
+                                "iscrowd": 0})
+    return {"images": coco_images, "annotations": annotations, "categories": coco_categories()}
+
+
+def coco_mask_ap(ground_truth: dict, results: list[dict]) -> dict:
+    """COCO mask AP (.5:.95, .5, .75, small/medium/large) and per-class AP .5:.95 with pycocotools.
+
+    ``results`` are COCO result dicts (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``).
+    pycocotools keeps image ids as Python ints, so 18-digit objids work as they are.
+    """
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ap_small": None, "ap_medium": None, "ap_large": None,
+             "per_class_ap": {names[c]: 0.0 for c in sorted(names)}, "n_predictions": 0,
+             "n_ground_truth": len(ground_truth["annotations"])}
+    if not ground_truth["annotations"]:
+        raise ValueError("COCO ground truth holds no annotation: nothing to score")
+    if not results:
+        return empty  # pycocotools cannot load an empty result list; no detection -> AP 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = {k: list(v) for k, v in ground_truth.items()}
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [None if s < 0 else float(s) for s in evaluator.stats]
+    # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]; area "all", 100 dets
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    per_class = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k]
+        per_class[names[cat_id]] = float(p[p > -1].mean()) if np.any(p > -1) else None
+    return {"ap": stats[0], "ap50": stats[1], "ap75": stats[2], "ap_small": stats[3], "ap_medium": stats[4],
+            "ap_large": stats[5], "per_class_ap": per_class, "n_predictions": len(results),
+            "n_ground_truth": len(ground_truth["annotations"])}
+
+
+# ---------------------------------------------------------------- panoptic quality
+class PanopticAccumulator:
+    """Panoptic quality (Kirillov et al. 2019), as panopticapi's ``pq_compute`` does it, per image in numpy.
+
+    A ground-truth segment and a predicted segment of the same class match when their IoU > 0.5 (a match is
+    then unique).  PQ = sum IoU(TP) / (TP + FP/2 + FN/2), SQ = sum IoU(TP) / TP, RQ = TP / (TP + FP/2 + FN/2).
+    Segment maps hold one id per pixel; pixels with id <= 0 in the prediction belong to no segment.  The
+    background is a "stuff" class (id 0) whose ground-truth segment is every pixel with no galaxy.
+    """
+
+    def __init__(self, num_classes: int = NUM_LABELS):
+        self.num_classes = num_classes
+        self.tp = np.zeros(num_classes, dtype=np.int64)
+        self.fp = np.zeros(num_classes, dtype=np.int64)
+        self.fn = np.zeros(num_classes, dtype=np.int64)
+        self.iou = np.zeros(num_classes, dtype=float)
+
+    def update(self, gt_segments: np.ndarray, gt_classes: dict[int, int],
+               pred_segments: np.ndarray, pred_classes: dict[int, int]) -> None:
+        """``*_segments``: ``(H, W)`` int segment-id maps; ``*_classes``: segment id -> class id."""
+        gt_segments, pred_segments = np.asarray(gt_segments), np.asarray(pred_segments)
+        if gt_segments.shape != pred_segments.shape:
+            raise ValueError(f"segment maps differ in shape: {gt_segments.shape} vs {pred_segments.shape}")
+        gt_ids = np.array(sorted(gt_classes), dtype=np.int64)
+        pred_ids = np.array(sorted(i for i in pred_classes if i > 0), dtype=np.int64)
+        # contiguous indices; an id missing from the dict (or <= 0 in the prediction) -> "none" (last index)
+        g = _index_of(gt_segments, gt_ids)
+        p = _index_of(pred_segments, pred_ids)
+        ng, np_ = len(gt_ids), len(pred_ids)
+        if np.any(g == ng):
+            raise ValueError("ground-truth segment map holds ids missing from gt_classes")
+        inter = np.bincount(g.ravel() * (np_ + 1) + p.ravel(), minlength=ng * (np_ + 1)).reshape(ng, np_ + 1)
+        gt_area = inter.sum(1)
+        pred_area = inter[:, :np_].sum(0)
+        gcls = np.array([gt_classes[i] for i in gt_ids], dtype=np.int64)
+        pcls = np.array([pred_classes[i] for i in pred_ids], dtype=np.int64)
+        union = gt_area[:, None] + pred_area[None, :] - inter[:, :np_]
+        iou = _safe_div(inter[:, :np_], union)
+        same = gcls[:, None] == pcls[None, :]
+        matched = same & (np.nan_to_num(iou) > 0.5)
+        gt_hit, pred_hit = matched.any(1), matched.any(0)
+        np.add.at(self.tp, gcls[gt_hit], 1)
+        np.add.at(self.iou, gcls[gt_hit], iou[matched] if matched.any() else [])
+        np.add.at(self.fn, gcls[~gt_hit & (gt_area > 0)], 1)
+        np.add.at(self.fp, pcls[~pred_hit & (pred_area > 0)], 1)
+
+    def scores(self, class_names: Sequence[str] = CLASS_NAMES) -> dict:
+        tp, fp, fn = self.tp.astype(float), self.fp.astype(float), self.fn.astype(float)
+        den = tp + 0.5 * fp + 0.5 * fn
+        pq, sq, rq = _safe_div(self.iou, den), _safe_div(self.iou, tp), _safe_div(tp, den)
+        seen = den > 0
+        sq = np.where(seen & np.isnan(sq), 0.0, sq)
+
+        def _avg(ids):
+            ids = [i for i in ids if seen[i]]
+            if not ids:
+                return {"pq": None, "sq": None, "rq": None, "n_classes": 0}
+            return {"pq": float(pq[ids].mean()), "sq": float(sq[ids].mean()), "rq": float(rq[ids].mean()),
+                    "n_classes": len(ids)}
+
+        return {
+            "all": _avg(range(self.num_classes)),
+            "things": _avg(THING_IDS),
+            "stuff": _avg([i for i in range(self.num_classes) if i not in THING_IDS]),
+            "per_class": {class_names[i]: {"pq": float(pq[i]), "sq": float(sq[i]), "rq": float(rq[i]),
+                                           "tp": int(tp[i]), "fp": int(fp[i]), "fn": int(fn[i])}
+                          for i in range(self.num_classes) if seen[i]},
+        }
+
+
+def _index_of(segments: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Position of each pixel's id in sorted ``ids``; ``len(ids)`` for ids not in the list."""
+    if ids.size == 0:
+        return np.zeros(segments.shape, dtype=np.int64)
+    pos = np.searchsorted(ids, segments)
+    pos_clipped = np.minimum(pos, ids.size - 1)
+    return np.where(ids[pos_clipped] == segments, pos_clipped, ids.size)

@@ -1,0 +1,326 @@
+"""OneFormer model, configuration and processor for the galaxy classes; offline by default.
+
+Three sources of a model, all returning ``(model, processor)`` through :func:`load_model`:
+
+* an offline **preset** (``PRESETS``; random initialisation, no network at all);
+* a ``save_pretrained`` **directory** (our exports under ``safetensors/NAME/``) or a hub **model card**
+  (the only case that may touch the network; when it fails the error names the offline presets);
+* a bare **``.safetensors`` state dict** written by ``safetensors.torch.save_model`` (the original project's
+  published ``galaxy_sem_5_1.safetensors`` / ``galaxy_sem_inst_10_2.safetensors``), loaded into the
+  ``swin-tiny`` preset architecture (= ``shi-labs/oneformer_ade20k_swin_tiny`` with 6 labels).
+
+The processor is ``OneFormerImageProcessorPil`` (no torchvision) plus a ``CLIPTokenizer`` built from the CLIP BPE
+vocabulary that ships inside the ``open_clip_torch`` wheel, with the class metadata of ``src.classes``.
+
+OneFormer's ``config.is_training`` switches on the text mapper (contrastive loss, needs ``text_inputs``) and the
+pixel-decoder dropout; :func:`set_training_mode` flips it on a built model, so one model object serves training
+(``True``) and inference / validation (``False``).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import gzip
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPTokenizer,
+    OneFormerConfig,
+    OneFormerForUniversalSegmentation,
+    OneFormerImageProcessorPil,
+    OneFormerProcessor,
+    SwinConfig,
+)
+
+from src.classes import ID2LABEL, LABEL2ID, NUM_LABELS, class_info
+
+HUB_SWIN_TINY = "shi-labs/oneformer_ade20k_swin_tiny"
+#: Sequence lengths of the hub cards' processor (``max_seq_length``, ``task_seq_length``) and config.
+SEQ_LEN = 77
+CLASS_INFO_FILE = "galaxy_class_info.json"
+#: Real cutout pixel statistics (0-255) used when no ``dataset_stats.json`` is given.
+DEFAULT_MEAN = (8.6, 6.0, 4.9)
+DEFAULT_STD = (14.7, 12.4, 8.7)
+
+_OUT = ["stage1", "stage2", "stage3", "stage4"]
+
+#: Offline architectures.  Each entry: ``backbone`` (SwinConfig kwargs) and ``oneformer`` (OneFormerConfig kwargs).
+PRESETS: dict[str, dict] = {
+    # shi-labs/oneformer_ade20k_swin_tiny: the OneFormerConfig defaults (Swin-T 96, depths 2-2-6-2, 150 queries).
+    "swin-tiny": {
+        "backbone": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                         drop_path_rate=0.3, image_size=224, out_features=_OUT),
+        "oneformer": dict(num_queries=150),
+    },
+    # Reduced for CPU training (>= 4 img/s at 128 px on 2 cores, see bench/bench_train.py), ~12M parameters.
+    "galaxy-small": {
+        "backbone": dict(embed_dim=48, depths=[1, 1, 2, 1], num_heads=[3, 6, 12, 24], window_size=7,
+                         drop_path_rate=0.1, image_size=128, out_features=_OUT),
+        "oneformer": dict(num_queries=32, conv_dim=128, mask_dim=128, hidden_dim=128, encoder_layers=2,
+                          encoder_feedforward_dim=512, decoder_layers=4, dim_feedforward=512,
+                          num_attention_heads=4, text_encoder_width=128, text_encoder_num_layers=2,
+                          text_encoder_n_ctx=8, train_num_points=2048),
+    },
+    # Test-only: as small as OneFormer allows, so tests at 32-64 px take seconds.
+    "galaxy-tiny": {
+        "backbone": dict(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+                         drop_path_rate=0.0, image_size=64, out_features=_OUT),
+        "oneformer": dict(num_queries=8, conv_dim=32, mask_dim=32, hidden_dim=64, encoder_layers=1,
+                          encoder_feedforward_dim=32, decoder_layers=2, dim_feedforward=32,
+                          num_attention_heads=2, query_dec_layers=1, text_encoder_width=64,
+                          text_encoder_num_layers=1, text_encoder_n_ctx=2, text_encoder_proj_layers=1,
+                          train_num_points=256),
+    },
+}
+
+
+class ModelSourceError(RuntimeError):
+    """A model name that is neither a preset, a local directory/file, nor a reachable hub card."""
+
+
+# ----------------------------------------------------------------------------------------------- tokenizer
+def clip_vocab_path() -> Path:
+    """``bpe_simple_vocab_16e6.txt.gz`` inside the installed ``open_clip`` package (never imported)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError("the CLIP BPE vocabulary ships in open_clip_torch: "
+                               "pip install --no-deps open_clip_torch (see the Makefile)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: CLIP BPE vocabulary not found in the open_clip_torch install")
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte -> printable character table (the order fixes the first 256 token ids)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    # The CLIP construction (openai/CLIP simple_tokenizer.py): 48,894 merges, 49,408 tokens.
+    lines = gzip.open(clip_vocab_path(), "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def offline_tokenizer() -> CLIPTokenizer:
+    """The OneFormer (CLIP) tokenizer built offline; same ids as the hub cards' tokenizer."""
+    vocab, merges = _clip_vocab_and_merges()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=SEQ_LEN)
+
+
+# ----------------------------------------------------------------------------------------------- config
+def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None = None) -> OneFormerConfig:
+    """OneFormer configuration with the 6 galaxy labels: an offline preset, a local directory or a hub card."""
+    if preset_or_card in PRESETS:
+        spec = PRESETS[preset_or_card]
+        backbone = SwinConfig(**spec["backbone"])
+        config = OneFormerConfig(backbone_config=backbone, **spec["oneformer"])
+    else:
+        config = _from_source(OneFormerConfig, preset_or_card)
+    config.num_labels = NUM_LABELS
+    config.id2label = dict(ID2LABEL)
+    config.label2id = dict(LABEL2ID)
+    if num_queries is not None:
+        if num_queries <= config.text_encoder_n_ctx:
+            raise ValueError(f"num_queries={num_queries} must exceed text_encoder_n_ctx={config.text_encoder_n_ctx}")
+        config.num_queries = num_queries
+    return config
+
+
+def _from_source(cls, name: str, **kwargs):
+    """``cls.from_pretrained(name)``: local first; the hub only for a card, with a clear offline error."""
+    if Path(name).exists():
+        return cls.from_pretrained(name, **kwargs)
+    try:
+        return cls.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(
+            f"cannot load {name!r}: not a local directory, and the hub card could not be fetched ({err}). "
+            f"Work offline with a preset ({', '.join(PRESETS)}), a save_pretrained directory, or a bare "
+            f".safetensors state dict; or download the card first (huggingface-cli download {name})."
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------- processor
+def num_text_for(config: OneFormerConfig) -> int:
+    """Text queries per image: the contrastive loss pairs num_queries image queries with num_text + n_ctx texts."""
+    return config.num_queries - config.text_encoder_n_ctx
+
+
+def build_processor(image_size: int | None = None, mean=None, std=None, card: str | None = None, *,
+                    config: OneFormerConfig | None = None) -> OneFormerProcessor:
+    """The OneFormer processor for galaxy images, offline unless ``card`` names a hub model card.
+
+    ``image_size`` (pixels): resize to a square of that side; ``None`` keeps the input size.
+    ``mean``/``std``: per-channel RGB statistics in 0-255 units (``dataset_stats.json``); default: real GZ2 cutouts.
+    ``config``: the model's configuration (fixes ``num_text``); default: the swin-tiny preset (150 queries).
+    """
+    config = config or build_config("swin-tiny")
+    if card is not None and card not in PRESETS:
+        base = _from_source(OneFormerImageProcessorPil, card)
+        tokenizer = _from_source(CLIPTokenizer, card)
+        kwargs = {k: getattr(base, k) for k in ("resample", "do_resize", "size")}
+    else:
+        tokenizer = offline_tokenizer()
+        kwargs = {"resample": 2}  # PIL bilinear, as the hub cards
+    mean = DEFAULT_MEAN if mean is None else mean
+    std = DEFAULT_STD if std is None else std
+    if image_size is not None:
+        kwargs.update(do_resize=True, size={"height": int(image_size), "width": int(image_size)})
+    else:
+        kwargs.setdefault("do_resize", False)
+    image_processor = OneFormerImageProcessorPil(
+        image_mean=[float(m) / 255.0 for m in mean], image_std=[float(s) / 255.0 for s in std],
+        do_rescale=True, do_normalize=True, ignore_index=255, do_reduce_labels=False,
+        num_labels=NUM_LABELS, num_text=num_text_for(config), class_info_file=None, **kwargs,
+    )
+    _attach_class_info(image_processor)
+    return OneFormerProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                              max_seq_length=config.text_encoder_context_length, task_seq_length=config.task_seq_len)
+
+
+def _attach_class_info(image_processor, folder: str | os.PathLike | None = None) -> None:
+    """Galaxy class metadata on the image processor; with ``folder`` it also points at the JSON saved there."""
+    from transformers.models.oneformer.image_processing_pil_oneformer import prepare_metadata
+
+    image_processor.metadata = prepare_metadata(class_info())
+    if folder is not None:
+        image_processor.repo_path = str(Path(folder).resolve())
+        image_processor.class_info_file = CLASS_INFO_FILE
+
+
+def save_processor(processor: OneFormerProcessor, folder: str | os.PathLike) -> None:
+    """``save_pretrained`` plus the class metadata JSON, so ``from_pretrained(folder)`` works offline."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CLASS_INFO_FILE).write_text(json.dumps(class_info(), indent=1))
+    processor = copy.deepcopy(processor)
+    _attach_class_info(processor.image_processor, folder)
+    processor.save_pretrained(str(folder))
+
+
+def load_processor(folder: str | os.PathLike, config: OneFormerConfig | None = None) -> OneFormerProcessor:
+    """A saved processor; the class metadata comes from ``src.classes`` (robust to a moved folder)."""
+    folder = Path(folder)
+    kwargs = {"repo_path": str(folder.resolve())} if (folder / CLASS_INFO_FILE).is_file() else {}
+    image_processor = OneFormerImageProcessorPil.from_pretrained(str(folder), **kwargs)
+    _attach_class_info(image_processor)
+    if config is not None:
+        image_processor.num_text = num_text_for(config)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError):
+        tokenizer = offline_tokenizer()
+    seq = config.text_encoder_context_length if config is not None else SEQ_LEN
+    task_seq = config.task_seq_len if config is not None else SEQ_LEN
+    return OneFormerProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                              max_seq_length=seq, task_seq_length=task_seq)
+
+
+# ----------------------------------------------------------------------------------------------- model
+def set_training_mode(model: OneFormerForUniversalSegmentation, training: bool) -> None:
+    """``model.train(training)`` plus OneFormer's own ``is_training`` flags (text mapper, contrastive loss)."""
+    model.train(training)
+    model.config.is_training = training
+    for module in model.modules():
+        if hasattr(module, "is_training"):
+            module.is_training = training
+
+
+def _new_model(config: OneFormerConfig) -> OneFormerForUniversalSegmentation:
+    # Built with is_training=True so that the text mapper exists (training needs it); inference switches it off.
+    config = copy.deepcopy(config)
+    config.is_training = True
+    return OneFormerForUniversalSegmentation(config)
+
+
+def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: int | None = None,
+               device=None, image_size: int | None = None, mean=None, std=None):
+    """``(model, processor)`` from a preset, a save_pretrained directory, a hub card or a bare ``.safetensors``.
+
+    The model is returned in inference mode (:func:`set_training_mode` ``False``); the text mapper exists, so
+    ``set_training_mode(model, True)`` makes it trainable.  ``base_card`` is the architecture of a bare state
+    dict (default the ``swin-tiny`` preset = ade20k_swin_tiny with 6 labels).
+    """
+    name = str(name_or_path)
+    path = Path(name)
+    if name in PRESETS:
+        config = build_config(name, num_queries)
+        model = _new_model(config)
+        processor = build_processor(image_size, mean, std, config=config)
+    elif path.is_file() and path.suffix == ".safetensors":
+        model, processor = _load_state_dict_file(path, base_card or "swin-tiny", num_queries, image_size, mean, std)
+    elif path.is_dir() or name not in PRESETS:
+        config = build_config(name, num_queries)
+        config.is_training = True
+        model = _from_source(OneFormerForUniversalSegmentation, name, config=config, ignore_mismatched_sizes=True)
+        if path.is_dir() and (path / "preprocessor_config.json").is_file():
+            processor = load_processor(path, config)
+            if image_size is not None:
+                processor.image_processor.size = {"height": image_size, "width": image_size}
+                processor.image_processor.do_resize = True
+        else:
+            processor = build_processor(image_size, mean, std, card=None if path.is_dir() else name, config=config)
+    set_training_mode(model, False)
+    if device is not None:
+        model.to(device)
+    return model, processor
+
+
+def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, mean, std):
+    from safetensors.torch import load_model as st_load_model
+
+    config = build_config(base_card, num_queries)
+    model = _new_model(config)
+    missing, unexpected = st_load_model(model, str(path), strict=False)
+    # The text mapper is only needed for training (contrastive loss); inference-only exports may lack it.
+    missing = [k for k in missing if ".text_mapper." not in k]
+    if missing or unexpected:
+        raise ModelSourceError(
+            f"{path}: state dict does not match the {base_card!r} architecture with {NUM_LABELS} labels "
+            f"({len(missing)} missing, {len(unexpected)} unexpected; e.g. {(missing + unexpected)[:3]}). "
+            f"Pass base_card= the architecture it was saved from."
+        )
+    return model, build_processor(image_size, mean, std, config=config)
+
+
+def save_export(model, processor, folder: str | os.PathLike) -> Path:
+    """``save_pretrained`` directory for inference: config (``is_training`` false), weights, processor files.
+
+    The text mapper (training-only) is left out so that ``from_pretrained`` loads without unused weights.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "module", model)
+    state = {k: v for k, v in model.state_dict().items() if ".text_mapper." not in k}
+    config = copy.deepcopy(model.config)
+    config.is_training = False
+    was = model.config
+    model.config = config
+    try:
+        model.save_pretrained(str(folder), state_dict=state, safe_serialization=True)
+    finally:
+        model.config = was
+    save_processor(processor, folder)
+    return folder
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
