@@ -289,7 +289,8 @@ class PanopticAccumulator:
 
     A ground-truth segment and a predicted segment of the same class match when their IoU > 0.5 (a match is
     then unique).  PQ = sum IoU(TP) / (TP + FP/2 + FN/2), SQ = sum IoU(TP) / TP, RQ = TP / (TP + FP/2 + FN/2).
-    Segment maps hold one id per pixel; pixels with id <= 0 in the prediction belong to no segment.  The
+    Segment maps hold one id per pixel; predicted pixels whose id is not in ``pred_classes`` (0 or -1 from
+    ``post_process_panoptic_segmentation``) belong to no segment.  The
     background is a "stuff" class (id 0) whose ground-truth segment is every pixel with no galaxy.
     """
 
@@ -307,8 +308,8 @@ class PanopticAccumulator:
         if gt_segments.shape != pred_segments.shape:
             raise ValueError(f"segment maps differ in shape: {gt_segments.shape} vs {pred_segments.shape}")
         gt_ids = np.array(sorted(gt_classes), dtype=np.int64)
-        pred_ids = np.array(sorted(i for i in pred_classes if i > 0), dtype=np.int64)
-        # contiguous indices; an id missing from the dict (or <= 0 in the prediction) -> "none" (last index)
+        pred_ids = np.array(sorted(pred_classes), dtype=np.int64)
+        # contiguous indices; an id missing from the dict -> "no segment" (last index)
         g = _index_of(gt_segments, gt_ids)
         p = _index_of(pred_segments, pred_ids)
         ng, np_ = len(gt_ids), len(pred_ids)

@@ -1,0 +1,248 @@
+"""Galaxy Zoo 2 segmentation data: VIA polygons -> semantic / instance maps -> OneFormer batches.
+
+On disk (the output of the conversion step)::
+
+    DATA_ROOT/galaxy_{train,val,test}.json      VIA dicts keyed by objid; region_attributes.object_name = class
+    DATA_ROOT/original/zoo2Main/Dr7_<objid>.jpg  RGB cutouts (256 x 256 px for the real data)
+    DATA_ROOT/dataset_stats.json                 {"mean": [r, g, b], "std": [r, g, b]} in 0-255 units
+
+An item holds the RGB image (H, W, 3 uint8), the semantic map (0 background, class ids 1-5 of ``src.classes``),
+the instance map (0 background, 1..k in region order; a later polygon covers an earlier one where they overlap),
+the class id of each instance, the objid and the OneFormer task.  :class:`OneFormerCollator` turns a list of
+items into the model's batch with the processor (normalisation with the dataset mean/std, masks, texts).
+
+Randomness (augmentation, the task of the ``random`` mode) is a function of ``(seed, epoch, index)`` only, so
+it does not depend on DataLoader workers and a resumed run sees the same samples as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from src.classes import class_id
+from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_mask, region_polygon
+
+TASKS = ("semantic", "instance", "panoptic", "random")
+IMAGE_DIR = Path("original") / "zoo2Main"
+
+
+class DatasetError(ValueError):
+    """Unusable input; the message names the file and the entry."""
+
+
+def split_path(data_root, split: str) -> Path:
+    return Path(data_root) / f"galaxy_{split}.json"
+
+
+def load_split(data_root, split: str) -> dict[str, dict]:
+    """The VIA dict of ``galaxy_<split>.json``; a missing or empty split is an error naming the file."""
+    path = split_path(data_root, split)
+    if not path.is_file():
+        raise DatasetError(f"{path}: split file not found (run the conversion step, or check --data-root)")
+    try:
+        via = load_via(path)
+    except ViaError as err:
+        raise DatasetError(str(err)) from None
+    if not via:
+        raise DatasetError(f"{path}: the {split!r} split is empty")
+    return via
+
+
+def load_stats(data_root) -> tuple[list[float], list[float]] | None:
+    """``(mean, std)`` RGB in 0-255 units from ``dataset_stats.json``, or ``None`` when absent."""
+    path = Path(data_root) / "dataset_stats.json"
+    if not path.is_file():
+        return None
+    stats = json.loads(path.read_text())
+    try:
+        mean, std = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: needs 'mean' and 'std' lists of 3 numbers ({err})") from None
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise DatasetError(f"{path}: 'mean'/'std' must hold 3 values, std > 0")
+    return mean, std
+
+
+def build_augment(image_size: int | None, augment: bool) -> A.Compose | None:
+    """Optional square resize (bilinear image, nearest masks), then h/v flips and 90/180/270 degree rotations."""
+    ops = []
+    if image_size is not None:
+        ops.append(A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR,
+                            mask_interpolation=cv2.INTER_NEAREST))
+    if augment:
+        ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)]
+    return A.Compose(ops, seed=0) if ops else None
+
+
+class GalaxyDataset(torch.utils.data.Dataset):
+    """One split of the converted Galaxy Zoo 2 data.
+
+    ``task``: ``semantic``, ``instance``, ``panoptic`` or ``random`` (per sample one of ``random_tasks``).
+    ``image_size``: square side in pixels after resizing (``None``: native size).  ``augment``: flips and
+    90-degree rotations.  ``in_memory``: decode every image and mask once at construction.  ``skip_bad``:
+    leave out unusable entries and count them in ``skipped`` (else the first one raises ``DatasetError``).
+    ``processor`` is kept for :meth:`collator`.
+    """
+
+    def __init__(self, data_root, split: str, processor=None, task: str = "semantic", image_size: int | None = None,
+                 augment: bool = False, in_memory: bool = False, skip_bad: bool = False, seed: int = 0,
+                 random_tasks: tuple[str, ...] = ("semantic", "instance")):
+        if task not in TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        self.data_root = Path(data_root)
+        self.split = split
+        self.source = split_path(data_root, split)
+        self.processor = processor
+        self.task = task
+        self.random_tasks = tuple(random_tasks)
+        self.image_size = image_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.skipped: list[tuple[str, str]] = []
+        self.records: list[dict] = []
+        for key, entry in load_split(data_root, split).items():
+            try:
+                self.records.append(self._record(key, entry))
+            except DatasetError as err:
+                if not skip_bad:
+                    raise
+                self.skipped.append((key, str(err)))
+        if not self.records:
+            raise DatasetError(f"{self.source}: no usable entries ({len(self.skipped)} skipped)")
+        self._transform = build_augment(image_size, augment)
+        self._cache = [self._load(i) for i in range(len(self.records))] if in_memory else None
+
+    # ------------------------------------------------------------------ validation and loading
+    def _record(self, key: str, entry: dict) -> dict:
+        where = f"{self.source}: entry {key!r}"
+        try:
+            objid = entry_objid(key, entry, str(self.source))
+        except ViaError as err:
+            raise DatasetError(str(err)) from None
+        image_path = self.data_root / IMAGE_DIR / entry["filename"]
+        try:
+            with Image.open(image_path) as im:
+                width, height = im.size
+        except FileNotFoundError:
+            raise DatasetError(f"{where}: image {image_path} not found") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise DatasetError(f"{where}: image {image_path} unreadable ({err})") from None
+        regions = entry_regions(entry)
+        if not regions:
+            raise DatasetError(f"{where}: no annotated region")
+        polygons, classes = [], []
+        for r, region in enumerate(regions):
+            try:
+                xs, ys = region_polygon(region, f"{where} region {r}")
+            except ViaError as err:
+                raise DatasetError(str(err)) from None
+            if xs.size < 3:
+                raise DatasetError(f"{where} region {r}: polygon has {xs.size} vertices (needs 3)")
+            if xs.min() < 0 or ys.min() < 0 or xs.max() > width or ys.max() > height:
+                raise DatasetError(f"{where} region {r}: polygon outside the {width}x{height} image "
+                                   f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})")
+            name = (region.get("region_attributes") or {}).get("object_name")
+            try:
+                classes.append(class_id(name))
+            except ValueError as err:
+                raise DatasetError(f"{where} region {r}: {err}") from None
+            if classes[-1] == 0:
+                raise DatasetError(f"{where} region {r}: 'background' is not an object class")
+            polygons.append((xs, ys))
+        return {"key": key, "objid": objid, "path": image_path, "shape": (height, width),
+                "polygons": polygons, "classes": classes}
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(image, semantic, instance)`` at native size."""
+        rec = self.records[index]
+        try:
+            with Image.open(rec["path"]) as im:
+                image = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            raise DatasetError(f"{self.source}: entry {rec['key']!r}: image {rec['path']} unreadable ({err})") from None
+        shape = image.shape[:2]
+        semantic = np.zeros(shape, dtype=np.uint8)
+        instance = np.zeros(shape, dtype=np.uint8)
+        for k, ((xs, ys), cid) in enumerate(zip(rec["polygons"], rec["classes"]), start=1):
+            mask = polygon_mask(xs, ys, shape)
+            semantic[mask] = cid
+            instance[mask] = k
+        return image, semantic, instance
+
+    # ------------------------------------------------------------------ Dataset protocol
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of ``epoch`` (augmentations, random tasks)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _rng_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        image, semantic, instance = self._cache[index] if self._cache is not None else self._load(index)
+        seed = self._rng_seed(index)
+        if self._transform is not None:
+            self._transform.set_random_seed(seed)
+            out = self._transform(image=image, masks=[semantic, instance])
+            image, (semantic, instance) = out["image"], out["masks"]
+        task = self.task
+        if task == "random":
+            task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
+        return {"image": np.ascontiguousarray(image), "semantic": np.ascontiguousarray(semantic),
+                "instance": np.ascontiguousarray(instance), "class_ids": list(rec["classes"]),
+                "objid": rec["objid"], "task": task}
+
+    def collator(self, training: bool = True) -> "OneFormerCollator":
+        if self.processor is None:
+            raise ValueError("GalaxyDataset(processor=...) is needed to build OneFormer batches")
+        return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
+
+
+class OneFormerCollator:
+    """List of dataset items -> OneFormer batch (``pixel_values``, ``pixel_mask``, ``mask_labels``,
+    ``class_labels``, ``task_inputs``, and ``text_inputs`` when ``training``).
+
+    Per task the processor gets: semantic -> the semantic map; instance / panoptic -> the instance map with
+    ``instance_id_to_semantic_id`` (0 -> background).  The processor pads images, masks and class lists.
+    ``resized``: the items already have the model's size, so the processor does not resize again.
+    """
+
+    def __init__(self, processor, training: bool = True, resized: bool = False):
+        self.processor = processor
+        self.training = training
+        self.resized = resized
+
+    def __call__(self, items: list[dict]) -> dict:
+        maps, mappings = [], []
+        for item in items:
+            if item["task"] == "semantic":
+                maps.append(item["semantic"])
+                mappings.append(None)
+            else:
+                maps.append(item["instance"])
+                mappings.append({0: 0, **{k: c for k, c in enumerate(item["class_ids"], start=1)}})
+        kwargs = {"do_resize": False} if self.resized else {}
+        batch = self.processor(images=[item["image"] for item in items], task_inputs=[item["task"] for item in items],
+                               segmentation_maps=maps, instance_id_to_semantic_id=mappings, return_tensors="pt",
+                               **kwargs)
+        batch = dict(batch)
+        if not self.training:
+            batch.pop("text_inputs", None)
+        return batch
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """Workers share the 2 cores with the model: one thread each."""
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
