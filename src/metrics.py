@@ -159,7 +159,8 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
                           class_names: Sequence[str] = CLASS_NAMES) -> dict:
     """Precision / recall / F1 / support per class, macro and weighted averages, accuracy and the confusion
     matrix (rows = true, columns = predicted) over all ``class_names`` ids.  Label 0 in ``y_pred`` means "no
-    galaxy predicted": it counts against recall, and its row/column stays in the matrix."""
+    galaxy predicted": it counts against recall, its column stays in the matrix, it gets no row in ``per_class``.
+    A class with no true positive has F1 0; precision is ``None`` for a class never predicted."""
     k = len(class_names)
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
@@ -172,11 +173,11 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
     precision = _safe_div(tp, cm.sum(0))
     recall = _safe_div(tp, support)
     f1 = _safe_div(2 * precision * recall, precision + recall)
-    f1 = np.where(np.isnan(f1) & ~np.isnan(precision) & ~np.isnan(recall), 0.0, f1)
+    f1 = np.where((tp == 0) & (support + cm.sum(0) > 0), 0.0, f1)  # no hit at all -> F1 0 (even if P undefined)
     per_class = {}
     for i, name in enumerate(class_names):
-        if support[i] == 0 and cm[:, i].sum() == 0:
-            continue  # never true, never predicted
+        if i == BACKGROUND_ID or (support[i] == 0 and cm[:, i].sum() == 0):
+            continue  # "no galaxy" is not a class to report; skip classes never true and never predicted
         per_class[name] = {"precision": _nan_to_none([precision[i]])[0], "recall": _nan_to_none([recall[i]])[0],
                            "f1": _nan_to_none([f1[i]])[0], "support": int(support[i])}
     rows = [i for i in range(k) if support[i] > 0]

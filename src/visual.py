@@ -1,0 +1,232 @@
+"""Evaluation figures: confusion matrix, per-class bars, and the side-by-side model comparisons
+(``images/seg_comparison.png``, ``images/seginst_comparison.png``).  Colours come from ``src.classes``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from skimage.segmentation import find_boundaries  # noqa: E402
+
+from src.classes import CLASS_NAMES, COLOURS, GALAXY_CLASSES, colour_palette  # noqa: E402
+
+#: Detections drawn in the instance comparison: score above this (the HF demo threshold).
+SCORE_THRESHOLD = 0.5
+
+
+def save_figure(fig, path) -> Path:
+    """``fig.savefig`` to a temporary file beside ``path``, then rename (never a half-written PNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def colourise(class_map: np.ndarray) -> np.ndarray:
+    """RGB uint8 image of a class-id map (background black)."""
+    palette = np.asarray(colour_palette(), dtype=np.uint8)
+    return palette[np.asarray(class_map, dtype=np.intp)]
+
+
+def draw_instances(shape: tuple[int, int], instances: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
+    """RGB uint8 image of ``[(class_id, mask)]`` painted in order (later on top), instance outlines in white."""
+    out = np.zeros((*shape, 3), dtype=np.uint8)
+    palette = np.asarray(colour_palette(), dtype=np.uint8)
+    for class_id, mask in instances:
+        out[mask] = palette[class_id]
+    for _, mask in instances:
+        out[find_boundaries(mask, mode="inner")] = 255
+    return out
+
+
+def class_legend(fig, class_names: Sequence[str] = CLASS_NAMES, **kwargs):
+    handles = [Patch(facecolor=np.asarray(COLOURS[n]) / 255, edgecolor="grey", label=n) for n in class_names]
+    return fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, **kwargs)
+
+
+def plot_confusion_matrix(confusion, class_names: Sequence[str] = CLASS_NAMES, normalise: bool = True,
+                          title: str = "", ax=None):
+    """Heat map of a confusion matrix (rows = truth); ``normalise`` divides each row by its total.
+    Rows and columns that are empty on both sides are left out; counts are printed in the cells."""
+    cm = np.asarray(confusion, dtype=float)
+    keep = [i for i in range(len(cm)) if cm[i].sum() > 0 or cm[:, i].sum() > 0]
+    cm = cm[np.ix_(keep, keep)]
+    names = [class_names[i] for i in keep]
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 1.0 * len(names) + 1.5))
+    ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for r in range(len(names)):
+        for c in range(len(names)):
+            label = f"{shown[r, c]:.2f}\n({int(cm[r, c])})" if normalise else f"{int(cm[r, c])}"
+            ax.text(c, r, label, ha="center", va="center", fontsize=7,
+                    color="white" if shown[r, c] > 0.6 * max(shown.max(), 1e-9) else "black")
+    ax.set_title(title)
+    return ax.figure
+
+
+def plot_per_class(values_by_model: Mapping[str, Mapping[str, float | None]], title: str = "",
+                   ylabel: str = "", class_names: Sequence[str] = GALAXY_CLASSES, ax=None):
+    """Grouped bars: one group per class, one bar per model (``None`` values drawn as empty)."""
+    labels = list(values_by_model)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2, 3.2))
+    width = 0.8 / max(len(labels), 1)
+    x = np.arange(len(class_names))
+    for k, label in enumerate(labels):
+        vals = [values_by_model[label].get(n) for n in class_names]
+        bars = ax.bar(x + (k - (len(labels) - 1) / 2) * width, [v or 0 for v in vals], width, label=label)
+        for bar, v in zip(bars, vals):
+            ax.annotate("-" if v is None else f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, class_names, rotation=20)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(labels) > 1:
+        ax.legend(fontsize=8)
+    return ax.figure
+
+
+def metrics_figures(metrics_by_model: Mapping[str, dict], out_dir=None) -> dict[str, object]:
+    """Confusion matrices (image-level classification, one panel per model) and per-class IoU / AP bars from
+    ``metrics.json`` dicts keyed by model label; with ``out_dir`` also saved as PNGs there."""
+    figures = {}
+    with_sem = {k: m["semantic"] for k, m in metrics_by_model.items() if m.get("semantic")}
+    with_ap = {k: m["instance"]["coco"] for k, m in metrics_by_model.items() if (m.get("instance") or {}).get("coco")}
+    if with_sem:
+        fig, axes = plt.subplots(1, len(with_sem), figsize=(6 * len(with_sem), 5), squeeze=False)
+        for ax, (label, sem) in zip(axes[0], with_sem.items()):
+            plot_confusion_matrix(sem["classification"]["confusion_matrix"], title=f"{label}: image class", ax=ax)
+        fig.tight_layout()
+        figures["confusion_matrix"] = fig
+        figures["per_class_iou"] = plot_per_class(
+            {k: s["semantic"]["per_class_iou"] for k, s in with_sem.items()},
+            title="per-class IoU (semantic task, all pixels)", ylabel="IoU")
+    if with_ap:
+        figures["per_class_ap"] = plot_per_class({k: c["per_class_ap"] for k, c in with_ap.items()},
+                                                 title="per-class COCO mask AP .5:.95 (instance task)", ylabel="AP")
+    if out_dir is not None:
+        for name, fig in figures.items():
+            save_figure(fig, Path(out_dir) / f"{name}.png")
+    return figures
+
+
+# ------------------------------------------------------------------------------------------ comparisons
+def comparison_figure(images: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                      predictions: Mapping[str, Sequence[np.ndarray]], title: str = "",
+                      row_labels: Sequence[str] | None = None):
+    """Grid: one row per sample, columns image | ground truth | model A | model B ... (RGB arrays)."""
+    columns = ["image", "ground truth", *predictions]
+    n = len(images)
+    fig, axes = plt.subplots(n, len(columns), figsize=(2.2 * len(columns), 2.2 * n + 0.8), squeeze=False)
+    for r in range(n):
+        panels = [images[r], truths[r], *(predictions[label][r] for label in predictions)]
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=9)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    class_legend(fig, fontsize=8)
+    return fig
+
+
+def choose_samples(dataset, n_samples: int, seed: int = 0) -> list[int]:
+    """Indices of ``n_samples`` images, one per galaxy class first (classes in turn), then at random; fixed
+    by ``seed`` so that every model is shown on the same images."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(dataset))
+    first_class = {}
+    records = getattr(dataset, "records", None)  # GalaxyDataset: class ids without decoding images
+    for i in order:
+        classes = records[int(i)]["classes"] if records is not None else dataset[int(i)]["class_ids"]
+        first_class.setdefault(int(classes[0]), int(i))
+        if len(first_class) == len(GALAXY_CLASSES):
+            break
+    chosen = list(first_class.values())[:n_samples]
+    chosen += [int(i) for i in order if int(i) not in chosen][: n_samples - len(chosen)]
+    return sorted(chosen)
+
+
+def compare_models(models: Mapping[str, object], data_root, out_png, task: str = "semantic", n_samples: int = 4,
+                   split: str = "test", seed: int = 0, base_card: str | None = None, device=None,
+                   score_threshold: float = SCORE_THRESHOLD, batch_size: int = 4):
+    """Run every model on the same ``n_samples`` images of ``split`` conditioned on ``task`` and save the grid.
+
+    ``models``: label -> anything :func:`src.model.load_model` accepts (a ``(model, processor)`` pair also works).
+    ``task="semantic"``: predicted class maps.  ``task="instance"``: the instance detections scoring above
+    ``score_threshold``, painted in their class colour with white outlines (highest score on top).
+    Returns the figure; the PNG is written atomically.
+    """
+    import torch
+
+    from src.evaluate import forward, ground_truth_dataset, instance_predictions, pick_device, semantic_maps
+    from src.model import load_model
+
+    if task not in ("semantic", "instance"):
+        raise ValueError(f"task {task!r}: compare_models draws 'semantic' or 'instance'")
+    if not models:
+        raise ValueError("compare_models needs at least one model")
+    dataset = ground_truth_dataset(data_root, split)
+    items = [dataset[i] for i in choose_samples(dataset, n_samples, seed)]
+    sizes = [item["semantic"].shape for item in items]
+    if task == "semantic":
+        truths = [colourise(item["semantic"]) for item in items]
+    else:
+        truths = [draw_instances(item["semantic"].shape,
+                                 [(c, item["instance"] == k) for k, c in enumerate(item["class_ids"], start=1)])
+                  for item in items]
+    device = pick_device(device)
+    predictions: dict[str, list[np.ndarray]] = {}
+    for label, source in models.items():
+        if isinstance(source, tuple):
+            model, processor = source
+            model.to(device)
+        else:
+            model, processor = load_model(str(source), base_card=base_card, device=device)
+        panels = []
+        for start in range(0, len(items), batch_size):
+            chunk, chunk_sizes = items[start:start + batch_size], sizes[start:start + batch_size]
+            outputs = forward(model, processor, [item["image"] for item in chunk], task)
+            if task == "semantic":
+                panels += [colourise(m) for m in semantic_maps(processor, outputs, chunk_sizes)]
+            else:
+                for size, dets in zip(chunk_sizes, instance_predictions(outputs, chunk_sizes)):
+                    kept = sorted((d for d in dets if d["score"] > score_threshold), key=lambda d: d["score"])
+                    panels.append(draw_instances(size, [(d["class_id"], d["mask"]) for d in kept]))
+        predictions[str(label)] = panels
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    what = "semantic" if task == "semantic" else f"instance (score > {score_threshold:g})"
+    fig = comparison_figure([item["image"] for item in items], truths, predictions,
+                            title=f"{split} samples, conditioned on the {what} task",
+                            row_labels=[str(item["objid"]) for item in items])
+    save_figure(fig, out_png)
+    return fig
