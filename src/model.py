@@ -196,31 +196,30 @@ def build_processor(image_size: int | None = None, mean=None, std=None, card: st
                               max_seq_length=config.text_encoder_context_length, task_seq_length=config.task_seq_len)
 
 
-def _attach_class_info(image_processor, folder: str | os.PathLike | None = None) -> None:
-    """Galaxy class metadata on the image processor; with ``folder`` it also points at the JSON saved there."""
+def _attach_class_info(image_processor) -> None:
+    """Galaxy class metadata (names, thing ids) on the image processor, from ``src.classes``."""
     from transformers.models.oneformer.image_processing_pil_oneformer import prepare_metadata
 
     image_processor.metadata = prepare_metadata(class_info())
-    if folder is not None:
-        image_processor.repo_path = str(Path(folder).resolve())
-        image_processor.class_info_file = CLASS_INFO_FILE
+    image_processor.class_info_file = None
 
 
 def save_processor(processor: OneFormerProcessor, folder: str | os.PathLike) -> None:
     """``save_pretrained`` plus the class metadata JSON, so ``from_pretrained(folder)`` works offline."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # The class metadata is serialised with the image processor (its ``metadata`` attribute), so no
+    # ``class_info_file`` / ``repo_path`` lookup happens at load time and the folder can move; the JSON beside it
+    # is the same metadata in the hub cards' ``class_info_file`` format, for reference.
     (folder / CLASS_INFO_FILE).write_text(json.dumps(class_info(), indent=1))
-    processor = copy.deepcopy(processor)
-    _attach_class_info(processor.image_processor, folder)
+    _attach_class_info(processor.image_processor)
     processor.save_pretrained(str(folder))
 
 
 def load_processor(folder: str | os.PathLike, config: OneFormerConfig | None = None) -> OneFormerProcessor:
     """A saved processor; the class metadata comes from ``src.classes`` (robust to a moved folder)."""
     folder = Path(folder)
-    kwargs = {"repo_path": str(folder.resolve())} if (folder / CLASS_INFO_FILE).is_file() else {}
-    image_processor = OneFormerImageProcessorPil.from_pretrained(str(folder), **kwargs)
+    image_processor = OneFormerImageProcessorPil.from_pretrained(str(folder))
     _attach_class_info(image_processor)
     if config is not None:
         image_processor.num_text = num_text_for(config)
@@ -267,11 +266,11 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
         processor = build_processor(image_size, mean, std, config=config)
     elif path.is_file() and path.suffix == ".safetensors":
         model, processor = _load_state_dict_file(path, base_card or "swin-tiny", num_queries, image_size, mean, std)
-    elif path.is_dir() or name not in PRESETS:
+    else:  # a save_pretrained directory or a hub card
         config = build_config(name, num_queries)
         config.is_training = True
         model = _from_source(OneFormerForUniversalSegmentation, name, config=config, ignore_mismatched_sizes=True)
-        if path.is_dir() and (path / "preprocessor_config.json").is_file():
+        if path.is_dir() and any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
             processor = load_processor(path, config)
             if image_size is not None:
                 processor.image_processor.size = {"height": image_size, "width": image_size}
@@ -289,7 +288,12 @@ def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, m
 
     config = build_config(base_card, num_queries)
     model = _new_model(config)
-    missing, unexpected = st_load_model(model, str(path), strict=False)
+    try:
+        missing, unexpected = st_load_model(model, str(path), strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ModelSourceError(f"{path}: state dict does not match the {base_card!r} architecture with "
+                               f"{NUM_LABELS} labels ({str(err).splitlines()[1:2]}). Pass base_card= the "
+                               f"architecture it was saved from.") from None
     # The text mapper is only needed for training (contrastive loss); inference-only exports may lack it.
     missing = [k for k in missing if ".text_mapper." not in k]
     if missing or unexpected:

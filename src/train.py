@@ -1,0 +1,466 @@
+"""Fine-tune OneFormer on the galaxy splits: one readable Accelerate loop, resumable and exactly reproducible.
+
+    python train_script.py --data-root DIR --model-card galaxy-small --task semantic --epochs N \
+        --batch-size B --image-size S --output safetensors/NAME [--end-epoch M] [--resume-epoch K | --resume latest]
+
+Accelerate gives CPU / one GPU / several GPUs (``accelerate launch train_script.py ...``), bf16/fp16 mixed precision
+and gradient accumulation.  AdamW (lr 1e-4, weight decay 0.1), gradient clipping 1.0, linear warmup then
+polynomial decay (power 0.9) to 0 over the whole N-epoch schedule (``--end-epoch`` stops early without
+changing the schedule, so the stopped run is a prefix of the full one).
+
+Output folder (``--output``)::
+
+    config.json, model.safetensors, preprocessor_config.json, tokenizer files   the final save_pretrained export
+    checkpoints/epoch_K/     state after epoch K: weights (safetensors), optimizer, scheduler, RNG states,
+                             train_state.json (epoch, step, history, full training config); renamed into place
+                             atomically, so a killed run never leaves a partial epoch_K
+    loss_history.csv  loss_curve.png  train_config.json
+
+Exact resume: the data order, augmentations and random tasks are functions of (seed, epoch, index) and the RNG
+states are checkpointed after validation, so N epochs straight and (M epochs, stop, resume from M) give the same
+weights on CPU.
+
+Time budget (``--max-minutes``): after a few optimiser steps the run measures its speed and, if the planned
+schedule does not fit, shortens the schedule's horizon to the steps that fit in 85 % of the budget (the rest is
+left for validation and export), so warmup + polynomial decay still ends near lr 0 when time is up.  Training
+stops at that horizon or at the budget, validates, and exports.  A budget-limited run is not meant to be resumed
+exactly (its horizon depends on the measured speed).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from src.classes import NUM_LABELS
+from src.dataset import GalaxyDataset, load_stats, loader_worker_init
+from src.model import HUB_SWIN_TINY, PRESETS, load_model, save_export, set_training_mode
+from src.via import write_json_atomic
+
+#: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
+RECIPES: dict[str, dict] = {
+    "sem_only": dict(model_card=HUB_SWIN_TINY, task="semantic", epochs=5, batch_size=1, num_queries=150),
+    "sem_inst": dict(model_card=HUB_SWIN_TINY, task="random", epochs=10, batch_size=2, num_queries=150),
+}
+
+
+@dataclass
+class TrainConfig:
+    data_root: str = "."
+    output: str | None = None
+    model_card: str = "galaxy-small"
+    base_card: str | None = None
+    recipe: str | None = None
+    task: str = "semantic"
+    epochs: int = 5
+    end_epoch: int | None = None
+    batch_size: int = 2
+    image_size: int | None = None
+    num_queries: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    warmup_steps: int | None = None  # default: 5 % of the schedule, at least 1
+    poly_power: float = 0.9
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    augment: bool = True
+    in_memory: bool = False
+    skip_bad: bool = False
+    num_workers: int = 0
+    resume: str | None = None  # "latest" or an epoch number
+    max_minutes: float | None = None
+    val_split: str = "val"
+    cpu: bool = False
+
+
+# ----------------------------------------------------------------------------------------------- schedule
+class WarmupPolyLR:
+    """LR factor: linear warmup over ``warmup`` steps, then ``(1 - progress) ** power`` down to 0 at ``total``.
+
+    A callable object (not a lambda) so that ``LambdaLR.state_dict`` saves ``total``, which a time budget may
+    shorten during the run.
+    """
+
+    def __init__(self, warmup: int, total: int, power: float = 0.9):
+        self.warmup, self.total, self.power = int(warmup), int(total), float(power)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        span = max(1, self.total - self.warmup)
+        return max(0.0, 1.0 - (step - self.warmup) / span) ** self.power
+
+
+class EpochSampler(Sampler):
+    """Shuffled order that depends only on (seed, epoch): identical in a straight and in a resumed run."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.n))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+def checkpoint_dir(output, epoch: int) -> Path:
+    return Path(output) / "checkpoints" / f"epoch_{epoch}"
+
+
+def list_checkpoints(output) -> dict[int, Path]:
+    """Complete checkpoints by epoch (temporary ``.epoch_K.tmp*`` folders of a killed save are ignored)."""
+    root = Path(output) / "checkpoints"
+    found = {}
+    if root.is_dir():
+        for path in root.iterdir():
+            name = path.name
+            if name.startswith("epoch_") and name[6:].isdigit() and (path / "train_state.json").is_file():
+                found[int(name[6:])] = path
+    return found
+
+
+def find_checkpoint(output, which) -> Path:
+    """``which`` = ``"latest"`` or an epoch number; a clear error when it does not exist."""
+    found = list_checkpoints(output)
+    if not found:
+        raise FileNotFoundError(f"{Path(output) / 'checkpoints'}: no complete checkpoint to resume from")
+    if str(which) == "latest":
+        return found[max(found)]
+    epoch = int(which)
+    if epoch not in found:
+        raise FileNotFoundError(f"{checkpoint_dir(output, epoch)}: no such checkpoint; have epochs {sorted(found)}")
+    return found[epoch]
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def save_checkpoint(accelerator, output, epoch: int, state: dict, model_config=None) -> Path:
+    """Write the full training state to a temporary folder, then rename it to ``checkpoints/epoch_K``."""
+    final = checkpoint_dir(output, epoch)
+    tmp = final.parent / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        if model_config is not None:
+            model_config.to_json_file(str(tmp / "model_config.json"))
+        write_json_atomic(tmp / "train_state.json", state, indent=1)  # written last: marks the folder complete
+        _fsync_tree(tmp)
+        if final.exists():  # re-running an epoch: move the old one aside first (rename is atomic, rmtree is not)
+            old = final.parent / f".{final.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ----------------------------------------------------------------------------------------------- history
+HISTORY_FIELDS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds", "images_per_second", "partial"]
+
+
+def write_history(output, history: list[dict]) -> None:
+    output = Path(output)
+    tmp = output / ".loss_history.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, output / "loss_history.csv")
+    plot_history(history, output / "loss_curve.png")
+
+
+def plot_history(history: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train (incl. contrastive)")
+    ax.plot(epochs, [row["val_loss"] for row in history], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("OneFormer loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- config
+def resolve_config(args_or_config) -> TrainConfig:
+    """``TrainConfig`` from a namespace / dict / TrainConfig: defaults < recipe < explicitly given values."""
+    if isinstance(args_or_config, TrainConfig):
+        given = asdict(args_or_config)
+    elif isinstance(args_or_config, dict):
+        given = dict(args_or_config)
+    else:
+        given = vars(args_or_config)
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = set(given) - names
+    if unknown:
+        raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+    values = {}
+    recipe = given.get("recipe")
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
+        values.update(RECIPES[recipe])
+    values.update({k: v for k, v in given.items() if v is not None})
+    config = TrainConfig(**values)
+    if config.output is None:
+        stem = config.recipe or f"{Path(config.model_card).stem}-{config.task}"
+        config.output = str(Path("safetensors") / stem)
+    if config.end_epoch is not None and not 1 <= config.end_epoch <= config.epochs:
+        raise ValueError(f"--end-epoch {config.end_epoch} must lie in 1..{config.epochs}")
+    if config.epochs < 1 or config.batch_size < 1 or config.grad_accum < 1:
+        raise ValueError("epochs, batch size and gradient accumulation must be >= 1")
+    return config
+
+
+#: Options that must not change between a run and its resumption (they change the schedule or the data).
+_RESUME_FIXED = ("model_card", "task", "epochs", "batch_size", "image_size", "num_queries", "lr", "weight_decay",
+                 "warmup_steps", "poly_power", "grad_accum", "seed", "augment")
+
+
+# ----------------------------------------------------------------------------------------------- training
+def train(args_or_config) -> dict:
+    """Run (or resume) a training; returns ``{"output", "history", "checkpoint", "stopped_by_budget"}``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    cfg = resolve_config(args_or_config)
+    start_time = time.monotonic()
+    output = Path(cfg.output)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=cfg.cpu)
+    set_seed(cfg.seed)
+
+    resume_dir = find_checkpoint(output, cfg.resume) if cfg.resume is not None else None
+    if resume_dir is not None:
+        saved = json.loads((resume_dir / "train_state.json").read_text())["config"]
+        changed = [k for k in _RESUME_FIXED if saved.get(k) != getattr(cfg, k)]
+        if changed:
+            raise ValueError(f"cannot resume from {resume_dir}: options changed since the run started: "
+                             + ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed))
+
+    stats = load_stats(cfg.data_root)
+    mean, std = stats if stats is not None else (None, None)
+    if stats is None:
+        accelerator.print(f"note: {Path(cfg.data_root) / 'dataset_stats.json'} not found; "
+                          "normalising with the real GZ2 cutout mean/std")
+    model, processor = load_model(cfg.model_card, base_card=cfg.base_card, num_queries=cfg.num_queries,
+                                  image_size=cfg.image_size, mean=mean, std=std)
+    if model.config.num_labels != NUM_LABELS:
+        raise ValueError(f"{cfg.model_card}: model has {model.config.num_labels} labels, expected {NUM_LABELS}")
+
+    train_ds = GalaxyDataset(cfg.data_root, "train", processor, task=cfg.task, image_size=cfg.image_size,
+                             augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    val_task = "semantic" if cfg.task == "random" else cfg.task
+    val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, image_size=cfg.image_size,
+                           augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    for ds in (train_ds, val_ds):
+        if ds.skipped:
+            accelerator.print(f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
+                              f"first: {ds.skipped[0][1]}")
+
+    sampler = EpochSampler(len(train_ds), cfg.seed)
+    loader_kwargs = dict(num_workers=cfg.num_workers, worker_init_fn=loader_worker_init if cfg.num_workers else None)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                              collate_fn=train_ds.collator(training=True), **loader_kwargs)
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False,
+                            collate_fn=val_ds.collator(training=False), **loader_kwargs)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * total_steps))
+    schedule = WarmupPolyLR(min(warmup, max(0, total_steps - 1)), total_steps, cfg.poly_power)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    accelerator.register_for_checkpointing(scheduler)
+
+    start_epoch, step, history = 0, 0, []
+    if resume_dir is not None:
+        accelerator.load_state(str(resume_dir))
+        state = json.loads((resume_dir / "train_state.json").read_text())
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        accelerator.print(f"resumed from {resume_dir} (epoch {start_epoch}, step {step})")
+    end_epoch = cfg.end_epoch or cfg.epochs
+
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output / "train_config.json", asdict(cfg), indent=1)
+    unwrapped = accelerator.unwrap_model(model)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+    probe_steps, probe_start, stopped = 3, None, False
+
+    for epoch in range(start_epoch, end_epoch):
+        # Accelerate's loader keeps its own epoch counter (from 0 in a resumed run) and passes it to the sampler
+        # and the dataset at every __iter__: set it, not only our sampler, or a resumed run reshuffles differently.
+        train_loader.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        set_training_mode(unwrapped, True)
+        epoch_start, loss_sum, n_batches, n_images = time.monotonic(), 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
+                   dynamic_ncols=True)
+        for batch in bar:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss.mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad()
+            loss_sum += loss.detach().float().item()
+            n_batches += 1
+            n_images += batch["pixel_values"].shape[0]
+            if accelerator.sync_gradients:
+                scheduler.step()
+                step += 1
+                bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                if budget_s is not None:
+                    stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start)
+                    if step == 1:
+                        probe_start = (time.monotonic(), step)  # first step excluded (warm-up of kernels)
+                    if stopped:
+                        break
+        bar.close()
+        train_loss = _mean_across(accelerator, loss_sum, n_batches)
+        val_loss = evaluate_loss(model, val_loader, accelerator)
+        seconds = time.monotonic() - epoch_start
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
+                        "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
+                        "images_per_second": round(n_images * accelerator.num_processes / seconds, 3),
+                        "partial": int(stopped)})
+        accelerator.print(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                          f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
+        if accelerator.is_main_process:
+            write_history(output, history)
+        if stopped:
+            accelerator.print(f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
+            break
+        save_checkpoint(accelerator, output, epoch + 1, {"epoch": epoch + 1, "step": step, "history": history,
+                                                         "config": asdict(cfg), "schedule_total": schedule.total},
+                        model_config=unwrapped.config)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_export(unwrapped, processor, output)
+    accelerator.wait_for_everyone()
+    ckpts = list_checkpoints(output)
+    return {"output": output, "history": history, "stopped_by_budget": stopped,
+            "checkpoint": ckpts[max(ckpts)] if ckpts else None}
+
+
+def _apply_budget(schedule: WarmupPolyLR, step: int, start_time: float, budget_s: float, probe_steps: int,
+                  probe_start) -> bool:
+    """Shorten the LR horizon once the speed is known; ``True`` when training must stop now."""
+    now = time.monotonic()
+    if now - start_time >= 0.85 * budget_s or step >= schedule.total:
+        return True
+    if probe_start is not None and step == probe_start[1] + probe_steps:
+        per_step = (now - probe_start[0]) / probe_steps
+        fit = step + int((0.85 * budget_s - (now - start_time)) / per_step)
+        if fit < schedule.total:
+            schedule.total = max(step + 1, fit)
+            schedule.warmup = min(schedule.warmup, max(0, schedule.total - 1))
+    return False
+
+
+def _mean_across(accelerator, total: float, count: int) -> float:
+    values = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), reduction="sum")
+    return float(values[0] / max(1.0, float(values[1])))
+
+
+@torch.no_grad()
+def evaluate_loss(model, loader, accelerator) -> float:
+    """Mean validation loss in inference mode (no dropout, no contrastive term: texts are a training signal)."""
+    unwrapped = accelerator.unwrap_model(model)
+    set_training_mode(unwrapped, False)
+    total, count = 0.0, 0
+    for batch in loader:
+        total += model(**batch).loss.mean().float().item()
+        count += 1
+    set_training_mode(unwrapped, True)
+    return _mean_across(accelerator, total, count)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
+    p.add_argument("--data-root", help="folder with galaxy_{train,val}.json, original/zoo2Main/, dataset_stats.json "
+                   "(default: .)")
+    p.add_argument("--output", help="output folder (default: safetensors/<recipe or model-task>)")
+    p.add_argument("--model-card", help=f"preset ({', '.join(PRESETS)}), save_pretrained folder, hub card, or a "
+                   "bare .safetensors state dict (default: galaxy-small)")
+    p.add_argument("--base-card", help="architecture of a bare .safetensors state dict (default: swin-tiny)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="the original models' settings: "
+                   + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()))
+    p.add_argument("--task", choices=["semantic", "instance", "panoptic", "random"])
+    p.add_argument("--epochs", type=int, help="length of the schedule N")
+    p.add_argument("--end-epoch", type=int, help="stop after epoch M of the N-epoch schedule")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume-epoch", type=int, dest="resume", help="continue from the end of epoch K")
+    group.add_argument("--resume", choices=["latest"], help="continue from the latest complete checkpoint")
+    p.add_argument("--batch-size", type=int, help="images per step and process")
+    p.add_argument("--image-size", type=int, help="square side in pixels (default: native)")
+    p.add_argument("--num-queries", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--warmup-steps", type=int, help="default 5%% of the optimiser steps")
+    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--in-memory", action="store_const", const=True)
+    p.add_argument("--skip-bad", action="store_const", const=True, help="skip (and count) unusable entries")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers")
+    p.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
+    p.add_argument("--cpu", action="store_const", const=True, help="force CPU")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.resume is not None:
+        args.resume = str(args.resume)
+    return train(args)

@@ -1,0 +1,134 @@
+"""Training loop: exact resume, atomic checkpoints under SIGKILL, time budget, recipes, outputs."""
+import csv
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
+
+from src.train import (RECIPES, WarmupPolyLR, find_checkpoint, list_checkpoints, main, resolve_config, train)
+from tests.tiny_data import write_tiny_splits
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(model_card="galaxy-tiny", task="random", epochs=2, batch_size=4, image_size=64, seed=5)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_tiny_splits(tmp_path_factory.mktemp("gz2"), n_train=8, n_val=2, n_test=1, size=64)
+
+
+def _weights(folder):
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def test_exact_resume_and_outputs(data, tmp_path):
+    straight = train(dict(TINY, data_root=str(data), output=str(tmp_path / "straight")))
+    # same schedule, stopped after epoch 1, then resumed through the CLI entry point
+    train(dict(TINY, data_root=str(data), output=str(tmp_path / "split"), end_epoch=1))
+    assert sorted(list_checkpoints(tmp_path / "split")) == [1]
+    main(["--data-root", str(data), "--output", str(tmp_path / "split"), "--model-card", "galaxy-tiny",
+          "--task", "random", "--epochs", "2", "--batch-size", "4", "--image-size", "64", "--seed", "5",
+          "--resume", "latest"])
+    a = _weights(find_checkpoint(tmp_path / "straight", 2))
+    b = _weights(find_checkpoint(tmp_path / "split", 2))
+    assert a.keys() == b.keys() and any("text_mapper" in k for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    start = _weights(find_checkpoint(tmp_path / "split", 1))
+    assert any(not torch.equal(start[k], a[k]) for k in a)  # epoch 2 did train
+    ea, eb = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+
+    out = tmp_path / "straight"
+    rows = list(csv.DictReader(open(out / "loss_history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["val_loss"]) > 0 for r in rows)
+    assert float(rows[-1]["lr"]) == 0.0  # polynomial decay ends at 0 after the whole schedule
+    assert len(straight["history"]) == 2
+    assert (out / "loss_curve.png").stat().st_size > 1000 and (out / "train_config.json").is_file()
+    split_rows = list(csv.DictReader(open(tmp_path / "split" / "loss_history.csv")))
+    assert [r["train_loss"] for r in split_rows] == [r["train_loss"] for r in rows]
+    model = OneFormerForUniversalSegmentation.from_pretrained(out)
+    processor = OneFormerProcessor.from_pretrained(out)
+    assert model.config.num_labels == 6 and processor.image_processor.size.height == 64
+
+    with pytest.raises(ValueError, match="batch_size 4 -> 2"):
+        train(dict(TINY, batch_size=2, data_root=str(data), output=str(tmp_path / "split"), resume="1"))
+    with pytest.raises(FileNotFoundError, match="have epochs"):
+        train(dict(TINY, data_root=str(data), output=str(tmp_path / "split"), resume="7"))
+
+
+KILLED_SAVE = textwrap.dedent("""
+    import sys, time, torch
+    from accelerate import Accelerator
+    from src.train import save_checkpoint
+    out, ready = sys.argv[1], sys.argv[2]
+    acc = Accelerator(cpu=True)
+    model = torch.nn.Linear(4, 4)
+    opt = torch.optim.AdamW(model.parameters())
+    model, opt = acc.prepare(model, opt)
+    torch.nn.init.constant_(model.weight, 1.0)
+    save_checkpoint(acc, out, 1, {"epoch": 1})
+    torch.nn.init.constant_(model.weight, 2.0)
+    save_checkpoint(acc, out, 2, {"epoch": 2})          # complete
+    torch.nn.init.constant_(model.weight, 3.0)
+    real = acc.save_state
+    def stalled(path, **kw):                             # killed in the middle of a checkpoint write
+        real(path, **kw)
+        open(ready, "w").write("x")
+        time.sleep(120)
+    acc.save_state = stalled
+    save_checkpoint(acc, out, 2, {"epoch": 2})          # overwrite epoch 2 ...
+""")
+
+
+def test_sigkill_during_checkpoint_keeps_previous(tmp_path):
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(tmp_path / "run"), str(ready)], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while not ready.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    leftovers = [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()]
+    assert ".epoch_2.tmp" in leftovers  # the interrupted write, never taken for a checkpoint
+    assert sorted(list_checkpoints(tmp_path / "run")) == [1, 2]
+    latest = find_checkpoint(tmp_path / "run", "latest")
+    assert latest.name == "epoch_2"
+    assert torch.equal(_weights(latest)["weight"], torch.full((4, 4), 2.0))  # the previous complete state
+
+
+def test_time_budget_stops_and_exports(data, tmp_path):
+    result = train(dict(TINY, epochs=50, data_root=str(data), output=str(tmp_path / "b"), max_minutes=0.001))
+    assert result["stopped_by_budget"] and len(result["history"]) == 1
+    assert result["history"][0]["partial"] == 1 and result["history"][0]["step"] < 100
+    model = OneFormerForUniversalSegmentation.from_pretrained(tmp_path / "b")
+    assert model.config.num_labels == 6
+
+
+def test_schedule_and_recipes():
+    s = WarmupPolyLR(warmup=2, total=10, power=0.9)
+    factors = [s(i) for i in range(11)]
+    assert factors[0] < factors[1] < factors[2] == 1.0
+    assert all(a > b for a, b in zip(factors[2:10], factors[3:11])) and factors[10] == 0.0
+    assert RECIPES["sem_only"]["task"] == "semantic" and RECIPES["sem_only"]["epochs"] == 5
+    assert RECIPES["sem_inst"]["task"] == "random" and RECIPES["sem_inst"]["batch_size"] == 2
+    cfg = resolve_config({"recipe": "sem_inst", "model_card": "swin-tiny", "epochs": 3})
+    assert (cfg.model_card, cfg.task, cfg.epochs, cfg.batch_size, cfg.num_queries) == ("swin-tiny", "random", 3, 2, 150)
+    assert cfg.output.endswith("sem_inst")
+    with pytest.raises(ValueError, match="end-epoch"):
+        resolve_config({"epochs": 2, "end_epoch": 3})

@@ -1,0 +1,8 @@
+"""Fine-tune OneFormer on Galaxy Zoo 2 — thin CLI over ``src.train`` (``python train_script.py --help``).
+
+Several GPUs or nodes: ``accelerate launch train_script.py ...``.
+"""
+from src.train import main
+
+if __name__ == "__main__":
+    main()
