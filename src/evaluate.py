@@ -18,6 +18,7 @@ import datetime as _dt
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -104,11 +105,22 @@ def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int =
 
 
 def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, dict]]:
-    """``(segment-id map, {segment id: class id})`` per image; the background is fused into one segment."""
-    results = processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse={0},
-                                                           target_sizes=list(sizes))
-    return [(r["segmentation"].to("cpu", torch.int32).numpy(),
-             {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}) for r in results]
+    """``(segment-id map, {segment id: class id})`` per image; the background is fused into one segment.
+
+    The mask logits are resized to the image size first (bilinear, as Mask2Former's panoptic inference) and the
+    processor is called without ``target_sizes``: with them, ``OneFormerImageProcessorPil`` (transformers 5.23)
+    needs torchvision, which this project does not install.
+    """
+    out = []
+    for i, size in enumerate(sizes):
+        logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
+                                                 mode="bilinear", align_corners=False)
+        single = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1],
+                                 masks_queries_logits=logits)
+        [r] = processor.post_process_panoptic_segmentation(single, label_ids_to_fuse={0})
+        out.append((r["segmentation"].to("cpu", torch.int32).numpy(),
+                    {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -127,8 +139,9 @@ def _batches(dataset, batch_size: int):
         yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
 
 
-def _instance_objects(item: dict) -> list[tuple[int, np.ndarray]]:
-    return [(cid, item["instance"] == k) for k, cid in enumerate(item["class_ids"], start=1)
+def _instance_objects(item: dict) -> list[tuple[int, dict]]:
+    """``(class id, RLE)`` of each object still visible in the instance map (RLE keeps the memory small)."""
+    return [(cid, mask_to_rle(item["instance"] == k)) for k, cid in enumerate(item["class_ids"], start=1)
             if np.any(item["instance"] == k)]
 
 
@@ -146,10 +159,11 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
 
     ``model_path_or_name``: a ``save_pretrained`` directory, a bare ``.safetensors`` state dict (architecture
     ``base_card``, default the swin-tiny preset) or anything :func:`src.model.load_model` accepts; or pass a loaded
-    ``model``/``processor`` (then ``model_path_or_name`` is only recorded).  ``predictions_out``: write the
+    ``model`` with its ``processor`` (then ``model_path_or_name`` is only recorded).  ``processor`` alone replaces
+    the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``: write the
     instance predictions in COCO results format (needs the ``instance`` task).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     tasks = normalise_tasks(tasks)
     if predictions_out is not None and "instance" not in tasks:
@@ -157,11 +171,14 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = pick_device(device)
-    if model is None or processor is None:
+    if model is None:
         from src.model import load_model
 
-        model, processor = load_model(str(model_path_or_name), base_card=base_card, device=device)
+        model, loaded_processor = load_model(str(model_path_or_name), base_card=base_card, device=device)
+        processor = processor or loaded_processor
     else:
+        if processor is None:
+            raise ValueError("a loaded model needs its processor (processor=...)")
         model.to(device)
     model.eval()
     dataset = ground_truth_dataset(data_root, split, limit)

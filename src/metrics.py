@@ -226,7 +226,8 @@ def coco_categories(class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
 def coco_ground_truth(images: Sequence[dict]) -> dict:
     """A COCO ground-truth dict from ``[{"id", "height", "width", "file_name", "objects": [(class_id, mask)]}]``.
 
-    Masks are boolean arrays at the original image size; annotation ids are 1-based running numbers.
+    Masks are boolean arrays at the original image size, or their RLE (``mask_to_rle``); annotation ids are
+    1-based running numbers.
     """
     from pycocotools import mask as mask_utils
 
@@ -235,7 +236,7 @@ def coco_ground_truth(images: Sequence[dict]) -> dict:
         coco_images.append({"id": int(image["id"]), "height": int(image["height"]), "width": int(image["width"]),
                             "file_name": image.get("file_name", "")})
         for class_id, mask in image["objects"]:
-            rle = mask_to_rle(mask)
+            rle = mask if isinstance(mask, dict) else mask_to_rle(mask)
             annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
                                 "category_id": int(class_id), "segmentation": rle,
                                 "area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist(),
@@ -359,6 +360,11 @@ def _index_of(segments: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Position of each pixel's id in sorted ``ids``; ``len(ids)`` for ids not in the list."""
     if ids.size == 0:
         return np.zeros(segments.shape, dtype=np.int64)
+    lo, hi = min(int(segments.min()), int(ids[0])), max(int(segments.max()), int(ids[-1]))
+    if hi - lo < 1 << 16:  # small ids (the usual case): a look-up table is several times faster
+        table = np.full(hi - lo + 1, ids.size, dtype=np.int64)
+        table[ids - lo] = np.arange(ids.size)
+        return table[segments - lo]
     pos = np.searchsorted(ids, segments)
     pos_clipped = np.minimum(pos, ids.size - 1)
     return np.where(ids[pos_clipped] == segments, pos_clipped, ids.size)

@@ -8,18 +8,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch
+from skimage.segmentation import find_boundaries
 
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from skimage.segmentation import find_boundaries  # noqa: E402
-
-from src.classes import CLASS_NAMES, COLOURS, GALAXY_CLASSES, colour_palette  # noqa: E402
+from src.classes import CLASS_NAMES, COLOURS, GALAXY_CLASSES, colour_palette
 
 #: Detections drawn in the instance comparison: score above this (the HF demo threshold).
 SCORE_THRESHOLD = 0.5
+#: Image-level labels: 0 means that no galaxy pixel was predicted.
+IMAGE_CLASS_NAMES = ("no galaxy", *GALAXY_CLASSES)
 
 
 def save_figure(fig, path) -> Path:
@@ -116,7 +115,8 @@ def metrics_figures(metrics_by_model: Mapping[str, dict], out_dir=None) -> dict[
     if with_sem:
         fig, axes = plt.subplots(1, len(with_sem), figsize=(6 * len(with_sem), 5), squeeze=False)
         for ax, (label, sem) in zip(axes[0], with_sem.items()):
-            plot_confusion_matrix(sem["classification"]["confusion_matrix"], title=f"{label}: image class", ax=ax)
+            plot_confusion_matrix(sem["classification"]["confusion_matrix"], IMAGE_CLASS_NAMES,
+                                  title=f"{label}: image class (majority of galaxy pixels)", ax=ax)
         fig.tight_layout()
         figures["confusion_matrix"] = fig
         figures["per_class_iou"] = plot_per_class(
@@ -224,9 +224,9 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    what = "semantic" if task == "semantic" else f"instance (score > {score_threshold:g})"
+    what = "semantic task" if task == "semantic" else f"instance task (detections scoring > {score_threshold:g})"
     fig = comparison_figure([item["image"] for item in items], truths, predictions,
-                            title=f"{split} samples, conditioned on the {what} task",
+                            title=f"{split} samples, conditioned on the {what}",
                             row_labels=[str(item["objid"]) for item in items])
     save_figure(fig, out_png)
     return fig

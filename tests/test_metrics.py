@@ -85,6 +85,16 @@ def test_empty_prediction(scene):
     images = [{"id": i + 1, "height": SIZE, "width": SIZE, "objects": objs} for i, objs in enumerate(objects)]
     ap = coco_mask_ap(coco_ground_truth(images), [])
     assert ap["ap"] == 0.0 and ap["n_predictions"] == 0
+    # panoptic: post_process_panoptic_segmentation answers a map of -1 and no segment
+    pq = PanopticAccumulator()
+    for objs in objects:
+        seg = np.zeros((SIZE, SIZE), np.int32)
+        for k, (_, m) in enumerate(objs, start=1):
+            seg[m] = k
+        pq.update(seg, {0: 0, **{k: c for k, (c, _) in enumerate(objs, start=1)}}, np.full_like(seg, -1), {})
+    scores = pq.scores()
+    assert scores["all"]["pq"] == 0.0 and scores["per_class"]["spiral"]["fn"] == 1
+    assert scores["per_class"]["background"]["fn"] == 2
 
 
 def test_class_swapped():
@@ -181,6 +191,8 @@ def test_coco_ap_matches_pycocotools_called_directly():
         {"image_id": images[1]["id"], "category_id": S, "segmentation": mask_to_rle(box(0, 8, 21, 28)), "score": .7},
     ]
     ours = coco_mask_ap(coco_ground_truth(images), results)
+    as_rle = [{**im, "objects": [(c, mask_to_rle(m)) for c, m in im["objects"]]} for im in images]
+    assert coco_ground_truth(as_rle) == coco_ground_truth(images)
 
     # the same evaluation written straight against pycocotools
     anns, k = [], 0

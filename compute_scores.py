@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Score a trained OneFormer on a split and write metrics.json (thin CLI over src.evaluate).
+
+    python compute_scores.py --model safetensors/NAME --data-root DIR [--split test]
+        [--task semantic|instance|panoptic|all ...] [--out metrics.json] [--predictions-out predictions.json]
+        [--batch-size B] [--base-card swin-tiny] [--device cpu|cuda] [--limit N]
+
+--model: a save_pretrained directory, or a bare .safetensors state dict of the original project (its
+architecture given by --base-card, default the swin-tiny preset = shi-labs/oneformer_ade20k_swin_tiny).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from src.evaluate import TASKS, evaluate, format_table, write_metrics
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="save_pretrained directory, .safetensors file or preset")
+    parser.add_argument("--data-root", default=".", help="folder with galaxy_<split>.json and original/zoo2Main")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--task", nargs="+", default=["semantic", "instance"], choices=[*TASKS, "all"],
+                        help="task(s) the model is conditioned on and scored for (default: semantic instance)")
+    parser.add_argument("--out", default="metrics.json", help="metrics JSON (written atomically)")
+    parser.add_argument("--predictions-out", default=None,
+                        help="instance predictions in COCO results format (image_id = objid)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
+    parser.add_argument("--device", default=None, help="default: cuda, else mps, else cpu")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N images (quick checks)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task, batch_size=args.batch_size,
+                       base_card=args.base_card, predictions_out=args.predictions_out,
+                       progress=not args.no_progress, device=args.device, limit=args.limit)
+    print(format_table(metrics))
+    write_metrics(metrics, args.out)
+    print(f"\nwrote {args.out}" + (f" and {args.predictions_out}" if args.predictions_out else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
