@@ -1,13 +1,14 @@
 """Metric code alone (no model) at the seed test-split scale: 2,828 images of 256 x 256 px, synthetic arrays.
 
-    .venv/bin/python bench/bench_metrics.py [--runs 3] [--n-images 2828] [--size 256] [--detections 10]
+    .venv/bin/python bench/bench_metrics.py [--runs 3] [--n-images 2828] [--size 256] [--detections 100]
+                                            [--backend faster-coco-eval|pycocotools] [--reference]
 
-Timed (the figure, target <= 5 s): per-image confusion matrices (np.bincount) + seed protocol + standard semantic
-scores + image-level classification report, i.e. everything ``evaluate`` does on the semantic task after
-inference.  Also timed, reported for information: panoptic quality, and COCO mask AP with pycocotools
-(RLE encoding of ``--detections`` masks per image + COCOeval; ``evaluate`` keeps up to 100 per image, and
-pycocotools' time grows with that count).  Arrays are built before the clock starts.  The median of the runs
-is printed last.
+Timed (target <= 5 s for the metric code): per-image confusion matrices (np.bincount) + seed protocol + standard
+semantic scores + image-level classification report (everything ``evaluate`` does on the semantic task after
+inference), median of the runs; COCO mask AP: RLE encoding of ``--detections`` masks per image (as
+``evaluate.coco_results``), the ground truth and ``coco_mask_ap``, median of the runs; panoptic quality, one run.
+``--reference`` also scores the last run's detections with pycocotools and prints the largest difference.
+Arrays and detection masks are built before the clock starts.  The total is printed last.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.metrics import (PanopticAccumulator, coco_ground_truth, coco_mask_ap, image_confusions,  # noqa: E402
-                         mask_to_rle, semantic_report)
+from src.metrics import (COCO_BACKENDS, PanopticAccumulator, coco_ground_truth, coco_mask_ap,  # noqa: E402
+                         image_confusions, masks_to_rles, semantic_report)
 
 
 def synthetic(n: int, size: int, seed: int = 0):
@@ -59,22 +60,46 @@ def time_panoptic(gts, preds, classes) -> float:
     return time.perf_counter() - start
 
 
-def time_coco(gts, preds, classes, detections: int, seed: int = 0) -> tuple[float, float]:
+def detection_masks(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, H, W)``: ``mask`` then ``n - 1`` copies shifted by up to 8 px (the galaxy sits away from the edges)."""
+    pad = 8
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(mask, pad), mask.shape)  # (17, 17, H, W) view
+    shifts = np.vstack([[pad, pad], rng.integers(0, 2 * pad + 1, (n - 1, 2))])
+    return windows[shifts[:, 0], shifts[:, 1]]
+
+
+def time_coco(gts, preds, classes, detections: int, backend: str, seed: int = 0) -> tuple[dict, dict, list]:
+    """Seconds for: RLE encoding of the detections (as ``evaluate.coco_results``), the ground truth
+    (``coco_ground_truth``) and ``coco_mask_ap``.  Per image: the predicted ellipse with the predicted class
+    and a score in 0.5-1, then ``detections - 1`` lower-scored (0-0.5) shifted copies with random classes, built
+    before the clock starts."""
     rng = np.random.default_rng(seed)
-    start = time.perf_counter()
     images = [{"id": 587_000_000_000_000_000 + i, "height": g.shape[0], "width": g.shape[1],
                "objects": [(int(c), g > 0)]} for i, (g, c) in enumerate(zip(gts, classes))]
+    seconds = {"encode": 0.0}
     results = []
     for im, p in zip(images, preds):
-        mask = p > 0
-        results.append({"image_id": im["id"], "category_id": int(p.max()), "segmentation": mask_to_rle(mask),
-                        "score": float(rng.uniform(0.5, 1))})
-        for _ in range(detections - 1):   # lower-scored duplicates shifted around, other classes
-            shifted = np.roll(mask, tuple(rng.integers(-8, 9, 2)), axis=(0, 1))
-            results.append({"image_id": im["id"], "category_id": int(rng.integers(1, 6)),
-                            "segmentation": mask_to_rle(shifted), "score": float(rng.uniform(0, 0.5))})
-    ap = coco_mask_ap(coco_ground_truth(images), results)["ap"]
-    return time.perf_counter() - start, ap
+        masks = detection_masks(p > 0, detections, rng)
+        cats = [int(p.max())] + rng.integers(1, 6, detections - 1).tolist()
+        scores = [float(rng.uniform(0.5, 1))] + rng.uniform(0, 0.5, detections - 1).tolist()
+        start = time.perf_counter()
+        rles = masks_to_rles(masks)
+        results += [{"image_id": im["id"], "category_id": c, "segmentation": r, "score": s}
+                    for c, r, s in zip(cats, rles, scores)]
+        seconds["encode"] += time.perf_counter() - start
+    start = time.perf_counter()
+    ground_truth = coco_ground_truth(images)
+    seconds["ground_truth"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = coco_mask_ap(ground_truth, results, backend=backend)
+    seconds["evaluate"] = time.perf_counter() - start
+    seconds["total"] = sum(seconds.values())
+    return seconds, scores, (ground_truth, results)
+
+
+def _per_run(label: str, runs: list[dict]) -> str:
+    parts = [f"{k} {statistics.median(r[k] for r in runs):.2f}" for k in runs[0]]
+    return f"{label}: median " + ", ".join(parts) + " s (" + " / ".join(f"{r['total']:.2f}" for r in runs) + ")"
 
 
 def main() -> None:
@@ -82,7 +107,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--n-images", type=int, default=2828)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--detections", type=int, default=10, help="COCO detections per image (0: skip COCO)")
+    parser.add_argument("--detections", type=int, default=100,
+                        help="COCO detections per image (evaluate keeps up to 100, COCO's maxDets; 0: skip COCO)")
+    parser.add_argument("--backend", choices=COCO_BACKENDS, default=COCO_BACKENDS[0])
+    parser.add_argument("--reference", action="store_true",
+                        help="also score the last run's detections with pycocotools (timed) and compare the figures")
     args = parser.parse_args()
     gts, preds, classes = synthetic(args.n_images, args.size)
     print(f"{args.n_images} images of {args.size}x{args.size} px built; {args.runs} runs")
@@ -94,13 +123,33 @@ def main() -> None:
     seed = report["seed_protocol"]
     print(f"(seed mIoU {seed['mean_iou']:.4f}, accuracy {seed['accuracy']:.4f}, "
           f"standard mIoU {report['semantic']['mean_iou']:.4f})")
-    print(f"panoptic quality: {time_panoptic(gts, preds, classes):.2f} s")
+    semantic = statistics.median(times)
+    panoptic = time_panoptic(gts, preds, classes)
+    print(f"panoptic quality: {panoptic:.2f} s")
+    coco = 0.0
     if args.detections > 0:
-        seconds, ap = time_coco(gts, preds, classes, args.detections)
-        print(f"COCO mask AP ({args.detections} detections/image, RLE encoding included): {seconds:.2f} s "
-              f"(AP {ap:.4f})")
-    print(f"semantic metrics (confusion + seed protocol + standard + classification), {args.n_images} images of "
-          f"{args.size}x{args.size}: median {statistics.median(times):.2f} s over {args.runs} runs")
+        runs = []
+        for _ in range(args.runs):
+            seconds, scores, (ground_truth, results) = time_coco(gts, preds, classes, args.detections, args.backend)
+            runs.append(seconds)
+            print(f"COCO run ({args.backend}): " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()) + " s")
+        coco = statistics.median(r["total"] for r in runs)
+        print(_per_run(f"COCO mask AP, {args.detections} detections/image, {args.backend}", runs)
+              + f"; AP {scores['ap']:.6f} AP50 {scores['ap50']:.6f} AP75 {scores['ap75']:.6f}")
+        if args.reference and args.backend != "pycocotools":
+            start = time.perf_counter()
+            ref = coco_mask_ap(ground_truth, results, backend="pycocotools")
+            print(f"pycocotools on the same detections: evaluate {time.perf_counter() - start:.2f} s; "
+                  f"AP {ref['ap']:.6f} AP50 {ref['ap50']:.6f} AP75 {ref['ap75']:.6f}")
+            keys = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
+            diffs = [abs(scores[k] - ref[k]) for k in keys if ref[k] is not None] + [
+                abs(scores["per_class_ap"][c] - v) for c, v in ref["per_class_ap"].items() if v is not None]
+            print(f"largest |faster-coco-eval - pycocotools| over AP, AP50, AP75, AP by area, per-class AP: "
+                  f"{max(diffs):.2e}")
+    print(f"semantic metrics (confusion + seed protocol + standard + classification): median {semantic:.2f} s; "
+          f"COCO mask AP ({args.detections}/image): median {coco:.2f} s; panoptic {panoptic:.2f} s")
+    print(f"metric code total, {args.n_images} images of {args.size}x{args.size} (semantic + COCO AP + panoptic): "
+          f"{semantic + coco + panoptic:.2f} s (target <= 5 s)")
 
 
 if __name__ == "__main__":

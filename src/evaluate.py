@@ -4,13 +4,14 @@
   matrices -> seed protocol, standard semantic scores, image-level classification report.
 * ``instance`` task -> Mask2Former / OneFormer instance inference (top-k query x class scores over the galaxy
   classes, binary masks at logit 0 resized to the original size, score = class probability x mean mask
-  probability inside the mask) -> COCO mask AP with pycocotools.  The masks may overlap, as COCO allows; HF's
-  ``post_process_instance_segmentation`` would flatten them into one non-overlapping map.
+  probability inside the mask) -> COCO mask AP with faster-coco-eval (pycocotools is the reference).  The masks
+  may overlap, as COCO allows; HF's ``post_process_instance_segmentation`` would flatten them into one map.
 * ``panoptic`` task -> ``post_process_panoptic_segmentation`` (background fused into one stuff segment) -> PQ.
 
 Ground truth comes from :class:`src.dataset.GalaxyDataset` at native size (no resize, no augmentation): the
 semantic map, the instance map (a later polygon covers an earlier one where they overlap) and the class of each
-instance.  COCO ``image_id`` is the objid (pycocotools handles 18-digit ids), category ids are ``src.classes`` ids.
+instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.metrics._coco_eval``), category ids are
+``src.classes`` ids.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from src.classes import CLASS_NAMES, LABEL2ID, THING_IDS
-from src.metrics import (ConfusionAccumulator, PanopticAccumulator, coco_ground_truth, coco_mask_ap, mask_to_rle,
+from src.metrics import (ConfusionAccumulator, PanopticAccumulator, coco_ground_truth, coco_mask_ap, masks_to_rles,
                          semantic_report)
 from src.via import write_json_atomic
 
@@ -141,14 +142,18 @@ def _batches(dataset, batch_size: int):
 
 def _instance_objects(item: dict) -> list[tuple[int, dict]]:
     """``(class id, RLE)`` of each object still visible in the instance map (RLE keeps the memory small)."""
-    return [(cid, mask_to_rle(item["instance"] == k)) for k, cid in enumerate(item["class_ids"], start=1)
-            if np.any(item["instance"] == k)]
+    ids = np.arange(1, len(item["class_ids"]) + 1)
+    masks = item["instance"][None] == ids[:, None, None]
+    visible = masks.any((1, 2))
+    rles = masks_to_rles(masks[visible])
+    return list(zip((int(c) for c, v in zip(item["class_ids"], visible) if v), rles))
 
 
 def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
-    """COCO results-format dicts (``image_id`` = objid) for one image's detections."""
-    return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": mask_to_rle(d["mask"]),
-             "score": round(d["score"], 6)} for d in detections]
+    """COCO results-format dicts (``image_id`` = objid) for one image's detections (masks encoded together)."""
+    rles = masks_to_rles([d["mask"] for d in detections])
+    return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": rle,
+             "score": round(d["score"], 6)} for d, rle in zip(detections, rles)]
 
 
 # ------------------------------------------------------------------------------------------ evaluation

@@ -1,5 +1,5 @@
 """Segmentation metrics in plain numpy (no model needed): semantic, seed protocol, image-level classification,
-COCO mask AP (pycocotools) and panoptic quality.
+COCO mask AP (faster-coco-eval, pycocotools as the reference) and panoptic quality.
 
 Every semantic figure derives from one array: the per-image confusion matrices ``(N, K, K)`` (rows = ground
 truth, columns = prediction, K = 6 classes with 0 = background), built with ``np.bincount`` image by image.
@@ -209,13 +209,39 @@ def semantic_report(per_image: np.ndarray, class_names: Sequence[str] = CLASS_NA
 
 
 # ---------------------------------------------------------------- COCO mask AP
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """COCO RLE of a boolean ``(H, W)`` mask, ``counts`` as str (JSON-ready)."""
+#: COCO AP back-ends: faster-coco-eval (C++ evaluate/accumulate, the default) and pycocotools (the reference);
+#: ``tests/test_metrics.py`` checks they agree.
+COCO_BACKENDS = ("faster-coco-eval", "pycocotools")
+
+
+def masks_to_rles(masks) -> list[dict]:
+    """COCO RLEs of ``N`` boolean ``(H, W)`` masks (an ``(N, H, W)`` array or a list), ``counts`` as str.
+
+    One ``pycocotools.mask.encode`` call on a Fortran-ordered ``(H, W, N)`` uint8 stack.  COCO RLE scans column
+    by column, so each mask is transposed into that stack; a whole 256 x 256 transpose costs more than its
+    encoding (~65 vs ~25 us on 2 cores), so only the rows and columns where any of the masks has a pixel are copied.
+    """
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
+    if len(masks) == 0:
+        return []
+    stack = np.asarray(masks, dtype=bool)
+    if stack.ndim != 3:
+        raise ValueError(f"masks_to_rles expects N masks of shape (H, W), got an array of shape {stack.shape}")
+    n, height, width = stack.shape
+    fortran = np.zeros((height, width, n), dtype=np.uint8, order="F")
+    union = stack.any(0)
+    rows, cols = np.flatnonzero(union.any(1)), np.flatnonzero(union.any(0))
+    if rows.size:
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        fortran[y0:y1, x0:x1] = stack[:, y0:y1, x0:x1].transpose(1, 2, 0)
+    rles = mask_utils.encode(fortran)
+    return [{"size": rle["size"], "counts": rle["counts"].decode("ascii")} for rle in rles]
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a boolean ``(H, W)`` mask, ``counts`` as str (JSON-ready)."""
+    return masks_to_rles(np.asarray(mask)[None])[0]
 
 
 def coco_categories(class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
@@ -223,11 +249,19 @@ def coco_categories(class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
     return [{"id": i, "name": class_names[i], "supercategory": "galaxy"} for i in THING_IDS]
 
 
+def _rle_areas(rles: list[dict]) -> np.ndarray:
+    """Pixel counts of RLEs in C (pycocotools 2.0.11 ``mask.area`` overflows on a list of more than 255 RLEs: call
+    it in chunks)."""
+    from pycocotools import mask as mask_utils
+
+    return np.concatenate([mask_utils.area(rles[i:i + 255]) for i in range(0, len(rles), 255)] or [[]])
+
+
 def coco_ground_truth(images: Sequence[dict]) -> dict:
     """A COCO ground-truth dict from ``[{"id", "height", "width", "file_name", "objects": [(class_id, mask)]}]``.
 
     Masks are boolean arrays at the original image size, or their RLE (``mask_to_rle``); annotation ids are
-    1-based running numbers.
+    1-based running numbers.  An image's array masks are encoded together; areas and boxes in one call.
     """
     from pycocotools import mask as mask_utils
 
@@ -235,54 +269,101 @@ def coco_ground_truth(images: Sequence[dict]) -> dict:
     for image in images:
         coco_images.append({"id": int(image["id"]), "height": int(image["height"]), "width": int(image["width"]),
                             "file_name": image.get("file_name", "")})
-        for class_id, mask in image["objects"]:
-            rle = mask if isinstance(mask, dict) else mask_to_rle(mask)
+        objects = list(image["objects"])
+        arrays = [mask for _, mask in objects if not isinstance(mask, dict)]
+        encoded = iter(masks_to_rles(arrays))
+        for class_id, mask in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
-                                "category_id": int(class_id), "segmentation": rle,
-                                "area": float(mask_utils.area(rle)), "bbox": mask_utils.toBbox(rle).tolist(),
-                                "iscrowd": 0})
+                                "category_id": int(class_id),
+                                "segmentation": mask if isinstance(mask, dict) else next(encoded), "iscrowd": 0})
+    if annotations:
+        rles = [a["segmentation"] for a in annotations]
+        for ann, area, bbox in zip(annotations, _rle_areas(rles).tolist(), mask_utils.toBbox(rles).tolist()):
+            ann["area"], ann["bbox"] = float(area), bbox
     return {"images": coco_images, "annotations": annotations, "categories": coco_categories()}
 
 
-def coco_mask_ap(ground_truth: dict, results: list[dict]) -> dict:
-    """COCO mask AP (.5:.95, .5, .75, small/medium/large) and per-class AP .5:.95 with pycocotools.
-
-    ``results`` are COCO result dicts (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``).
-    pycocotools keeps image ids as Python ints, so 18-digit objids work as they are.
-    """
+def _coco_eval(ground_truth: dict, results: list[dict], backend: str):
+    """Run COCO ``segm`` evaluate/accumulate/summarize with ``backend``; returns the evaluator."""
     import contextlib
     import io
 
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from pycocotools import mask as mask_utils
 
-    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
-    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ap_small": None, "ap_medium": None, "ap_large": None,
-             "per_class_ap": {names[c]: 0.0 for c in sorted(names)}, "n_predictions": 0,
-             "n_ground_truth": len(ground_truth["annotations"])}
-    if not ground_truth["annotations"]:
-        raise ValueError("COCO ground truth holds no annotation: nothing to score")
-    if not results:
-        return empty  # pycocotools cannot load an empty result list; no detection -> AP 0
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    elif backend == "faster-coco-eval":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        raise ValueError(f"unknown COCO backend {backend!r}: expected one of {', '.join(COCO_BACKENDS)}")
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {k: list(v) for k, v in ground_truth.items()}
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        coco_gt, coco_dt = COCO(), COCO()
+        if backend == "pycocotools":  # the reference: its own loadRes
+            coco_gt.dataset = {k: list(v) for k, v in ground_truth.items()}
+            coco_gt.createIndex()
+            coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        else:
+            # faster-coco-eval 1.8 loses 18-digit image ids (objids > 2**53) in its C++ part: evaluate on their
+            # ranks (order kept, so score ties are broken as in pycocotools).  The results are indexed as
+            # pycocotools' loadRes does for masks (id = position + 1, area of the RLE, its box, iscrowd 0), with
+            # the areas and boxes computed in one call instead of one per detection.
+            rank = {i: k for k, i in enumerate(sorted(im["id"] for im in ground_truth["images"]), start=1)}
+            unknown = {r["image_id"] for r in results} - rank.keys()
+            if unknown:
+                raise ValueError(f"COCO results name image ids not in the ground truth: {sorted(unknown)[:5]}")
+            images = [{**im, "id": rank[im["id"]]} for im in ground_truth["images"]]
+            categories = list(ground_truth["categories"])
+            coco_gt.dataset = {"images": images, "categories": categories,
+                               "annotations": [{**a, "image_id": rank[a["image_id"]]}
+                                               for a in ground_truth["annotations"]]}
+            rles = [r["segmentation"] for r in results]
+            coco_dt.dataset = {"images": images, "categories": categories, "annotations": [
+                {**r, "image_id": rank[r["image_id"]], "area": area, "bbox": bbox, "id": k, "iscrowd": 0}
+                for k, (r, area, bbox) in enumerate(zip(results, _rle_areas(rles).tolist(),
+                                                        mask_utils.toBbox(rles).tolist()), start=1)]}
+            coco_gt.createIndex()
+            coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = [None if s < 0 else float(s) for s in evaluator.stats]
+    return evaluator
+
+
+def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster-coco-eval") -> dict:
+    """COCO mask AP (.5:.95, .5, .75, small/medium/large) and per-class AP .5:.95.
+
+    ``results`` are COCO result dicts (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``).  They may
+    not carry a ``bbox``: pycocotools' ``loadRes`` would then take the box area as the mask area.  ``backend``:
+    faster-coco-eval (default, faster) or pycocotools (the reference); both give the same figures.
+    """
+    if backend not in COCO_BACKENDS:
+        raise ValueError(f"unknown COCO backend {backend!r}: expected one of {', '.join(COCO_BACKENDS)}")
+    with_box = next((k for k, r in enumerate(results) if "bbox" in r), None)
+    if with_box is not None:
+        raise ValueError(f"COCO result {with_box} carries a 'bbox': mask results must not (COCO's loadRes would take "
+                         "the box area as the mask area)")
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ap_small": None, "ap_medium": None, "ap_large": None,
+             "per_class_ap": {names[c]: 0.0 for c in sorted(names)}, "n_predictions": 0,
+             "n_ground_truth": len(ground_truth["annotations"]), "backend": backend}
+    if not ground_truth["annotations"]:
+        raise ValueError("COCO ground truth holds no annotation: nothing to score")
+    if not results:
+        return empty  # pycocotools cannot load an empty result list; no detection -> AP 0
+    evaluator = _coco_eval(ground_truth, results, backend)
+    stats = [None if s < 0 else float(s) for s in evaluator.stats[:6]]
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]; area "all", 100 dets
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]
     per_class = {}
     for k, cat_id in enumerate(evaluator.params.catIds):
         p = precision[:, :, k]
         per_class[names[cat_id]] = float(p[p > -1].mean()) if np.any(p > -1) else None
     return {"ap": stats[0], "ap50": stats[1], "ap75": stats[2], "ap_small": stats[3], "ap_medium": stats[4],
             "ap_large": stats[5], "per_class_ap": per_class, "n_predictions": len(results),
-            "n_ground_truth": len(ground_truth["annotations"])}
+            "n_ground_truth": len(ground_truth["annotations"]), "backend": backend}
 
 
 # ---------------------------------------------------------------- panoptic quality

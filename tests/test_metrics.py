@@ -10,8 +10,8 @@ from pycocotools.cocoeval import COCOeval
 
 from src.classes import CLASS_NAMES, class_id
 from src.metrics import (PanopticAccumulator, classification_report, coco_ground_truth, coco_mask_ap,
-                         image_confusion, image_confusions, image_labels, mask_to_rle, semantic_report,
-                         semantic_scores, seed_protocol)
+                         image_confusion, image_confusions, image_labels, mask_to_rle, masks_to_rles,
+                         semantic_report, semantic_scores, seed_protocol)
 
 E, S, SB, SE = (class_id(n) for n in ("elliptical", "spiral", "spiral barred", "spiral edge-on"))
 SIZE = 32
@@ -237,3 +237,92 @@ def test_panoptic_quality_known_values():
     assert s["per_class"]["background"]["sq"] == pytest.approx(bg_iou)
     assert s["things"]["pq"] == pytest.approx(0.8 / 3)
     assert s["all"]["pq"] == pytest.approx((0.8 + bg_iou) / 4)
+
+
+def test_masks_to_rles_matches_pycocotools_one_by_one():
+    rng = np.random.default_rng(3)
+    masks = rng.random((7, 19, 23)) < 0.3
+    masks[2] = False                                   # an empty mask
+    masks[4, :, :] = False
+    masks[4, 5:9, 11:13] = True                        # a small block: the copied region is cut to all masks' span
+    expected = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    expected = [{"size": e["size"], "counts": e["counts"].decode("ascii")} for e in expected]
+    column_major = np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)   # Fortran-ordered masks
+    for given in (masks, list(masks), column_major, masks.astype(np.uint8)):
+        assert masks_to_rles(given) == expected
+    assert masks_to_rles(masks[4:5] & False) == [mask_to_rle(np.zeros((19, 23), bool))]
+    assert masks_to_rles([]) == [] and mask_to_rle(masks[0]) == expected[0]
+    assert np.array_equal(mask_utils.decode(masks_to_rles(masks)), masks.transpose(1, 2, 0))
+    with pytest.raises(ValueError, match="shape"):
+        masks_to_rles(np.zeros((2, 3), bool))
+
+
+def _random_coco_case(seed: int, size: int = 128):
+    """Eight images (consecutive 18-digit objids), 0-3 objects (squares, discs) each of any galaxy class and of
+    every COCO area range; overlapping detections (shifted or stretched copies of the objects, random boxes), some
+    of another class, scores rounded to 2 decimals so that many tie."""
+    rng = np.random.default_rng(seed)
+    images, results = [], []
+    for i in range(8):
+        image_id = 587_741_534_399_692_859 + i
+        objects = []
+        for _ in range(rng.integers(0, 4)):
+            side = int(rng.choice([12, 40, 110]))               # small (< 32^2), medium, large (> 96^2) areas
+            r0, c0 = rng.integers(0, size - side + 1, 2)
+            mask = box(r0, r0 + side, c0, c0 + side, size)
+            if rng.random() < 0.5:                              # a disc in that box: area != box area
+                yy, xx = np.mgrid[:size, :size]
+                mask &= (yy - r0 - side / 2) ** 2 + (xx - c0 - side / 2) ** 2 <= (side / 2) ** 2
+            objects.append((int(rng.integers(1, 6)), mask))
+        images.append({"id": image_id, "height": size, "width": size, "objects": objects})
+        for class_id, mask in objects:
+            for _ in range(rng.integers(0, 5)):
+                det = np.roll(mask, tuple(rng.integers(-6, 7, 2)), axis=(0, 1))
+                if rng.random() < 0.3:
+                    det = det | np.roll(det, 3, axis=0)
+                cls = class_id if rng.random() < 0.7 else int(rng.integers(1, 6))
+                results.append({"image_id": image_id, "category_id": cls, "segmentation": mask_to_rle(det),
+                                "score": round(float(rng.random()), 2)})
+        for _ in range(rng.integers(0, 4)):                     # false positives anywhere
+            r0, c0 = rng.integers(0, size - 8, 2)
+            side = int(rng.integers(4, 60))
+            results.append({"image_id": image_id, "category_id": int(rng.integers(1, 6)),
+                            "segmentation": mask_to_rle(box(r0, r0 + side, c0, c0 + side, size)),
+                            "score": round(float(rng.random()), 2)})
+    if not any(im["objects"] for im in images):
+        images[0]["objects"].append((E, box(0, 10, 0, 10, size)))
+    return images, results
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_faster_coco_eval_matches_pycocotools(seed):
+    """faster-coco-eval (the default) against pycocotools (the reference) on random overlapping detections."""
+    images, results = _random_coco_case(seed)
+    ground_truth = coco_ground_truth(images)
+    fast = coco_mask_ap(ground_truth, results)
+    ref = coco_mask_ap(ground_truth, results, backend="pycocotools")
+    assert fast["backend"] == "faster-coco-eval" and ref["backend"] == "pycocotools"
+    assert ref["ap"] is not None and 0 < ref["n_predictions"] == fast["n_predictions"]
+    for key in ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"):
+        if ref[key] is None:
+            assert fast[key] is None, key
+        else:
+            assert fast[key] == pytest.approx(ref[key], abs=1e-9, rel=0), key
+    assert fast["per_class_ap"].keys() == ref["per_class_ap"].keys()
+    for name, value in ref["per_class_ap"].items():
+        assert (fast["per_class_ap"][name] is None) if value is None else \
+            fast["per_class_ap"][name] == pytest.approx(value, abs=1e-9, rel=0), name
+    # the inputs are left as they were (both back-ends index copies)
+    assert "id" not in results[0] and "area" not in results[0]
+
+
+def test_coco_backend_errors():
+    images = [{"id": 1, "height": SIZE, "width": SIZE, "objects": [(E, box(0, 4, 0, 4))]}]
+    gt = coco_ground_truth(images)
+    dets = [{"image_id": 2, "category_id": E, "segmentation": mask_to_rle(box(0, 4, 0, 4)), "score": 0.5}]
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        coco_mask_ap(gt, dets)
+    with pytest.raises(ValueError, match="unknown COCO backend"):
+        coco_mask_ap(gt, dets, backend="detectron")
+    with pytest.raises(ValueError, match="carries a 'bbox'"):
+        coco_mask_ap(gt, [{**dets[0], "image_id": 1, "bbox": [0, 0, 4, 4]}], backend="pycocotools")
