@@ -53,6 +53,12 @@ def class_mix(balance: bool = False) -> dict[str, float]:
     return {name: REAL_MIX[name] / total for name in GALAXY_CLASSES}
 
 
+def draw_group(rng: np.random.Generator, balance: bool = False) -> str:
+    """A 5-class name drawn from :func:`class_mix`."""
+    mix = class_mix(balance)
+    return GALAXY_CLASSES[int(rng.choice(len(GALAXY_CLASSES), p=[mix[name] for name in GALAXY_CLASSES]))]
+
+
 def draw_gz2_class(rng: np.random.Generator, group: str) -> str:
     """A ``gz2_class`` string of the 5-class ``group``, drawn with the frequencies above."""
     if group == "artifact":

@@ -105,7 +105,7 @@ def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
     h = radius * rng.uniform(0.30, 0.42)
     model = Model(major_axis=radius / np.sqrt(q))
     bulge_frac = rng.uniform(*BULGE_FRACTION[cls.base[-1]])
-    bar_frac = rng.uniform(0.12, 0.25) if cls.barred else 0.0
+    bar_frac = rng.uniform(0.15, 0.30) if cls.barred else 0.0
     disk_frac = 1.0 - bulge_frac - bar_frac
     if bulge_frac > 0:
         bulge_q = max(q, rng.uniform(0.75, 0.95))
@@ -133,7 +133,7 @@ def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
         model.add(disk, _jitter(rng, DISK), stamp, offset)
     else:
         weight, taper = arms
-        arm_frac = rng.uniform(0.55, 0.8)
+        arm_frac = rng.uniform(0.7, 0.9)
         image = disk.drawImage(nx=stamp, ny=stamp, scale=1.0, method="no_pixel", offset=offset).array
         model.components.append((image * (1 - arm_frac * taper), _jitter(rng, DISK)))
         model.components.append((image * arm_frac * weight, _jitter(rng, BLUE)))
@@ -224,3 +224,9 @@ def neighbour(rng, stamp: int, offset, scale: float) -> Model:
     model.add(galsim.Sersic(n, half_light_radius=re).shear(q=q, beta=_angle(rng.uniform(0, np.pi))),
               _jitter(rng, colour), stamp, offset)
     return model
+
+
+def warm_up() -> None:
+    """Build GalSim's Sersic lookup tables for every index used, so forked workers share them."""
+    for n in sorted(set(SERSIC_N_E) | {0.4, 0.6, 1.0, 2.0, 3.0, 4.0}):
+        galsim.Sersic(n, half_light_radius=2.0).drawImage(nx=9, ny=9, scale=1.0, method="no_pixel")

@@ -1,0 +1,104 @@
+"""``--field`` mode: large synthetic SDSS-like fields with many galaxies and a COCO JSON of every annotated object.
+
+Objects sit on a jittered grid (one per ``CELL`` px cell at most, so isophotes rarely overlap), at the pixel
+scale of the 256 px cutouts, with the cutout class mix, sizes and isophote polygons.  Stars and faint small
+galaxies are added unannotated.  Field ``k`` of run ``seed`` draws from ``SeedSequence([seed, k, FIELD_TAG])``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import parse_gz2_class
+from ..classes import GALAXY_CLASSES, class_id
+from ..via import polygon_area, write_json_atomic
+from . import labels, render
+from .generator import _write_jpeg, draw_extra, draw_main, paste, run_jobs, validate
+
+CELL = 160
+OCCUPANCY = 0.6          # fraction of grid cells holding an annotated object
+MAX_AREA = 3000.0        # px; keeps neighbouring isophotes apart
+FIELD_TAG = 0xF1E1D
+MIN_FIELD_SIZE = 256
+ANNOTATIONS = "field_annotations.json"
+
+
+def render_field(seed: int, index: int, size: int = 2048, balance: bool = False):
+    """``(rgb (size, size, 3) uint8, [object dicts with gz2_class, group, polygon (x, y lists)]``."""
+    main_ss, noise_ss = np.random.SeedSequence([seed, index, FIELD_TAG]).spawn(2)
+    rng = np.random.default_rng(main_ss)
+    seeing = round(rng.uniform(*render.SEEING_FWHM) * 20) / 20
+    kernel = render.psf_kernel(seeing)
+    sky = render.SKY_SIGMA * rng.uniform(0.85, 1.15)
+    canvas = np.zeros((3, size, size), dtype=np.float32)
+    objects = []
+    cells = size // CELL
+    margin = (size - cells * CELL) / 2
+    for cy in range(cells):
+        for cx in range(cells):
+            if rng.random() > OCCUPANCY:
+                continue
+            centre = margin + CELL * (np.array([cx, cy]) + 0.5) + rng.uniform(-0.2, 0.2, 2) * CELL
+            group = labels.draw_group(rng, balance)
+            cls = parse_gz2_class(labels.draw_gz2_class(rng, group))
+            area = min(labels.draw_area(rng, group), MAX_AREA)
+            threshold = rng.uniform(0.9, 1.3)
+            placed, vertices, _model = draw_main(rng, cls, area, centre, kernel, sky, threshold, 1.0,
+                                                 2 * CELL - 1, seeing)
+            paste(canvas, placed.bands, placed.centre)
+            xs, ys = render.integer_polygon(vertices, size)
+            objects.append({"gz2_class": cls.raw, "base": cls.base, "group": group, "all_points_x": xs,
+                            "all_points_y": ys})
+    for _ in range(int(rng.poisson(1.5 * (size / 256) ** 2))):
+        draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=rng.random() < 0.6)
+    canvas = render.convolve(canvas, kernel.astype(np.float32))
+    render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
+    return render.to_rgb(canvas), objects
+
+
+def _make_field(job):
+    seed, index, size, balance, out_dir = job
+    rgb, objects = render_field(seed, index, size, balance)
+    filename = f"field_{index:04d}.jpg"
+    _write_jpeg(Path(out_dir) / filename, rgb)
+    return filename, objects
+
+
+def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
+    xs, ys = obj["all_points_x"], obj["all_points_y"]
+    x0, y0 = min(xs), min(ys)
+    return {
+        "id": ann_id, "image_id": image_id, "category_id": class_id(obj["group"]), "iscrowd": 0,
+        "segmentation": [[float(v) for xy in zip(xs, ys) for v in xy]],
+        "area": float(polygon_area(xs, ys, (size, size))),
+        "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
+        "gz2_class": obj["gz2_class"], "gz2_class_15": obj["base"],
+    }
+
+
+def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers: int = 1, balance: bool = False,
+                   progress: bool = True) -> dict:
+    """Write ``n`` fields ``field_<k>.jpg`` of ``size`` x ``size`` px and ``field_annotations.json`` (COCO)
+    under ``out_dir``.  Returns a summary with the object counts by 5-class and the paths."""
+    validate(n, size, workers, seed, min_size=MIN_FIELD_SIZE)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, k, size, balance, str(out)) for k in range(n)]
+    results = run_jobs(_make_field, jobs, workers, progress, "synthetic fields")
+    images, annotations = [], []
+    by_class = {name: 0 for name in GALAXY_CLASSES}
+    for image_id, (filename, objects) in enumerate(results, start=1):
+        images.append({"id": image_id, "file_name": filename, "width": size, "height": size})
+        for obj in objects:
+            annotations.append(coco_annotation(len(annotations) + 1, image_id, obj, size))
+            by_class[obj["group"]] += 1
+    coco = {
+        "info": {"description": "Synthetic GZ2 fields (src.synthetic --field)", "seed": seed, "version": "1.0"},
+        "images": images, "annotations": annotations,
+        "categories": [{"id": class_id(name), "name": name, "supercategory": "galaxy"} for name in GALAXY_CLASSES],
+    }
+    path = out / ANNOTATIONS
+    write_json_atomic(path, coco)
+    return {"n": n, "seed": seed, "size": size, "objects": len(annotations), "by_class": by_class,
+            "paths": {"annotations": str(path), "images": [str(out / img["file_name"]) for img in images]}}

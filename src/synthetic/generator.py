@@ -1,0 +1,311 @@
+"""Synthetic GZ2 cutouts in the real on-disk layout (catalog CSV, JPEG cutouts, VIA 2 polygons).
+
+One object per cutout, at the centre, as in the real annotations.  Object ``index`` of a run with ``seed``
+draws everything from ``numpy.random.SeedSequence([seed, index])``, so the output does not depend on the
+number of workers or on the order in which they finish.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import parse_gz2_class
+from ..classes import BASE_CLASSES, GALAXY_CLASSES
+from ..via import polygon_area, write_json_atomic
+from . import hart16, labels, profiles, render
+
+MIN_SIZE = 32
+VAL_FRACTION = 0.2
+JPEG_QUALITY = 90
+#: The rasterised integer polygon covers ~4 % more than the pixels above its level (boundary pixels).
+AREA_BIAS = 0.96
+#: Lowest q each class can reach (to size the stamp so the isophote fits in it).
+_Q_LOW = {"artifact": 0.1, "elliptical": 0.28, "spiral": 0.4, "spiral barred": 0.4, "spiral edge-on": 0.1}
+
+
+@dataclass
+class Placed:
+    """A rendered object: its (3, s, s) band stamp placed with its centre at ``centre`` (x, y) of the frame."""
+
+    bands: np.ndarray
+    centre: tuple[int, int]
+
+
+def validate(n: int, size: int, workers: int, seed: int, min_size: int = MIN_SIZE) -> None:
+    """Clear ``ValueError`` for arguments that cannot give a data set."""
+    if not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive number of images, got {n!r}")
+    if not isinstance(size, (int, np.integer)) or size < min_size:
+        raise ValueError(f"size must be an integer of at least {min_size} px, got {size!r}")
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if n > hart16.OBJID_SEED_BLOCK:
+        raise ValueError(f"n must be at most {hart16.OBJID_SEED_BLOCK} per seed, got {n}")
+
+
+def paste(canvas: np.ndarray, stamp: np.ndarray, centre: tuple[int, int]) -> None:
+    """Add a (C, s, s) stamp (s odd) to a (C, H, W) canvas with its middle pixel at ``centre`` (x, y)."""
+    half = stamp.shape[-1] // 2
+    x0, y0 = centre[0] - half, centre[1] - half
+    H, W = canvas.shape[-2:]
+    ys, xs = slice(max(y0, 0), min(y0 + stamp.shape[-2], H)), slice(max(x0, 0), min(x0 + stamp.shape[-1], W))
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return
+    canvas[..., ys, xs] += stamp[..., ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+
+
+def odd_stamp(half: float, limit: int) -> int:
+    return 2 * int(min(np.ceil(half), limit // 2)) + 1
+
+
+def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: int = 4) -> float:
+    """Level whose isophote around ``centre_rc`` encloses ``area`` px (holes such as inter-arm gaps filled,
+    as a person tracing the outline would): start from the ``area``-th brightest pixel, then correct."""
+    from scipy import ndimage
+
+    flat = detection.ravel()
+    target = max(1, int(round(area)))
+    rank = target
+    level = 0.0
+    for _ in range(iterations):
+        rank = int(np.clip(rank, 1, flat.size))
+        level = float(np.partition(flat, flat.size - rank)[flat.size - rank])
+        labelled, _count = ndimage.label(detection >= level)
+        label = labelled[centre_rc]
+        if label == 0:
+            break
+        enclosed = int(ndimage.binary_fill_holes(labelled == label).sum())
+        if abs(enclosed - target) <= 0.02 * target:
+            break
+        rank = int(round(rank * target / enclosed))
+    return level
+
+
+def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, scale: float, limit: int,
+              seeing: float):
+    """Render the annotated object; returns (Placed, polygon (row, col) in frame coordinates, model)."""
+    radius = np.sqrt(area / np.pi)
+    ix, iy = int(np.floor(centre_xy[0] + 0.5)), int(np.floor(centre_xy[1] + 0.5))
+    offset = (centre_xy[0] - ix, centre_xy[1] - iy)
+    stamp = odd_stamp(2.5 * radius / np.sqrt(_Q_LOW[cls.group]) + kernel.shape[0], limit)
+    model = profiles.build(rng, cls, radius, stamp, offset, seeing)
+    bands = model.bands()
+    detection = render.convolve(np.tensordot(1.0 / sky, bands, axes=1) / 3.0, kernel)
+    half = stamp // 2
+    level = isophote_level(detection, area * AREA_BIAS, (half, half))
+    if level <= 0:
+        raise RuntimeError(f"{cls.raw}: model too small for an isophote of {area:.0f} px on a {stamp} px stamp")
+    flux = threshold / level
+    vertices = render.isophote_polygon(detection * flux, threshold, (half + offset[1], half + offset[0]),
+                                       min_vertices=30 if scale >= 0.5 else 8, spacing=2.0 * min(scale, 1.0) ** 0.5)
+    if vertices is None:
+        raise RuntimeError(f"{cls.raw}: no closed isophote around the centre")
+    vertices += (iy - half, ix - half)
+    return Placed(bands * flux, (ix, iy)), vertices, model
+
+
+def draw_neighbours(rng, canvas, kernel, sky, scale: float, avoid_xy, avoid_radius: float, count: int):
+    """Unannotated stars and small galaxies at random places away from ``avoid_xy``."""
+    H, W = canvas.shape[-2:]
+    for _ in range(count):
+        for _try in range(10):
+            x, y = rng.uniform(0, W - 1), rng.uniform(0, H - 1)
+            if np.hypot(x - avoid_xy[0], y - avoid_xy[1]) > avoid_radius:
+                break
+        else:
+            continue
+        draw_extra(rng, canvas, kernel, sky, scale, (x, y), star=rng.random() < 0.55)
+
+
+def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | None = None):
+    """One unannotated source at ``xy`` with detection peak ``snr`` (sky sigmas, after the PSF)."""
+    ix, iy = int(np.floor(xy[0] + 0.5)), int(np.floor(xy[1] + 0.5))
+    if star:
+        colour = np.array([rng.uniform(0.5, 1.3), 1.0, rng.uniform(0.9, 1.6)])
+        peak = kernel.max() * np.dot(colour, 1.0 / sky) / 3.0
+        snr = snr or float(np.exp(rng.uniform(np.log(3.0), np.log(200.0))))
+        paste(canvas, (colour * snr / peak)[:, None, None], (ix, iy))
+        return
+    stamp = 2 * int(np.ceil(30 * scale)) + kernel.shape[0]      # 6 x the largest neighbour radius, plus the PSF
+    model = profiles.neighbour(rng, stamp, (xy[0] - ix, xy[1] - iy), scale)
+    bands = model.bands()
+    detection = render.convolve(np.tensordot(1.0 / sky, bands, axes=1) / 3.0, kernel)
+    snr = snr or float(np.exp(rng.uniform(np.log(1.5), np.log(25.0))))
+    paste(canvas, bands * (snr / detection.max()), (ix, iy))
+
+
+def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False):
+    """Render object ``index`` of run ``seed``: ``(rgb uint8 (size, size, 3), record dict)``.
+
+    The record holds the objid, the ``gz2_class`` string, its 15- and 5-class, the VIA polygon
+    (``all_points_x``, ``all_points_y``) and its rasterised area.
+    """
+    main_ss, noise_ss, _catalog_ss = np.random.SeedSequence([seed, index]).spawn(3)
+    rng = np.random.default_rng(main_ss)
+    scale = size / 256.0
+    group = labels.draw_group(rng, balance)
+    gz2 = labels.draw_gz2_class(rng, group)
+    cls = parse_gz2_class(gz2)
+    area = min(labels.draw_area(rng, group, scale), 0.12 * size * size)
+    seeing = round(rng.uniform(*render.SEEING_FWHM) * scale * 20) / 20
+    kernel = render.psf_kernel(max(seeing, 0.5))
+    sky = render.SKY_SIGMA * rng.uniform(0.85, 1.15)
+    threshold = rng.uniform(0.9, 1.3)
+    centre = (size - 1) / 2.0 + np.clip(rng.normal(0.0, 2.0 * scale, 2), -8 * scale, 8 * scale)
+
+    canvas = np.zeros((3, size, size), dtype=np.float32)   # single precision: faster FFT and stretch
+    main, vertices, model = draw_main(rng, cls, area, centre, kernel, sky, threshold, scale, size + 1, seeing)
+    paste(canvas, main.bands, main.centre)
+    if model.companion:   # merger: a fainter galaxy close to the main one
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = model.major_axis * rng.uniform(1.1, 1.6)
+        draw_extra(rng, canvas, kernel, sky, scale, centre + dist * np.array([np.cos(angle), np.sin(angle)]),
+                   star=False, snr=float(rng.uniform(5, 20)))
+    n_neighbours = int(rng.poisson(1.3))
+    draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
+    canvas = render.convolve(canvas, kernel.astype(np.float32))
+    render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
+    rgb = render.to_rgb(canvas)
+
+    xs, ys = render.integer_polygon(vertices, size)
+    record = {
+        "index": index, "objid": hart16.objid(seed, index), "gz2_class": gz2, "base": cls.base, "group": group,
+        "all_points_x": xs, "all_points_y": ys, "area": polygon_area(xs, ys, (size, size)),
+    }
+    return rgb, record
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray) -> int:
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(rgb).save(fh, format="JPEG", quality=JPEG_QUALITY)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path.stat().st_size
+
+
+def _make_one(job):
+    seed, index, size, balance, image_dir = job
+    rgb, record = render_cutout(seed, index, size, balance)
+    record["filename"] = f"Dr7_{record['objid']}.jpg"
+    record["size"] = _write_jpeg(Path(image_dir) / record["filename"], rgb)
+    return record
+
+
+def split_of(objid: int, val_fraction: float = VAL_FRACTION) -> str:
+    """"train" or "val", from a hash of the objid (deterministic, independent of n and of the order)."""
+    digest = hashlib.blake2b(str(objid).encode(), digest_size=8).digest()
+    return "val" if int.from_bytes(digest, "big") / 2.0 ** 64 < val_fraction else "train"
+
+
+def via_entry(record: dict) -> dict:
+    """A VIA 2 entry like the real raw annotations (one polygon, empty region attributes)."""
+    return {
+        "filename": record["filename"], "size": record["size"], "file_attributes": {},
+        "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": record["all_points_x"],
+                                          "all_points_y": record["all_points_y"]},
+                     "region_attributes": {}}],
+    }
+
+
+def write_csv_atomic(path: Path, frame) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            frame.to_csv(fh, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _context():
+    """Worker processes forked from a clean server (no inherited threads or locks, unlike plain fork
+    from a process where pyarrow or tqdm run threads), with the generator already imported."""
+    if os.name != "posix":
+        return get_context("spawn")
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
+    """Results of ``function`` over ``jobs`` in job order, serially or with a process pool."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress)
+    results = []
+    try:
+        if workers == 1:
+            for job in jobs:
+                results.append(function(job))
+                bar.update()
+        else:
+            chunk = max(1, min(16, len(jobs) // (4 * workers)))
+            with _context().Pool(workers, initializer=profiles.warm_up) as pool:
+                for result in pool.imap(function, jobs, chunksize=chunk):
+                    results.append(result)
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, balance: bool = False,
+             progress: bool = True) -> dict:
+    """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir``.
+
+    Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``.
+    Returns a summary: counts by 5-class (``by_class``) and 15-class (``by_base``), split sizes, objid range
+    and paths.
+    """
+    import pandas as pd
+
+    validate(n, size, workers, seed)
+    out = Path(out_dir)
+    image_dir = out / "original" / "zoo2Main"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, i, size, balance, str(image_dir)) for i in range(n)]
+    records = run_jobs(_make_one, jobs, workers, progress, "synthetic GZ2")
+
+    rows, splits = [], {"train": {}, "val": {}}
+    for record in records:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, record["index"]]).spawn(3)[2])
+        rows.append(hart16.catalog_row(rng, record["objid"], parse_gz2_class(record["gz2_class"])))
+        splits[split_of(record["objid"])][str(record["objid"])] = via_entry(record)
+    catalog = out / "gz2_hart16.csv"
+    write_csv_atomic(catalog, pd.DataFrame(rows, columns=list(hart16.COLUMNS)))
+    via_paths = {}
+    for split, entries in splits.items():
+        via_paths[split] = out / "original" / split / "via_region_data.json"
+        write_json_atomic(via_paths[split], entries)
+
+    by_class = {name: 0 for name in GALAXY_CLASSES}
+    by_base = {name: 0 for name in BASE_CLASSES}
+    for record in records:
+        by_class[record["group"]] += 1
+        by_base[record["base"]] += 1
+    return {
+        "n": n, "seed": seed, "size": size, "balance": balance,
+        "by_class": by_class, "by_base": by_base,
+        "splits": {split: len(entries) for split, entries in splits.items()},
+        "objids": [hart16.objid(seed, 0), hart16.objid(seed, n - 1)],
+        "areas": [record["area"] for record in records],
+        "paths": {"catalog": str(catalog), "images": str(image_dir),
+                  **{f"via_{k}": str(v) for k, v in via_paths.items()}},
+    }
