@@ -9,6 +9,8 @@ TORCH ?= torch==2.13.0
 # its own dependencies (torchvision ...) are not wanted.
 OPEN_CLIP ?= open_clip_torch==3.3.0
 PYTEST_ARGS ?= -q
+# e.g. make demo DEMO_ARGS="--minutes 5"   (python -m src.demo --help)
+DEMO_ARGS ?=
 
 .PHONY: install test demo bench clean-demo
 
@@ -24,3 +26,11 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# synthetic data -> conversion -> CPU training (10 min budget) -> scoring -> figures; re-runs reuse each stage
+demo: install
+	$(PY) -m src.demo $(DEMO_ARGS)
+
+# what the demo wrote (data/synthetic, safetensors/galaxy_demo), so that the next make demo starts afresh
+clean-demo:
+	rm -rf data/synthetic safetensors/galaxy_demo

@@ -84,7 +84,12 @@ def build_augment(image_size: int | None, augment: bool) -> A.Compose | None:
 class GalaxyDataset(torch.utils.data.Dataset):
     """One split of the converted Galaxy Zoo 2 data.
 
-    ``task``: ``semantic``, ``instance``, ``panoptic`` or ``random`` (per sample one of ``random_tasks``).
+    ``task``: ``semantic``, ``instance``, ``panoptic`` or ``random`` (per sample one of ``random_tasks``, drawn
+    uniformly: repeat a task in it to weight it).
+    ``crop_size``: cut a square of that side (pixels, native resolution) holding the annotated objects: at a
+    random position that keeps their bounding box inside when ``augment``, centred on it otherwise (``None``:
+    the whole image).  Training on crops keeps the native resolution at a fraction of the cost of the full
+    image, so a model trained on 128 px crops of 256 px cutouts then runs on the full cutouts.
     ``image_size``: square side in pixels after resizing (``None``: native size).  ``augment``: flips and
     90-degree rotations.  ``in_memory``: decode every image and mask once at construction.  ``skip_bad``:
     leave out unusable entries and count them in ``skipped`` (else the first one raises ``DatasetError``).
@@ -93,9 +98,11 @@ class GalaxyDataset(torch.utils.data.Dataset):
 
     def __init__(self, data_root, split: str, processor=None, task: str = "semantic", image_size: int | None = None,
                  augment: bool = False, in_memory: bool = False, skip_bad: bool = False, seed: int = 0,
-                 random_tasks: tuple[str, ...] = ("semantic", "instance")):
+                 random_tasks: tuple[str, ...] = ("semantic", "instance"), crop_size: int | None = None):
         if task not in TASKS:
             raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if not random_tasks or any(t not in TASKS[:3] for t in random_tasks):
+            raise ValueError(f"random_tasks {tuple(random_tasks)!r}: expected some of {', '.join(TASKS[:3])}")
         self.data_root = Path(data_root)
         self.split = split
         self.source = split_path(data_root, split)
@@ -103,6 +110,9 @@ class GalaxyDataset(torch.utils.data.Dataset):
         self.task = task
         self.random_tasks = tuple(random_tasks)
         self.image_size = image_size
+        if crop_size is not None and int(crop_size) < 1:
+            raise ValueError(f"crop_size must be a positive number of pixels, got {crop_size!r}")
+        self.crop_size = None if crop_size is None else int(crop_size)
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -188,10 +198,36 @@ class GalaxyDataset(torch.utils.data.Dataset):
     def _rng_seed(self, index: int) -> int:
         return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
 
+    def _crop_box(self, instance: np.ndarray, seed: int) -> tuple[int, int]:
+        """Top-left ``(y, x)`` of the crop: the objects' bounding box inside it (random place when augmenting)."""
+        height, width = instance.shape
+        size = self.crop_size
+        ys, xs = np.nonzero(instance)
+        if ys.size == 0:  # no object pixel left (e.g. a degenerate polygon): the centre of the image
+            ys, xs = np.array([height // 2]), np.array([width // 2])
+        rng = np.random.default_rng([seed, 1])
+        start = []
+        for lo_obj, hi_obj, extent in ((ys.min(), ys.max(), height), (xs.min(), xs.max(), width)):
+            lo, hi = hi_obj + 1 - size, lo_obj          # offsets that keep [lo_obj, hi_obj] inside the crop
+            if lo > hi:                                 # object larger than the crop: centre it
+                lo = hi = (lo_obj + hi_obj + 1 - size) // 2
+            lo, hi = max(0, lo), min(extent - size, hi)
+            if lo > hi:                                 # image edge: the nearest valid offset
+                lo = hi = min(max(0, lo), max(0, extent - size))
+            start.append(int(rng.integers(lo, hi + 1)) if self.augment else (lo + hi) // 2)
+        return start[0], start[1]
+
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         image, semantic, instance = self._cache[index] if self._cache is not None else self._load(index)
         seed = self._rng_seed(index)
+        if self.crop_size is not None:
+            if min(image.shape[:2]) < self.crop_size:
+                raise DatasetError(f"{self.source}: entry {rec['key']!r}: image {image.shape[1]}x{image.shape[0]} "
+                                   f"is smaller than crop_size {self.crop_size}")
+            y0, x0 = self._crop_box(instance, seed)
+            window = (slice(y0, y0 + self.crop_size), slice(x0, x0 + self.crop_size))
+            image, semantic, instance = image[window], semantic[window], instance[window]
         if self._transform is not None:
             self._transform.set_random_seed(seed)
             out = self._transform(image=image, masks=[semantic, instance])

@@ -22,7 +22,9 @@ weights on CPU.
 
 Time budget (``--max-minutes``): after a few optimiser steps the run measures its speed and, if the planned
 schedule does not fit, shortens the schedule's horizon to the steps that fit in 85 % of the budget (the rest is
-left for validation and export), so warmup + polynomial decay still ends near lr 0 when time is up.  Training
+left for validation and export), so warmup + polynomial decay still ends near lr 0 when time is up; the horizon
+is refitted every 10 steps to the mean speed so far (validation included), and a default warmup keeps its 5 %
+share of the fitted horizon.  Training
 stops at that horizon or at the budget, validates, and exports.  A budget-limited run is not meant to be resumed
 exactly (its horizon depends on the measured speed).
 """
@@ -53,6 +55,10 @@ RECIPES: dict[str, dict] = {
 }
 
 
+#: Default warmup, as a share of the optimiser steps of the schedule.
+WARMUP_FRACTION = 0.05
+
+
 @dataclass
 class TrainConfig:
     data_root: str = "."
@@ -61,15 +67,17 @@ class TrainConfig:
     base_card: str | None = None
     recipe: str | None = None
     task: str = "semantic"
+    random_tasks: tuple[str, ...] = ("semantic", "instance")  # task "random" draws from these; repeat one to weight it
     epochs: int = 5
     end_epoch: int | None = None
     batch_size: int = 2
     image_size: int | None = None
+    crop_size: int | None = None  # train on crops of this side at native resolution (validation: centre crops)
     num_queries: int | None = None
     lr: float = 1e-4
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    warmup_steps: int | None = None  # default: 5 % of the schedule, at least 1
+    warmup_steps: int | None = None  # default: WARMUP_FRACTION (5 %) of the schedule (of a budget-fitted one), >= 1
     poly_power: float = 0.9
     grad_accum: int = 1
     mixed_precision: str = "no"
@@ -240,6 +248,8 @@ def resolve_config(args_or_config) -> TrainConfig:
             raise ValueError(f"recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
     values.update({k: v for k, v in given.items() if v is not None})
+    if values.get("random_tasks") is not None:
+        values["random_tasks"] = tuple(values["random_tasks"])  # JSON (train_state.json) gives a list
     config = TrainConfig(**values)
     if config.output is None:
         stem = config.recipe or f"{Path(config.model_card).stem}-{config.task}"
@@ -252,8 +262,8 @@ def resolve_config(args_or_config) -> TrainConfig:
 
 
 #: Options that must not change between a run and its resumption (they change the schedule or the data).
-_RESUME_FIXED = ("model_card", "task", "epochs", "batch_size", "image_size", "num_queries", "lr", "weight_decay",
-                 "warmup_steps", "poly_power", "grad_accum", "seed", "augment")
+_RESUME_FIXED = ("model_card", "task", "random_tasks", "epochs", "batch_size", "image_size", "crop_size",
+                 "num_queries", "lr", "weight_decay", "warmup_steps", "poly_power", "grad_accum", "seed", "augment")
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -273,7 +283,12 @@ def train(args_or_config) -> dict:
     resume_dir = find_checkpoint(output, cfg.resume) if cfg.resume is not None else None
     if resume_dir is not None:
         saved = json.loads((resume_dir / "train_state.json").read_text())["config"]
-        changed = [k for k in _RESUME_FIXED if saved.get(k) != getattr(cfg, k)]
+        defaults = asdict(TrainConfig())  # options added since the checkpoint was written had their defaults
+
+        def _norm(value):
+            return list(value) if isinstance(value, (list, tuple)) else value
+
+        changed = [k for k in _RESUME_FIXED if _norm(saved.get(k, defaults[k])) != _norm(getattr(cfg, k))]
         if changed:
             raise ValueError(f"cannot resume from {resume_dir}: options changed since the run started: "
                              + ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed))
@@ -289,10 +304,12 @@ def train(args_or_config) -> dict:
         raise ValueError(f"{cfg.model_card}: model has {model.config.num_labels} labels, expected {NUM_LABELS}")
 
     train_ds = GalaxyDataset(cfg.data_root, "train", processor, task=cfg.task, image_size=cfg.image_size,
-                             augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+                             augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                             crop_size=cfg.crop_size, random_tasks=cfg.random_tasks)
     val_task = "semantic" if cfg.task == "random" else cfg.task
     val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, image_size=cfg.image_size,
-                           augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+                           augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                           crop_size=cfg.crop_size)
     for ds in (train_ds, val_ds):
         if ds.skipped:
             accelerator.print(f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
@@ -309,7 +326,7 @@ def train(args_or_config) -> dict:
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.05 * total_steps))
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(WARMUP_FRACTION * total_steps))
     schedule = WarmupPolyLR(min(warmup, max(0, total_steps - 1)), total_steps, cfg.poly_power)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     accelerator.register_for_checkpointing(scheduler)
@@ -355,7 +372,8 @@ def train(args_or_config) -> dict:
                 step += 1
                 bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if budget_s is not None:
-                    stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start)
+                    stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start,
+                                            planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None)
                     if step == 1:
                         probe_start = (time.monotonic(), step)  # first step excluded (warm-up of kernels)
                     if stopped:
@@ -372,6 +390,10 @@ def train(args_or_config) -> dict:
                           f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
         if accelerator.is_main_process:
             write_history(output, history)
+        if (budget_s is not None and not stopped and epoch + 1 < end_epoch
+                and schedule.total - step < max(1, steps_per_epoch // 10)):
+            # the fitted horizon ends within a tenth of an epoch (LR ~ 0): no near-empty epoch and its validation
+            stopped = True
         if stopped:
             accelerator.print(f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
             break
@@ -389,17 +411,32 @@ def train(args_or_config) -> dict:
 
 
 def _apply_budget(schedule: WarmupPolyLR, step: int, start_time: float, budget_s: float, probe_steps: int,
-                  probe_start) -> bool:
-    """Shorten the LR horizon once the speed is known; ``True`` when training must stop now."""
+                  probe_start, planned_total: int | None = None, rescale_warmup: bool = False,
+                  refit_every: int = 10) -> bool:
+    """Fit the LR horizon to the time left; ``True`` when training must stop now.
+
+    From ``probe_steps`` steps after ``probe_start`` (time, step) on, and every ``refit_every`` steps after, the
+    horizon becomes the steps that fit in 85 % of the budget at the mean speed since the probe started (which
+    includes the validation passes so far), never beyond ``planned_total``.  Refitting follows a speed that
+    changes during the run (first-step warm-up, other processes on the machine), so the LR still ends near 0.
+    ``rescale_warmup``: the warmup is the default share of the schedule; while it is not over it is cut to that
+    share (5 %) of the fitted horizon.
+    """
     now = time.monotonic()
     if now - start_time >= 0.85 * budget_s or step >= schedule.total:
         return True
-    if probe_start is not None and step == probe_start[1] + probe_steps:
-        per_step = (now - probe_start[0]) / probe_steps
+    if probe_start is None:
+        return False
+    done = step - probe_start[1]
+    if done >= probe_steps and (done - probe_steps) % refit_every == 0:
+        per_step = (now - probe_start[0]) / done
         fit = step + int((0.85 * budget_s - (now - start_time)) / per_step)
-        if fit < schedule.total:
-            schedule.total = max(step + 1, fit)
-            schedule.warmup = min(schedule.warmup, max(0, schedule.total - 1))
+        if planned_total is not None:
+            fit = min(fit, planned_total)
+        schedule.total = max(step + 1, fit)
+        if rescale_warmup and step < schedule.warmup:
+            schedule.warmup = max(step, min(schedule.warmup, round(WARMUP_FRACTION * schedule.total)))
+        schedule.warmup = min(schedule.warmup, max(0, schedule.total - 1))
     return False
 
 
@@ -435,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), help="the original models' settings: "
                    + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()))
     p.add_argument("--task", choices=["semantic", "instance", "panoptic", "random"])
+    p.add_argument("--random-tasks", nargs="+", choices=["semantic", "instance", "panoptic"],
+                   help="with --task random, each image's task is drawn uniformly from this list; repeat a task to "
+                   "weight it, e.g. semantic semantic instance (default: semantic instance)")
     p.add_argument("--epochs", type=int, help="length of the schedule N")
     p.add_argument("--end-epoch", type=int, help="stop after epoch M of the N-epoch schedule")
     group = p.add_mutually_exclusive_group()
@@ -442,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", choices=["latest"], help="continue from the latest complete checkpoint")
     p.add_argument("--batch-size", type=int, help="images per step and process")
     p.add_argument("--image-size", type=int, help="square side in pixels (default: native)")
+    p.add_argument("--crop-size", type=int, help="train on random crops of this side holding the object, at "
+                   "native resolution; the exported model runs on whole images (default: no crop)")
     p.add_argument("--num-queries", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)

@@ -151,3 +151,35 @@ def test_empty_or_missing_split(tmp_path):
         GalaxyDataset(root, "val")
     with pytest.raises(DatasetError, match="galaxy_nope.json.*not found"):
         load_split(root, "nope")
+
+
+def test_crop_keeps_objects_native_resolution(data):
+    full = GalaxyDataset(data, "train", task="instance")
+    centred = GalaxyDataset(data, "train", task="instance", crop_size=56)
+    jittered = GalaxyDataset(data, "train", task="instance", crop_size=56, augment=True, seed=3)
+    for i in range(len(full)):
+        counts = np.bincount(full[i]["instance"].ravel(), minlength=4)[1:]
+        for ds in (centred, jittered):
+            item = ds[i]
+            assert item["image"].shape == (56, 56, 3) and item["instance"].shape == (56, 56)
+            # every object pixel is inside the crop, at native resolution (no resize)
+            assert np.array_equal(np.bincount(item["instance"].ravel(), minlength=4)[1:], counts)
+    # centred crops of an unaugmented split are pixel-exact windows of the image
+    item, whole = centred[0], full[0]
+    windows = [(y, x) for y in range(9) for x in range(9)
+               if np.array_equal(whole["image"][y:y + 56, x:x + 56], item["image"])]
+    assert windows
+    # random placement: a function of (seed, epoch, index), varying with the epoch
+    first = [jittered[i]["image"] for i in range(len(jittered))]
+    assert all(np.array_equal(a, jittered[i]["image"]) for i, a in enumerate(first))
+    jittered.set_epoch(1)
+    assert any(not np.array_equal(a, jittered[i]["image"]) for i, a in enumerate(first))
+    with pytest.raises(DatasetError, match="smaller than crop_size 80"):
+        GalaxyDataset(data, "train", crop_size=80)[0]
+
+
+def test_random_tasks_weighting(data):
+    ds = GalaxyDataset(data, "train", task="random", random_tasks=("instance",))
+    assert {ds[i]["task"] for i in range(len(ds))} == {"instance"}
+    with pytest.raises(ValueError, match="random_tasks"):
+        GalaxyDataset(data, "train", task="random", random_tasks=("random",))

@@ -132,3 +132,24 @@ def test_schedule_and_recipes():
     assert cfg.output.endswith("sem_inst")
     with pytest.raises(ValueError, match="end-epoch"):
         resolve_config({"epochs": 2, "end_epoch": 3})
+
+
+def test_budget_refits_horizon_and_warmup():
+    from src.train import _apply_budget
+
+    now = time.monotonic()
+    # 3 steps took 5 s (5/3 s per step), 10 s of a 100 s budget spent: ~45 more steps fit in 85 s
+    s = WarmupPolyLR(warmup=500, total=10_000)
+    assert not _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000, rescale_warmup=True)
+    assert 47 <= s.total <= 50 and s.warmup == 4  # default warmup cut to its share, never below the steps done
+    s = WarmupPolyLR(warmup=500, total=10_000)
+    _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000)
+    assert s.warmup == s.total - 1  # an explicit warmup is only capped by the horizon
+    s = WarmupPolyLR(warmup=1, total=20)
+    _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=20)
+    assert s.total == 20  # never beyond the planned schedule
+    # refitted every 10 steps: slower steps since then shorten the horizon again
+    s = WarmupPolyLR(warmup=1, total=10_000)
+    _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), planned_total=10_000)
+    assert s.total == 14 + int(35 / (45 / 13))
+    assert _apply_budget(s, 15, now - 86, 100, 3, (now - 80, 1))  # 85 % of the budget spent: stop

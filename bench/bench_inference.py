@@ -1,0 +1,75 @@
+"""CPU inference throughput: batched OneFormer forward passes under ``torch.inference_mode``.
+
+    .venv/bin/python bench/bench_inference.py --model galaxy-small --image-size 256 --batch-size 8 --threads 2
+
+``--model``: a preset (random weights: the speed does not depend on them) or a ``save_pretrained`` folder such as
+``safetensors/galaxy_demo``.  Timed: the processor encoding of the batch (normalisation, task tokens) and the
+model's forward pass, conditioned on ``--task``; post-processing (semantic maps / COCO detections) is not timed.
+Each repeat runs ``--batches`` batches after ``--warmup`` untimed ones; the figure is the median over
+``--repeats`` repeats, in images per second (the last line).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.evaluate import forward  # noqa: E402
+from src.model import count_parameters, load_model  # noqa: E402
+
+
+def synthetic_batch(batch_size: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Images with the real cutouts' pixel statistics (the speed does not depend on the content)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(rng.normal((8.6, 6.0, 4.9), (14.7, 12.4, 8.7), (size, size, 3)), 0, 255).astype(np.uint8)
+            for _ in range(batch_size)]
+
+
+def run(model, processor, images, task: str, batches: int) -> float:
+    start = time.perf_counter()
+    for _ in range(batches):
+        forward(model, processor, images, task)
+    return batches * len(images) / (time.perf_counter() - start)
+
+
+def main(argv=None) -> float:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="galaxy-small", help="preset or save_pretrained folder")
+    p.add_argument("--image-size", type=int, default=256, help="square input side in pixels (no resize)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--task", default="semantic", choices=["semantic", "instance", "panoptic"])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches before each repeat")
+    p.add_argument("--batches", type=int, default=6, help="timed batches per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    model, processor = load_model(args.model, device="cpu")
+    model.eval()
+    processor.image_processor.do_resize = False  # the images already have the size under test
+    images = synthetic_batch(args.batch_size, args.image_size)
+    rates = []
+    for r in range(args.repeats):
+        run(model, processor, images, args.task, args.warmup)
+        rates.append(run(model, processor, images, args.task, args.batches))
+        print(f"repeat {r + 1}: {rates[-1]:.2f} img/s", flush=True)
+    load = os.getloadavg()
+    print(f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.image_size} px, batch "
+          f"{args.batch_size}, task {args.task}, {args.threads} threads, torch {torch.__version__}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    median = statistics.median(rates)
+    print(f"CPU inference: {median:.2f} img/s (median of {args.repeats})")
+    return median
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The demo pipeline end to end with tiny settings (64 px cutouts, galaxy-tiny, a few seconds of training)."""
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+from src.demo import REAL_RESULTS, main
+
+TINY_ARGS = ["--n", "24", "--size", "64", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
+             "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
+             "--no-progress", "--cpu"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    paths = {"data": root / "data", "model": root / "model", "images": root / "images"}
+    argv = TINY_ARGS + ["--data-root", str(paths["data"]), "--output", str(paths["model"]),
+                        "--images-dir", str(paths["images"])]
+    return paths, argv
+
+
+def test_demo_end_to_end_then_reuse(demo_run, capsys):
+    paths, argv = demo_run
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    data, model, images = paths["data"], paths["model"], paths["images"]
+
+    for name in ("gz2_hart16.csv", "demo_data.json", "galaxy_train.json", "galaxy_val.json", "galaxy_test.json",
+                 "dataset_stats.json"):
+        assert (data / name).is_file(), name
+    assert len(list((data / "original" / "zoo2Main").glob("Dr7_*.jpg"))) == 24
+    for name in ("config.json", "model.safetensors", "processor_config.json", "metrics.json", "loss_history.csv",
+                 "loss_curve.png", "confusion_matrix.png", "demo_train.json", "demo_summary.json"):
+        assert (model / name).is_file(), name
+    assert not (model / "checkpoints").exists()
+    for name in ("seg_comparison.png", "seginst_comparison.png"):
+        assert (images / name).stat().st_size > 1000, name
+
+    metrics = json.loads((model / "metrics.json").read_text())
+    n_test = len(json.loads((data / "galaxy_test.json").read_text()))
+    assert metrics["split"] == "test" and metrics["n_images"] == n_test > 0
+    seed = metrics["semantic"]["seed_protocol"]
+    coco = metrics["instance"]["coco"]
+    for value in (seed["mean_iou"], seed["dice"], seed["accuracy"], metrics["semantic"]["semantic"]["mean_iou"],
+                  coco["ap"], coco["ap50"]):
+        assert 0.0 <= value <= 1.0
+
+    summary = json.loads((model / "demo_summary.json").read_text())
+    assert summary["results"]["seed_miou"] == seed["mean_iou"] and summary["results"]["coco_ap"] == coco["ap"]
+    assert set(summary["timings_s"]) == {"data", "convert", "train", "score", "figures", "total"}
+    assert not any(stage["skipped"] for stage in summary["stages"].values())
+    assert set(summary["stage_seconds"]) == {"data", "convert", "train", "score", "figures"}
+    ran = summary["stage_seconds"]
+    train_info = json.loads((model / "demo_train.json").read_text())
+    assert train_info["settings"]["crop_size"] == 48 and train_info["settings"]["task"] == "random"
+    assert train_info["stopped_by_budget"] or train_info["epochs"] == 2
+
+    # the table: real and synthetic rows, clearly labelled, with the demo's own figures
+    assert "REAL data" in out and "SYNTHETIC data" in out
+    assert f"{REAL_RESULTS['sem_only']['mIoU']:.4f}" in out and f"{REAL_RESULTS['sem+inst']['AP']:.4f}" in out
+    assert f"{seed['mean_iou']:.4f}" in out and f"{coco['ap']:.4f}" in out
+
+    # a second run reuses every stage and leaves the model and the metrics untouched
+    stamps = {p: (model / p).stat().st_mtime_ns for p in ("model.safetensors", "metrics.json")}
+    assert main(argv) == 0
+    summary = json.loads((model / "demo_summary.json").read_text())
+    assert all(stage["skipped"] for stage in summary["stages"].values())
+    assert summary["stage_seconds"] == ran  # the wall times of the run that did the work are kept
+    assert stamps == {p: (model / p).stat().st_mtime_ns for p in stamps}
+    assert "REAL data" in capsys.readouterr().out
+
+    # --rescore scores again (cheap) without training
+    assert main(argv + ["--rescore"]) == 0
+    summary = json.loads((model / "demo_summary.json").read_text())
+    assert summary["stages"]["train"]["skipped"] and not summary["stages"]["score"]["skipped"]
+    assert (model / "model.safetensors").stat().st_mtime_ns == stamps["model.safetensors"]
+
+
+def test_demo_rejects_bad_budget(tmp_path, capsys):
+    assert main(["--minutes", "0", "--data-root", str(tmp_path / "d"), "--output", str(tmp_path / "m")]) == 2
+    assert "--minutes must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
