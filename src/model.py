@@ -266,10 +266,13 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
         processor = build_processor(image_size, mean, std, config=config)
     elif path.is_file() and path.suffix == ".safetensors":
         model, processor = _load_state_dict_file(path, base_card or "swin-tiny", num_queries, image_size, mean, std)
-    else:  # a save_pretrained directory or a hub card
+    else:  # a save_pretrained directory (our exports) or a hub card
         config = build_config(name, num_queries)
         config.is_training = True
-        model = _from_source(OneFormerForUniversalSegmentation, name, config=config, ignore_mismatched_sizes=True)
+        if path.is_dir():
+            model = _load_export(path, config)
+        else:
+            model = _from_source(OneFormerForUniversalSegmentation, name, config=config, ignore_mismatched_sizes=True)
         if path.is_dir() and any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
             processor = load_processor(path, config)
             if image_size is not None:
@@ -281,6 +284,26 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
     if device is not None:
         model.to(device)
     return model, processor
+
+
+def _load_export(path: Path, config: OneFormerConfig) -> OneFormerForUniversalSegmentation:
+    """A save_pretrained directory.  Its text mapper (training-only, left out by :func:`save_export`) is
+    re-initialised silently; any other missing, unexpected or mismatched weight is an error."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report would list the expected text-mapper keys
+    try:
+        model, info = OneFormerForUniversalSegmentation.from_pretrained(
+            str(path), config=config, ignore_mismatched_sizes=True, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [k for k in info.get("missing_keys", []) if ".text_mapper." not in k]
+    problems = missing + list(info.get("unexpected_keys", [])) + [str(m) for m in info.get("mismatched_keys", [])]
+    if problems:
+        raise ModelSourceError(f"{path}: weights do not match its config.json ({len(problems)} keys; e.g. "
+                               f"{problems[:3]})")
+    return model
 
 
 def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, mean, std):

@@ -106,3 +106,15 @@ def test_export_roundtrip_offline_and_movable(tmp_path):
     assert reloaded.model.text_mapper is not None and reloaded.config.is_training
     assert torch.equal(reloaded.state_dict()["model.transformer_module.decoder.class_embed.weight"],
                        state["model.transformer_module.decoder.class_embed.weight"])
+
+
+def test_export_with_missing_weights_is_an_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, processor = load_model("galaxy-tiny", image_size=64)
+    folder = save_export(model, processor, tmp_path / "export")
+    weights = load_file(folder / "model.safetensors")
+    weights.pop("model.transformer_module.decoder.class_embed.weight")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelSourceError, match="weights do not match its config.json"):
+        load_model(str(folder))
