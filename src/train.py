@@ -460,8 +460,7 @@ def evaluate_loss(model, loader, accelerator) -> float:
 
 # ----------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).")
     # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
     p.add_argument("--data-root", help="folder with galaxy_{train,val}.json, original/zoo2Main/, dataset_stats.json "
                    "(default: .)")
@@ -471,29 +470,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-card", help="architecture of a bare .safetensors state dict (default: swin-tiny)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="the original models' settings: "
                    + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()))
-    p.add_argument("--task", choices=["semantic", "instance", "panoptic", "random"])
+    p.add_argument("--task", choices=["semantic", "instance", "panoptic", "random"],
+                   help="task the model is conditioned on; random = per image (default: semantic)")
     p.add_argument("--random-tasks", nargs="+", choices=["semantic", "instance", "panoptic"],
                    help="with --task random, each image's task is drawn uniformly from this list; repeat a task to "
                    "weight it, e.g. semantic semantic instance (default: semantic instance)")
-    p.add_argument("--epochs", type=int, help="length of the schedule N")
+    p.add_argument("--epochs", type=int, help="length of the schedule N (default: 5)")
     p.add_argument("--end-epoch", type=int, help="stop after epoch M of the N-epoch schedule")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume-epoch", type=int, dest="resume", help="continue from the end of epoch K")
     group.add_argument("--resume", choices=["latest"], help="continue from the latest complete checkpoint")
-    p.add_argument("--batch-size", type=int, help="images per step and process")
+    p.add_argument("--batch-size", type=int, help="images per step and process (default: 2)")
     p.add_argument("--image-size", type=int, help="square side in pixels (default: native)")
     p.add_argument("--crop-size", type=int, help="train on random crops of this side holding the object, at "
                    "native resolution; the exported model runs on whole images (default: no crop)")
-    p.add_argument("--num-queries", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--num-queries", type=int, help="object queries (default: the preset's or card's)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 0.1)")
+    p.add_argument("--grad-clip", type=float, help="gradient-norm clipping (default: 1.0)")
     p.add_argument("--warmup-steps", type=int, help="default 5%% of the optimiser steps")
     p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
-    p.add_argument("--in-memory", action="store_const", const=True)
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="(default: no)")
+    p.add_argument("--seed", type=int, help="data order, augmentations, init (default: 0)")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                   help="no flips / 90° rotations")
+    p.add_argument("--in-memory", action="store_const", const=True, help="decode all images once, keep them in RAM")
     p.add_argument("--skip-bad", action="store_const", const=True, help="skip (and count) unusable entries")
     p.add_argument("--num-workers", type=int, help="DataLoader workers")
     p.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
