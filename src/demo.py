@@ -126,14 +126,16 @@ def ensure_model(args) -> dict:
 
 
 def ensure_metrics(args) -> tuple[dict, dict]:
-    """Score the test split (semantic + instance) unless ``metrics.json`` is newer than the model."""
+    """Score the split (semantic + instance) unless ``metrics.json`` of that split is newer than the model."""
     from src.evaluate import evaluate, write_metrics
 
     output = Path(args.output)
     path = output / "metrics.json"
     if (path.is_file() and not args.rescore
             and path.stat().st_mtime >= (output / "model.safetensors").stat().st_mtime):
-        return json.loads(path.read_text()), {"skipped": True}
+        metrics = json.loads(path.read_text())
+        if metrics.get("split") == args.split:
+            return metrics, {"skipped": True}
     _say(f"scoring {output} on the {args.split} split (semantic and instance tasks)")
     metrics = evaluate(output, args.data_root, split=args.split, tasks=("semantic", "instance"),
                        batch_size=args.eval_batch_size, progress=not args.no_progress, device=args.device)

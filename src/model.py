@@ -331,10 +331,16 @@ def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, m
 def save_export(model, processor, folder: str | os.PathLike) -> Path:
     """``save_pretrained`` directory for inference: config (``is_training`` false), weights, processor files.
 
-    The text mapper (training-only) is left out so that ``from_pretrained`` loads without unused weights.
+    The text mapper (training-only) is left out so that ``from_pretrained`` loads without unused weights.  The
+    files are written into a staging folder beside ``folder`` and then renamed into it one by one, so a killed
+    export never leaves a half-written file (other files in ``folder``, e.g. checkpoints, are kept).
     """
+    import shutil
+    import tempfile
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.export-", dir=folder.parent))
     model = getattr(model, "module", model)
     state = {k: v for k, v in model.state_dict().items() if ".text_mapper." not in k}
     config = copy.deepcopy(model.config)
@@ -342,10 +348,13 @@ def save_export(model, processor, folder: str | os.PathLike) -> Path:
     was = model.config
     model.config = config
     try:
-        model.save_pretrained(str(folder), state_dict=state, safe_serialization=True)
+        model.save_pretrained(str(staging), state_dict=state, safe_serialization=True)
+        save_processor(processor, staging)
+        for item in sorted(staging.iterdir(), key=lambda p: p.name == "model.safetensors"):  # weights last
+            os.replace(item, folder / item.name)
     finally:
         model.config = was
-    save_processor(processor, folder)
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

@@ -230,9 +230,14 @@ def plot_history(history: list[dict], path) -> None:
 
 # ----------------------------------------------------------------------------------------------- config
 def resolve_config(args_or_config) -> TrainConfig:
-    """``TrainConfig`` from a namespace / dict / TrainConfig: defaults < recipe < explicitly given values."""
-    if isinstance(args_or_config, TrainConfig):
-        given = asdict(args_or_config)
+    """``TrainConfig`` from a namespace / dict / TrainConfig: defaults < recipe < explicitly given values.
+
+    For a ``TrainConfig`` object, "given" means different from the default; pass a dict to override a recipe
+    with a value that equals the default.
+    """
+    if isinstance(args_or_config, TrainConfig):  # only what differs from the defaults counts as given
+        defaults = asdict(TrainConfig())
+        given = {k: v for k, v in asdict(args_or_config).items() if v != defaults[k]}
     elif isinstance(args_or_config, dict):
         given = dict(args_or_config)
     else:
@@ -374,8 +379,8 @@ def train(args_or_config) -> dict:
                 if budget_s is not None:
                     stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start,
                                             planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None)
-                    if step == 1:
-                        probe_start = (time.monotonic(), step)  # first step excluded (warm-up of kernels)
+                    if probe_start is None:  # first step of this process excluded (warm-up of kernels)
+                        probe_start = (time.monotonic(), step)
                     if stopped:
                         break
         bar.close()

@@ -22,6 +22,8 @@ import numpy as np
 from skimage.draw import polygon as draw_polygon
 
 _OBJID_IN_NAME = re.compile(r"(\d{6,})")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class ViaError(ValueError):
@@ -97,13 +99,14 @@ def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = None) -
     """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=indent)  # dumps uses the C encoder; dump(fh) does not
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        text = json.dumps(obj, indent=indent)  # dumps uses the C encoder; dump(fh) does not
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

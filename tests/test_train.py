@@ -153,3 +153,14 @@ def test_budget_refits_horizon_and_warmup():
     _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), planned_total=10_000)
     assert s.total == 14 + int(35 / (45 / 13))
     assert _apply_budget(s, 15, now - 86, 100, 3, (now - 80, 1))  # 85 % of the budget spent: stop
+
+
+def test_recipe_applies_to_a_trainconfig_object():
+    from src.train import RECIPES, TrainConfig, resolve_config
+
+    config = resolve_config(TrainConfig(recipe="sem_only", data_root="somewhere"))
+    for key, value in RECIPES["sem_only"].items():
+        assert getattr(config, key) == value, key
+    assert config.data_root == "somewhere"
+    # an explicit non-default value still wins over the recipe
+    assert resolve_config(TrainConfig(recipe="sem_only", batch_size=8)).batch_size == 8
