@@ -165,14 +165,19 @@ def extract_archive(archive: Path, target: Path) -> int:
     children = [p for p in staging.iterdir() if not p.name.startswith(".")]
     if len(children) == 1 and children[0].is_dir():
         root = children[0]
+    files = [p for p in root.rglob("*") if p.is_file()]
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.name in seen:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DownloadError(f"{archive}: two members share the name {path.name} "
+                                f"({seen[path.name].relative_to(staging)}, {path.relative_to(staging)})")
+        seen[path.name] = path
     target.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for path in root.rglob("*"):
-        if path.is_file():
-            os.replace(path, target / path.name)
-            count += 1
+    for path in files:
+        os.replace(path, target / path.name)
     shutil.rmtree(staging, ignore_errors=True)
-    return count
+    return len(files)
 
 
 def _load_manifest(root: Path) -> dict:
@@ -199,19 +204,25 @@ def download(data_root=".", only=("catalog", "annotations", "images"), mirror: s
             url = mirror.rstrip("/") + "/" + res.url.rsplit("/", 1)[-1] if mirror else res.url
             dest = root / res.dest
             known = manifest.get(res.dest)
+            target = root / res.extract_to if res.extract_to else None
+            # an archive is done once its unpacking is recorded (the record is written after the last file)
+            unpacked = bool(target and known and known.get("unpacked_files") and target.is_dir())
             if dest.is_file() and known and dest.stat().st_size == known["size"]:
                 if sha256_of(dest) != known["sha256"]:
                     raise DownloadError(f"{dest}: differs from the file recorded in {MANIFEST}; delete it to "
                                         "download again")
                 print(f"{res.name}: present and verified ({dest})")
+            elif unpacked:
+                print(f"{res.name}: unpacked earlier into {target} ({known['unpacked_files']} files)")
             else:
                 manifest[res.dest] = fetch(url, dest, size=res.size, sha256=res.sha256, progress=progress,
                                            timeout=timeout)
                 write_json_atomic(root / MANIFEST, manifest, indent=2)
-            if res.extract_to:
-                target = root / res.extract_to
-                if not (target.is_dir() and any(target.iterdir())):
+            if target is not None:
+                if not unpacked:  # also redoes an unpacking that was interrupted
                     count = extract_archive(dest, target)
+                    manifest[res.dest]["unpacked_files"] = count
+                    write_json_atomic(root / MANIFEST, manifest, indent=2)
                     print(f"{res.name}: {count} files unpacked into {target}")
                 if delete_archive:
                     dest.unlink(missing_ok=True)

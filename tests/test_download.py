@@ -160,3 +160,38 @@ def test_archive_with_escaping_paths_is_refused(tmp_path):
 def test_unknown_group_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown download group"):
         download(tmp_path, only=["weights"])
+
+
+def test_archive_unpacking_is_recorded_redone_after_interruption_and_survives_delete(tmp_path, server):
+    url, handler = server
+    images = tmp_path / "upstream"
+    images.mkdir()
+    for k in range(3):
+        (images / f"Dr7_{k}.jpg").write_bytes(b"jpeg%d" % k)
+    handler.files = {"zoo2Main.tar.gz": _tar(images, "zoo2Main")}
+    resources = {"images": [Resource("cutouts", f"{url}/zoo2Main.tar.gz", "original/zoo2Main.tar.gz",
+                                     extract_to="original/zoo2Main")]}
+    root = tmp_path / "data"
+    # an interrupted earlier unpacking: a non-empty folder but nothing recorded -> unpacked again
+    (root / "original/zoo2Main").mkdir(parents=True)
+    (root / "original/zoo2Main/Dr7_0.jpg").write_bytes(b"partial")
+    manifest = download(root, only=["images"], resources=resources, progress=False, delete_archive=True)
+    assert manifest["original/zoo2Main.tar.gz"]["unpacked_files"] == 3
+    assert (root / "original/zoo2Main/Dr7_0.jpg").read_bytes() == b"jpeg0"
+    assert not (root / "original/zoo2Main.tar.gz").exists()
+    requests = len(handler.log)
+    download(root, only=["images"], resources=resources, progress=False, delete_archive=True)
+    assert len(handler.log) == requests  # the archive is not fetched again after --delete-archive
+
+
+def test_archive_members_with_the_same_name_are_refused(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("a/Dr7_1.jpg", "b/Dr7_1.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(buf.getvalue())
+    with pytest.raises(DownloadError, match="two members share the name Dr7_1.jpg"):
+        extract_archive(archive, tmp_path / "zoo2Main")
