@@ -133,7 +133,7 @@ def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.
     nonempty = lengths > 0
     owner = np.repeat(np.arange(len(polygons)), lengths)
     height, width = shapes[owner, 0], shapes[owner, 1]
-    outside_vertex = (xs < 0) | (ys < 0) | (xs > width - 1) | (ys > height - 1)
+    outside_vertex = (xs < 0) | (ys < 0) | (xs > width - 1) | (ys > height - 1)  # via.polygon_inside, vectorised
     outside = np.zeros(len(polygons), dtype=bool)
     outside[nonempty] = np.logical_or.reduceat(outside_vertex, starts[nonempty])
     reasons[(reasons == None) & outside] = "outside_image"  # noqa: E711 (object array)

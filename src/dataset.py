@@ -27,7 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from src.classes import class_id
-from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_mask, region_polygon
+from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask, region_polygon
 
 TASKS = ("semantic", "instance", "panoptic", "random")
 IMAGE_DIR = Path("original") / "zoo2Main"
@@ -156,7 +156,7 @@ class GalaxyDataset(torch.utils.data.Dataset):
                 raise DatasetError(str(err)) from None
             if xs.size < 3:
                 raise DatasetError(f"{where} region {r}: polygon has {xs.size} vertices (needs 3)")
-            if xs.min() < 0 or ys.min() < 0 or xs.max() > width or ys.max() > height:
+            if not polygon_inside(xs, ys, (height, width)):
                 raise DatasetError(f"{where} region {r}: polygon outside the {width}x{height} image "
                                    f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})")
             name = (region.get("region_attributes") or {}).get("object_name")

@@ -81,6 +81,12 @@ def region_polygon(region: dict, where: str = "") -> tuple[np.ndarray, np.ndarra
     return xs, ys
 
 
+def polygon_inside(xs, ys, shape: tuple[int, int]) -> bool:
+    """Every vertex on the image: 0 <= x <= width - 1 and 0 <= y <= height - 1 (pixel coordinates)."""
+    height, width = shape
+    return bool(np.min(xs) >= 0 and np.min(ys) >= 0 and np.max(xs) <= width - 1 and np.max(ys) <= height - 1)
+
+
 def polygon_mask(xs, ys, shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask (rows, cols) of the pixels inside the polygon (scikit-image rasterisation)."""
     rr, cc = draw_polygon(np.asarray(ys), np.asarray(xs), shape=shape)

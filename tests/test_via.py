@@ -76,3 +76,12 @@ def test_classes_single_source_of_truth():
     with pytest.raises(ValueError, match="unknown base class"):
         group_of_base("S0")
     assert np.unique([tuple(c) for c in __import__("src.classes").classes.colour_palette()], axis=0).shape[0] == 6
+
+
+def test_polygon_inside_uses_pixel_bounds():
+    from src.via import polygon_inside
+
+    assert polygon_inside([0, 63, 63], [0, 0, 63], (64, 64))
+    assert not polygon_inside([0, 64, 63], [0, 0, 63], (64, 64))    # x = width is off the image
+    assert not polygon_inside([0, 10, 10], [-1, 0, 5], (64, 64))
+    assert not polygon_inside([0, 10, 10], [0, 0, 40], (32, 64))     # (height, width) order
