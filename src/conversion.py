@@ -31,10 +31,9 @@ import pandas as pd
 
 from .catalog import find_catalog, load_catalog
 from .classes import BASE_CLASSES, GALAXY_CLASSES
-from .via import ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon, write_json_atomic
+from .via import (IMAGE_DIR, VIA_FILES, ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon,
+                  write_json_atomic)
 
-VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_data.json")
-IMAGE_DIR = "original/zoo2Main"
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 OUTPUT_ALL = "galaxy_segment_classes.json"

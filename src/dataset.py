@@ -27,10 +27,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from src.classes import class_id
-from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask, region_polygon
+from src.via import (IMAGE_DIR, ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask,
+                     region_polygon)
 
 TASKS = ("semantic", "instance", "panoptic", "random")
-IMAGE_DIR = Path("original") / "zoo2Main"
 
 
 class DatasetError(ValueError):

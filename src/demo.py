@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from src.via import write_json_atomic
+from src.via import VIA_FILES, write_json_atomic
 
 #: The original project's table (real GZ2 test split, 2,828 images, seed protocol; its AP is a home-made
 #: 11-point AP, not COCO AP).
@@ -45,7 +45,6 @@ TARGET = {"seed_miou": 0.60, "coco_ap": 0.40}
 DATA_STAMP = "demo_data.json"
 TRAIN_STAMP = "demo_train.json"
 SUMMARY_FILE = "demo_summary.json"
-VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_data.json")
 SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json")
 MODEL_FILES = ("config.json", "model.safetensors")
 

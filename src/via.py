@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
+#: The on-disk layout under a data root (real data, synthetic data and the download alike).
+VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_data.json")
+IMAGE_DIR = "original/zoo2Main"
+
 _OBJID_IN_NAME = re.compile(r"(\d{6,})")
 _UMASK = os.umask(0)
 os.umask(_UMASK)

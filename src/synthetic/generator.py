@@ -17,7 +17,7 @@ import numpy as np
 
 from ..catalog import parse_gz2_class
 from ..classes import BASE_CLASSES, GALAXY_CLASSES
-from ..via import polygon_area, write_json_atomic
+from ..via import IMAGE_DIR, polygon_area, write_json_atomic
 from . import hart16, labels, profiles, render
 
 MIN_SIZE = 32
@@ -278,7 +278,7 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
 
     validate(n, size, workers, seed)
     out = Path(out_dir)
-    image_dir = out / "original" / "zoo2Main"
+    image_dir = out / IMAGE_DIR
     image_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, i, size, balance, str(image_dir)) for i in range(n)]
     records = run_jobs(_make_one, jobs, workers, progress, "synthetic GZ2")
@@ -292,7 +292,7 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
     write_csv_atomic(catalog, pd.DataFrame(rows, columns=list(hart16.COLUMNS)))
     via_paths = {}
     for split, entries in splits.items():
-        via_paths[split] = out / "original" / split / "via_region_data.json"
+        via_paths[split] = out / f"original/{split}/via_region_data.json"  # = via.VIA_FILES
         write_json_atomic(via_paths[split], entries)
 
     by_class = {name: 0 for name in GALAXY_CLASSES}
