@@ -75,11 +75,13 @@ def semantic_maps(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[
 @torch.inference_mode()
 def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int = TOP_K,
                          thing_ids: Sequence[int] = THING_IDS) -> list[list[dict]]:
-    """Per image, up to ``top_k`` detections ``{"class_id", "score", "mask"}`` (mask: bool array at the size).
+    """Per image, up to ``top_k`` detections ``{"class_id", "score", "mask", "query"}`` (mask: bool array at the
+    size; detections of one query share one mask array).
 
     Mask2Former's ``instance_inference``: every (query, class) pair is a candidate with the class probability;
     the ``top_k`` best galaxy-class pairs are kept, their mask logits resized to the image size and cut at 0,
-    and the score multiplied by the mean mask probability inside the mask.  Empty masks are dropped.
+    and the score multiplied by the mean mask probability inside the mask.  Empty masks are dropped.  A query
+    often wins for several classes, so each kept query's mask is resized once.
     """
     probs = outputs.class_queries_logits.softmax(-1)[..., :-1]           # (B, Q, K) without the "no object"
     thing = torch.as_tensor(list(thing_ids), device=probs.device)
@@ -91,17 +93,19 @@ def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int =
         top_scores, top_index = scores.flatten().topk(k)
         queries = top_index // n_things
         labels = thing[top_index % n_things]
-        logits = outputs.masks_queries_logits[i][queries].float()       # (k, h, w)
+        kept, inverse = torch.unique(queries, return_inverse=True)
+        logits = outputs.masks_queries_logits[i][kept].float()          # (u, h, w), u <= k
         logits = torch.nn.functional.interpolate(logits[None], size=(height, width), mode="bilinear",
                                                  align_corners=False)[0]
         masks = logits > 0
-        mask_prob = logits.sigmoid()
         area = masks.flatten(1).sum(1)
-        mask_score = (mask_prob * masks).flatten(1).sum(1) / area.clamp(min=1)
-        final = (top_scores * mask_score).cpu().numpy()
-        masks_np, labels_np, area_np = masks.cpu().numpy(), labels.cpu().numpy(), area.cpu().numpy()
-        results.append([{"class_id": int(labels_np[j]), "score": float(final[j]), "mask": masks_np[j]}
-                        for j in range(k) if area_np[j] > 0])
+        mask_score = (logits.sigmoid() * masks).flatten(1).sum(1) / area.clamp(min=1)
+        final = (top_scores * mask_score[inverse]).cpu().numpy()
+        query_masks = list(masks.cpu().numpy())
+        inverse_np, area_np = inverse.cpu().numpy(), area.cpu().numpy()
+        labels_np, queries_np = labels.cpu().numpy(), queries.cpu().numpy()
+        results.append([{"class_id": int(labels_np[j]), "score": float(final[j]), "mask": query_masks[inverse_np[j]],
+                         "query": int(queries_np[j])} for j in range(k) if area_np[inverse_np[j]] > 0])
     return results
 
 
@@ -150,10 +154,14 @@ def _instance_objects(item: dict) -> list[tuple[int, dict]]:
 
 
 def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
-    """COCO results-format dicts (``image_id`` = objid) for one image's detections (masks encoded together)."""
-    rles = masks_to_rles([d["mask"] for d in detections])
-    return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": rle,
-             "score": round(d["score"], 6)} for d, rle in zip(detections, rles)]
+    """COCO results-format dicts (``image_id`` = objid) for one image's detections.  The masks are encoded
+    together, once per distinct mask (detections of one query share theirs)."""
+    slot: dict[int, int] = {}
+    for d in detections:
+        slot.setdefault(id(d["mask"]), len(slot))
+    rles = masks_to_rles(list({id(d["mask"]): d["mask"] for d in detections}.values()))
+    return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": rles[slot[id(d["mask"])]],
+             "score": round(d["score"], 6)} for d in detections]
 
 
 # ------------------------------------------------------------------------------------------ evaluation

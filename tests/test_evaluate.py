@@ -67,6 +67,30 @@ def test_instance_predictions_rank_and_resize():
     assert all(a["score"] >= b["score"] for a, b in zip(dets, dets[1:]))
 
 
+def test_instance_detections_of_one_query_share_one_mask_and_encoding():
+    """Top-k pairs repeat queries: each query's mask is resized once, and the COCO results equal encoding every
+    detection on its own."""
+    from src.evaluate import coco_results
+    from src.metrics import masks_to_rles
+
+    generator = torch.Generator().manual_seed(0)
+    classes = torch.randn((1, 4, 7), generator=generator)
+    masks = torch.randn((1, 4, 8, 8), generator=generator) * 4
+    out = type("O", (), {"class_queries_logits": classes, "masks_queries_logits": masks})
+    [dets] = instance_predictions(out, [(24, 24)], top_k=12)
+    assert len(dets) == 12 and len({d["query"] for d in dets}) <= 4
+    for d in dets:
+        expected = torch.nn.functional.interpolate(masks[:, d["query"]][None], size=(24, 24), mode="bilinear",
+                                                   align_corners=False)[0, 0] > 0
+        assert np.array_equal(d["mask"], expected.numpy())
+    same_query = [d for d in dets if d["query"] == dets[0]["query"]]
+    assert len(same_query) > 1 and all(d["mask"] is same_query[0]["mask"] for d in same_query)
+    results = coco_results(123, dets)
+    one_by_one = [masks_to_rles([d["mask"]])[0] for d in dets]
+    assert [r["segmentation"] for r in results] == one_by_one
+    assert [r["category_id"] for r in results] == [d["class_id"] for d in dets]
+
+
 def test_cli_writes_metrics_and_reusable_coco_predictions(tiny, capsys):
     out, preds = tiny["root"] / "m" / "metrics.json", tiny["root"] / "m" / "predictions.json"
     rc = compute_scores.main(["--model", str(tiny["export"]), "--data-root", str(tiny["data"]), "--task", "all",
