@@ -10,7 +10,7 @@ from safetensors.torch import save_model
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
 from src.classes import CLASS_NAMES, ID2LABEL, NUM_LABELS
-from src.model import (PRESETS, ModelSourceError, build_config, build_processor, load_model, num_text_for,
+from src.model import (PRESETS, ModelSourceError, _new_model, build_config, build_processor, load_model, num_text_for,
                        offline_tokenizer, save_export, set_training_mode)
 
 
@@ -57,6 +57,38 @@ def test_processor_offline_encodes_training_batch():
     assert batch["class_labels"][0].tolist() == [0, 3]
     assert batch["text_inputs"].shape == (1, num_text_for(config), 77)
     assert batch["task_inputs"][0, :7].tolist() == [49406, 518, 10549, 533, 29119, 1550, 49407]
+
+
+@pytest.mark.parametrize("preset", ["galaxy-small", "galaxy-tiny"])
+def test_cpu_presets_predict_the_same_in_training_and_eval_mode(preset):
+    """The from-scratch presets have no dropout: validation and inference (eval mode) see the model that training
+    optimised.  With OneFormer's default dropout 0.1 the two modes give different class logits."""
+    torch.manual_seed(0)
+    model, processor = load_model(preset, image_size=64)
+    rng = np.random.default_rng(0)
+    semantic = np.zeros((64, 64), np.uint8)
+    semantic[20:40, 18:44] = 2
+    batch = processor(images=[rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)], task_inputs=["semantic"],
+                      segmentation_maps=[semantic], return_tensors="pt")
+    inputs = {k: batch[k] for k in ("pixel_values", "pixel_mask", "task_inputs")}
+    logits = {}
+    for training in (True, False):
+        set_training_mode(model, training)
+        with torch.no_grad():
+            logits[training] = model(**inputs, text_inputs=batch["text_inputs"] if training else None
+                                     ).class_queries_logits
+    assert torch.allclose(logits[True], logits[False], atol=1e-5)
+    config = build_config(preset)
+    config.dropout = 0.1   # OneFormer's default: the same check fails
+    torch.manual_seed(0)
+    noisy = _new_model(config)
+    set_training_mode(noisy, True)
+    with torch.no_grad():
+        a = noisy(**inputs, text_inputs=batch["text_inputs"]).class_queries_logits
+    set_training_mode(noisy, False)
+    with torch.no_grad():
+        b = noisy(**inputs).class_queries_logits
+    assert not torch.allclose(a, b, atol=1e-5)
 
 
 def test_hub_card_offline_names_presets():
