@@ -183,6 +183,22 @@ def test_geometry_vectorised_matches_raster():
     assert 20 < expected.count(None) < 180  # both outcomes are exercised
 
 
+def test_geometry_self_intersecting_polygons_are_rasterised():
+    """A square drawn twice has a large shoelace area but covers almost no pixel (even-odd fill, as the dataset
+    rasterises it): the area shortcut must not let it through.  Star-shaped polygons keep the shortcut."""
+    from src.via import polygon_area
+
+    twice = (np.array([10, 40, 40, 10] * 2, float), np.array([10, 10, 40, 40] * 2, float))
+    t = np.arange(5) * 4 * np.pi / 5
+    pentagram = (np.round(32 + 25 * np.cos(t)), np.round(32 + 25 * np.sin(t)))
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ellipse = (np.round(32 + 20 * np.cos(t)), np.round(32 + 9 * np.sin(t)))
+    polygons = [twice, pentagram, ellipse]
+    assert polygon_area(*twice, (64, 64)) < 90 <= polygon_area(*pentagram, (64, 64))
+    reasons = geometry_problems(polygons, np.full((3, 2), 64), min_area=90)
+    assert reasons.tolist() == ["small_area", None, None]
+
+
 def test_cli_prints_table_and_fails_cleanly(tmp_path):
     write_tiny_raw(tmp_path, n=15, size=64)
     done = subprocess.run([sys.executable, "-m", "src.conversion", "--data-root", str(tmp_path),
