@@ -2,8 +2,9 @@
 
 * ``gz2_hart16.csv``: 239,695 rows x 231 columns (~340 MB), the Hart16 column names' shape, 18-digit
   DR7-like objids, gz2_class strings drawn from the 15 base classes with arm/winding/odd suffixes.
-* ``original/{train,val}/via_region_data.json``: 29,995 VIA entries (one ~57-vertex polygon each);
-  ~6 % fail a filter (too small, outside the image, no catalog match), as in the real files.
+* ``original/{train,val}/via_region_data.json``: 29,995 VIA entries (one ~57-vertex polygon each, 5.4 % of
+  them self-intersecting as the real ones); ~6 % fail a filter (too small, outside the image, no catalog
+  match), as in the real files.
 
 ``python bench/real_scale.py DIR`` writes them (once; reused when present).
 """
@@ -14,10 +15,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import shapely
 
 N_ROWS = 239_695
 N_VIA = 29_995
 N_COLUMNS = 231
+#: Bumped when the generated inputs change, so a cached older set is rewritten.
+VERSION = 2
 CLASSES = ["Er", "Ei", "Ec", "Sc2m", "Sb+t", "Sb?t", "SBb2m", "SBc3m(r)", "Sen", "Ser", "Seb(u)", "Sd1l", "A",
            "Sa2t(d)", "SBa4m", "SBd?l"]
 WEIGHTS = np.array([15, 15, 5, 8, 6, 4, 9, 6, 5, 6, 3, 3, 0.3, 3, 3, 2], dtype=float)
@@ -58,14 +62,32 @@ def write_catalog(path: Path, rng: np.random.Generator) -> np.ndarray:
     return objids
 
 
+#: Share of the real hand-drawn polygons that cross themselves (GEOS is_simple false): 153 of the 2,828 of the
+#: seed's test split (../shared/real/galaxy_test_via.json).  The conversion rasterises those; the rest take the
+#: shoelace shortcut, so this share sets the conversion's cost.
+SELF_INTERSECTING = 153 / 2828
+
+
 def _polygon(rng, size=256):
+    """A smooth outline (~57 vertices, ellipse with low-order wobble, integer pixels); with probability
+    ``SELF_INTERSECTING`` two vertices two apart are swapped so that the outline crosses itself, a small
+    zigzag as in a hand-drawn polygon."""
     n = int(rng.integers(40, 75))
-    t = np.sort(rng.uniform(0, 2 * np.pi, n))
-    r = rng.lognormal(np.log(17), 0.35) * (1 + 0.1 * rng.standard_normal(n))
+    t = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * 2 * np.pi / n
+    wobble = sum(rng.normal(0, 0.05) * np.cos(k * t + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    r = rng.lognormal(np.log(17), 0.35) * (1 + wobble)
     q = rng.uniform(0.3, 1.0)
-    x = size / 2 + r * np.cos(t)
-    y = size / 2 + q * r * np.sin(t)
-    return np.round(x).astype(int).tolist(), np.round(y).astype(int).tolist()
+    x = np.round(size / 2 + r * np.cos(t)).astype(int)
+    y = np.round(size / 2 + q * r * np.sin(t)).astype(int)
+    if rng.random() < SELF_INTERSECTING:
+        for _ in range(20):   # a swap between near-collinear pixels may not cross: try another place
+            i = int(rng.integers(n - 2))
+            cx, cy = x.copy(), y.copy()
+            cx[[i, i + 2]], cy[[i, i + 2]] = x[[i + 2, i]], y[[i + 2, i]]
+            if not shapely.is_simple(shapely.linearrings(np.column_stack([cx, cy]))):
+                x, y = cx, cy
+                break
+    return x.tolist(), y.tolist()
 
 
 def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator) -> None:
@@ -87,12 +109,15 @@ def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator) -> None:
 
 def ensure(root) -> Path:
     root = Path(root)
-    if (root / "gz2_hart16.csv").is_file() and (root / "original/val/via_region_data.json").is_file():
+    stamp = root / f"real_scale_v{VERSION}"
+    inputs = ("gz2_hart16.csv", "original/train/via_region_data.json", "original/val/via_region_data.json")
+    if stamp.is_file() and all((root / f).is_file() for f in inputs):
         return root
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2016)
     objids = write_catalog(root / "gz2_hart16.csv", rng)
     write_via(root, objids, rng)
+    stamp.touch()
     return root
 
 
