@@ -1,7 +1,8 @@
 """Metric code alone (no model) at the seed test-split scale: 2,828 images of 256 x 256 px, synthetic arrays.
 
     .venv/bin/python bench/bench_metrics.py [--runs 3] [--n-images 2828] [--size 256] [--detections 100]
-                                            [--backend faster-coco-eval|pycocotools] [--reference]
+                                            [--distinct-masks 32] [--backend faster-coco-eval|pycocotools]
+                                            [--reference]
 
 Timed (target <= 5 s for the metric code): per-image confusion matrices (np.bincount) + seed protocol + standard
 semantic scores + image-level classification report (everything ``evaluate`` does on the semantic task after
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.evaluate import coco_results  # noqa: E402
 from src.metrics import (COCO_BACKENDS, PanopticAccumulator, coco_ground_truth, coco_mask_ap,  # noqa: E402
-                         image_confusions, masks_to_rles, semantic_report)
+                         image_confusions, semantic_report)
 
 
 def synthetic(n: int, size: int, seed: int = 0):
@@ -68,24 +70,27 @@ def detection_masks(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return windows[shifts[:, 0], shifts[:, 1]]
 
 
-def time_coco(gts, preds, classes, detections: int, backend: str, seed: int = 0) -> tuple[dict, dict, list]:
-    """Seconds for: RLE encoding of the detections (as ``evaluate.coco_results``), the ground truth
+def time_coco(gts, preds, classes, detections: int, backend: str, seed: int = 0,
+              distinct: int | None = None) -> tuple[dict, dict, list]:
+    """Seconds for: RLE encoding of the detections (``evaluate.coco_results``), the ground truth
     (``coco_ground_truth``) and ``coco_mask_ap``.  Per image: the predicted ellipse with the predicted class
     and a score in 0.5-1, then ``detections - 1`` lower-scored (0-0.5) shifted copies with random classes, built
-    before the clock starts."""
+    before the clock starts.  ``distinct``: the detections share that many masks (as OneFormer's top-k
+    (query, class) pairs share their query's mask); default: all different."""
     rng = np.random.default_rng(seed)
     images = [{"id": 587_000_000_000_000_000 + i, "height": g.shape[0], "width": g.shape[1],
                "objects": [(int(c), g > 0)]} for i, (g, c) in enumerate(zip(gts, classes))]
+    n_masks = min(distinct or detections, detections)
     seconds = {"encode": 0.0}
     results = []
     for im, p in zip(images, preds):
-        masks = detection_masks(p > 0, detections, rng)
+        masks = list(detection_masks(p > 0, n_masks, rng))
+        owner = np.concatenate([np.arange(n_masks), rng.integers(0, n_masks, detections - n_masks)])
         cats = [int(p.max())] + rng.integers(1, 6, detections - 1).tolist()
         scores = [float(rng.uniform(0.5, 1))] + rng.uniform(0, 0.5, detections - 1).tolist()
+        dets = [{"class_id": c, "score": s, "mask": masks[k]} for c, s, k in zip(cats, scores, owner)]
         start = time.perf_counter()
-        rles = masks_to_rles(masks)
-        results += [{"image_id": im["id"], "category_id": c, "segmentation": r, "score": s}
-                    for c, r, s in zip(cats, rles, scores)]
+        results += coco_results(im["id"], dets)
         seconds["encode"] += time.perf_counter() - start
     start = time.perf_counter()
     ground_truth = coco_ground_truth(images)
@@ -109,6 +114,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--detections", type=int, default=100,
                         help="COCO detections per image (evaluate keeps up to 100, COCO's maxDets; 0: skip COCO)")
+    parser.add_argument("--distinct-masks", type=int, default=None,
+                        help="the detections of an image share this many masks (galaxy-small: at most 32 "
+                             "queries); default: every detection has its own")
     parser.add_argument("--backend", choices=COCO_BACKENDS, default=COCO_BACKENDS[0])
     parser.add_argument("--reference", action="store_true",
                         help="also score the last run's detections with pycocotools (timed) and compare the figures")
@@ -130,7 +138,8 @@ def main() -> None:
     if args.detections > 0:
         runs = []
         for _ in range(args.runs):
-            seconds, scores, (ground_truth, results) = time_coco(gts, preds, classes, args.detections, args.backend)
+            seconds, scores, (ground_truth, results) = time_coco(gts, preds, classes, args.detections, args.backend,
+                                                                  distinct=args.distinct_masks)
             runs.append(seconds)
             print(f"COCO run ({args.backend}): " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()) + " s")
         coco = statistics.median(r["total"] for r in runs)
