@@ -60,13 +60,14 @@ PRESETS: dict[str, dict] = {
     # No dropout / drop path: trained from scratch for minutes, the model underfits, and with dropout 0.1 its
     # class logits in eval mode drifted far from those in training mode (the query transformer's post-norm
     # layers see other activation statistics without dropout): validation cross-entropy 19 vs 2.7 on the same
-    # images, see the "dropout" note in BENCHMARKS.md.  Class loss weight 5 (OneFormer's default: 2, against 5 + 5
+    # images, see the "dropout" note in BENCHMARKS.md.  Class loss weight 10 (OneFormer's default: 2, against 5 + 5
     # for the mask losses): the spiral / barred-spiral distinction needs the backbone to learn the bar, and a
-    # larger share of the gradient for the class loss helps it do so within the demo's 10 minutes.
+    # larger share of the gradient for the class loss helps it do so within the demo's 10 minutes (weight 5 / 10
+    # with training seeds 0 and 2: spiral IoU 0.09 / 0.59 and 0.00 / 0.29, bench/bench_demo_quality.py).
     "galaxy-small": {
         "backbone": dict(embed_dim=48, depths=[1, 1, 2, 1], num_heads=[3, 6, 12, 24], window_size=7,
                          drop_path_rate=0.0, image_size=128, out_features=_OUT),
-        "oneformer": dict(num_queries=32, dropout=0.0, class_weight=5.0, conv_dim=128, mask_dim=128, hidden_dim=128,
+        "oneformer": dict(num_queries=32, dropout=0.0, class_weight=10.0, conv_dim=128, mask_dim=128, hidden_dim=128,
                           encoder_layers=2, encoder_feedforward_dim=512, decoder_layers=4, dim_feedforward=512,
                           num_attention_heads=4, text_encoder_width=128, text_encoder_num_layers=2,
                           text_encoder_n_ctx=8, train_num_points=2048),
