@@ -156,10 +156,11 @@ def _instance_objects(item: dict) -> list[tuple[int, dict]]:
 def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
     """COCO results-format dicts (``image_id`` = objid) for one image's detections.  The masks are encoded
     together, once per distinct mask (detections of one query share theirs)."""
-    slot: dict[int, int] = {}
+    distinct: dict[int, np.ndarray] = {}
     for d in detections:
-        slot.setdefault(id(d["mask"]), len(slot))
-    rles = masks_to_rles(list({id(d["mask"]): d["mask"] for d in detections}.values()))
+        distinct.setdefault(id(d["mask"]), d["mask"])
+    slot = {key: i for i, key in enumerate(distinct)}
+    rles = masks_to_rles(list(distinct.values()))
     return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": rles[slot[id(d["mask"])]],
              "score": round(d["score"], 6)} for d in detections]
 
