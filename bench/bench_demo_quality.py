@@ -40,7 +40,7 @@ SPIRAL, BARRED = LABEL2ID["spiral"], LABEL2ID["spiral barred"]
 @torch.no_grad()
 def spiral_auc(model, processor, dataset) -> tuple[float, int]:
     """ROC AUC of p(SB) / (p(S) + p(SB)) (most galaxy-like query, semantic task) over the S and SB images."""
-    from src.evaluate import forward
+    from src.inference import forward
 
     scores, barred = [], []
     items = [dataset[i] for i in range(len(dataset))]

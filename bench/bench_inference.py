@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.evaluate import forward  # noqa: E402
+from src.inference import forward  # noqa: E402
 from src.model import count_parameters, load_model  # noqa: E402
 
 

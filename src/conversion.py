@@ -32,8 +32,8 @@ import shapely
 
 from .catalog import find_catalog, load_catalog
 from .classes import BASE_CLASSES, GALAXY_CLASSES
-from .via import (IMAGE_DIR, VIA_FILES, ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon,
-                  write_json_atomic)
+from .atomic import write_json_atomic
+from .via import IMAGE_DIR, VIA_FILES, ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)

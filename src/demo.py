@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from src.via import VIA_FILES, write_json_atomic
+from src.atomic import write_json_atomic
+from src.via import VIA_FILES
 
 #: The original project's table (real GZ2 test split, 2,828 images, seed protocol; its AP is a home-made
 #: 11-point AP, not COCO AP).

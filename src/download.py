@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .via import write_json_atomic
+from .atomic import write_json_atomic
 
 MANIFEST = "download_manifest.json"
 CHUNK = 1 << 20

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Sampler
 from src.classes import NUM_LABELS
 from src.dataset import GalaxyDataset, load_stats, loader_worker_init
 from src.model import HUB_SWIN_TINY, PRESETS, load_model, save_export, set_training_mode
-from src.via import write_json_atomic
+from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
 RECIPES: dict[str, dict] = {
@@ -180,14 +180,7 @@ def save_checkpoint(accelerator, output, epoch: int, state: dict, model_config=N
             model_config.to_json_file(str(tmp / "model_config.json"))
         write_json_atomic(tmp / "train_state.json", state, indent=1)  # written last: marks the folder complete
         _fsync_tree(tmp)
-        if final.exists():  # re-running an epoch: move the old one aside first (rename is atomic, rmtree is not)
-            old = final.parent / f".{final.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_folder(tmp, final)  # re-running an epoch replaces the old folder as a whole
     accelerator.wait_for_everyone()
     return final
 
@@ -198,12 +191,10 @@ HISTORY_FIELDS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds", "i
 
 def write_history(output, history: list[dict]) -> None:
     output = Path(output)
-    tmp = output / ".loss_history.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(output / "loss_history.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, output / "loss_history.csv")
     plot_history(history, output / "loss_curve.png")
 
 
@@ -222,10 +213,9 @@ def plot_history(history: list[dict], path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------- config

@@ -1,4 +1,4 @@
-"""VGG Image Annotator (VIA 2) project files: reading, validating, polygon -> mask, atomic writes.
+"""VGG Image Annotator (VIA 2) project files: reading, validating, polygon -> mask.
 
 The Galaxy Zoo 2 annotations (hfarias/mask_galaxy) are VIA 2 JSON objects keyed by the SDSS DR7
 objid::
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,6 @@ VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_dat
 IMAGE_DIR = "original/zoo2Main"
 
 _OBJID_IN_NAME = re.compile(r"(\d{6,})")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ViaError(ValueError):
@@ -103,22 +100,3 @@ def polygon_area(xs, ys, shape: tuple[int, int]) -> int:
     """Rasterised area in pixels (what the mask covers, not the shoelace area)."""
     rr, _ = draw_polygon(np.asarray(ys), np.asarray(xs), shape=shape)
     return int(rr.size)
-
-
-def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = None) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=indent)  # dumps uses the C encoder; dump(fh) does not
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -3,8 +3,6 @@
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
+from src.atomic import atomic_path
 from src.classes import CLASS_NAMES, COLOURS, GALAXY_CLASSES, colour_palette
 
 #: Detections drawn in the instance comparison: score above this (the HF demo threshold).
@@ -22,18 +21,10 @@ IMAGE_CLASS_NAMES = ("no galaxy", *GALAXY_CLASSES)
 
 
 def save_figure(fig, path) -> Path:
-    """``fig.savefig`` to a temporary file beside ``path``, then rename (never a half-written PNG)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    """``fig.savefig`` atomically (temporary file beside ``path``, then rename)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def colourise(class_map: np.ndarray) -> np.ndarray:
@@ -186,7 +177,8 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
     """
     import torch
 
-    from src.evaluate import forward, ground_truth_dataset, instance_predictions, pick_device, semantic_maps
+    from src.evaluate import ground_truth_dataset
+    from src.inference import forward, instance_predictions, pick_device, semantic_maps
     from src.model import load_model
 
     if task not in ("semantic", "instance"):

@@ -12,7 +12,8 @@ from pycocotools.cocoeval import COCOeval
 import compute_scores
 from src.classes import LABEL2ID
 from src.dataset import GalaxyDataset
-from src.evaluate import evaluate, format_table, instance_predictions, normalise_tasks
+from src.evaluate import evaluate, format_table, normalise_tasks
+from src.inference import instance_predictions
 from src.metrics import coco_ground_truth
 from src.model import build_config, build_processor, load_model, save_export
 from tests.oracle_model import OracleModel

@@ -1,12 +1,10 @@
 import json
-import os
 
 import numpy as np
 import pytest
 
 from src.classes import CLASS_NAMES, class_id, class_info, group_of_base
-from src.via import (ViaError, entry_objid, entry_regions, load_via, polygon_area, polygon_mask, region_polygon,
-                     write_json_atomic)
+from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 
 
 def test_load_via_rejects_malformed_json(tmp_path):
@@ -53,15 +51,6 @@ def test_polygon_mask_square():
     assert mask[2:4, 3:6].all()
     assert not mask[5:, :].any() and not mask[:, 7:].any() and not mask[0].any()
     assert polygon_area(xs, ys, (8, 10)) == mask.sum()
-
-
-def test_write_json_atomic_leaves_no_partial_file(tmp_path):
-    path = tmp_path / "out.json"
-    write_json_atomic(path, {"a": 1})
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"a": object()})  # not serialisable: the old file stays intact
-    assert json.loads(path.read_text()) == {"a": 1}
-    assert os.listdir(tmp_path) == ["out.json"]
 
 
 def test_classes_single_source_of_truth():

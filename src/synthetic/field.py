@@ -12,9 +12,11 @@ import numpy as np
 
 from ..catalog import parse_gz2_class
 from ..classes import GALAXY_CLASSES, class_id
-from ..via import polygon_area, write_json_atomic
+from ..atomic import write_json_atomic
+from ..images import lupton_rgb, write_jpeg
+from ..via import polygon_area
 from . import labels, render
-from .generator import _write_jpeg, draw_extra, draw_main, paste, run_jobs, validate
+from .generator import draw_extra, draw_main, paste, run_jobs, validate
 
 CELL = 160
 OCCUPANCY = 0.6          # fraction of grid cells holding an annotated object
@@ -54,14 +56,14 @@ def render_field(seed: int, index: int, size: int = 2048, balance: bool = False)
         draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=rng.random() < 0.6)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
-    return render.to_rgb(canvas), objects
+    return lupton_rgb(canvas), objects
 
 
 def _make_field(job):
     seed, index, size, balance, out_dir = job
     rgb, objects = render_field(seed, index, size, balance)
     filename = f"field_{index:04d}.jpg"
-    _write_jpeg(Path(out_dir) / filename, rgb)
+    write_jpeg(Path(out_dir) / filename, rgb)
     return filename, objects
 
 

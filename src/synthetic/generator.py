@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -17,12 +16,13 @@ import numpy as np
 
 from ..catalog import parse_gz2_class
 from ..classes import BASE_CLASSES, GALAXY_CLASSES
-from ..via import IMAGE_DIR, polygon_area, write_json_atomic
+from ..atomic import atomic_open, write_json_atomic
+from ..images import lupton_rgb, write_jpeg
+from ..via import IMAGE_DIR, polygon_area
 from . import hart16, labels, profiles, render
 
 MIN_SIZE = 32
 VAL_FRACTION = 0.2
-JPEG_QUALITY = 90
 #: The rasterised integer polygon covers ~4 % more than the pixels above its level (boundary pixels).
 AREA_BIAS = 0.96
 #: Lowest q each class can reach (to size the stamp so the isophote fits in it).
@@ -173,7 +173,7 @@ def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False)
     draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
-    rgb = render.to_rgb(canvas)
+    rgb = lupton_rgb(canvas)
 
     xs, ys = render.integer_polygon(vertices, size)
     record = {
@@ -183,26 +183,11 @@ def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False)
     return rgb, record
 
 
-def _write_jpeg(path: Path, rgb: np.ndarray) -> int:
-    from PIL import Image
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(rgb).save(fh, format="JPEG", quality=JPEG_QUALITY)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path.stat().st_size
-
-
 def _make_one(job):
     seed, index, size, balance, image_dir = job
     rgb, record = render_cutout(seed, index, size, balance)
     record["filename"] = f"Dr7_{record['objid']}.jpg"
-    record["size"] = _write_jpeg(Path(image_dir) / record["filename"], rgb)
+    record["size"] = write_jpeg(Path(image_dir) / record["filename"], rgb)
     return record
 
 
@@ -223,15 +208,8 @@ def via_entry(record: dict) -> dict:
 
 
 def write_csv_atomic(path: Path, frame) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            frame.to_csv(fh, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        frame.to_csv(fh, index=False, lineterminator="\n")
 
 
 def _context():

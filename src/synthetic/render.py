@@ -1,4 +1,4 @@
-"""From models to an SDSS-like cutout: PSF, sky noise, Lupton asinh composite, isophote polygon.
+"""From models to an SDSS-like cutout: PSF, sky noise, isophote polygon (the Lupton composite: ``src.images``).
 
 Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` gives the g, r, i ratios; the i sky is the
 brightest, as in SDSS).  The annotation threshold is in units of the per-band sky noise of a detection image
@@ -15,9 +15,6 @@ from skimage.measure import find_contours, points_in_poly
 
 #: Sky noise per band (g, r, i), relative.
 SKY_SIGMA = np.array([0.80, 1.0, 1.30])
-#: Lupton et al. (2004) asinh composite parameters, tuned to the real cutout pixel mean / std.
-LUPTON_STRETCH = 16.0
-LUPTON_Q = 7.0
 #: SDSS median seeing 1.4 arcsec = 3.5 px of 0.396 arcsec at 256x256; Moffat beta = 3.
 SEEING_FWHM = (2.8, 4.5)
 MOFFAT_BETA = 3.0
@@ -48,15 +45,6 @@ def add_sky_noise(bands: np.ndarray, sky_sigma: np.ndarray, seed: int) -> None:
     unit = np.empty(bands.size)
     galsim.GaussianDeviate(galsim.BaseDeviate(int(seed)), mean=0.0, sigma=1.0).generate(unit)
     bands += np.asarray(sky_sigma, float)[:, None, None] * unit.reshape(bands.shape)
-
-
-def to_rgb(bands: np.ndarray) -> np.ndarray:
-    """(3, H, W) g, r, i -> (H, W, 3) uint8 Lupton composite (i -> R, r -> G, g -> B)."""
-    from astropy.visualization import make_lupton_rgb
-
-    g, r, i = bands
-    with np.errstate(invalid="ignore", divide="ignore"):   # astropy divides by the intensity, 0 on blank pixels
-        return make_lupton_rgb(i, r, g, minimum=0.0, stretch=LUPTON_STRETCH, Q=LUPTON_Q)
 
 
 def isophote_polygon(detection: np.ndarray, level: float, centre_rc, min_vertices: int = 30,

@@ -1,0 +1,104 @@
+"""Running a OneFormer model: one batched forward pass conditioned on a task, then the post-processing of each
+task into plain numpy results.  ``src.evaluate`` (scores), ``src.visual`` (figures) and ``src.predict``
+(``predict.py``) all run models through this module.
+
+* :func:`forward`: images (H, W, 3 uint8 RGB) -> the processor (resize and normalisation of the model's export)
+  -> the model, under ``torch.inference_mode``.
+* :func:`semantic_maps`: class-id maps at given sizes (HF ``post_process_semantic_segmentation``).
+* :func:`instance_predictions`: Mask2Former / OneFormer instance inference (top-k query x class pairs).
+* :func:`panoptic_segments`: segment-id maps with the class of each segment (background fused).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from src.classes import THING_IDS
+
+#: Detections kept per image for COCO AP (COCO's maxDets).
+TOP_K = 100
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, else Apple MPS, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def forward(model, processor, images: Sequence[np.ndarray], task: str):
+    """One batched forward pass conditioned on ``task`` (images: HWC uint8 RGB)."""
+    inputs = processor(images=list(images), task_inputs=[task] * len(images), return_tensors="pt")
+    device = next(model.parameters()).device
+    kwargs = {k: inputs[k].to(device) for k in ("pixel_values", "pixel_mask", "task_inputs") if k in inputs}
+    return model(**kwargs)
+
+
+def semantic_maps(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Class-id maps (uint8) at ``sizes`` (height, width)."""
+    maps = processor.post_process_semantic_segmentation(outputs, target_sizes=list(sizes))
+    return [m.to("cpu", torch.uint8).numpy() for m in maps]
+
+
+@torch.inference_mode()
+def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int = TOP_K,
+                         thing_ids: Sequence[int] = THING_IDS) -> list[list[dict]]:
+    """Per image, up to ``top_k`` detections ``{"class_id", "score", "mask", "query"}`` (mask: bool array at the
+    size; detections of one query share one mask array).
+
+    Mask2Former's ``instance_inference``: every (query, class) pair is a candidate with the class probability;
+    the ``top_k`` best galaxy-class pairs are kept, their mask logits resized to the image size and cut at 0,
+    and the score multiplied by the mean mask probability inside the mask.  Empty masks are dropped.  A query
+    often wins for several classes, so each kept query's mask is resized once.
+    """
+    probs = outputs.class_queries_logits.softmax(-1)[..., :-1]           # (B, Q, K) without the "no object"
+    thing = torch.as_tensor(list(thing_ids), device=probs.device)
+    results = []
+    for i, (height, width) in enumerate(sizes):
+        scores = probs[i][:, thing]                                      # (Q, T)
+        n_things = scores.shape[1]
+        k = min(top_k, scores.numel())
+        top_scores, top_index = scores.flatten().topk(k)
+        queries = top_index // n_things
+        labels = thing[top_index % n_things]
+        kept, inverse = torch.unique(queries, return_inverse=True)
+        logits = outputs.masks_queries_logits[i][kept].float()          # (u, h, w), u <= k
+        logits = torch.nn.functional.interpolate(logits[None], size=(height, width), mode="bilinear",
+                                                 align_corners=False)[0]
+        masks = logits > 0
+        area = masks.flatten(1).sum(1)
+        mask_score = (logits.sigmoid() * masks).flatten(1).sum(1) / area.clamp(min=1)
+        final = (top_scores * mask_score[inverse]).cpu().numpy()
+        query_masks = list(masks.cpu().numpy())
+        inverse_np, area_np = inverse.cpu().numpy(), area.cpu().numpy()
+        labels_np, queries_np = labels.cpu().numpy(), queries.cpu().numpy()
+        results.append([{"class_id": int(labels_np[j]), "score": float(final[j]), "mask": query_masks[inverse_np[j]],
+                         "query": int(queries_np[j])} for j in range(k) if area_np[inverse_np[j]] > 0])
+    return results
+
+
+def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, dict]]:
+    """``(segment-id map, {segment id: class id})`` per image; the background is fused into one segment.
+
+    The mask logits are resized to the image size first (bilinear, as Mask2Former's panoptic inference) and the
+    processor is called without ``target_sizes``: with them, ``OneFormerImageProcessorPil`` (transformers 5.23)
+    needs torchvision, which this project does not install.
+    """
+    out = []
+    for i, size in enumerate(sizes):
+        logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
+                                                 mode="bilinear", align_corners=False)
+        single = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1],
+                                 masks_queries_logits=logits)
+        [r] = processor.post_process_panoptic_segmentation(single, label_ids_to_fuse={0})
+        out.append((r["segmentation"].to("cpu", torch.int32).numpy(),
+                    {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}))
+    return out
