@@ -171,6 +171,50 @@ def test_round_trip_through_conversion(small_set):
         assert region["region_attributes"]["object_name"] == catalog.loc[int(key), "gz2_class_5"]
 
 
+def test_fits_band_images(tmp_path):
+    """--fits: float32 g, r, i images before the stretch, TAN WCS centred on the catalog ra/dec at 0.396"/px."""
+    from astropy.io import fits
+    from astropy.stats import sigma_clipped_stats
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    from src.images import TRAINING_SKY_SIGMA, lupton_rgb, write_jpeg
+
+    summary = generate(tmp_path, n=6, seed=1, size=64, progress=False, fits=True)
+    catalog = load_catalog(tmp_path / "gz2_hart16.csv").set_index("dr7objid")
+    fits_files = sorted((tmp_path / "original" / "fits").iterdir())
+    assert len(fits_files) == 18 and summary["paths"]["fits"] == str(tmp_path / "original" / "fits")
+    sigmas = []
+    for index in range(6):
+        objid = hart16.objid(1, index)
+        bands = []
+        for band in "gri":
+            with fits.open(tmp_path / f"original/fits/Dr7_{objid}_{band}.fits") as hdul:
+                [hdu] = hdul
+                assert hdu.data.dtype == np.dtype(">f4") and hdu.data.shape == (64, 64)
+                assert hdu.header["FILTER"] == band and hdu.header["OBJID"] == str(objid)
+                wcs = WCS(hdu.header)
+                bands.append(hdu.data.astype(np.float32))
+            centre = wcs.pixel_to_world_values(31.5, 31.5)      # 0-based centre of a 64 px image
+            assert np.allclose(centre, catalog.loc[objid, ["ra", "dec"]].to_numpy(float), rtol=0, atol=1e-9)
+            assert np.allclose(proj_plane_pixel_scales(wcs) * 3600, 0.396)
+            assert wcs.wcs.ctype[0] == "RA---TAN" and wcs.wcs.ctype[1] == "DEC--TAN"
+        bands = np.stack(bands)
+        write_jpeg(tmp_path / "again.jpg", lupton_rgb(bands))              # the JPEG is these bands, stretched
+        assert (tmp_path / "again.jpg").read_bytes() == (tmp_path / f"original/zoo2Main/Dr7_{objid}.jpg").read_bytes()
+        sigmas.append([sigma_clipped_stats(b, stdfunc="mad_std")[2] for b in bands])
+    assert np.allclose(np.median(sigmas, axis=0), TRAINING_SKY_SIGMA, rtol=0.15)
+
+
+def test_fits_do_not_change_the_other_outputs(tmp_path):
+    plain = generate(tmp_path / "plain", n=4, seed=2, size=48, progress=False)
+    with_fits = generate(tmp_path / "fits", n=4, seed=2, size=48, progress=False, fits=True, workers=2)
+    assert plain["by_base"] == with_fits["by_base"]
+    first, second = _files(tmp_path / "plain"), _files(tmp_path / "fits")
+    assert {k: v for k, v in second.items() if not k.startswith("original/fits/")} == first
+    assert len(second) == len(first) + 12
+
+
 def test_balance_oversamples_rare_classes(tmp_path):
     summary = generate(tmp_path, n=30, seed=0, size=32, balance=True, progress=False)
     assert summary["by_class"]["artifact"] >= 2

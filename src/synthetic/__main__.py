@@ -1,4 +1,4 @@
-"""python -m src.synthetic --out DIR --n N [--seed S] [--size 256] [--workers K] [--balance] [--field]"""
+"""python -m src.synthetic --out DIR --n N [--seed S] [--size 256] [--workers K] [--balance] [--fits] [--field]"""
 from __future__ import annotations
 
 import argparse
@@ -19,15 +19,20 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=None, help="image size in px (default 256; 2048 with --field)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--balance", action="store_true", help="equal 5-class mix (oversample rare classes)")
+    parser.add_argument("--fits", action="store_true",
+                        help="also write each cutout's g, r, i band images (float32, before the stretch, TAN WCS at "
+                             "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     args = parser.parse_args(argv)
     kwargs = dict(n=args.n, seed=args.seed, workers=args.workers, balance=args.balance, progress=not args.quiet)
     try:
+        if args.field and args.fits:
+            raise ValueError("--fits writes the band images of cutouts; it cannot be combined with --field")
         if args.field:
             summary = generate_field(args.out, size=args.size or 2048, **kwargs)
         else:
-            summary = generate(args.out, size=args.size or 256, **kwargs)
+            summary = generate(args.out, size=args.size or 256, fits=args.fits, **kwargs)
     except ValueError as err:
         print(f"python -m src.synthetic: error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Synthetic GZ2 cutouts in the real on-disk layout (catalog CSV, JPEG cutouts, VIA 2 polygons).
+"""Synthetic GZ2 cutouts in the real on-disk layout (catalog CSV, JPEG cutouts, VIA 2 polygons), and with
+``fits=True`` the band images of every cutout as FITS with a TAN WCS (``original/fits/Dr7_<objid>_{g,r,i}.fits``).
 
 One object per cutout, at the centre, as in the real annotations.  Object ``index`` of a run with ``seed``
 draws everything from ``numpy.random.SeedSequence([seed, index])``, so the output does not depend on the
@@ -17,11 +18,13 @@ import numpy as np
 from ..catalog import parse_gz2_class
 from ..classes import BASE_CLASSES, GALAXY_CLASSES
 from ..atomic import atomic_open, write_json_atomic
-from ..images import lupton_rgb, write_jpeg
+from ..images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
 from ..via import IMAGE_DIR, polygon_area
 from . import hart16, labels, profiles, render
 
 MIN_SIZE = 32
+#: Folder of the FITS band images (``fits=True``), beside ``original/zoo2Main``.
+FITS_DIR = "original/fits"
 VAL_FRACTION = 0.2
 #: The rasterised integer polygon covers ~4 % more than the pixels above its level (boundary pixels).
 AREA_BIAS = 0.96
@@ -148,6 +151,13 @@ def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False)
     The record holds the objid, the ``gz2_class`` string, its 15- and 5-class, the VIA polygon
     (``all_points_x``, ``all_points_y``) and its rasterised area.
     """
+    bands, record = render_bands(seed, index, size, balance)
+    return lupton_rgb(bands), record
+
+
+def render_bands(seed: int, index: int, size: int = 256, balance: bool = False):
+    """As :func:`render_cutout`, but the g, r, i band images before the stretch: ``(float32 (3, size, size),
+    record)``, in generator flux units (sky noise ``render.SKY_SIGMA`` within +-15 %)."""
     main_ss, noise_ss, _catalog_ss = np.random.SeedSequence([seed, index]).spawn(3)
     rng = np.random.default_rng(main_ss)
     scale = size / 256.0
@@ -173,21 +183,42 @@ def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False)
     draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
-    rgb = lupton_rgb(canvas)
 
     xs, ys = render.integer_polygon(vertices, size)
     record = {
         "index": index, "objid": hart16.objid(seed, index), "gz2_class": gz2, "base": cls.base, "group": group,
         "all_points_x": xs, "all_points_y": ys, "area": polygon_area(xs, ys, (size, size)),
     }
-    return rgb, record
+    return canvas, record
+
+
+def catalog_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of object ``index``'s catalog row (its own stream: independent of the rendering)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]).spawn(3)[2])
+
+
+def write_band_fits(fits_dir, seed: int, index: int, bands: np.ndarray) -> list[Path]:
+    """``Dr7_<objid>_{g,r,i}.fits``: float32 band images (generator flux units) with a TAN WCS at the SDSS pixel
+    scale whose image centre is the catalog's (ra, dec) of the object.  Row y of each array is row y of the JPEG."""
+    objid = hart16.objid(seed, index)
+    ra, dec = hart16.catalog_radec(catalog_rng(seed, index))
+    header = tan_header(ra, dec, bands.shape[-2:], SDSS_PIXEL_SCALE)
+    header["OBJID"] = (str(objid), "synthetic GZ2 objid (src.synthetic)")
+    header["BUNIT"] = ("generator", "src.synthetic flux units")
+    paths = []
+    for band, image in zip(BANDS, bands):
+        header["FILTER"] = (band, "SDSS-like band")
+        paths.append(write_fits(Path(fits_dir) / f"Dr7_{objid}_{band}.fits", image.astype(np.float32), header))
+    return paths
 
 
 def _make_one(job):
-    seed, index, size, balance, image_dir = job
-    rgb, record = render_cutout(seed, index, size, balance)
+    seed, index, size, balance, image_dir, fits_dir = job
+    bands, record = render_bands(seed, index, size, balance)
     record["filename"] = f"Dr7_{record['objid']}.jpg"
-    record["size"] = write_jpeg(Path(image_dir) / record["filename"], rgb)
+    record["size"] = write_jpeg(Path(image_dir) / record["filename"], lupton_rgb(bands))
+    if fits_dir is not None:
+        write_band_fits(fits_dir, seed, index, bands)
     return record
 
 
@@ -245,10 +276,11 @@ def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
 
 
 def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, balance: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, fits: bool = False) -> dict:
     """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir``.
 
-    Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``.
+    Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``;
+    with ``fits`` also ``original/fits/Dr7_<objid>_{g,r,i}.fits`` (:func:`write_band_fits`).
     Returns a summary: counts by 5-class (``by_class``) and 15-class (``by_base``), split sizes, objid range
     and paths.
     """
@@ -258,13 +290,14 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
     out = Path(out_dir)
     image_dir = out / IMAGE_DIR
     image_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, size, balance, str(image_dir)) for i in range(n)]
+    fits_dir = str(out / FITS_DIR) if fits else None
+    jobs = [(seed, i, size, balance, str(image_dir), fits_dir) for i in range(n)]
     records = run_jobs(_make_one, jobs, workers, progress, "synthetic GZ2")
 
     rows, splits = [], {"train": {}, "val": {}}
     for record in records:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, record["index"]]).spawn(3)[2])
-        rows.append(hart16.catalog_row(rng, record["objid"], parse_gz2_class(record["gz2_class"])))
+        rows.append(hart16.catalog_row(catalog_rng(seed, record["index"]), record["objid"],
+                                       parse_gz2_class(record["gz2_class"])))
         splits[split_of(record["objid"])][str(record["objid"])] = via_entry(record)
     catalog = out / "gz2_hart16.csv"
     write_csv_atomic(catalog, pd.DataFrame(rows, columns=list(hart16.COLUMNS)))
@@ -285,5 +318,5 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
         "objids": [hart16.objid(seed, 0), hart16.objid(seed, n - 1)],
         "areas": [record["area"] for record in records],
         "paths": {"catalog": str(catalog), "images": str(image_dir),
-                  **{f"via_{k}": str(v) for k, v in via_paths.items()}},
+                  **{f"via_{k}": str(v) for k, v in via_paths.items()}, **({"fits": fits_dir} if fits else {})},
     }

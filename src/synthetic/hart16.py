@@ -91,10 +91,27 @@ def _sexagesimal(value: float, hours: bool) -> str:
     return f"{sign}{d:02d}:{m:02d}:{s:0{5 if hours else 4}.{2 if hours else 1}f}"
 
 
-def catalog_row(rng: np.random.Generator, objid_: int, cls: GZ2Class) -> list:
-    """One Hart16 row (values in ``COLUMNS`` order) for an object of class ``cls``."""
+#: Decimals of the ``ra`` / ``dec`` columns (degrees).
+RADEC_DECIMALS = 6
+
+
+def sky_position(rng: np.random.Generator) -> tuple[float, float]:
+    """(ra, dec) in degrees, uniform on the sphere within the SDSS legacy footprint's rough extent; the first draws
+    of :func:`catalog_row`, so ``sky_position(rng)`` on a copy of its generator gives the catalog's position."""
     ra = float(rng.uniform(110.0, 260.0))
     dec = float(np.degrees(np.arcsin(rng.uniform(np.sin(np.radians(-5.0)), np.sin(np.radians(65.0))))))
+    return ra, dec
+
+
+def catalog_radec(rng: np.random.Generator) -> tuple[float, float]:
+    """(ra, dec) as the catalog CSV holds them (rounded to ``RADEC_DECIMALS``)."""
+    ra, dec = sky_position(rng)
+    return round(ra, RADEC_DECIMALS), round(dec, RADEC_DECIMALS)
+
+
+def catalog_row(rng: np.random.Generator, objid_: int, cls: GZ2Class) -> list:
+    """One Hart16 row (values in ``COLUMNS`` order) for an object of class ``cls``."""
+    ra, dec = sky_position(rng)
     n_class = int(np.clip(round(rng.normal(44, 9)), 16, 80))
     answers = plurality_answers(cls)
     reached: dict[str, np.ndarray] = {}
@@ -119,7 +136,7 @@ def catalog_row(rng: np.random.Generator, objid_: int, cls: GZ2Class) -> list:
             values += [int(counts[a]), round(float(weight[a]), 3), round(float(fractions[a]), 3),
                        round(float(fractions[a]), 3), round(float(debiased[a]), 3), int(debiased[a] > 0.8)]
         reached[task] = fractions
-    row = [objid_, round(ra, 6), round(dec, 6), _sexagesimal(ra, True), _sexagesimal(dec, False), "original",
+    row = [objid_, round(ra, RADEC_DECIMALS), round(dec, RADEC_DECIMALS), _sexagesimal(ra, True), _sexagesimal(dec, False), "original",
            cls.raw, n_class, total_votes]
     return row + values
 

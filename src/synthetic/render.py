@@ -1,7 +1,7 @@
 """From models to an SDSS-like cutout: PSF, sky noise, isophote polygon (the Lupton composite: ``src.images``).
 
-Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` gives the g, r, i ratios; the i sky is the
-brightest, as in SDSS).  The annotation threshold is in units of the per-band sky noise of a detection image
+Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` = ``src.images.TRAINING_SKY_SIGMA`` gives the
+g, r, i values; the i sky is the brightest, as in SDSS).  The annotation threshold is in units of the per-band sky noise of a detection image
 (the mean over bands of flux / sigma), i.e. "what rises above the noise in the colour image".
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import numpy as np
 from scipy.signal import fftconvolve
 from skimage.measure import find_contours, points_in_poly
 
-#: Sky noise per band (g, r, i), relative.
-SKY_SIGMA = np.array([0.80, 1.0, 1.30])
+from ..images import TRAINING_SKY_SIGMA
+
+#: Sky noise per band (g, r, i): the one definition is ``src.images.TRAINING_SKY_SIGMA`` (FITS scaling uses it).
+SKY_SIGMA = TRAINING_SKY_SIGMA
 #: SDSS median seeing 1.4 arcsec = 3.5 px of 0.396 arcsec at 256x256; Moffat beta = 3.
 SEEING_FWHM = (2.8, 4.5)
 MOFFAT_BETA = 3.0
