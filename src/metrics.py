@@ -283,8 +283,9 @@ def coco_ground_truth(images: Sequence[dict]) -> dict:
     return {"images": coco_images, "annotations": annotations, "categories": coco_categories()}
 
 
-def _coco_eval(ground_truth: dict, results: list[dict], backend: str):
-    """Run COCO ``segm`` evaluate/accumulate/summarize with ``backend``; returns the evaluator."""
+def _coco_eval(ground_truth: dict, results: list[dict], backend: str, max_dets: int = 100):
+    """Run COCO ``segm`` evaluate/accumulate/summarize with ``backend`` (at most ``max_dets`` detections per
+    image); returns the evaluator."""
     import contextlib
     import io
 
@@ -326,21 +327,27 @@ def _coco_eval(ground_truth: dict, results: list[dict], backend: str):
             coco_gt.createIndex()
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.params.maxDets = [1, 10, int(max_dets)]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return evaluator
 
 
-def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster-coco-eval") -> dict:
+def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster-coco-eval",
+                 max_dets: int = 100) -> dict:
     """COCO mask AP (.5:.95, .5, .75, small/medium/large) and per-class AP .5:.95.
 
+    ``max_dets``: detections kept per image (COCO's 100; a survey frame holds more objects than that; only the
+    faster-coco-eval back-end takes another value: pycocotools' summary assumes 100).
     ``results`` are COCO result dicts (``image_id``, ``category_id``, ``segmentation`` RLE, ``score``).  They may
     not carry a ``bbox``: pycocotools' ``loadRes`` would then take the box area as the mask area.  ``backend``:
     faster-coco-eval (default, faster) or pycocotools (the reference); both give the same figures.
     """
     if backend not in COCO_BACKENDS:
         raise ValueError(f"unknown COCO backend {backend!r}: expected one of {', '.join(COCO_BACKENDS)}")
+    if backend == "pycocotools" and max_dets != 100:
+        raise ValueError(f"max_dets={max_dets}: the pycocotools back-end summarises at 100 detections per image only")
     with_box = next((k for k, r in enumerate(results) if "bbox" in r), None)
     if with_box is not None:
         raise ValueError(f"COCO result {with_box} carries a 'bbox': mask results must not (COCO's loadRes would take "
@@ -353,7 +360,7 @@ def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster
         raise ValueError("COCO ground truth holds no annotation: nothing to score")
     if not results:
         return empty  # pycocotools cannot load an empty result list; no detection -> AP 0
-    evaluator = _coco_eval(ground_truth, results, backend)
+    evaluator = _coco_eval(ground_truth, results, backend, max_dets)
     stats = [None if s < 0 else float(s) for s in evaluator.stats[:6]]
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]; area "all", 100 dets
     precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]

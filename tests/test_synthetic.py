@@ -13,6 +13,7 @@ from PIL import Image
 from src.catalog import load_catalog, parse_gz2_class
 from src.classes import BASE_CLASSES, GALAXY_CLASSES, LABEL2ID
 from src.synthetic import generate, generate_field, render_cutout
+from src.synthetic.render import SKY_SIGMA
 from src.synthetic import hart16, labels
 from src.via import entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 
@@ -266,6 +267,10 @@ def test_field_coco_json(tmp_path):
         assert abs(mask.sum() - ann["area"]) <= 0.1 * ann["area"] + 10
         parse_gz2_class(ann["gz2_class"])
         union |= mask
+        # brightness: every pixel inside the isophote is >= ~1 sky sigma of the detection image (band mean of
+        # flux / sigma), so the total flux in those units exceeds the area (sky sigma within +-15 %)
+        assert len(ann["flux_gri"]) == 3
+        assert np.sum(np.asarray(ann["flux_gri"]) / (3 * SKY_SIGMA * 1.15)) > 0.8 * ann["area"]
     assert rgb[union].mean() > 4 * rgb[~union].mean()
     with pytest.raises(ValueError, match="size must be"):
         generate_field(tmp_path, n=1, size=64, progress=False)

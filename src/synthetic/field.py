@@ -3,6 +3,8 @@
 Objects sit on a jittered grid (one per ``CELL`` px cell at most, so isophotes rarely overlap), at the pixel
 scale of the 256 px cutouts, with the cutout class mix, sizes and isophote polygons.  Stars and faint small
 galaxies are added unannotated.  Field ``k`` of run ``seed`` draws from ``SeedSequence([seed, k, FIELD_TAG])``.
+Each COCO annotation also records ``flux_gri``: the object's total flux in the g, r, i bands (generator units, in
+which the sky noise per pixel is about ``render.SKY_SIGMA``), i.e. its brightness.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def render_field(seed: int, index: int, size: int = 2048, balance: bool = False)
             paste(canvas, placed.bands, placed.centre)
             xs, ys = render.integer_polygon(vertices, size)
             objects.append({"gz2_class": cls.raw, "base": cls.base, "group": group, "all_points_x": xs,
-                            "all_points_y": ys})
+                            "all_points_y": ys, "flux_gri": placed.bands.sum(axis=(1, 2)).tolist()})
     for _ in range(int(rng.poisson(1.5 * (size / 256) ** 2))):
         draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=rng.random() < 0.6)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
@@ -76,6 +78,7 @@ def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
         "area": float(polygon_area(xs, ys, (size, size))),
         "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
         "gz2_class": obj["gz2_class"], "gz2_class_15": obj["base"],
+        "flux_gri": [round(float(f), 3) for f in obj["flux_gri"]],
     }
 
 
