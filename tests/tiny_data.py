@@ -133,3 +133,39 @@ def write_tiny_raw(root, n=30, size=64, seed=0, val_fraction=0.2, extra_columns=
         (root / "original" / split).mkdir(parents=True, exist_ok=True)
         (root / "original" / split / "via_region_data.json").write_text(json.dumps(data))
     return root
+
+
+def write_tiny_field(root, size=128, seed=0, centres=None, classes=None, semi_axes=(9.0, 6.0), name="field_0000.png",
+                     noise=3.0) -> Path:
+    """A small field with several ellipses (the class colours of ``_COLOUR``) on a noisy sky, and its COCO
+    annotation file ``field_annotations.json`` (polygons, ``src.classes`` ids, ``flux_gri``), as
+    ``python -m src.synthetic --field`` writes them.  ``centres``: (x, y) of the objects; ``classes``: their
+    names.  Returns the annotation file's path."""
+    from src.classes import class_id
+    from src.metrics import coco_categories
+    from src.via import polygon_area, polygon_mask
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    centres = centres or [(size * 0.25, size * 0.3), (size * 0.7, size * 0.35), (size * 0.45, size * 0.75)]
+    classes = classes or [GALAXY_CLASSES[k % len(GALAXY_CLASSES)] for k in range(len(centres))]
+    img = rng.normal(6.0, noise, (size, size, 3))
+    annotations = []
+    for k, ((cx, cy), name_) in enumerate(zip(centres, classes), start=1):
+        xs, ys = _ellipse(cx, cy, semi_axes[0], semi_axes[1], 0.3 * k, n=32)
+        mask = polygon_mask(xs, ys, (size, size))
+        brightness = 0.6 + 0.1 * k
+        img[mask] = np.asarray(_COLOUR[name_], dtype=float) * brightness
+        x0, y0 = min(xs), min(ys)
+        annotations.append({"id": k, "image_id": 1, "category_id": class_id(name_), "iscrowd": 0,
+                            "segmentation": [[float(v) for xy in zip(xs, ys) for v in xy]],
+                            "area": float(polygon_area(xs, ys, (size, size))),
+                            "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
+                            "flux_gri": [float(mask.sum() * brightness)] * 3})
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name)
+    coco = {"images": [{"id": 1, "file_name": name, "width": size, "height": size}], "annotations": annotations,
+            "categories": coco_categories()}
+    path = root / "field_annotations.json"
+    path.write_text(json.dumps(coco))
+    return path

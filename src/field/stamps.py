@@ -63,14 +63,17 @@ class Window:
         return self.y0 < 0 or self.x0 < 0 or self.y0 + self.side > shape[0] or self.x0 + self.side > shape[1]
 
 
-def cut(read_rgb, shape: tuple[int, int], window: Window) -> np.ndarray:
-    """The (side, side, 3) uint8 RGB of ``window``, read with ``read_rgb(rows, cols)`` and padded with 0 outside
-    a frame of ``shape``."""
+def cut(region, shape: tuple[int, int], window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """``(rgb (side, side, 3) uint8, valid (side, side) bool)`` of ``window``, read with ``region(rows, cols)``
+    (-> rgb, valid or None) and padded with 0 (invalid) outside a frame of ``shape``."""
     rows, cols, wrows, wcols = window.clip(shape)
-    out = np.zeros((window.side, window.side, 3), dtype=np.uint8)
+    rgb = np.zeros((window.side, window.side, 3), dtype=np.uint8)
+    valid = np.zeros((window.side, window.side), dtype=bool)
     if rows.stop > rows.start and cols.stop > cols.start:
-        out[wrows, wcols] = read_rgb(rows, cols)
-    return out
+        pixels, ok = region(rows, cols)
+        rgb[wrows, wcols] = pixels
+        valid[wrows, wcols] = True if ok is None else ok
+    return rgb, valid
 
 
 def resample(image: np.ndarray, side: int) -> np.ndarray:

@@ -1,0 +1,102 @@
+"""The ``cutout`` strategy: one stamp per sep candidate, at the scale of the Galaxy Zoo 2 cutouts, through a model
+trained on such cutouts; the object at the centre of each stamp is mapped back into the frame.
+
+For each candidate whose isophotal area reaches ``min_area`` px: a square stamp of side
+``src.field.stamps.stamp_side(npix)`` centred on it (padded outside the frame), resampled to ``input_side`` px; the
+stamps go through the model in batches; the per-pixel class probabilities come back at the stamp's frame
+resolution.  The candidate's object is the connected region (8-connectivity) of galaxy pixels (most probable class
+not the background, valid pixels only) nearest to the stamp centre, within the candidate's isophotal radius
+sqrt(npix / pi) (at least ``MIN_REACH`` px); no such region means the model sees no galaxy there (counted as
+``rejected``).  ``src.field.assemble.resolve`` then gives each pixel one owner.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from src.field.assemble import FieldObject, crop_to_mask
+from src.field.detect import Detections
+from src.field.stamps import GZ2_CUTOUT, GZ2_MEDIAN_FILL, Window, cut, resample, stamp_side
+
+#: Candidates with a smaller isophotal area (px) are not cut out: the conversion's filter of the GZ2 annotations.
+MIN_AREA = 90
+#: The object must come within this many px of the stamp centre (or the candidate's isophotal radius if larger).
+MIN_REACH = 3.0
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+#: ``probabilities(stamps, sizes)``: stamps (S, S, 3) uint8 -> per-pixel class probabilities (K, h, w) at ``sizes``.
+Probabilities = Callable[[Sequence[np.ndarray], Sequence[tuple[int, int]]], Sequence[np.ndarray]]
+
+
+def candidates(detections: Detections, min_area: int = MIN_AREA) -> np.ndarray:
+    """Rows of the detection table that get a stamp (isophotal area >= ``min_area`` px), in raster order."""
+    table = detections.table
+    keep = np.flatnonzero(table["npix"] >= min_area)
+    return keep[np.lexsort((table["x"][keep], table["y"][keep]))]
+
+
+def central_object(probs: np.ndarray, valid: np.ndarray, reach: float) -> np.ndarray | None:
+    """The mask (h, w) of the galaxy region nearest to the centre of a stamp's probabilities (K, h, w), or None
+    when no galaxy region comes within ``reach`` px of the centre."""
+    foreground = (np.argmax(probs, axis=0) > 0) & valid
+    labels, count = ndimage.label(foreground, structure=_EIGHT)
+    if count == 0:
+        return None
+    height, width = foreground.shape
+    yy, xx = np.ogrid[:height, :width]
+    distance = np.hypot(yy - (height - 1) / 2.0, xx - (width - 1) / 2.0)
+    nearest = ndimage.minimum(distance, labels, index=np.arange(1, count + 1))
+    best = int(np.argmin(nearest))
+    if nearest[best] > reach:
+        return None
+    return labels == best + 1
+
+
+def object_score(probs: np.ndarray, mask: np.ndarray) -> float:
+    """Mean probability, over the object's pixels, of its most probable galaxy class (``src.objects``' rule for
+    semantic objects: the background takes part in the normalisation)."""
+    mean = probs[:, mask].mean(axis=1)
+    return float(mean[1:].max())
+
+
+def cutout_objects(frame, detections: Detections, probabilities: Probabilities, input_side: int = GZ2_CUTOUT,
+                   batch_size: int = 8, min_area: int = MIN_AREA, fill: float = GZ2_MEDIAN_FILL,
+                   progress: bool = False) -> tuple[list[FieldObject], dict]:
+    """One object per candidate that the model confirms (see the module docstring).
+
+    ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
+    stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``small`` (under ``min_area``), ``rejected``
+    (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).
+    """
+    from tqdm.auto import tqdm
+
+    rows = candidates(detections, min_area)
+    table = detections.table
+    sides = stamp_side(table["npix"][rows], fill) if rows.size else np.zeros(0, int)
+    counts = {"candidates": int(rows.size), "small": int(len(table) - rows.size), "rejected": 0, "padded": 0}
+    objects: list[FieldObject] = []
+    bar = tqdm(total=int(rows.size), desc="stamps", unit="stamp", disable=not progress)
+    for start in range(0, rows.size, batch_size):
+        batch = range(start, min(start + batch_size, rows.size))
+        windows = [Window.centred(table["x"][rows[k]], table["y"][rows[k]], int(sides[k])) for k in batch]
+        cuts = [cut(frame.region, frame.shape, w) for w in windows]
+        stamps = [resample(rgb, input_side) for rgb, _valid in cuts]
+        maps = probabilities(stamps, [(w.side, w.side)] * len(windows))
+        for k, window, (_rgb, valid), probs in zip(batch, windows, cuts, maps):
+            probs = np.asarray(probs, dtype=np.float32)
+            reach = max(MIN_REACH, float(np.sqrt(table["npix"][rows[k]] / np.pi)))
+            mask = central_object(probs, valid, reach)
+            padded = window.padded(frame.shape)
+            counts["padded"] += int(padded)
+            if mask is None:
+                counts["rejected"] += 1
+                continue
+            frame_rows, frame_cols, _, _ = window.clip(frame.shape)
+            obj = FieldObject(window.y0, window.x0, mask, probs, object_score(probs, mask), padded,
+                              [(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)])
+            objects.append(crop_to_mask(obj))
+        bar.update(len(windows))
+    bar.close()
+    return objects, counts

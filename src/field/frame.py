@@ -1,0 +1,77 @@
+"""A frame read region by region: the RGB the models see, the detection image sep runs on, and the valid pixels.
+
+:class:`RgbFrame` wraps a decoded JPEG / PNG.  Frames too large for memory are FITS files read through astropy's
+memory mapping (``src.images.FitsBands``): :class:`FitsFrame` stretches each region when it is asked for (the
+Lupton stretch is per pixel, so a region stretched alone equals the same region of the stretched frame).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from src.field.detect import BAND_THRESH, RGB_THRESH, detection_image
+
+
+class RgbFrame:
+    """An (H, W, 3) uint8 RGB image held in memory.  ``name``: for messages; ``wcs``: None (no sky coordinates)."""
+
+    detect_thresh = RGB_THRESH
+
+    def __init__(self, rgb: np.ndarray, name: str = "frame", wcs=None, header=None):
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        self.array, self.name, self.wcs, self.header = rgb, name, wcs, header
+        self.shape = rgb.shape[:2]
+
+    def region(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(rgb (h, w, 3) uint8, valid (h, w) bool or None when every pixel is)`` of a region."""
+        return self.array[rows, cols], None
+
+    def detection(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        return detection_image(self.array[rows, cols]), None
+
+    def info(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class BandFrame:
+    """g, r, i bands (3, H, W) in any linear unit, read region by region through ``read(rows, cols)`` (e.g.
+    ``src.images.FitsBands.read``), brought to the training set's units with the sky ``level`` and ``scale`` of
+    ``src.images`` (subtract, multiply, per band) and stretched with ``src.images.stretch_bands``.  Blank (NaN)
+    pixels are invalid: drawn as sky and masked from detection."""
+
+    detect_thresh = BAND_THRESH
+
+    def __init__(self, read, shape: tuple[int, int], level, scale, name: str = "frame", wcs=None, header=None,
+                 close=None, info: dict | None = None):
+        self._read, self.shape, self.name, self.wcs, self.header = read, tuple(shape), name, wcs, header
+        self.level = np.asarray(level, np.float32)
+        self.scale = np.asarray(scale, np.float32)
+        self._close, self._info = close, dict(info or {})
+
+    def _scaled(self, rows, cols) -> np.ndarray:
+        bands = self._read(rows, cols)
+        return (bands - self.level[:, None, None]) * self.scale[:, None, None]
+
+    def region(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(rgb (h, w, 3) uint8, valid (h, w) bool)`` of a region."""
+        from src.images import stretch_bands
+
+        return stretch_bands(self._read(rows, cols), self.level, self.scale)
+
+    def detection(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        from src.images import TRAINING_SKY_SIGMA
+
+        scaled = self._scaled(rows, cols)
+        valid = np.isfinite(scaled).all(axis=0)
+        return detection_image(scaled, TRAINING_SKY_SIGMA), valid
+
+    def info(self) -> dict:
+        return dict(self._info)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()

@@ -1,0 +1,265 @@
+"""Scores of a field prediction against the COCO ground truth of every annotated galaxy (``compute_scores.py
+--fields``).  Plain functions of masks, classes and scores: the cutout strategy, the tiles strategy and sep alone
+are scored the same way.
+
+* ``coco``: COCO mask AP (.5:.95, .5, .75, per class) with faster-coco-eval (``src.metrics.coco_mask_ap``), up to
+  ``MAX_DETS`` detections per frame; ``coco_agnostic``: the same with every class folded into one "galaxy"
+  category (the only AP that sep alone, which gives no class, has).
+* ``detection``: predicted and true objects matched one to one at mask IoU >= ``MATCH_IOU`` (greedy, highest IoU
+  first; classes ignored).  Completeness = matched truths / truths, purity = matched predictions / predictions,
+  overall and by bins of area (px, edges ``AREA_BINS``, near the real GZ2 p10 / median / p90) and, for the truth,
+  of r-band flux (the quartiles of the scored truths' ``flux_gri[1]``, when the annotations give it).
+* ``classification``: accuracy of the class of matched objects and the confusion matrix (rows = truth).
+* ``semantic``: per-class IoU over all pixels of the frames (``src.metrics.semantic_scores``: the truth painted in
+  annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs background).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from src.classes import CLASS_NAMES, GALAXY_CLASSES, NUM_LABELS
+from src.metrics import coco_categories, coco_mask_ap, image_confusion, semantic_scores
+
+MATCH_IOU = 0.5
+#: Area bin edges (px): about the real GZ2 annotations' p10, median and p90.
+AREA_BINS = (0, 500, 900, 2200, np.inf)
+#: Detections per frame kept by COCO AP (a 2048 px frame holds ~100 galaxies; COCO's default is 100).
+MAX_DETS = 1000
+
+
+class FieldTruthError(ValueError):
+    """A field annotation file that cannot be scored; the message names the file and the entry."""
+
+
+def load_truth(path) -> dict:
+    """The COCO annotation JSON of a set of fields (``src.synthetic --field``, or any COCO instance file whose
+    categories are the ``src.classes`` galaxy classes).  Returns ``{"images": [...], "truth": {image id: [{"rle",
+    "class_id", "area", "flux"}]}}`` with polygons and uncompressed RLEs converted to compressed RLEs."""
+    import json
+    from pathlib import Path
+
+    from pycocotools import mask as mask_utils
+
+    path = Path(path)
+    try:
+        coco = json.loads(path.read_text())
+        images, annotations, categories = coco["images"], coco["annotations"], coco["categories"]
+    except FileNotFoundError:
+        raise FieldTruthError(f"{path}: annotation file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise FieldTruthError(f"{path}: not a COCO instance file ({err})") from None
+    names = {c["id"]: c["name"] for c in categories}
+    expected = {c["id"]: c["name"] for c in coco_categories()}
+    for cid, name in names.items():
+        if expected.get(cid) != name:
+            raise FieldTruthError(f"{path}: category {cid} {name!r} is not one of the project's classes "
+                                  f"{expected} (src/classes.py)")
+    by_id = {int(im["id"]): im for im in images}
+    truth: dict[int, list[dict]] = {i: [] for i in by_id}
+    for k, ann in enumerate(annotations):
+        image = by_id.get(int(ann.get("image_id", -1)))
+        if image is None or ann.get("category_id") not in names:
+            raise FieldTruthError(f"{path}: annotation {k} (id {ann.get('id')}) names an unknown image or category")
+        height, width = int(image["height"]), int(image["width"])
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation.get("counts"), list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = dict(segmentation)
+        if isinstance(rle["counts"], bytes):
+            rle["counts"] = rle["counts"].decode("ascii")
+        flux = ann.get("flux_gri")
+        truth[int(image["id"])].append({"rle": rle, "class_id": int(ann["category_id"]),
+                                        "area": float(mask_utils.area(rle)),
+                                        "flux": None if flux is None else float(flux[1])})
+    return {"images": [by_id[i] for i in sorted(by_id)], "truth": truth, "path": str(path)}
+
+
+class MaskEncoder:
+    """Full-frame COCO RLEs of masks given on boxes of a frame of ``shape`` (one reused Fortran buffer)."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = tuple(shape)
+        self._buffer = np.zeros(self.shape, dtype=np.uint8, order="F")
+
+    def encode(self, y0: int, x0: int, mask: np.ndarray) -> dict:
+        from pycocotools import mask as mask_utils
+
+        height, width = self.shape
+        y1, x1 = min(y0 + mask.shape[0], height), min(x0 + mask.shape[1], width)
+        ry0, rx0 = max(y0, 0), max(x0, 0)
+        region = self._buffer[ry0:y1, rx0:x1]
+        region[...] = mask[ry0 - y0:y1 - y0, rx0 - x0:x1 - x0]
+        rle = mask_utils.encode(self._buffer)
+        region[...] = 0
+        return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def truth_class_map(truth: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """The class of each pixel, annotations painted in order (a later one covers an earlier one), 0 elsewhere."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros(shape, dtype=np.uint8)
+    for ann in truth:
+        out[mask_utils.decode(ann["rle"]).astype(bool)] = ann["class_id"]
+    return out
+
+
+def match(ious: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """One-to-one ``(prediction, truth, IoU)`` pairs with IoU >= ``threshold``, highest IoU first."""
+    if ious.size == 0:
+        return []
+    pred, true = np.nonzero(ious >= threshold)
+    order = np.argsort(-ious[pred, true], kind="stable")
+    used_p, used_t, pairs = set(), set(), []
+    for k in order:
+        p, t = int(pred[k]), int(true[k])
+        if p not in used_p and t not in used_t:
+            used_p.add(p)
+            used_t.add(t)
+            pairs.append((p, t, float(ious[p, t])))
+    return pairs
+
+
+class FieldScorer:
+    """Accumulates frames (:meth:`add`), then :meth:`scores`.  ``classes``: False for class-agnostic predictions
+    (sep alone)."""
+
+    def __init__(self, classes: bool = True):
+        self.classes = classes
+        self.gt_images, self.gt_annotations, self.results = [], [], []
+        self.truth_rows, self.pred_rows = [], []     # per object: area, flux / matched
+        self.pairs = []                                # (truth class, predicted class)
+        self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
+
+    def add(self, image: dict, truth: list[dict], predictions: list[dict], class_map: np.ndarray | None = None):
+        """One frame: ``truth`` from :func:`load_truth`; ``predictions``: ``{"rle", "class_id" (None without
+        classes), "score", "area"}``; ``class_map``: the predicted class of each pixel (needed with classes)."""
+        from pycocotools import mask as mask_utils
+
+        image_id = int(image["id"])
+        shape = (int(image["height"]), int(image["width"]))
+        self.gt_images.append({"id": image_id, "height": shape[0], "width": shape[1],
+                               "file_name": image.get("file_name", "")})
+        for ann in truth:
+            self.gt_annotations.append({"image_id": image_id, "category_id": ann["class_id"], "segmentation": ann["rle"],
+                                        "area": ann["area"], "iscrowd": 0,
+                                        "bbox": mask_utils.toBbox(ann["rle"]).tolist()})
+        for pred in predictions:
+            self.results.append({"image_id": image_id, "category_id": pred["class_id"] if self.classes else 1,
+                                 "segmentation": pred["rle"], "score": float(pred["score"])})
+        ious = (np.asarray(mask_utils.iou([p["rle"] for p in predictions], [t["rle"] for t in truth],
+                                          [0] * len(truth)), dtype=float).reshape(len(predictions), len(truth))
+                if predictions and truth else np.zeros((len(predictions), len(truth))))
+        pairs = match(ious)
+        matched_t = {t: p for p, t, _ in pairs}
+        matched_p = {p for p, _, _ in pairs}
+        for t, ann in enumerate(truth):
+            self.truth_rows.append((ann["area"], ann["flux"], t in matched_t))
+        for p, pred in enumerate(predictions):
+            self.pred_rows.append((pred["area"], p in matched_p))
+        if self.classes:
+            self.pairs += [(truth[t]["class_id"], predictions[p]["class_id"]) for p, t, _ in pairs]
+            if class_map is None:
+                raise ValueError("class_map is needed to score a prediction with classes")
+            self.confusion += image_confusion(truth_class_map(truth, shape), class_map)
+        else:
+            galaxy = np.zeros(shape, dtype=np.uint8)
+            for pred in predictions:
+                galaxy |= mask_utils.decode(pred["rle"]).astype(np.uint8)
+            truth_galaxy = (truth_class_map(truth, shape) > 0).astype(np.uint8)
+            self.confusion[:2, :2] += image_confusion(truth_galaxy, galaxy, 2)
+
+    # -------------------------------------------------------------------------------------------- results
+    def scores(self) -> dict:
+        if not self.gt_annotations:
+            raise ValueError("no annotated object in the scored fields: nothing to score")
+        out = {"n_fields": len(self.gt_images), "n_truth": len(self.truth_rows), "n_predicted": len(self.pred_rows)}
+        ground_truth = {"images": self.gt_images, "categories": coco_categories(),
+                        "annotations": [{**a, "id": k} for k, a in enumerate(self.gt_annotations, start=1)]}
+        if self.classes:
+            out["coco"] = coco_mask_ap(ground_truth, self.results, max_dets=MAX_DETS)
+        agnostic = {"images": self.gt_images, "categories": [{"id": 1, "name": "galaxy", "supercategory": "galaxy"}],
+                    "annotations": [{**a, "category_id": 1} for a in ground_truth["annotations"]]}
+        out["coco_agnostic"] = coco_mask_ap(agnostic, [{**r, "category_id": 1} for r in self.results],
+                                            max_dets=MAX_DETS)
+        out["detection"] = self._detection()
+        if self.classes:
+            out["classification"] = self._classification()
+            out["semantic"] = semantic_scores(self.confusion, CLASS_NAMES)
+            tp, fp, fn = self.confusion[1:, 1:].sum(), self.confusion[0, 1:].sum(), self.confusion[1:, 0].sum()
+        else:
+            tp, fp, fn = self.confusion[1, 1], self.confusion[0, 1], self.confusion[1, 0]
+        out["galaxy_iou"] = float(tp / (tp + fp + fn)) if tp + fp + fn else None
+        return out
+
+    def _detection(self) -> dict:
+        area_t = np.array([r[0] for r in self.truth_rows], float)
+        hit_t = np.array([r[2] for r in self.truth_rows], bool)
+        area_p = np.array([r[0] for r in self.pred_rows], float)
+        hit_p = np.array([r[1] for r in self.pred_rows], bool)
+        out = {"match_iou": MATCH_IOU, "matched": int(hit_t.sum()),
+               "completeness": float(hit_t.mean()) if hit_t.size else None,
+               "purity": float(hit_p.mean()) if hit_p.size else None,
+               "completeness_by_area": _binned(area_t, hit_t, AREA_BINS),
+               "purity_by_area": _binned(area_p, hit_p, AREA_BINS)}
+        flux = np.array([np.nan if r[1] is None else r[1] for r in self.truth_rows], float)
+        if flux.size and np.isfinite(flux).all():
+            edges = np.quantile(flux, [0, 0.25, 0.5, 0.75, 1.0])
+            edges[0], edges[-1] = -np.inf, np.inf
+            out["completeness_by_flux_r"] = _binned(flux, hit_t, edges)
+        return out
+
+    def _classification(self) -> dict:
+        if not self.pairs:
+            return {"accuracy": None, "n": 0}
+        truth, pred = np.array(self.pairs).T
+        confusion = np.zeros((len(GALAXY_CLASSES), len(GALAXY_CLASSES)), dtype=int)
+        np.add.at(confusion, (truth - 1, pred - 1), 1)
+        return {"accuracy": float(np.mean(truth == pred)), "n": int(truth.size), "classes": list(GALAXY_CLASSES),
+                "confusion": confusion.tolist()}
+
+
+def _binned(values: np.ndarray, hits: np.ndarray, edges: Sequence[float]) -> list[dict]:
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (values >= lo) & (values < hi)
+        out.append({"min": None if not np.isfinite(lo) else float(lo), "max": None if not np.isfinite(hi) else float(hi),
+                    "n": int(inside.sum()), "fraction": float(hits[inside].mean()) if inside.any() else None})
+    return out
+
+
+def sep_predictions(detections, encoder: MaskEncoder, rows: Sequence[int]) -> list[dict]:
+    """sep alone: the isophotal segment of each detection ``rows`` as a class-agnostic prediction, scored by its
+    isophotal signal-to-noise."""
+    seg, table = detections.segmentation, detections.table
+    snr = detections.snr()
+    out = []
+    for k in rows:
+        y0, y1, x0, x1 = int(table["ymin"][k]), int(table["ymax"][k]) + 1, int(table["xmin"][k]), int(table["xmax"][k]) + 1
+        mask = seg[y0:y1, x0:x1] == k + 1
+        out.append({"rle": encoder.encode(y0, x0, mask), "class_id": None, "score": float(snr[k]),
+                    "area": int(mask.sum())})
+    return out
+
+
+def object_class(probs: np.ndarray, mask: np.ndarray) -> int:
+    """The class id of an object: the most probable galaxy class of its pixels' mean probabilities."""
+    return int(np.argmax(probs[1:, mask].mean(axis=1))) + 1
+
+
+def object_predictions(objects, encoder: MaskEncoder) -> tuple[list[dict], np.ndarray]:
+    """Predictions of ``src.field.assemble`` objects (after ``resolve``) and the frame's class map."""
+    class_map = np.zeros(encoder.shape, dtype=np.uint8)
+    out = []
+    for obj in objects:
+        cid = object_class(obj.probs, obj.mask)
+        y0, y1, x0, x1 = obj.box
+        class_map[y0:y1, x0:x1][obj.mask] = cid
+        out.append({"rle": encoder.encode(obj.y0, obj.x0, obj.mask), "class_id": cid, "score": obj.score,
+                    "area": obj.area})
+    return out, class_map
