@@ -245,6 +245,199 @@ class GalaxyDataset(torch.utils.data.Dataset):
         return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
 
 
+class CocoFieldDataset(torch.utils.data.Dataset):
+    """Fields annotated in COCO (the instance format most users have; ``python -m src.synthetic --field`` writes
+    it): every galaxy of a large image has a polygon (or RLE) and a category, the categories being the project's
+    classes (names and ids of ``src.classes``).  Items are square crops of ``crop_size`` px at native resolution,
+    in the item format of :class:`GalaxyDataset` (``objid`` = the COCO image id), so the same collator and training
+    loop run on them.
+
+    ``crops_per_image`` items per image and epoch.  Each crop holds one annotated object chosen at random (its
+    bounding box inside the crop when it fits) when ``augment``; otherwise (validation) object ``k mod n`` at the
+    centre for the image's ``k``-th crop, so validation crops do not change between epochs.  Objects cut by the
+    crop keep their visible part; instances are numbered 1..k in annotation order (a later one covers an earlier).
+    Image paths are relative to the annotation file's folder.  ``image_ids``: use only these images (a split).
+    ``in_memory``: decode each image once.  ``skip_bad``: leave out (and count in ``skipped``) images that are
+    missing, unreadable, smaller than the crop or without annotation, instead of stopping at the first.
+    """
+
+    def __init__(self, annotation_file, processor=None, task: str = "semantic", crop_size: int = 256,
+                 crops_per_image: int = 16, image_size: int | None = None, augment: bool = False,
+                 in_memory: bool = False, skip_bad: bool = False, seed: int = 0,
+                 random_tasks: tuple[str, ...] = ("semantic", "instance"), image_ids=None):
+        if task not in TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if int(crop_size) < 1 or int(crops_per_image) < 1:
+            raise ValueError(f"crop_size ({crop_size}) and crops_per_image ({crops_per_image}) must be >= 1")
+        self.source = Path(annotation_file)
+        self.processor, self.task, self.random_tasks = processor, task, tuple(random_tasks)
+        self.crop_size, self.crops_per_image = int(crop_size), int(crops_per_image)
+        self.image_size, self.augment, self.seed, self.epoch = image_size, augment, seed, 0
+        self.skipped: list[tuple[str, str]] = []
+        self.records = []
+        for record in load_coco_fields(self.source, image_ids):
+            try:
+                self._check(record)
+            except DatasetError as err:
+                if not skip_bad:
+                    raise
+                self.skipped.append((str(record["id"]), str(err)))
+                continue
+            self.records.append(record)
+        if not self.records:
+            raise DatasetError(f"{self.source}: no usable image ({len(self.skipped)} skipped)")
+        self._transform = build_augment(image_size, augment)
+        self._images = [self._read(r) for r in self.records] if in_memory else None
+
+    def _check(self, record: dict) -> None:
+        where = f"{self.source}: image {record['id']} ({record['path']})"
+        if not record["annotations"]:
+            raise DatasetError(f"{where}: no annotated object")
+        if not record["path"].is_file():
+            raise DatasetError(f"{where}: file not found")
+        if min(record["shape"]) < self.crop_size:
+            raise DatasetError(f"{where}: {record['shape'][1]}x{record['shape'][0]} px is smaller than the crop "
+                               f"({self.crop_size} px)")
+
+    def _read(self, record: dict) -> np.ndarray:
+        try:
+            with Image.open(record["path"]) as im:
+                image = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} unreadable ({err})") from None
+        if image.shape[:2] != record["shape"]:
+            raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} is {image.shape[1]}x"
+                               f"{image.shape[0]} px, the annotation file says {record['shape'][1]}x{record['shape'][0]}")
+        return image
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records) * self.crops_per_image
+
+    def _crop_origin(self, record: dict, k: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Top-left (y, x) of crop ``k`` of an image: around one annotated object (see the class docstring)."""
+        height, width = record["shape"]
+        size = self.crop_size
+        anns = record["annotations"]
+        ann = anns[int(rng.integers(len(anns)))] if self.augment else anns[k % len(anns)]
+        x, y, w, h = ann["bbox"]
+        origin = []
+        for lo_obj, extent_obj, extent in ((y, h, height), (x, w, width)):
+            lo, hi = int(np.ceil(lo_obj + extent_obj)) - size, int(np.floor(lo_obj))
+            if lo > hi or not self.augment:
+                lo = hi = int(round(lo_obj + extent_obj / 2 - size / 2))
+            lo, hi = max(0, lo), min(extent - size, hi)
+            if lo > hi:
+                lo = hi = min(max(0, lo), extent - size)
+            origin.append(int(rng.integers(lo, hi + 1)))
+        return origin[0], origin[1]
+
+    def __getitem__(self, index: int) -> dict:
+        from pycocotools import mask as mask_utils
+
+        image_index, k = divmod(index, self.crops_per_image)
+        record = self.records[image_index]
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        rng = np.random.default_rng([seed, 1])
+        y0, x0 = self._crop_origin(record, k, rng)
+        size = self.crop_size
+        image = self._images[image_index] if self._images is not None else self._read(record)
+        image = image[y0:y0 + size, x0:x0 + size]
+        instance = np.zeros((size, size), dtype=np.int32)
+        classes = []
+        for ann in record["annotations"]:
+            x, y, w, h = ann["bbox"]
+            if x >= x0 + size or y >= y0 + size or x + w <= x0 or y + h <= y0:
+                continue
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):   # polygons: shifted into the crop, clipped by the rasteriser
+                shifted = [[v - (x0 if i % 2 == 0 else y0) for i, v in enumerate(poly)] for poly in segmentation]
+                mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(shifted, size, size)))
+            else:
+                height, width = record["shape"]
+                rle = segmentation if isinstance(segmentation.get("counts"), str) else \
+                    mask_utils.frPyObjects(segmentation, height, width)
+                mask = mask_utils.decode(rle)[y0:y0 + size, x0:x0 + size]
+            classes.append(ann["class_id"])
+            instance[mask.astype(bool)] = len(classes)
+        visible = np.unique(instance[instance > 0])
+        lut = np.zeros(len(classes) + 1, dtype=np.int32)
+        lut[visible] = np.arange(1, visible.size + 1)
+        instance = lut[instance]
+        class_ids = [classes[v - 1] for v in visible]
+        semantic = np.zeros((size, size), dtype=np.uint8)
+        for j, cid in enumerate(class_ids, start=1):
+            semantic[instance == j] = cid
+        instance = instance.astype(np.uint8 if len(class_ids) < 256 else np.uint16)
+        if self._transform is not None:
+            self._transform.set_random_seed(seed)
+            out = self._transform(image=np.ascontiguousarray(image), masks=[semantic, instance])
+            image, (semantic, instance) = out["image"], out["masks"]
+        task = self.task
+        if task == "random":
+            task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
+        return {"image": np.ascontiguousarray(image), "semantic": np.ascontiguousarray(semantic),
+                "instance": np.ascontiguousarray(instance), "class_ids": class_ids, "objid": record["id"],
+                "task": task}
+
+    def collator(self, training: bool = True) -> "OneFormerCollator":
+        if self.processor is None:
+            raise ValueError("CocoFieldDataset(processor=...) is needed to build OneFormer batches")
+        return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
+
+
+def load_coco_fields(path, image_ids=None) -> list[dict]:
+    """The images of a COCO instance file as ``{"id", "path", "shape" (h, w), "file_name", "annotations": [{"bbox",
+    "segmentation", "class_id", "flux_gri" (or None)}]}``, in image-id order.  The categories must be the project's classes (same name
+    and id as ``src.classes``); anything else is an error naming the file and the entry."""
+    path = Path(path)
+    try:
+        coco = json.loads(path.read_text())
+        images, annotations, categories = coco["images"], coco["annotations"], coco["categories"]
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: annotation file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DatasetError(f"{path}: not a COCO instance file (needs images, annotations, categories: {err})") from None
+    known = {}
+    for cat in categories:
+        try:
+            cid = class_id(cat.get("name"))
+        except ValueError as err:
+            raise DatasetError(f"{path}: category {cat.get('id')}: {err}") from None
+        if cid == 0 or cat.get("id") != cid:
+            raise DatasetError(f"{path}: category {cat.get('name')!r} has id {cat.get('id')}; the project's id is "
+                               f"{cid} (src/classes.py) and 'background' is not a category")
+        known[cid] = cat["name"]
+    wanted = None if image_ids is None else {int(i) for i in image_ids}
+    records = {}
+    for k, im in enumerate(images):
+        try:
+            image_id, name, shape = int(im["id"]), str(im["file_name"]), (int(im["height"]), int(im["width"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DatasetError(f"{path}: image entry {k}: needs id, file_name, height, width ({err})") from None
+        if wanted is None or image_id in wanted:
+            records[image_id] = {"id": image_id, "path": path.parent / name, "file_name": name, "shape": shape,
+                                 "annotations": []}
+    for k, ann in enumerate(annotations):
+        where = f"{path}: annotation {k} (id {ann.get('id')})"
+        if ann.get("category_id") not in known:
+            raise DatasetError(f"{where}: category_id {ann.get('category_id')!r} is not a category of the file")
+        if "segmentation" not in ann or not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
+            raise DatasetError(f"{where}: needs a segmentation and a bbox [x, y, width, height]")
+        record = records.get(ann.get("image_id"))
+        if record is None:
+            if wanted is None:
+                raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} is not an image of the file")
+            continue
+        if ann.get("iscrowd", 0):
+            raise DatasetError(f"{where}: crowd regions (iscrowd 1) are not supported: annotate each galaxy")
+        record["annotations"].append({"bbox": [float(v) for v in ann["bbox"]], "segmentation": ann["segmentation"],
+                                      "class_id": int(ann["category_id"]), "flux_gri": ann.get("flux_gri")})
+    return [records[i] for i in sorted(records)]
+
+
 class OneFormerCollator:
     """List of dataset items -> OneFormer batch (``pixel_values``, ``pixel_mask``, ``mask_labels``,
     ``class_labels``, ``task_inputs``, and ``text_inputs`` when ``training``).

@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from src.classes import NUM_LABELS
-from src.dataset import GalaxyDataset, load_stats, loader_worker_init
+from src.dataset import CocoFieldDataset, GalaxyDataset, load_coco_fields, load_stats, loader_worker_init
 from src.model import HUB_SWIN_TINY, PRESETS, load_model, save_export, set_training_mode
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
@@ -90,6 +90,9 @@ class TrainConfig:
     max_minutes: float | None = None
     val_split: str = "val"
     cpu: bool = False
+    coco: str | None = None       # train on crops of the fields of this COCO file instead of the cutout splits
+    val_coco: str | None = None   # validation fields (default: every 5th image of ``coco``)
+    crops_per_image: int = 16     # COCO fields: crops per image and epoch
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -258,7 +261,40 @@ def resolve_config(args_or_config) -> TrainConfig:
 
 #: Options that must not change between a run and its resumption (they change the schedule or the data).
 _RESUME_FIXED = ("model_card", "task", "random_tasks", "epochs", "batch_size", "image_size", "crop_size",
-                 "num_queries", "lr", "weight_decay", "warmup_steps", "poly_power", "grad_accum", "seed", "augment")
+                 "num_queries", "lr", "weight_decay", "warmup_steps", "poly_power", "grad_accum", "seed", "augment",
+                 "coco", "val_coco", "crops_per_image")
+#: Crop side (px) of COCO fields when ``crop_size`` is not given.
+FIELD_CROP = 256
+
+
+# ----------------------------------------------------------------------------------------------- data
+def build_datasets(cfg: TrainConfig, processor):
+    """``(train, validation)`` datasets: the cutout splits under ``data_root``, or with ``coco`` crops of annotated
+    fields (``src.dataset.CocoFieldDataset``; validation: ``val_coco``, else every 5th image of ``coco``)."""
+    val_task = "semantic" if cfg.task == "random" else cfg.task
+    if cfg.coco is None:
+        train_ds = GalaxyDataset(cfg.data_root, "train", processor, task=cfg.task, image_size=cfg.image_size,
+                                 augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                                 crop_size=cfg.crop_size, random_tasks=cfg.random_tasks)
+        val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, image_size=cfg.image_size,
+                               augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                               crop_size=cfg.crop_size)
+        return train_ds, val_ds
+    common = dict(crop_size=cfg.crop_size or FIELD_CROP, crops_per_image=cfg.crops_per_image,
+                  image_size=cfg.image_size, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    train_ids = val_ids = None
+    if cfg.val_coco is None:
+        ids = [record["id"] for record in load_coco_fields(cfg.coco)]
+        if len(ids) < 2:
+            raise ValueError(f"{cfg.coco}: a single image cannot be split into training and validation fields; "
+                             "give validation fields with --val-coco")
+        val_ids = ids[4::5] or ids[-1:]
+        train_ids = [i for i in ids if i not in set(val_ids)]
+    train_ds = CocoFieldDataset(cfg.coco, processor, task=cfg.task, augment=cfg.augment,
+                                random_tasks=cfg.random_tasks, image_ids=train_ids, **common)
+    val_ds = CocoFieldDataset(cfg.val_coco or cfg.coco, processor, task=val_task, augment=False, image_ids=val_ids,
+                              **common)
+    return train_ds, val_ds
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -298,13 +334,7 @@ def train(args_or_config) -> dict:
     if model.config.num_labels != NUM_LABELS:
         raise ValueError(f"{cfg.model_card}: model has {model.config.num_labels} labels, expected {NUM_LABELS}")
 
-    train_ds = GalaxyDataset(cfg.data_root, "train", processor, task=cfg.task, image_size=cfg.image_size,
-                             augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                             crop_size=cfg.crop_size, random_tasks=cfg.random_tasks)
-    val_task = "semantic" if cfg.task == "random" else cfg.task
-    val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, image_size=cfg.image_size,
-                           augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                           crop_size=cfg.crop_size)
+    train_ds, val_ds = build_datasets(cfg, processor)
     for ds in (train_ds, val_ds):
         if ds.skipped:
             accelerator.print(f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
@@ -494,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, help="DataLoader workers")
     p.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
     p.add_argument("--cpu", action="store_const", const=True, help="force CPU")
+    p.add_argument("--coco", help="train on a COCO instance file of annotated fields (python -m src.synthetic "
+                   "--field writes one) instead of the cutout splits: random crops of --crop-size px (default "
+                   f"{FIELD_CROP}) around its objects")
+    p.add_argument("--val-coco", help="COCO file of the validation fields (default: every 5th image of --coco)")
+    p.add_argument("--crops-per-image", type=int, help="with --coco: crops per image and epoch (default: 16)")
     return p
 
 

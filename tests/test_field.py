@@ -1,13 +1,17 @@
 """Survey fields (src/field): detection, the stamp rule, merging across tiles, one owner per pixel, scoring."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from src.field.assemble import FieldObject, crop_to_mask, merge_views, resolve
 from src.field.detect import detect, detect_array, detection_image
 from src.field.stamps import GZ2_MEDIAN_AREA, Window, cut, stamp_side
+from src.field.score import load_truth
 from src.field.tiles import tile_origins, tile_windows
+from tests.tiny_data import write_tiny_field
 
 
 def _blobs(shape, centres, sigma=3.0, peak=40.0, seed=0):
@@ -206,3 +210,54 @@ def truth_name(class_id):
     from src.classes import CLASS_NAMES
 
     return CLASS_NAMES[class_id]
+
+
+# ------------------------------------------------------------------------------------------------ COCO training data
+def test_coco_field_dataset_crops_hold_the_objects(tmp_path):
+    from src.dataset import CocoFieldDataset, DatasetError
+
+    path = write_tiny_field(tmp_path, size=96)
+    data = CocoFieldDataset(path, task="instance", crop_size=48, crops_per_image=3, augment=True, seed=1)
+    assert len(data) == 3
+    for index in range(3):
+        item = data[index]
+        assert item["image"].shape == (48, 48, 3) and item["objid"] == 1 and item["task"] == "instance"
+        assert 1 <= len(item["class_ids"]) and item["instance"].max() == len(item["class_ids"])
+        for k, cid in enumerate(item["class_ids"], start=1):       # semantic map = instance map's classes
+            assert (item["semantic"][item["instance"] == k] == cid).all()
+    again = CocoFieldDataset(path, task="instance", crop_size=48, crops_per_image=3, augment=True, seed=1)
+    assert all((again[i]["image"] == data[i]["image"]).all() for i in range(3))   # (seed, epoch, index) only
+    centred = CocoFieldDataset(path, crop_size=48, crops_per_image=3)               # validation: object k centred
+    truth = load_truth(path)["truth"][1]
+    for k in range(3):
+        item = centred[k]
+        assert item["class_ids"][0] == truth[k]["class_id"] or truth[k]["class_id"] in item["class_ids"]
+    with pytest.raises(DatasetError, match="smaller than the crop"):
+        CocoFieldDataset(path, crop_size=128)
+    bad = json.loads(path.read_text())
+    bad["categories"][0]["id"] = 9
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(DatasetError, match="bad.json: category"):
+        CocoFieldDataset(tmp_path / "bad.json")
+
+
+def test_train_script_accepts_a_coco_file(tmp_path):
+    from src.train import main
+
+    fields = tmp_path / "fields"
+    for k in range(2):
+        write_tiny_field(fields / f"f{k}", size=96, seed=k)
+    merged = {"images": [], "annotations": [], "categories": None}
+    for k in range(2):
+        coco = json.loads((fields / f"f{k}" / "field_annotations.json").read_text())
+        merged["categories"] = coco["categories"]
+        merged["images"].append({**coco["images"][0], "id": k + 1, "file_name": f"f{k}/field_0000.png"})
+        merged["annotations"] += [{**a, "id": len(merged["annotations"]) + j + 1, "image_id": k + 1}
+                                  for j, a in enumerate(coco["annotations"])]
+    (fields / "all.json").write_text(json.dumps(merged))
+    result = main(["--coco", str(fields / "all.json"), "--crop-size", "64", "--crops-per-image", "2",
+                   "--model-card", "galaxy-tiny", "--task", "instance", "--epochs", "1", "--batch-size", "2",
+                   "--output", str(tmp_path / "model"), "--cpu"])
+    [row] = result["history"]
+    assert row["train_loss"] > 0 and row["val_loss"] > 0 and row["step"] == 1    # 2 crops of 1 training field
+    assert (tmp_path / "model" / "model.safetensors").is_file()

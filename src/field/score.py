@@ -29,54 +29,36 @@ AREA_BINS = (0, 500, 900, 2200, np.inf)
 MAX_DETS = 1000
 
 
-class FieldTruthError(ValueError):
-    """A field annotation file that cannot be scored; the message names the file and the entry."""
-
-
 def load_truth(path) -> dict:
     """The COCO annotation JSON of a set of fields (``src.synthetic --field``, or any COCO instance file whose
-    categories are the ``src.classes`` galaxy classes).  Returns ``{"images": [...], "truth": {image id: [{"rle",
-    "class_id", "area", "flux"}]}}`` with polygons and uncompressed RLEs converted to compressed RLEs."""
-    import json
-    from pathlib import Path
-
+    categories are the ``src.classes`` galaxy classes; read by ``src.dataset.load_coco_fields``).  Returns
+    ``{"images": [{"id", "file_name", "height", "width", "path"}], "truth": {image id: [{"rle", "class_id", "area",
+    "flux"}]}}``, polygons and uncompressed RLEs converted to compressed RLEs; ``flux``: r-band ``flux_gri`` or
+    None."""
     from pycocotools import mask as mask_utils
 
-    path = Path(path)
-    try:
-        coco = json.loads(path.read_text())
-        images, annotations, categories = coco["images"], coco["annotations"], coco["categories"]
-    except FileNotFoundError:
-        raise FieldTruthError(f"{path}: annotation file not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise FieldTruthError(f"{path}: not a COCO instance file ({err})") from None
-    names = {c["id"]: c["name"] for c in categories}
-    expected = {c["id"]: c["name"] for c in coco_categories()}
-    for cid, name in names.items():
-        if expected.get(cid) != name:
-            raise FieldTruthError(f"{path}: category {cid} {name!r} is not one of the project's classes "
-                                  f"{expected} (src/classes.py)")
-    by_id = {int(im["id"]): im for im in images}
-    truth: dict[int, list[dict]] = {i: [] for i in by_id}
-    for k, ann in enumerate(annotations):
-        image = by_id.get(int(ann.get("image_id", -1)))
-        if image is None or ann.get("category_id") not in names:
-            raise FieldTruthError(f"{path}: annotation {k} (id {ann.get('id')}) names an unknown image or category")
-        height, width = int(image["height"]), int(image["width"])
-        segmentation = ann["segmentation"]
-        if isinstance(segmentation, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-        elif isinstance(segmentation.get("counts"), list):
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            rle = dict(segmentation)
-        if isinstance(rle["counts"], bytes):
-            rle["counts"] = rle["counts"].decode("ascii")
-        flux = ann.get("flux_gri")
-        truth[int(image["id"])].append({"rle": rle, "class_id": int(ann["category_id"]),
-                                        "area": float(mask_utils.area(rle)),
+    from src.dataset import load_coco_fields
+
+    images, truth = [], {}
+    for record in load_coco_fields(path):
+        height, width = record["shape"]
+        images.append({"id": record["id"], "file_name": record["file_name"], "height": height, "width": width,
+                       "path": record["path"]})
+        truth[record["id"]] = []
+        for ann in record["annotations"]:
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation.get("counts"), list):
+                rle = mask_utils.frPyObjects(segmentation, height, width)
+            else:
+                rle = dict(segmentation)
+            if isinstance(rle["counts"], bytes):
+                rle["counts"] = rle["counts"].decode("ascii")
+            flux = ann["flux_gri"]
+            truth[record["id"]].append({"rle": rle, "class_id": ann["class_id"], "area": float(mask_utils.area(rle)),
                                         "flux": None if flux is None else float(flux[1])})
-    return {"images": [by_id[i] for i in sorted(by_id)], "truth": truth, "path": str(path)}
+    return {"images": images, "truth": truth, "path": str(path)}
 
 
 class MaskEncoder:
