@@ -5,6 +5,9 @@
         [--task semantic|instance|panoptic|all ...] [--out metrics.json] [--predictions-out predictions.json]
         [--batch-size B] [--base-card swin-tiny] [--device cpu|cuda] [--limit N]
 
+Several processes (``accelerate launch --num_processes N compute_scores.py ...`` or ``torchrun``): each scores a
+share of the batches, the main process gathers the results and writes the files; the metrics equal one process's.
+
 --model: a save_pretrained directory, or a bare .safetensors state dict of the original project (its
 architecture given by --base-card, default the swin-tiny preset = shi-labs/oneformer_ade20k_swin_tiny).
 """
@@ -39,10 +42,18 @@ def main(argv=None) -> int:
     metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task, batch_size=args.batch_size,
                        base_card=args.base_card, predictions_out=args.predictions_out,
                        progress=not args.no_progress, device=args.device, limit=args.limit)
+    if metrics["n_processes"] > 1 and not _is_main_process():
+        return 0  # several processes (torchrun / accelerate launch): the main one reports and writes
     print(format_table(metrics))
     write_metrics(metrics, args.out)
     print(f"\nwrote {args.out}" + (f" and {args.predictions_out}" if args.predictions_out else ""))
     return 0
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 if __name__ == "__main__":

@@ -471,6 +471,27 @@ class OneFormerCollator:
         return batch
 
 
+class ShardBatches(torch.utils.data.Sampler):
+    """Batches of ``range(n)`` in order (the last one may be smaller); process ``rank`` of ``world`` takes the
+    batches at positions ``rank, rank + world, ...`` (one process: all of them, as a plain loader).  A batch
+    sampler for ``DataLoader(batch_sampler=...)``; :meth:`positions` gives each yielded batch's position."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1):
+        if batch_size < 1 or not 0 <= rank < world:
+            raise ValueError(f"ShardBatches: batch_size {batch_size} must be >= 1 and rank {rank} in 0..{world - 1}")
+        self.batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+        self.rank, self.world = rank, world
+
+    def positions(self) -> range:
+        return range(self.rank, len(self.batches), self.world)
+
+    def __iter__(self):
+        return (self.batches[p] for p in self.positions())
+
+    def __len__(self) -> int:
+        return len(self.positions())
+
+
 def loader_worker_init(worker_id: int) -> None:
     """Workers share the 2 cores with the model: one thread each."""
     torch.set_num_threads(1)

@@ -16,7 +16,6 @@ instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.metrics.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import torch
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
 from src.inference import TOP_K, forward, instance_predictions, panoptic_segments, pick_device, semantic_maps
-from src.metrics import (ConfusionAccumulator, PanopticAccumulator, coco_ground_truth, coco_mask_ap, masks_to_rles,
+from src.dataset import ShardBatches
+from src.metrics import (PanopticAccumulator, coco_ground_truth, coco_mask_ap, image_confusions, masks_to_rles,
                          semantic_report)
 
 TASKS = ("semantic", "instance", "panoptic")
@@ -50,11 +50,6 @@ def ground_truth_dataset(data_root, split: str = "test", limit: int | None = Non
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(int(limit), len(dataset))))
     return dataset
-
-
-def _batches(dataset, batch_size: int):
-    for start in range(0, len(dataset), batch_size):
-        yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
 
 
 def _instance_objects(item: dict) -> list[tuple[int, dict]]:
@@ -97,7 +92,12 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
         raise ValueError("predictions_out needs the 'instance' task (COCO results are instance masks)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = pick_device(device)
+    state = _process_state(device)
+    world, rank = state.num_processes, state.process_index
+    if world > 1:  # each process its own GPU, or the CPU ("cpu", not "cpu:0": some kernels differ in the last bit)
+        device = state.device if state.device.type != "cpu" else torch.device("cpu")
+    else:
+        device = pick_device(device)
     if model is None:
         from src.model import load_model
 
@@ -109,43 +109,76 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
         model.to(device)
     model.eval()
     dataset = ground_truth_dataset(data_root, split, limit)
-    n_batches = math.ceil(len(dataset) / batch_size)
+    shard = ShardBatches(len(dataset), batch_size, rank, world)
 
     metrics: dict = {
         "model": str(model_path_or_name), "data_root": str(data_root), "split": split, "tasks": list(tasks),
-        "n_images": len(dataset), "device": str(device),
+        "n_images": len(dataset), "device": str(device), "n_processes": world,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "category_ids": {name: LABEL2ID[name] for name in CLASS_NAMES},
     }
     for task in tasks:
-        confusion, panoptic = ConfusionAccumulator(), PanopticAccumulator()
-        gt_images, results = [], []
-        for items in tqdm(_batches(dataset, batch_size), total=n_batches, desc=f"{task} inference",
-                          disable=not progress):
+        parts = []  # (batch position, this batch's results): gathered from every process, then put in order
+        for position in tqdm(shard.positions(), desc=f"{task} inference", disable=not (progress and state.is_main_process)):
+            items = [dataset[i] for i in shard.batches[position]]
             sizes = [item["semantic"].shape for item in items]
             outputs = forward(model, processor, [item["image"] for item in items], task)
             if task == "semantic":
-                confusion.update([item["semantic"] for item in items], semantic_maps(processor, outputs, sizes))
+                part = image_confusions([item["semantic"] for item in items], semantic_maps(processor, outputs, sizes))
             elif task == "instance":
+                part = []
                 for item, detections in zip(items, instance_predictions(outputs, sizes, top_k)):
                     height, width = item["semantic"].shape
-                    gt_images.append({"id": item["objid"], "height": height, "width": width,
-                                      "file_name": f"Dr7_{item['objid']}.jpg", "objects": _instance_objects(item)})
-                    results += coco_results(item["objid"], detections)
+                    part.append(({"id": item["objid"], "height": height, "width": width,
+                                  "file_name": f"Dr7_{item['objid']}.jpg", "objects": _instance_objects(item)},
+                                 coco_results(item["objid"], detections)))
             else:
+                part = []
                 for item, (segments, classes) in zip(items, panoptic_segments(processor, outputs, sizes)):
                     gt_classes = {0: 0, **{k: c for k, c in enumerate(item["class_ids"], start=1)}}
-                    panoptic.update(item["instance"].astype(np.int32), gt_classes, segments, classes)
+                    part.append(PanopticAccumulator.match(item["instance"].astype(np.int32), gt_classes, segments,
+                                                          classes))
+            parts.append((position, part))
+        parts = _in_order(parts, world)
+        if not state.is_main_process:
+            continue  # the metrics are computed once, then shared
         if task == "semantic":
-            metrics["semantic"] = semantic_report(confusion.per_image)
+            per_image = np.concatenate(parts) if parts else image_confusions([], [])
+            metrics["semantic"] = semantic_report(per_image)
         elif task == "instance":
+            gt_images = [gt for part in parts for gt, _ in part]
+            results = [r for part in parts for _, image_results in part for r in image_results]
             metrics["instance"] = {"coco": coco_mask_ap(coco_ground_truth(gt_images), results), "top_k": top_k}
             if predictions_out is not None:
                 write_json_atomic(predictions_out, results)
                 metrics["instance"]["predictions_file"] = str(predictions_out)
         else:
+            panoptic = PanopticAccumulator()
+            for record in (record for part in parts for record in part):
+                panoptic.add(record)
             metrics["panoptic"] = panoptic.scores()
+    if world > 1:
+        from accelerate.utils import broadcast_object_list
+
+        metrics = broadcast_object_list([metrics], from_process=0)[0]
     return metrics
+
+
+def _process_state(device):
+    """Accelerate's view of the launch (``torchrun`` / ``accelerate launch``: several processes; else one)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=device is not None and torch.device(device).type == "cpu")
+
+
+def _in_order(parts: list[tuple[int, object]], world: int) -> list:
+    """Every process's ``(batch position, result)`` pairs -> the results in batch order (the order of one
+    process, so that the metrics are the same to the last bit)."""
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object(parts)
+    return [result for _, result in sorted(parts, key=lambda pair: pair[0])]
 
 
 def write_metrics(metrics: dict, path) -> Path:

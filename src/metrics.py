@@ -394,6 +394,14 @@ class PanopticAccumulator:
     def update(self, gt_segments: np.ndarray, gt_classes: dict[int, int],
                pred_segments: np.ndarray, pred_classes: dict[int, int]) -> None:
         """``*_segments``: ``(H, W)`` int segment-id maps; ``*_classes``: segment id -> class id."""
+        self.add(self.match(gt_segments, gt_classes, pred_segments, pred_classes))
+
+    @staticmethod
+    def match(gt_segments: np.ndarray, gt_classes: dict[int, int],
+              pred_segments: np.ndarray, pred_classes: dict[int, int]) -> dict[str, np.ndarray]:
+        """One image's contribution (small arrays): the classes of its true positives with their IoU, of its
+        false negatives and of its false positives.  ``add`` them in image order on one accumulator to get the
+        same sums as ``update`` (images scored by several processes)."""
         gt_segments, pred_segments = np.asarray(gt_segments), np.asarray(pred_segments)
         if gt_segments.shape != pred_segments.shape:
             raise ValueError(f"segment maps differ in shape: {gt_segments.shape} vs {pred_segments.shape}")
@@ -415,10 +423,15 @@ class PanopticAccumulator:
         same = gcls[:, None] == pcls[None, :]
         matched = same & (np.nan_to_num(iou) > 0.5)
         gt_hit, pred_hit = matched.any(1), matched.any(0)
-        np.add.at(self.tp, gcls[gt_hit], 1)
-        np.add.at(self.iou, gcls[gt_hit], iou[matched] if matched.any() else [])
-        np.add.at(self.fn, gcls[~gt_hit & (gt_area > 0)], 1)
-        np.add.at(self.fp, pcls[~pred_hit & (pred_area > 0)], 1)
+        return {"tp": gcls[gt_hit], "iou": iou[matched] if matched.any() else np.zeros(0),
+                "fn": gcls[~gt_hit & (gt_area > 0)], "fp": pcls[~pred_hit & (pred_area > 0)]}
+
+    def add(self, record: dict[str, np.ndarray]) -> None:
+        """Add one image's :meth:`match` record."""
+        np.add.at(self.tp, record["tp"], 1)
+        np.add.at(self.iou, record["tp"], record["iou"])
+        np.add.at(self.fn, record["fn"], 1)
+        np.add.at(self.fp, record["fp"], 1)
 
     def scores(self, class_names: Sequence[str] = CLASS_NAMES) -> dict:
         tp, fp, fn = self.tp.astype(float), self.fp.astype(float), self.fn.astype(float)

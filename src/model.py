@@ -72,11 +72,12 @@ PRESETS: dict[str, dict] = {
                           num_attention_heads=4, text_encoder_width=128, text_encoder_num_layers=2,
                           text_encoder_n_ctx=8, train_num_points=2048),
     },
-    # Test-only: as small as OneFormer allows, so tests at 32-64 px take seconds.
+    # Test-only: as small as OneFormer allows, so tests at 32-64 px take seconds.  conv_dim = hidden_dim, as in
+    # every preset (see check_config).
     "galaxy-tiny": {
         "backbone": dict(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
                          drop_path_rate=0.0, image_size=64, out_features=_OUT),
-        "oneformer": dict(num_queries=8, dropout=0.0, conv_dim=32, mask_dim=32, hidden_dim=64, encoder_layers=1,
+        "oneformer": dict(num_queries=8, dropout=0.0, conv_dim=64, mask_dim=64, hidden_dim=64, encoder_layers=1,
                           encoder_feedforward_dim=32, decoder_layers=2, dim_feedforward=32,
                           num_attention_heads=2, query_dec_layers=1, text_encoder_width=64,
                           text_encoder_num_layers=1, text_encoder_n_ctx=2, text_encoder_proj_layers=1,
@@ -141,6 +142,7 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
         config = OneFormerConfig(backbone_config=backbone, **spec["oneformer"])
     else:
         config = _from_source(OneFormerConfig, preset_or_card)
+    check_config(config, preset_or_card)
     config.num_labels = NUM_LABELS
     config.id2label = dict(ID2LABEL)
     config.label2id = dict(LABEL2ID)
@@ -149,6 +151,21 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
             raise ValueError(f"num_queries={num_queries} must exceed text_encoder_n_ctx={config.text_encoder_n_ctx}")
         config.num_queries = num_queries
     return config
+
+
+def check_config(config: OneFormerConfig, name: str = "") -> None:
+    """Refuse a configuration whose transformer module would need input projections (``conv_dim`` different from
+    ``hidden_dim``, or ``enforce_input_proj``).
+
+    transformers 5.23 keeps those 1x1 convolutions in a plain Python list (``OneFormerTransformerModule.
+    input_projections``), so they are not registered: never trained, never saved, and after ``from_pretrained``
+    they hold uninitialised (meta) weights whose outputs change from call to call (measured: NaN or 1e38 values
+    in the class logits on repeated calls with the same image).  With equal sizes they are identities.
+    """
+    if config.conv_dim != config.hidden_dim or getattr(config, "enforce_input_proj", False):
+        raise ValueError(f"{name or 'OneFormer config'}: conv_dim {config.conv_dim} != hidden_dim {config.hidden_dim} "
+                         "(or enforce_input_proj): transformers' OneFormer would leave the input projections "
+                         "unregistered (untrained, unsaved); use equal sizes")
 
 
 def _from_source(cls, name: str, **kwargs):

@@ -40,11 +40,13 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from src.classes import NUM_LABELS
-from src.dataset import CocoFieldDataset, GalaxyDataset, load_coco_fields, load_stats, loader_worker_init
+from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
+                         loader_worker_init)
 from src.model import HUB_SWIN_TINY, PRESETS, load_model, save_export, set_training_mode
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
@@ -114,22 +116,79 @@ class WarmupPolyLR:
 
 
 class EpochSampler(Sampler):
-    """Shuffled order that depends only on (seed, epoch): identical in a straight and in a resumed run."""
+    """Shuffled order that depends only on (seed, epoch): identical in a straight and in a resumed run.
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+    ``multiple``: yield only the first ``n - n % multiple`` indices of the order.  With several processes this is
+    the global batch (batch size x processes), so that Accelerate's per-process shards of the batches are whole,
+    disjoint and never padded with repeated images; the few left-over images differ from epoch to epoch.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, multiple: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.multiple = max(1, int(multiple))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self):
         if not self.shuffle:
-            return iter(range(self.n))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+            order = range(self.n)
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=generator).tolist()
+        return iter(order[:len(self)])
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.n % self.multiple
+
+
+def batch_seed(seed: int, epoch: int, position: int, stream: int = 0) -> int:
+    """Seed of the model's random draws (dropout, the loss's point sampling) for one batch.
+
+    ``position`` is the batch's place in the whole epoch (process ``r`` of ``N`` runs batches ``r, r + N, ...``),
+    so N processes draw what one process with ``--grad-accum N`` draws for the same batches.  ``stream``: 0 =
+    training, 1 = validation.
+    """
+    return int(np.random.SeedSequence([seed, epoch, stream, position]).generate_state(1)[0])
+
+
+def freeze_unused_parameters(model) -> list[str]:
+    """Switch off the gradient of parameters that no forward pass uses; returns their names.
+
+    The Swin backbone builds a ``SwinModel`` whose final LayerNorm (``swin.layernorm``, for image
+    classification) never sees a tensor: ``SwinBackbone`` normalises each stage with its own
+    ``hidden_states_norms`` (transformers lists ``swin.layernorm`` in ``_keys_to_ignore_on_load_missing``).
+    DistributedDataParallel waits for a gradient of every parameter that requires one, so it stops at the
+    second step.  The graph is the same for every task and image, so freezing (rather than DDP's per-step
+    unused-parameter search) is enough; in one process nothing changes, since AdamW skips parameters without a
+    gradient.  The weights stay in the state dict.
+    """
+    frozen = []
+    backbone = model.model.pixel_level_module.encoder
+    swin = getattr(backbone, "swin", None)
+    if swin is not None and getattr(swin, "layernorm", None) is not None:
+        for name, param in swin.layernorm.named_parameters():
+            param.requires_grad_(False)
+            frozen.append(f"model.pixel_level_module.encoder.swin.layernorm.{name}")
+    return frozen
+
+
+def count_masks_per_process(model) -> None:
+    """Normalise the mask losses by this process's own number of target masks, as one process does.
+
+    transformers 5.23's ``OneFormerLoss.get_num_masks`` averages the count over the processes with Accelerate's
+    ``reduce`` (whose default reduction is the mean) and then divides by the number of processes again, so with
+    N processes the mask and Dice losses weigh N times more than in one process (measured on the same images:
+    a loss of 37.0 with 2 processes, 22.9 with one).  With the count of each process's own batch instead, N
+    processes with batch size B compute what one process computes with batch size B and ``--grad-accum N``
+    (same batches, same normalisation; DDP averages the gradients as accumulation does), and the loss has no
+    collective call, so validation needs no lockstep.  One process is unchanged.
+    """
+    def get_num_masks(class_labels, device):
+        count = torch.as_tensor([float(sum(len(classes) for classes in class_labels))], device=device)
+        return torch.clamp(count, min=1)
+
+    model.criterion.get_num_masks = get_num_masks
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -323,6 +382,11 @@ def train(args_or_config) -> dict:
         if changed:
             raise ValueError(f"cannot resume from {resume_dir}: options changed since the run started: "
                              + ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed))
+        saved_processes = json.loads((resume_dir / "train_state.json").read_text()).get("num_processes", 1)
+        if saved_processes != accelerator.num_processes:
+            raise ValueError(f"cannot resume from {resume_dir}: it was trained with {saved_processes} process(es), "
+                             f"this run has {accelerator.num_processes} (the global batch and the schedule would "
+                             "change); launch it with the same number of processes")
 
     stats = load_stats(cfg.data_root)
     mean, std = stats if stats is not None else (None, None)
@@ -333,6 +397,8 @@ def train(args_or_config) -> dict:
                                   image_size=cfg.image_size, mean=mean, std=std)
     if model.config.num_labels != NUM_LABELS:
         raise ValueError(f"{cfg.model_card}: model has {model.config.num_labels} labels, expected {NUM_LABELS}")
+    freeze_unused_parameters(model)
+    count_masks_per_process(model)
 
     train_ds, val_ds = build_datasets(cfg, processor)
     for ds in (train_ds, val_ds):
@@ -340,15 +406,29 @@ def train(args_or_config) -> dict:
             accelerator.print(f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
                               f"first: {ds.skipped[0][1]}")
 
-    sampler = EpochSampler(len(train_ds), cfg.seed)
-    loader_kwargs = dict(num_workers=cfg.num_workers, worker_init_fn=loader_worker_init if cfg.num_workers else None)
+    # Several processes: Accelerate gives process r the batches r, r + N, ... of the epoch order; whole global
+    # batches only, so the shares are disjoint (and one step of N processes = one of --grad-accum N in one).
+    world, rank = accelerator.num_processes, accelerator.process_index
+    global_batch = cfg.batch_size * world
+    if world > 1 and len(train_ds) < global_batch:
+        raise ValueError(f"{train_ds.source}: {len(train_ds)} training images, fewer than one global batch "
+                         f"({world} processes x batch size {cfg.batch_size})")
+    sampler = EpochSampler(len(train_ds), cfg.seed, multiple=global_batch if world > 1 else 1)
+    if world > 1:
+        accelerator.print(f"{world} processes: {len(sampler) // world} training images per process and epoch; "
+                          f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)")
+    # no persistent workers: the epoch's augmentation stream is set on the dataset in this process (set_epoch),
+    # which workers only see when they are started anew for each epoch
+    loader_kwargs = dict(num_workers=cfg.num_workers, worker_init_fn=loader_worker_init if cfg.num_workers else None,
+                         pin_memory=accelerator.device.type == "cuda")
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                               collate_fn=train_ds.collator(training=True), **loader_kwargs)
-    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False,
+    # validation is sharded here, not by Accelerate (whose even_batches would count some images twice)
+    val_loader = DataLoader(val_ds, batch_sampler=ShardBatches(len(val_ds), cfg.batch_size, rank, world),
                             collate_fn=val_ds.collator(training=False), **loader_kwargs)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(WARMUP_FRACTION * total_steps))
@@ -381,7 +461,8 @@ def train(args_or_config) -> dict:
         epoch_start, loss_sum, n_batches, n_images = time.monotonic(), 0.0, 0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
                    dynamic_ncols=True)
-        for batch in bar:
+        for local_index, batch in enumerate(bar):
+            torch.manual_seed(batch_seed(cfg.seed, epoch, local_index * world + rank))
             with accelerator.accumulate(model):
                 loss = model(**batch).loss.mean()
                 accelerator.backward(loss)
@@ -399,13 +480,15 @@ def train(args_or_config) -> dict:
                 if budget_s is not None:
                     stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start,
                                             planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None)
+                    if world > 1:  # every process follows the main process's clock, or they would part ways
+                        stopped = _follow_main_process(accelerator, schedule, stopped)
                     if probe_start is None:  # first step of this process excluded (warm-up of kernels)
                         probe_start = (time.monotonic(), step)
                     if stopped:
                         break
         bar.close()
         train_loss = _mean_across(accelerator, loss_sum, n_batches)
-        val_loss = evaluate_loss(model, val_loader, accelerator)
+        val_loss = evaluate_loss(model, val_loader, accelerator, seed=cfg.seed, epoch=epoch)
         seconds = time.monotonic() - epoch_start
         history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
@@ -423,7 +506,8 @@ def train(args_or_config) -> dict:
             accelerator.print(f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
             break
         save_checkpoint(accelerator, output, epoch + 1, {"epoch": epoch + 1, "step": step, "history": history,
-                                                         "config": asdict(cfg), "schedule_total": schedule.total},
+                                                         "config": asdict(cfg), "schedule_total": schedule.total,
+                                                         "num_processes": world},
                         model_config=unwrapped.config)
 
     accelerator.wait_for_everyone()
@@ -465,19 +549,39 @@ def _apply_budget(schedule: WarmupPolyLR, step: int, start_time: float, budget_s
     return False
 
 
+def _follow_main_process(accelerator, schedule: WarmupPolyLR, stopped: bool) -> bool:
+    """The main process's budget decision and fitted schedule, on every process (one small broadcast)."""
+    from accelerate.utils import broadcast
+
+    values = torch.tensor([int(stopped), schedule.total, schedule.warmup], device=accelerator.device)
+    values = broadcast(values, from_process=0).tolist()
+    schedule.total, schedule.warmup = int(values[1]), int(values[2])
+    return bool(values[0])
+
+
 def _mean_across(accelerator, total: float, count: int) -> float:
     values = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), reduction="sum")
     return float(values[0] / max(1.0, float(values[1])))
 
 
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else [t.to(device) for t in v] for k, v in batch.items()}
+
+
 @torch.no_grad()
-def evaluate_loss(model, loader, accelerator) -> float:
-    """Mean validation loss in inference mode (no dropout, no contrastive term: texts are a training signal)."""
+def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> float:
+    """Mean validation loss over the batches of all processes (``loader``: a :class:`ShardBatches` loader), in
+    inference mode (no dropout, no contrastive term: texts are a training signal).
+
+    The unwrapped model runs it: no DDP collective per batch, so processes may hold different numbers of batches.
+    """
     unwrapped = accelerator.unwrap_model(model)
     set_training_mode(unwrapped, False)
+    world, rank = accelerator.num_processes, accelerator.process_index
     total, count = 0.0, 0
-    for batch in loader:
-        total += model(**batch).loss.mean().float().item()
+    for local_index, batch in enumerate(loader):
+        torch.manual_seed(batch_seed(seed, epoch, local_index * world + rank, stream=1))
+        total += unwrapped(**_to_device(batch, accelerator.device)).loss.mean().float().item()
         count += 1
     set_training_mode(unwrapped, True)
     return _mean_across(accelerator, total, count)
