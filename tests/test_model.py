@@ -10,6 +10,7 @@ from safetensors.torch import save_model
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
 from src.classes import CLASS_NAMES, ID2LABEL, NUM_LABELS
+from src.inference import forward
 from src.model import (PRESETS, ModelSourceError, _new_model, build_config, build_processor, load_model, num_text_for,
                        offline_tokenizer, save_export, set_training_mode)
 
@@ -150,3 +151,23 @@ def test_export_with_missing_weights_is_an_error(tmp_path):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelSourceError, match="weights do not match its config.json"):
         load_model(str(folder))
+
+
+def test_input_projections_must_be_identities(tmp_path):
+    """transformers keeps OneFormer's input projections (conv_dim != hidden_dim) in a plain list: unregistered,
+    untrained, unsaved, and garbage after loading.  Every preset avoids them; a config that needs them is refused."""
+    from transformers import OneFormerConfig
+
+    from src.model import check_config
+
+    for name in PRESETS:
+        config = build_config(name)
+        assert config.conv_dim == config.hidden_dim, name
+    with pytest.raises(ValueError, match="conv_dim 32 != hidden_dim 64"):
+        check_config(OneFormerConfig(conv_dim=32, hidden_dim=64))
+    model, processor = load_model("galaxy-tiny", image_size=64)
+    save_export(model, processor, tmp_path / "export")
+    loaded, processor = load_model(str(tmp_path / "export"))
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    first, second = (forward(loaded, processor, [image], "semantic").class_queries_logits for _ in range(2))
+    assert torch.isfinite(first).all() and torch.equal(first, second)
