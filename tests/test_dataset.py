@@ -113,6 +113,35 @@ def test_collator_batches(data, processor):
     assert "text_inputs" not in val and val["pixel_values"].shape[0] == 2
 
 
+@pytest.mark.parametrize("preset", ["galaxy-tiny", "swin-tiny"])
+def test_collator_encodes_as_the_processor(data, preset):
+    """The collator (memoised text tokenisation) gives exactly the tensors of ``OneFormerProcessor.__call__``,
+    in mixed-task batches with several objects (the texts depend on the objects earlier in the batch)."""
+    mean, std = load_stats(data)
+    processor = build_processor(image_size=64, mean=mean, std=std, config=build_config(preset))
+    ds = GalaxyDataset(data, "train", processor, task="random", random_tasks=("semantic", "instance", "panoptic"),
+                       image_size=64, augment=True)
+    collator = ds.collator(training=True)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        items = [ds[i] for i in range(len(ds))]
+        assert len({item["task"] for item in items}) == 3 and max(len(item["class_ids"]) for item in items) == 2
+        for batch_items in (items[:4], items[4:], items[:1]):
+            new = collator(batch_items)
+            maps = [item["semantic"] if item["task"] == "semantic" else item["instance"] for item in batch_items]
+            mappings = [None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))}
+                        for item in batch_items]
+            old = processor(images=[item["image"] for item in batch_items], task_inputs=[i["task"] for i in batch_items],
+                            segmentation_maps=maps, instance_id_to_semantic_id=mappings, return_tensors="pt",
+                            do_resize=False)
+            assert sorted(new) == sorted(old)
+            for key in new:
+                pairs = zip(new[key], old[key]) if isinstance(new[key], list) else [(new[key], old[key])]
+                assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in pairs), key
+    assert new["text_inputs"].shape[1] == build_config(preset).num_queries - build_config(preset).text_encoder_n_ctx
+    assert 0 < len(collator._tokens) < 40  # a few distinct text lists, each tokenised once
+
+
 def _write(root, split, via):
     (root / f"galaxy_{split}.json").write_text(json.dumps(via))
 
