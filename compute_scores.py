@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from src.cli import run_cli
 from src.evaluate import TASKS, evaluate, format_table, write_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="compute_scores.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="save_pretrained directory, .safetensors file or preset")
     parser.add_argument("--data-root", default=".", help="folder with galaxy_<split>.json and original/zoo2Main")
     parser.add_argument("--split", default="test")
@@ -34,20 +35,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="default: cuda, else mps, else cpu")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images (quick checks)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    """Exit status 0, or 2 with one line naming a user's mistake (bad path, option or input file)."""
     args = parse_args(argv)
-    metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task, batch_size=args.batch_size,
-                       base_card=args.base_card, predictions_out=args.predictions_out,
-                       progress=not args.no_progress, device=args.device, limit=args.limit)
-    if metrics["n_processes"] > 1 and not _is_main_process():
-        return 0  # several processes (torchrun / accelerate launch): the main one reports and writes
-    print(format_table(metrics))
-    write_metrics(metrics, args.out)
-    print(f"\nwrote {args.out}" + (f" and {args.predictions_out}" if args.predictions_out else ""))
-    return 0
+
+    def body():
+        metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
+                           batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
+                           progress=not args.no_progress, device=args.device, limit=args.limit)
+        if metrics["n_processes"] > 1 and not _is_main_process():
+            return  # several processes (torchrun / accelerate launch): the main one reports and writes
+        print(format_table(metrics))
+        write_metrics(metrics, args.out)
+        print(f"\nwrote {args.out}" + (f" and {args.predictions_out}" if args.predictions_out else ""))
+
+    return run_cli("compute_scores.py", body, verbose=args.verbose)
 
 
 def _is_main_process() -> bool:

@@ -2,7 +2,9 @@
 
 Several GPUs or nodes: ``accelerate launch train_script.py ...``.
 """
+import sys
+
 from src.train import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,9 +31,10 @@ import pandas as pd
 import shapely
 
 from .catalog import find_catalog, load_catalog
+from .cli import run_cli
 from .classes import BASE_CLASSES, GALAXY_CLASSES
 from .atomic import write_json_atomic
-from .via import IMAGE_DIR, VIA_FILES, ViaError, entry_objid, entry_regions, load_via, polygon_area, region_polygon
+from .via import IMAGE_DIR, VIA_FILES, entry_objid, entry_regions, load_via, polygon_area, region_polygon
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
@@ -350,17 +351,17 @@ def main(argv=None) -> int:
     parser.add_argument("--check-images", action="store_true", help="open every image; skip unreadable ones")
     parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         report = convert(args.data_root, image_size=args.image_size, min_area=args.min_area, seed=args.seed,
                          check_images=args.check_images, stats=args.stats, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, ViaError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(format_report(report))
-        print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json and {REPORT_FILE} in {args.data_root}")
-    return 0
+        if not args.quiet:
+            print(format_report(report))
+            print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json and {REPORT_FILE} in {args.data_root}")
+
+    return run_cli("python -m src.conversion", body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

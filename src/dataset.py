@@ -41,11 +41,28 @@ def split_path(data_root, split: str) -> Path:
     return Path(data_root) / f"galaxy_{split}.json"
 
 
-def load_split(data_root, split: str) -> dict[str, dict]:
-    """The VIA dict of ``galaxy_<split>.json``; a missing or empty split is an error naming the file."""
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (split files are recorded with it in checkpoints and metrics.json)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_split_file(data_root, split: str) -> Path:
+    """The path of ``galaxy_<split>.json``; ``DatasetError`` naming it when it is absent."""
     path = split_path(data_root, split)
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found (run the conversion step, or check --data-root)")
+    return path
+
+
+def load_split(data_root, split: str) -> dict[str, dict]:
+    """The VIA dict of ``galaxy_<split>.json``; a missing or empty split is an error naming the file."""
+    path = require_split_file(data_root, split)
     try:
         via = load_via(path)
     except ViaError as err:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -249,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescore", action="store_true", help="score again even if metrics.json is up to date")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUTPUT/checkpoints after training")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (generation, scoring)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     return p
 
 
@@ -299,13 +299,10 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
+    from src.cli import run_cli
+
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"python -m src.demo: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("python -m src.demo", lambda: run(args) and None, verbose=args.verbose)
 
 
 if __name__ == "__main__":

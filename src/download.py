@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_json_atomic
+from .cli import run_cli
 
 MANIFEST = "download_manifest.json"
 CHUNK = 1 << 20
@@ -238,15 +239,16 @@ def main(argv=None) -> int:
     parser.add_argument("--delete-archive", action="store_true", help="remove zoo2Main.tar.gz once unpacked")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout per request (s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         download(args.data_root, only=args.only, mirror=args.mirror, progress=not args.quiet,
                  delete_archive=args.delete_archive, timeout=args.timeout)
-    except (DownloadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"done; next: python -m src.conversion --data-root {args.data_root} --stats")
-    return 0
+        print(f"done; next: python -m src.conversion --data-root {args.data_root} --stats")
+
+    return run_cli("python -m src.download", body, verbose=args.verbose,
+                   errors=(DownloadError, ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ Three sources of a model, all returning ``(model, processor)`` through :func:`lo
   published ``galaxy_sem_5_1.safetensors`` / ``galaxy_sem_inst_10_2.safetensors``), loaded into the
   ``swin-tiny`` preset architecture (= ``shi-labs/oneformer_ade20k_swin_tiny`` with 6 labels).
 
+Names are resolved by :func:`resolve_model_source` without the network: ``safetensors/galaxy_sem_5_1`` (as the
+original project's users type it) finds ``safetensors/galaxy_sem_5_1.safetensors``; only an ``org/name`` card
+that is not a local path reaches the hub.
+
 The processor is ``OneFormerImageProcessorPil`` (no torchvision) plus a ``CLIPTokenizer`` built from the CLIP BPE
 vocabulary that ships inside the ``open_clip_torch`` wheel, with the class metadata of ``src.classes``.
 
@@ -86,8 +90,57 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(ValueError):
     """A model name that is neither a preset, a local directory/file, nor a reachable hub card."""
+
+
+# ----------------------------------------------------------------------------------------------- sources
+#: Where trained models live (``safetensors/NAME/`` exports, the original ``safetensors/NAME.safetensors``).
+MODELS_DIR = "safetensors"
+
+
+def looks_local(name: str) -> bool:
+    """A name that can only mean a local file or folder, never a hub card (``org/name``): an absolute or
+    ``./``, ``../``, ``~`` path, a ``.safetensors`` name, a bare name or one of three or more parts, or
+    ``X/name`` where ``X`` is a local folder or :data:`MODELS_DIR`."""
+    path = Path(name)
+    return (path.is_absolute() or name.startswith((".", "~")) or "\\" in name or path.suffix == ".safetensors"
+            or len(path.parts) != 2 or path.parts[0] == MODELS_DIR or Path(path.parts[0]).is_dir())
+
+
+def resolve_model_source(name: str | os.PathLike) -> tuple[str, str]:
+    """``(kind, source)`` of a model name, without touching the network.
+
+    ``kind`` is ``"preset"``, ``"export"`` (a ``save_pretrained`` folder), ``"state_dict"`` (a bare
+    ``.safetensors`` file) or ``"hub"``.  A local-looking name (:func:`looks_local`) is tried as given, then with
+    ``.safetensors`` appended, and a bare name also under :data:`MODELS_DIR`: so the original project's
+    ``safetensors/galaxy_sem_5_1`` finds ``safetensors/galaxy_sem_5_1.safetensors``.  A local-looking name that
+    matches nothing is a :class:`ModelSourceError` listing what was tried; only an ``org/name`` card reaches the hub.
+    """
+    name = str(name)
+    if name in PRESETS:
+        return "preset", name
+    path = Path(name).expanduser()
+    candidates = [path]
+    if path.suffix != ".safetensors":
+        candidates.append(path.with_name(path.name + ".safetensors"))
+    if len(path.parts) == 1:
+        candidates += [Path(MODELS_DIR) / c.name for c in candidates]
+    for candidate in candidates:
+        if candidate.is_dir():
+            if not (candidate / "config.json").is_file():
+                raise ModelSourceError(f"{candidate}: not a model folder (no config.json; expected a "
+                                       "save_pretrained export, e.g. one written by train_script.py)")
+            return "export", str(candidate)
+        if candidate.is_file():
+            if candidate.suffix != ".safetensors":
+                raise ModelSourceError(f"{candidate}: not a model: expected a save_pretrained folder or a "
+                                       ".safetensors state dict")
+            return "state_dict", str(candidate)
+    if looks_local(name):
+        raise ModelSourceError(f"model {name!r} not found (tried {', '.join(str(c) for c in candidates)}); "
+                               f"presets: {', '.join(PRESETS)}")
+    return "hub", name
 
 
 # ----------------------------------------------------------------------------------------------- tokenizer
@@ -140,6 +193,8 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
         spec = PRESETS[preset_or_card]
         backbone = SwinConfig(**spec["backbone"])
         config = OneFormerConfig(backbone_config=backbone, **spec["oneformer"])
+    elif Path(preset_or_card).is_dir():
+        config = OneFormerConfig.from_pretrained(preset_or_card)
     else:
         config = _from_source(OneFormerConfig, preset_or_card)
     check_config(config, preset_or_card)
@@ -169,9 +224,7 @@ def check_config(config: OneFormerConfig, name: str = "") -> None:
 
 
 def _from_source(cls, name: str, **kwargs):
-    """``cls.from_pretrained(name)``: local first; the hub only for a card, with a clear offline error."""
-    if Path(name).exists():
-        return cls.from_pretrained(name, **kwargs)
+    """``cls.from_pretrained(name)`` of a hub card, with a clear error when it cannot be fetched."""
     try:
         return cls.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
@@ -276,34 +329,38 @@ def _new_model(config: OneFormerConfig) -> OneFormerForUniversalSegmentation:
 
 def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: int | None = None,
                device=None, image_size: int | None = None, mean=None, std=None):
-    """``(model, processor)`` from a preset, a save_pretrained directory, a hub card or a bare ``.safetensors``.
+    """``(model, processor)`` from a preset, a save_pretrained directory, a hub card or a bare ``.safetensors``
+    (found as :func:`resolve_model_source` says: a local-looking name never reaches the network).
 
     The model is returned in inference mode (:func:`set_training_mode` ``False``); the text mapper exists, so
     ``set_training_mode(model, True)`` makes it trainable.  ``base_card`` is the architecture of a bare state
     dict (default the ``swin-tiny`` preset = ade20k_swin_tiny with 6 labels).
     """
-    name = str(name_or_path)
-    path = Path(name)
-    if name in PRESETS:
-        config = build_config(name, num_queries)
+    kind, source = resolve_model_source(name_or_path)
+    path = Path(source)
+    if kind == "preset":
+        config = build_config(source, num_queries)
         model = _new_model(config)
         processor = build_processor(image_size, mean, std, config=config)
-    elif path.is_file() and path.suffix == ".safetensors":
+    elif kind == "state_dict":
         model, processor = _load_state_dict_file(path, base_card or "swin-tiny", num_queries, image_size, mean, std)
     else:  # a save_pretrained directory (our exports) or a hub card
-        config = build_config(name, num_queries)
+        config = build_config(source, num_queries)
         config.is_training = True
-        if path.is_dir():
+        if kind == "export":
             model = _load_export(path, config)
         else:
-            model = _from_source(OneFormerForUniversalSegmentation, name, config=config, ignore_mismatched_sizes=True)
-        if path.is_dir() and any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
+            model = _from_source(OneFormerForUniversalSegmentation, source, config=config,
+                                 ignore_mismatched_sizes=True)
+        saved_processor = ("processor_config.json", "preprocessor_config.json")
+        if kind == "export" and any((path / f).is_file() for f in saved_processor):
             processor = load_processor(path, config)
             if image_size is not None:
                 processor.image_processor.size = {"height": image_size, "width": image_size}
                 processor.image_processor.do_resize = True
         else:
-            processor = build_processor(image_size, mean, std, card=None if path.is_dir() else name, config=config)
+            processor = build_processor(image_size, mean, std, card=None if kind == "export" else source,
+                                        config=config)
     set_training_mode(model, False)
     if device is not None:
         model.to(device)

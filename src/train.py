@@ -281,30 +281,47 @@ def plot_history(history: list[dict], path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- config
-def resolve_config(args_or_config) -> TrainConfig:
-    """``TrainConfig`` from a namespace / dict / TrainConfig: defaults < recipe < explicitly given values.
-
-    For a ``TrainConfig`` object, "given" means different from the default; pass a dict to override a recipe
-    with a value that equals the default.
-    """
-    if isinstance(args_or_config, TrainConfig):  # only what differs from the defaults counts as given
+def explicit_options(args_or_config) -> dict:
+    """The options a caller gave: a namespace's values that are not ``None`` (the CLI's defaults are ``None``),
+    a dict's items, or a ``TrainConfig``'s values that differ from the defaults."""
+    if isinstance(args_or_config, TrainConfig):
         defaults = asdict(TrainConfig())
-        given = {k: v for k, v in asdict(args_or_config).items() if v != defaults[k]}
-    elif isinstance(args_or_config, dict):
-        given = dict(args_or_config)
-    else:
-        given = vars(args_or_config)
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = set(given) - names
+        return {k: v for k, v in asdict(args_or_config).items() if v != defaults[k]}
+    if isinstance(args_or_config, dict):
+        return dict(args_or_config)
+    return {k: v for k, v in vars(args_or_config).items() if v is not None}
+
+
+def _check_names(values: dict, where: str) -> None:
+    unknown = set(values) - {f.name for f in fields(TrainConfig)}
     if unknown:
-        raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
-    values = {}
-    recipe = given.get("recipe")
+        raise ValueError(f"{where}unknown training options: {', '.join(sorted(unknown))}")
+
+
+def _layer(values: dict, layer: dict) -> None:
+    """Apply one layer of options: its recipe's values first, then its own values that are not ``None``."""
+    recipe = layer.get("recipe")
     if recipe is not None:
         if recipe not in RECIPES:
             raise ValueError(f"recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
-    values.update({k: v for k, v in given.items() if v is not None})
+    values.update({k: v for k, v in layer.items() if v is not None})
+
+
+def resolve_config(args_or_config, base: dict | None = None) -> TrainConfig:
+    """``TrainConfig`` from a namespace / dict / TrainConfig: defaults < ``base`` (a recorded configuration,
+    ``--config``) < recipe < explicitly given values (:func:`explicit_options`).
+
+    For a ``TrainConfig`` object, "given" means different from the default; pass a dict to override a recipe
+    with a value that equals the default.
+    """
+    given = explicit_options(args_or_config)
+    _check_names(given, "")
+    values: dict = {}
+    if base:
+        _check_names(base, "")
+        _layer(values, base)
+    _layer(values, given)
     if values.get("random_tasks") is not None:
         values["random_tasks"] = tuple(values["random_tasks"])  # JSON (train_state.json) gives a list
     config = TrainConfig(**values)
@@ -318,10 +335,80 @@ def resolve_config(args_or_config) -> TrainConfig:
     return config
 
 
-#: Options that must not change between a run and its resumption (they change the schedule or the data).
-_RESUME_FIXED = ("model_card", "task", "random_tasks", "epochs", "batch_size", "image_size", "crop_size",
-                 "num_queries", "lr", "weight_decay", "warmup_steps", "poly_power", "grad_accum", "seed", "augment",
-                 "coco", "val_coco", "crops_per_image")
+def load_config_file(path) -> dict:
+    """A recorded configuration (``train_config.json`` of a run, or a hand-written subset) for ``--config``.
+
+    Its ``resume`` entry is dropped (resuming is a decision of the new command line).  Unknown keys are an error
+    naming the file."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: configuration file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a JSON configuration ({err})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of training options, got {type(values).__name__}")
+    _check_names(values, f"{path}: ")
+    values.pop("resume", None)
+    return values
+
+
+#: Options that must not change between a run and its resumption (they change the schedule, the data or the
+#: numerics).  The split content is checked too (:func:`data_fingerprint`).
+_RESUME_FIXED = ("data_root", "model_card", "base_card", "task", "random_tasks", "epochs", "batch_size",
+                 "image_size", "crop_size", "num_queries", "lr", "weight_decay", "grad_clip", "warmup_steps",
+                 "poly_power", "grad_accum", "mixed_precision", "seed", "augment", "skip_bad", "val_split", "coco",
+                 "val_coco", "crops_per_image")
+#: Options of one invocation: a resumed run does not take them from the checkpoint.
+_PER_RUN = ("resume", "end_epoch", "max_minutes", "cpu", "num_workers")
+
+
+def _comparable(name: str, value):
+    if name == "data_root" and value is not None:
+        return os.path.abspath(value)
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def resume_config(saved: dict, requested: dict, where) -> TrainConfig:
+    """The configuration of a resumed run: the checkpoint's recorded one (``saved``), except the options of
+    :data:`_PER_RUN`, with the ``requested`` options (those the user gave) on top.  A requested option of
+    :data:`_RESUME_FIXED` that differs from the recorded one is refused, by name."""
+    defaults = asdict(TrainConfig())  # options added since the checkpoint was written had their defaults
+    recorded = {**defaults, **{k: v for k, v in saved.items() if k in defaults}}
+    changed = [k for k in _RESUME_FIXED
+               if k in requested and _comparable(k, requested[k]) != _comparable(k, recorded[k])]
+    if changed:
+        raise ValueError(f"cannot resume from {where}: options changed since the run started: "
+                         + ", ".join(f"{k} {recorded[k]!r} -> {requested[k]!r}" for k in changed))
+    inherited = {k: v for k, v in recorded.items() if k not in _PER_RUN}
+    return resolve_config({**inherited, **requested})
+
+
+def data_fingerprint(cfg: TrainConfig) -> dict[str, str | None]:
+    """SHA-256 of the files a training reads besides the images: the split files (an error naming one that is
+    absent) and ``dataset_stats.json`` (``None`` when absent), or the COCO files of a ``coco`` training."""
+    from src.dataset import require_split_file
+    from src.splits import file_sha256
+
+    if cfg.coco is not None:
+        files = [Path(f) for f in (cfg.coco, cfg.val_coco) if f is not None]
+    else:
+        files = [require_split_file(cfg.data_root, s) for s in ("train", cfg.val_split)]
+    files.append(Path(cfg.data_root) / "dataset_stats.json")
+    return {f.name: (file_sha256(f) if f.is_file() else None) for f in files}
+
+
+def _check_fingerprint(saved: dict | None, now: dict, where) -> None:
+    if saved is None:  # a checkpoint written before fingerprints were recorded
+        return
+    changed = [name for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
+    if changed:
+        short = lambda d: "absent" if d is None else d[:12]  # noqa: E731
+        raise ValueError(f"cannot resume from {where}: the data changed since the run started: "
+                         + ", ".join(f"{n} {short(saved.get(n))} -> {short(now.get(n))}" for n in changed))
+
+
 #: Crop side (px) of COCO fields when ``crop_size`` is not given.
 FIELD_CROP = 256
 
@@ -357,32 +444,36 @@ def build_datasets(cfg: TrainConfig, processor):
 
 
 # ----------------------------------------------------------------------------------------------- training
-def train(args_or_config) -> dict:
-    """Run (or resume) a training; returns ``{"output", "history", "checkpoint", "stopped_by_budget"}``."""
+def train(args_or_config, base: dict | None = None) -> dict:
+    """Run (or resume) a training; returns ``{"output", "history", "checkpoint", "stopped_by_budget"}``.
+
+    ``args_or_config``: the options given (see :func:`resolve_config`); ``base``: a recorded configuration they
+    override (``--config``).  Resuming (``resume``) takes every option not given from the checkpoint's recorded
+    configuration (:func:`resume_config`) and refuses changed split files (:func:`data_fingerprint`)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    cfg = resolve_config(args_or_config)
+    given = explicit_options(args_or_config)
+    resume_dir = saved_state = None
+    if given.get("resume") is not None:
+        requested = {k: v for k, v in {**(base or {}), **given}.items() if v is not None}
+        resume_dir = find_checkpoint(resolve_config(requested).output, requested["resume"])
+        saved_state = json.loads((resume_dir / "train_state.json").read_text())
+        cfg = resume_config(saved_state["config"], requested, resume_dir)
+    else:
+        cfg = resolve_config(given, base)
     start_time = time.monotonic()
     output = Path(cfg.output)
+    fingerprint = data_fingerprint(cfg)
+    if saved_state is not None:
+        _check_fingerprint(saved_state.get("data_fingerprint"), fingerprint, resume_dir)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=cfg.cpu)
     set_seed(cfg.seed)
 
-    resume_dir = find_checkpoint(output, cfg.resume) if cfg.resume is not None else None
-    if resume_dir is not None:
-        saved = json.loads((resume_dir / "train_state.json").read_text())["config"]
-        defaults = asdict(TrainConfig())  # options added since the checkpoint was written had their defaults
-
-        def _norm(value):
-            return list(value) if isinstance(value, (list, tuple)) else value
-
-        changed = [k for k in _RESUME_FIXED if _norm(saved.get(k, defaults[k])) != _norm(getattr(cfg, k))]
-        if changed:
-            raise ValueError(f"cannot resume from {resume_dir}: options changed since the run started: "
-                             + ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed))
-        saved_processes = json.loads((resume_dir / "train_state.json").read_text()).get("num_processes", 1)
+    if saved_state is not None:
+        saved_processes = saved_state.get("num_processes", 1)
         if saved_processes != accelerator.num_processes:
             raise ValueError(f"cannot resume from {resume_dir}: it was trained with {saved_processes} process(es), "
                              f"this run has {accelerator.num_processes} (the global batch and the schedule would "
@@ -507,7 +598,8 @@ def train(args_or_config) -> dict:
             break
         save_checkpoint(accelerator, output, epoch + 1, {"epoch": epoch + 1, "step": step, "history": history,
                                                          "config": asdict(cfg), "schedule_total": schedule.total,
-                                                         "num_processes": world},
+                                                         "num_processes": world,
+                                                         "data_fingerprint": fingerprint},
                         model_config=unwrapped.config)
 
     accelerator.wait_for_everyone()
@@ -589,7 +681,8 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).")
+    p = argparse.ArgumentParser(prog="train_script.py",
+                                description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).")
     # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
     p.add_argument("--data-root", help="folder with galaxy_{train,val}.json, original/zoo2Main/, dataset_stats.json "
                    "(default: .)")
@@ -633,11 +726,23 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{FIELD_CROP}) around its objects")
     p.add_argument("--val-coco", help="COCO file of the validation fields (default: every 5th image of --coco)")
     p.add_argument("--crops-per-image", type=int, help="with --coco: crops per image and epoch (default: 16)")
+    p.add_argument("--config", help="a recorded configuration (OUTPUT/train_config.json, or a JSON subset of "
+                   "these options); options given on the command line override it")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     return p
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> int:
+    """``train_script.py``: exit status 0, or 2 with one line naming a user's mistake (no traceback)."""
+    from src.cli import run_cli
+
     args = build_parser().parse_args(argv)
-    if args.resume is not None:
-        args.resume = str(args.resume)
-    return train(args)
+    options = {k: v for k, v in vars(args).items() if k not in ("config", "verbose")}
+    if options.get("resume") is not None:
+        options["resume"] = str(options["resume"])
+
+    def body():
+        base = load_config_file(args.config) if args.config else None
+        train(argparse.Namespace(**options), base=base)
+
+    return run_cli("train_script.py", body, verbose=args.verbose)

@@ -7,7 +7,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+# ../shared/real beside the checkout; GALAXY_REAL_DIR points elsewhere (e.g. from a git worktree)
+REAL = Path(os.environ.get("GALAXY_REAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "real")
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_cli_prints_table_and_fails_cleanly(tmp_path):
     (tmp_path / "gz2_hart16.csv").unlink()
     done = subprocess.run([sys.executable, "-m", "src.conversion", "--data-root", str(tmp_path)],
                           capture_output=True, text=True)
-    assert done.returncode == 1 and "gz2_hart16.csv" in done.stderr
+    assert done.returncode == 2 and "gz2_hart16.csv" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_real_annotations_survive_conversion(tmp_path, real_dir):

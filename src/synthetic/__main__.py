@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from ..cli import run_cli
 from . import generate, generate_field
 
 
@@ -24,22 +24,22 @@ def main(argv=None) -> int:
                              "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     args = parser.parse_args(argv)
     kwargs = dict(n=args.n, seed=args.seed, workers=args.workers, balance=args.balance, progress=not args.quiet)
-    try:
+
+    def body():
         if args.field and args.fits:
             raise ValueError("--fits writes the band images of cutouts; it cannot be combined with --field")
         if args.field:
             summary = generate_field(args.out, size=args.size or 2048, **kwargs)
         else:
             summary = generate(args.out, size=args.size or 256, fits=args.fits, **kwargs)
-    except ValueError as err:
-        print(f"python -m src.synthetic: error: {err}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        summary.pop("areas", None)
-        print(json.dumps(summary, indent=1))
-    return 0
+        if not args.quiet:
+            summary.pop("areas", None)
+            print(json.dumps(summary, indent=1))
+
+    return run_cli("python -m src.synthetic", body, verbose=args.verbose)
 
 
 if __name__ == "__main__":
