@@ -10,14 +10,19 @@ Reads, under a data root::
 and writes, atomically::
 
     galaxy_segment_classes.json               every kept entry, object_name = 5-class name
-    galaxy_train.json galaxy_val.json galaxy_test.json   class-stratified 70/20/10 split
+    galaxy_train.json galaxy_val.json galaxy_test.json   class-stratified 70/20/10 split (or --splits-from)
+    galaxy_splits.json                        the manifest of the split set (src.splits: one set, checked on load)
     conversion_report.json                    counts by skip reason, by class, per split
     dataset_stats.json                        per-channel mean/std of the training images (--stats)
 
 Every skipped entry is counted under its reason, with a few examples named by file and key.
 
+``--splits-from DIR2`` reproduces another split (the original project's ``galaxy_{train,val,test}.json``, keys =
+objids, or ``galaxy_<split>_via.json``): each split found there keeps exactly its membership, and its objids that
+the catalog lacks or the filters drop are listed by key and reason in the report.
+
 CLI: ``python -m src.conversion --data-root DIR [--image-size 256] [--min-area 90] [--seed 42]
-[--check-images] [--stats]``
+[--check-images] [--stats] [--splits-from DIR2]``
 """
 from __future__ import annotations
 
@@ -34,9 +39,9 @@ from .catalog import find_catalog, load_catalog
 from .cli import run_cli
 from .classes import BASE_CLASSES, GALAXY_CLASSES
 from .atomic import write_json_atomic
+from .splits import SPLITS, reference_membership, split_path, write_split_set
 from .via import IMAGE_DIR, VIA_FILES, entry_objid, entry_regions, load_via, polygon_area, region_polygon
 
-SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 OUTPUT_ALL = "galaxy_segment_classes.json"
 REPORT_FILE = "conversion_report.json"
@@ -55,11 +60,10 @@ SKIP_REASONS = (
     "small_area",          # rasterised area below --min-area
     "missing_image",       # only with --check-images
     "unreadable_image",    # only with --check-images
+    "not_in_reference_splits",  # only with --splits-from giving all three splits: in none of them
 )
-
-
-def split_path(data_root, split: str) -> Path:
-    return Path(data_root) / f"galaxy_{split}.json"
+#: Why an objid of a reference split (``--splits-from``) is in none of the converted splits, besides a skip reason.
+NOT_ANNOTATED = "not_in_via_files"
 
 
 def read_annotations(data_root) -> tuple[dict[int, dict], pd.DataFrame, Counter, dict]:
@@ -171,12 +175,14 @@ def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.
 
 
 def stratified_split(objids: np.ndarray, labels: np.ndarray, seed: int = 42,
-                     fractions=SPLIT_FRACTIONS) -> np.ndarray:
+                     fractions=SPLIT_FRACTIONS, names=SPLITS) -> np.ndarray:
     """Deterministic class-stratified split: an array of split names aligned with ``objids``.
 
     Within each class the objids are sorted, shuffled with ``seed`` and cut at the cumulative
     fractions (rounded), so every class is represented in each split in proportion.
     """
+    if len(fractions) != len(names):
+        raise ValueError(f"{len(fractions)} fractions for {len(names)} splits")
     if not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
     out = np.empty(len(objids), dtype=object)
@@ -187,7 +193,7 @@ def stratified_split(objids: np.ndarray, labels: np.ndarray, seed: int = 42,
         idx = idx[np.argsort(objids[idx], kind="stable")]
         idx = idx[rng.permutation(idx.size)]
         cuts = np.round(bounds * idx.size).astype(int)
-        for name, part in zip(SPLITS, np.split(idx, cuts)):
+        for name, part in zip(names, np.split(idx, cuts)):
             out[part] = name
     return out
 
@@ -229,10 +235,32 @@ def image_stats(image_dir, filenames, progress: bool = True) -> dict:
             "units": "pixel values 0-255, RGB"}
 
 
+def reference_split(objids: np.ndarray, labels: np.ndarray, reference: dict, seed: int) -> np.ndarray:
+    """Split names aligned with ``objids``: the reference split of each objid found in ``reference``
+    (:func:`src.splits.reference_membership`); the others are split among the splits the reference lacks,
+    stratified, in proportion to :data:`SPLIT_FRACTIONS` (``None`` when the reference gives all three)."""
+    out = np.full(len(objids), None, dtype=object)
+    for name, ref in reference.items():
+        out[np.isin(objids, np.fromiter(ref["objids"], dtype=np.int64, count=len(ref["objids"])))] = name
+    missing = [name for name in SPLITS if name not in reference]
+    rest = np.flatnonzero(out == None)  # noqa: E711 (object array)
+    if missing and rest.size:
+        fractions = np.array([SPLIT_FRACTIONS[SPLITS.index(name)] for name in missing])
+        out[rest] = stratified_split(objids[rest], labels[rest], seed=seed, fractions=fractions / fractions.sum(),
+                                     names=missing)
+    return out
+
+
 def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int = 42,
-            check_images: bool = False, stats: bool = False, progress: bool = False) -> dict:
-    """Join, filter, split and write the training JSON files under ``data_root``; returns the report."""
+            check_images: bool = False, stats: bool = False, progress: bool = False, splits_from=None) -> dict:
+    """Join, filter, split and write the training JSON files under ``data_root``; returns the report.
+
+    ``splits_from``: a folder with reference split files (the original project's ``galaxy_{train,val,test}.json``
+    or ``galaxy_<split>_via.json``); each split found there keeps exactly its membership (its objids that the
+    catalog lacks or a filter drops are reported by key and reason), the kept entries outside them are split
+    among the splits it lacks (or skipped as ``not_in_reference_splits`` when it gives all three)."""
     root = Path(data_root)
+    reference = reference_membership(splits_from) if splits_from is not None else None
     image_dir = root / IMAGE_DIR
     catalog_path = find_catalog(root)
     catalog = load_catalog(catalog_path)
@@ -244,6 +272,7 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         left_on="objid", right_on="dr7objid", how="left", sort=False,
     )
     unmatched = joined["dr7objid"].isna().to_numpy()
+    reason_of = dict.fromkeys(joined["objid"][unmatched].tolist(), "no_catalog_match")
     skipped["no_catalog_match"] += int(unmatched.sum())
     for _, row in joined[unmatched].head(N_EXAMPLES).iterrows():
         _example(examples, "no_catalog_match", row.source, row.key)
@@ -265,7 +294,11 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
     if check_images:
         for i in np.flatnonzero(reasons == None):  # noqa: E711
             reasons[i] = _image_problem(image_dir / entries[joined["objid"].iat[i]]["filename"])
+    if reference is not None and len(reference) == len(SPLITS):
+        listed = set().union(*(ref["objids"] for ref in reference.values()))
+        reasons[(reasons == None) & ~joined["objid"].isin(listed).to_numpy()] = "not_in_reference_splits"  # noqa: E711
     keep = reasons == None  # noqa: E711
+    reason_of.update(zip(joined["objid"].to_numpy()[~keep].tolist(), reasons[~keep]))
     for i in np.flatnonzero(~keep):
         skipped[reasons[i]] += 1
         _example(examples, reasons[i], joined["source"].iat[i], joined["key"].iat[i])
@@ -274,7 +307,10 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         raise ValueError(f"{root}: no usable annotation left after filtering (skipped: {dict(skipped)})")
 
     objids = kept["objid"].to_numpy()
-    split_of = stratified_split(objids, kept["gz2_class_5"].to_numpy(), seed=seed)
+    if reference is None:
+        split_of = stratified_split(objids, kept["gz2_class_5"].to_numpy(), seed=seed)
+    else:
+        split_of = reference_split(objids, kept["gz2_class_5"].to_numpy(), reference, seed)
     outputs = {name: {} for name in SPLITS}
     everything = {}
     for objid, gz2, base, group, split in zip(objids, kept["gz2_class"], kept["gz2_class_15"],
@@ -292,22 +328,38 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         "skipped": {reason: int(skipped[reason]) for reason in SKIP_REASONS if skipped[reason]},
         "skipped_examples": {reason: examples[reason] for reason in SKIP_REASONS if examples[reason]},
         "options": {"image_size": image_size, "min_area": min_area, "seed": seed,
-                    "check_images": check_images},
+                    "check_images": check_images, "splits_from": None if splits_from is None else str(splits_from)},
         "by_class": _counts(kept["gz2_class_5"], GALAXY_CLASSES),
         "by_class_15": _counts(kept["gz2_class_15"], BASE_CLASSES),
         "splits": {name: {"total": len(outputs[name]),
                           "by_class": _counts(kept["gz2_class_5"][split_of == name], GALAXY_CLASSES)}
                    for name in SPLITS},
     }
+    if reference is not None:
+        report["splits_from"] = _reference_report(reference, reason_of, set(objids.tolist()))
     if stats:
         files = [entry["filename"] for entry in outputs["train"].values()]
         write_json_atomic(root / STATS_FILE, image_stats(image_dir, files, progress=progress), indent=2)
         report["stats_file"] = STATS_FILE
     write_json_atomic(root / OUTPUT_ALL, everything)
-    for name in SPLITS:
-        write_json_atomic(split_path(root, name), outputs[name])
+    membership = ({"method": "reference", "splits_from": report["splits_from"]["files"]} if reference is not None
+                  else {"method": "stratified", "seed": seed, "fractions": list(SPLIT_FRACTIONS)})
+    write_split_set(root, outputs, {"membership": membership})
     write_json_atomic(root / REPORT_FILE, report, indent=2)
     return report
+
+
+def _reference_report(reference: dict, reason_of: dict, kept: set) -> dict:
+    """The reference files (path, SHA-256, entries) and, per split, its objids that are not in the converted
+    split, by reason (a skip reason, or ``not_in_via_files``)."""
+    files, not_kept = {}, {}
+    for name, ref in reference.items():
+        files[name] = {"file": ref["file"], "sha256": ref["sha256"], "entries": len(ref["objids"])}
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for objid in sorted(ref["objids"] - kept):
+            by_reason[reason_of.get(objid, NOT_ANNOTATED)].append(str(objid))
+        not_kept[name] = dict(by_reason)
+    return {"files": files, "not_kept": not_kept}
 
 
 def _image_problem(path: Path) -> str | None:
@@ -339,6 +391,13 @@ def format_report(report: dict) -> str:
         row = [report["by_class"][name]] + [report["splits"][s]["by_class"][name] for s in SPLITS]
         lines.append(f"{name:<16}" + "".join(f"{v:>8}" for v in row))
     lines.append(f"{'total':<16}{report['kept']:>8}" + "".join(f"{report['splits'][s]['total']:>8}" for s in SPLITS))
+    reference = report.get("splits_from")
+    if reference:
+        for name, info in reference["files"].items():
+            lost = reference["not_kept"][name]
+            detail = "; ".join(f"{reason} {len(keys)} (e.g. {keys[0]})" for reason, keys in lost.items())
+            lines.append(f"{name}: membership of {info['file']} ({info['entries']} entries)"
+                         + (f"; not kept: {detail}" if lost else "; all kept"))
     return "\n".join(lines)
 
 
@@ -350,16 +409,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
     parser.add_argument("--check-images", action="store_true", help="open every image; skip unreadable ones")
     parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
+    parser.add_argument("--splits-from", metavar="DIR2", help="reproduce the split membership of "
+                        "galaxy_{train,val,test}.json (or galaxy_<split>_via.json) in DIR2")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     args = parser.parse_args(argv)
 
     def body():
         report = convert(args.data_root, image_size=args.image_size, min_area=args.min_area, seed=args.seed,
-                         check_images=args.check_images, stats=args.stats, progress=not args.quiet)
+                         check_images=args.check_images, stats=args.stats, progress=not args.quiet,
+                         splits_from=args.splits_from)
         if not args.quiet:
             print(format_report(report))
-            print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json and {REPORT_FILE} in {args.data_root}")
+            print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json, galaxy_splits.json and {REPORT_FILE} "
+                  f"in {args.data_root}")
 
     return run_cli("python -m src.conversion", body, verbose=args.verbose)
 

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from src.classes import class_id
+from src.splits import SplitError, check_split_set, split_path
 from src.via import (IMAGE_DIR, ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask,
                      region_polygon)
 
@@ -35,21 +36,6 @@ TASKS = ("semantic", "instance", "panoptic", "random")
 
 class DatasetError(ValueError):
     """Unusable input; the message names the file and the entry."""
-
-
-def split_path(data_root, split: str) -> Path:
-    return Path(data_root) / f"galaxy_{split}.json"
-
-
-def file_sha256(path) -> str:
-    """Hex SHA-256 of a file's bytes (split files are recorded with it in checkpoints and metrics.json)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def require_split_file(data_root, split: str) -> Path:
@@ -61,7 +47,8 @@ def require_split_file(data_root, split: str) -> Path:
 
 
 def load_split(data_root, split: str) -> dict[str, dict]:
-    """The VIA dict of ``galaxy_<split>.json``; a missing or empty split is an error naming the file."""
+    """The VIA dict of ``galaxy_<split>.json``; a missing or empty split, or split files that are not one
+    disjoint set (``src.splits.check_split_set``), is an error naming the file."""
     path = require_split_file(data_root, split)
     try:
         via = load_via(path)
@@ -69,6 +56,10 @@ def load_split(data_root, split: str) -> dict[str, dict]:
         raise DatasetError(str(err)) from None
     if not via:
         raise DatasetError(f"{path}: the {split!r} split is empty")
+    try:
+        check_split_set(data_root, split, via)
+    except SplitError as err:
+        raise DatasetError(str(err)) from None
     return via
 
 

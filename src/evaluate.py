@@ -16,6 +16,7 @@ instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.metrics.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from src.metrics import (PanopticAccumulator, coco_ground_truth, coco_mask_ap, i
                          semantic_report)
 
 TASKS = ("semantic", "instance", "panoptic")
+logger = logging.getLogger(__name__)
+
+
 def normalise_tasks(tasks: str | Sequence[str]) -> tuple[str, ...]:
     """``"all"`` -> every task; validates names; keeps the canonical order."""
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
@@ -73,6 +77,27 @@ def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
              "score": round(d["score"], 6)} for d in detections]
 
 
+def split_record(data_root, split: str) -> dict:
+    """What ``metrics.json`` records of the scored split: its file, SHA-256 and how its membership was made
+    (``galaxy_splits.json``; ``None`` for split files written without a manifest)."""
+    from src.splits import file_sha256, read_manifest, split_path
+
+    path = split_path(data_root, split)
+    manifest = read_manifest(data_root)
+    return {"split_file": str(path), "split_sha256": file_sha256(path),
+            "split_membership": None if manifest is None else manifest.get("membership")}
+
+
+def original_split_warning(membership: dict | None, split: str) -> str | None:
+    """The warning for a bare state dict (the original project's weights) scored on a split whose membership
+    was not taken from the original split files (``--splits-from``): its images may be the model's training ones."""
+    if membership and membership.get("method") == "reference" and split in membership.get("splits_from", {}):
+        return None
+    return (f"scoring a bare state dict (the original project's weights?) on a {split!r} split not made with "
+            "`python -m src.conversion --splits-from DIR` (the original galaxy_{train,val,test}.json): some of its "
+            "images may have been in that model's training set, which inflates every score")
+
+
 # ------------------------------------------------------------------------------------------ evaluation
 def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Sequence[str] = ("semantic", "instance"),
              batch_size: int = 4, base_card: str | None = None, predictions_out=None, progress: bool = True,
@@ -98,9 +123,11 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
         device = state.device if state.device.type != "cpu" else torch.device("cpu")
     else:
         device = pick_device(device)
+    model_kind = None
     if model is None:
-        from src.model import load_model
+        from src.model import load_model, resolve_model_source
 
+        model_kind = resolve_model_source(model_path_or_name)[0]
         model, loaded_processor = load_model(str(model_path_or_name), base_card=base_card, device=device)
         processor = processor or loaded_processor
     else:
@@ -116,7 +143,13 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
         "n_images": len(dataset), "device": str(device), "n_processes": world,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "category_ids": {name: LABEL2ID[name] for name in CLASS_NAMES},
+        **split_record(data_root, split),
     }
+    if model_kind == "state_dict":
+        warning = original_split_warning(metrics["split_membership"], split)
+        if warning:
+            logger.warning(warning)
+            metrics["warnings"] = [warning]
     for task in tasks:
         parts = []  # (batch position, this batch's results): gathered from every process, then put in order
         for position in tqdm(shard.positions(), desc=f"{task} inference", disable=not (progress and state.is_main_process)):
@@ -194,6 +227,7 @@ def _fmt(value) -> str:
 def format_table(metrics: dict) -> str:
     """A plain-text summary: headline figures, then per-class IoU / Dice / AP / PQ / F1."""
     lines = [f"model {metrics.get('model')}  split {metrics.get('split')}  images {metrics.get('n_images')}"]
+    lines += [f"WARNING: {warning}" for warning in metrics.get("warnings", [])]
     sem = metrics.get("semantic")
     if sem:
         seed, std = sem["seed_protocol"], sem["semantic"]
