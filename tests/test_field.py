@@ -1,6 +1,7 @@
 """Survey fields (src/field): detection, the stamp rule, merging across tiles, one owner per pixel, scoring."""
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -255,9 +256,9 @@ def test_train_script_accepts_a_coco_file(tmp_path):
         merged["annotations"] += [{**a, "id": len(merged["annotations"]) + j + 1, "image_id": k + 1}
                                   for j, a in enumerate(coco["annotations"])]
     (fields / "all.json").write_text(json.dumps(merged))
-    result = main(["--coco", str(fields / "all.json"), "--crop-size", "64", "--crops-per-image", "2",
-                   "--model-card", "galaxy-tiny", "--task", "instance", "--epochs", "1", "--batch-size", "2",
-                   "--output", str(tmp_path / "model"), "--cpu"])
-    [row] = result["history"]
-    assert row["train_loss"] > 0 and row["val_loss"] > 0 and row["step"] == 1    # 2 crops of 1 training field
+    assert main(["--coco", str(fields / "all.json"), "--crop-size", "64", "--crops-per-image", "2",
+                 "--model-card", "galaxy-tiny", "--task", "instance", "--epochs", "1", "--batch-size", "2",
+                 "--output", str(tmp_path / "model"), "--cpu"]) == 0     # main is the CLI: it returns the exit status
+    [row] = csv.DictReader(open(tmp_path / "model" / "loss_history.csv"))
+    assert float(row["train_loss"]) > 0 and float(row["val_loss"]) > 0 and row["step"] == "1"  # 2 crops, 1 field
     assert (tmp_path / "model" / "model.safetensors").is_file()
