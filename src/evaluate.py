@@ -148,7 +148,8 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
     if model_kind == "state_dict":
         warning = original_split_warning(metrics["split_membership"], split)
         if warning:
-            logger.warning(warning)
+            if state.is_main_process:
+                logger.warning(warning)
             metrics["warnings"] = [warning]
     for task in tasks:
         parts = []  # (batch position, this batch's results): gathered from every process, then put in order
