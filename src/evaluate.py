@@ -6,6 +6,8 @@
   classes, binary masks at logit 0 resized to the original size, score = class probability x mean mask
   probability inside the mask) -> COCO mask AP with faster-coco-eval (pycocotools is the reference).  The masks
   may overlap, as COCO allows; HF's ``post_process_instance_segmentation`` would flatten them into one map.
+  Beside it, the original project's AP (``src.metrics.original_ap``: its home-made 11-point routine, quirks
+  included) from HF's ``post_process_instance_segmentation`` segments, as that project computed it.
 * ``panoptic`` task -> ``post_process_panoptic_segmentation`` (background fused into one stuff segment) -> PQ.
 
 Ground truth comes from :class:`src.dataset.GalaxyDataset` at native size (no resize, no augmentation): the
@@ -25,10 +27,11 @@ import torch
 
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
-from src.inference import TOP_K, forward, instance_predictions, panoptic_segments, pick_device, semantic_maps
+from src.inference import (TOP_K, forward, hf_instance_segments, instance_predictions, panoptic_segments, pick_device,
+                           semantic_maps)
 from src.dataset import ShardBatches
 from src.metrics import (PanopticAccumulator, coco_ground_truth, coco_mask_ap, image_confusions, masks_to_rles,
-                         semantic_report)
+                         original_ap, original_record, semantic_report)
 
 TASKS = ("semantic", "instance", "panoptic")
 logger = logging.getLogger(__name__)
@@ -161,11 +164,14 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
                 part = image_confusions([item["semantic"] for item in items], semantic_maps(processor, outputs, sizes))
             elif task == "instance":
                 part = []
-                for item, detections in zip(items, instance_predictions(outputs, sizes, top_k)):
+                segments = hf_instance_segments(processor, outputs, sizes)
+                for item, detections, image_segments in zip(items, instance_predictions(outputs, sizes, top_k),
+                                                            segments):
                     height, width = item["semantic"].shape
                     part.append(({"id": item["objid"], "height": height, "width": width,
                                   "file_name": f"Dr7_{item['objid']}.jpg", "objects": _instance_objects(item)},
-                                 coco_results(item["objid"], detections)))
+                                 coco_results(item["objid"], detections),
+                                 original_record(image_segments, item["instance"], item["class_ids"])))
             else:
                 part = []
                 for item, (segments, classes) in zip(items, panoptic_segments(processor, outputs, sizes)):
@@ -180,9 +186,10 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
             per_image = np.concatenate(parts) if parts else image_confusions([], [])
             metrics["semantic"] = semantic_report(per_image)
         elif task == "instance":
-            gt_images = [gt for part in parts for gt, _ in part]
-            results = [r for part in parts for _, image_results in part for r in image_results]
-            metrics["instance"] = {"coco": coco_mask_ap(coco_ground_truth(gt_images), results), "top_k": top_k}
+            gt_images = [gt for part in parts for gt, _, _ in part]
+            results = [r for part in parts for _, image_results, _ in part for r in image_results]
+            metrics["instance"] = {"coco": coco_mask_ap(coco_ground_truth(gt_images), results), "top_k": top_k,
+                                   "original_ap": original_ap([record for part in parts for _, _, record in part])}
             if predictions_out is not None:
                 write_json_atomic(predictions_out, results)
                 metrics["instance"]["predictions_file"] = str(predictions_out)
@@ -240,6 +247,11 @@ def format_table(metrics: dict) -> str:
     if coco:
         lines.append(f"COCO mask AP (instance task): AP {_fmt(coco['ap'])}  AP50 {_fmt(coco['ap50'])}  "
                      f"AP75 {_fmt(coco['ap75'])}")
+    original = (metrics.get("instance") or {}).get("original_ap")
+    if original:
+        lines.append(f"original project's AP (its 11-point routine, not COCO; compare with its table only): "
+                     f"AP {_fmt(original['ap'])}  ({original['n_images_without_prediction']} images without a "
+                     "galaxy segment)")
     pan = metrics.get("panoptic")
     if pan:
         lines.append(f"panoptic: PQ {_fmt(pan['all']['pq'])}  SQ {_fmt(pan['all']['sq'])}  RQ {_fmt(pan['all']['rq'])}"

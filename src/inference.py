@@ -102,3 +102,31 @@ def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> l
         out.append((r["segmentation"].to("cpu", torch.int32).numpy(),
                     {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}))
     return out
+
+
+def hf_instance_segments(processor, outputs, sizes: Sequence[tuple[int, int]],
+                         threshold: float = 0.5) -> list[list[dict]]:
+    """Per image, the segments of HF's ``post_process_instance_segmentation`` (its defaults: class probability
+    > ``threshold``, masks at probability 0.5, overlaps resolved into one map) as ``{"class_id", "score", "mask"}``,
+    in the order it lists them.  This is what the original project's AP routine consumed (see
+    ``src.metrics.original_ap``); the COCO AP uses :func:`instance_predictions`.
+
+    As in :func:`panoptic_segments` the mask logits are resized first (``target_sizes`` would need torchvision).
+    transformers 5.23 tests ``"ade20k" in class_info_file``, which fails on our ``None``: a copy of the image
+    processor with an empty name is used.
+    """
+    import copy
+
+    image_processor = copy.copy(processor.image_processor)
+    image_processor.class_info_file = ""
+    out = []
+    for i, size in enumerate(sizes):
+        logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
+                                                 mode="bilinear", align_corners=False)
+        single = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1],
+                                 masks_queries_logits=logits)
+        [r] = image_processor.post_process_instance_segmentation(single, threshold=threshold)
+        segmentation = r["segmentation"].to("cpu").numpy()
+        out.append([{"class_id": int(s["label_id"]), "score": float(s["score"]), "mask": segmentation == s["id"]}
+                    for s in r["segments_info"]])
+    return out

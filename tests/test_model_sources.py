@@ -60,3 +60,30 @@ def test_a_folder_or_file_that_is_not_a_model_is_named(models, tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ModelSourceError, match="weights.bin: not a model"):
         resolve_model_source("weights.bin")
+
+
+@pytest.mark.parametrize("stats", [None, ([20.0, 15.0, 10.0], [30.0, 25.0, 20.0])])
+def test_bare_state_dict_preprocessing_matches_the_original_processor_settings(models, stats):
+    """The original project ran its weights on the 256 px cutouts with no resize and no rescale, normalising the
+    0-255 pixels by the cutout mean/std: ``OneFormerImageProcessor(do_resize=False, do_rescale=False,
+    image_mean=MEAN, image_std=STD)``.  A bare state dict loads with a processor that gives the same input."""
+    import numpy as np
+    from transformers import OneFormerImageProcessorPil
+
+    from src.model import DEFAULT_MEAN, DEFAULT_STD
+
+    mean, std = stats if stats is not None else (list(DEFAULT_MEAN), list(DEFAULT_STD))
+    original = OneFormerImageProcessorPil(do_resize=False, do_rescale=False, do_normalize=True,
+                                          image_mean=mean, image_std=std, num_labels=6, ignore_index=255)
+    kwargs = {} if stats is None else {"mean": stats[0], "std": stats[1]}
+    _, processor = load_model("safetensors/galaxy_sem_5_1", base_card="galaxy-tiny", **kwargs)
+    rng = np.random.default_rng(0)
+    for shape in ((256, 256, 3), (200, 180, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        ours = processor(images=[image], task_inputs=["semantic"], return_tensors="pt")["pixel_values"]
+        expected = original(images=[image], return_tensors="pt")["pixel_values"]
+        assert ours.shape == (1, 3, shape[0], shape[1])            # no resize
+        assert torch.allclose(ours, expected, atol=1e-4)           # same normalisation of the 0-255 pixels
+        by_hand = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(mean)[:, None, None]) \
+            / torch.tensor(std)[:, None, None]
+        assert torch.allclose(ours[0], by_hand, atol=1e-4)
