@@ -115,7 +115,7 @@ def structural_problem(entry: dict) -> str | None:
         return "no_regions"
     if len(regions) > 1:
         return "several_regions"
-    if regions[0].get("shape_attributes", {}).get("name") not in ("polygon", "polyline"):
+    if (regions[0].get("shape_attributes") or {}).get("name") not in ("polygon", "polyline"):
         return "not_polygon"
     return None
 
@@ -363,14 +363,14 @@ def _reference_report(reference: dict, reason_of: dict, kept: set) -> dict:
 
 
 def _image_problem(path: Path) -> str | None:
-    from PIL import Image
+    """``missing_image`` / ``unreadable_image`` (decoded in full: a truncated body counts), or ``None``."""
+    from .images import ImageError, read_rgb
 
     if not path.is_file():
         return "missing_image"
     try:
-        with Image.open(path) as img:
-            img.load()
-    except OSError:
+        read_rgb(path)
+    except ImageError:
         return "unreadable_image"
     return None
 

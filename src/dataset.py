@@ -27,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from src.classes import class_id
+from src.images import ImageError, read_rgb
 from src.splits import SplitError, check_split_set, split_path
 from src.via import (IMAGE_DIR, ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask,
                      region_polygon)
@@ -100,7 +101,9 @@ class GalaxyDataset(torch.utils.data.Dataset):
     image, so a model trained on 128 px crops of 256 px cutouts then runs on the full cutouts.
     ``image_size``: square side in pixels after resizing (``None``: native size).  ``augment``: flips and
     90-degree rotations.  ``in_memory``: decode every image and mask once at construction.  ``skip_bad``:
-    leave out unusable entries and count them in ``skipped`` (else the first one raises ``DatasetError``).
+    leave out unusable entries and count them in ``skipped`` (else the first one raises ``DatasetError``); the
+    images are then decoded in full at construction, so that a file whose header reads but whose body is
+    truncated is caught here, not in the middle of an epoch (without it only the header is read here).
     ``processor`` is kept for :meth:`collator`.
     """
 
@@ -128,7 +131,7 @@ class GalaxyDataset(torch.utils.data.Dataset):
         self.records: list[dict] = []
         for key, entry in load_split(data_root, split).items():
             try:
-                self.records.append(self._record(key, entry))
+                self.records.append(self._record(key, entry, decode=skip_bad))
             except DatasetError as err:
                 if not skip_bad:
                     raise
@@ -139,7 +142,9 @@ class GalaxyDataset(torch.utils.data.Dataset):
         self._cache = [self._load(i) for i in range(len(self.records))] if in_memory else None
 
     # ------------------------------------------------------------------ validation and loading
-    def _record(self, key: str, entry: dict) -> dict:
+    def _record(self, key: str, entry: dict, decode: bool = False) -> dict:
+        """An entry's polygons, classes and image facts; ``decode``: decode the whole image (catches truncated
+        files), else read its header only."""
         where = f"{self.source}: entry {key!r}"
         try:
             objid = entry_objid(key, entry, str(self.source))
@@ -147,8 +152,13 @@ class GalaxyDataset(torch.utils.data.Dataset):
             raise DatasetError(str(err)) from None
         image_path = self.data_root / IMAGE_DIR / entry["filename"]
         try:
-            with Image.open(image_path) as im:
-                width, height = im.size
+            if decode:
+                height, width = read_rgb(image_path).shape[:2]
+            else:
+                with Image.open(image_path) as im:
+                    width, height = im.size
+        except ImageError as err:
+            raise DatasetError(f"{where}: {err}") from None
         except FileNotFoundError:
             raise DatasetError(f"{where}: image {image_path} not found") from None
         except (UnidentifiedImageError, OSError) as err:
@@ -182,10 +192,9 @@ class GalaxyDataset(torch.utils.data.Dataset):
         """``(image, semantic, instance)`` at native size."""
         rec = self.records[index]
         try:
-            with Image.open(rec["path"]) as im:
-                image = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
-            raise DatasetError(f"{self.source}: entry {rec['key']!r}: image {rec['path']} unreadable ({err})") from None
+            image = read_rgb(rec["path"])
+        except ImageError as err:
+            raise DatasetError(f"{self.source}: entry {rec['key']!r}: {err}") from None
         shape = image.shape[:2]
         semantic = np.zeros(shape, dtype=np.uint8)
         instance = np.zeros(shape, dtype=np.uint8)

@@ -32,7 +32,7 @@ class ViaError(ValueError):
 
 
 def load_via(path: str | os.PathLike) -> dict[str, dict]:
-    """Read a VIA 2 JSON file; malformed JSON or a wrong top-level structure raises ``ViaError``."""
+    """Read a VIA 2 JSON file; malformed JSON or a wrong structure (:func:`check_entry`) raises ``ViaError``."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -46,9 +46,34 @@ def load_via(path: str | os.PathLike) -> dict[str, dict]:
     if not isinstance(data, dict):
         raise ViaError(f"{path}: expected a JSON object of VIA entries, got {type(data).__name__}")
     for key, entry in data.items():
-        if not isinstance(entry, dict) or "regions" not in entry or "filename" not in entry:
-            raise ViaError(f"{path}: entry {key!r} is not a VIA entry (needs 'filename' and 'regions')")
+        check_entry(key, entry, path)
     return data
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_entry(key: str, entry, source) -> None:
+    """The structure of one VIA entry, with a ``ViaError`` naming the file, the key and what is wrong: an object
+    with a string ``filename`` and ``regions`` (a list, or a dict in older exports) of region objects whose
+    ``shape_attributes`` / ``region_attributes`` are objects.  Coordinates are checked by :func:`region_polygon`."""
+    where = f"{source}: entry {key!r}"
+    if not isinstance(entry, dict) or "regions" not in entry or "filename" not in entry:
+        raise ViaError(f"{where} is not a VIA entry (needs 'filename' and 'regions')")
+    if not isinstance(entry["filename"], str):
+        raise ViaError(f"{where}: 'filename' is {_kind(entry['filename'])}, expected a string")
+    regions = entry["regions"]
+    if isinstance(regions, dict):
+        regions = list(regions.values())
+    elif not isinstance(regions, list):
+        raise ViaError(f"{where}: 'regions' is {_kind(regions)}, expected a list of regions")
+    for r, region in enumerate(regions):
+        if not isinstance(region, dict):
+            raise ViaError(f"{where}: region {r} is {_kind(region)}, expected an object")
+        for name in ("shape_attributes", "region_attributes"):
+            if region.get(name) is not None and not isinstance(region[name], dict):
+                raise ViaError(f"{where}: region {r}: '{name}' is {_kind(region[name])}, expected an object")
 
 
 def entry_regions(entry: dict) -> list[dict]:
@@ -69,15 +94,18 @@ def entry_objid(key: str, entry: dict, source: str = "") -> int:
 
 def region_polygon(region: dict, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """``(xs, ys)`` float arrays of a polygon region; other shapes or ragged lists raise ``ViaError``."""
-    shape = region.get("shape_attributes", {})
+    shape = region.get("shape_attributes") or {}
     if shape.get("name") not in ("polygon", "polyline"):
         raise ViaError(f"{where}: region shape {shape.get('name')!r} is not a polygon")
     try:
-        xs = np.asarray(shape["all_points_x"], dtype=float)
-        ys = np.asarray(shape["all_points_y"], dtype=float)
+        xs, ys = np.asarray(shape["all_points_x"]), np.asarray(shape["all_points_y"])
     except (KeyError, TypeError, ValueError) as err:
         raise ViaError(f"{where}: bad polygon coordinates ({err})") from None
-    if xs.ndim != 1 or xs.shape != ys.shape:
+    for name, values in (("all_points_x", xs), ("all_points_y", ys)):
+        if values.ndim != 1 or (values.size and values.dtype.kind not in "iuf"):  # numbers, not "12" or true
+            raise ViaError(f"{where}: {name} must be a list of numbers, got {shape[name]!r:.60}")
+    xs, ys = xs.astype(float), ys.astype(float)
+    if xs.shape != ys.shape:
         raise ViaError(f"{where}: all_points_x and all_points_y differ in length ({xs.size} vs {ys.size})")
     return xs, ys
 

@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from src.dataset import DatasetError, GalaxyDataset, load_split, load_stats
 from src.model import build_config, build_processor
@@ -212,3 +213,39 @@ def test_random_tasks_weighting(data):
     assert {ds[i]["task"] for i in range(len(ds))} == {"instance"}
     with pytest.raises(ValueError, match="random_tasks"):
         GalaxyDataset(data, "train", task="random", random_tasks=("random",))
+
+
+def _truncate(path):
+    """Keep the JPEG header and the first part of its body: the size reads, decoding fails."""
+    data = path.read_bytes()
+    scan = data.index(b"\xff\xda")  # start of scan: the header ends here
+    path.write_bytes(data[: scan + (len(data) - scan) // 2])
+    with Image.open(path) as im:
+        assert im.size[0] > 0  # the header still reads
+
+
+def test_truncated_jpeg_is_caught_where_the_dataset_is_built_with_skip_bad(tmp_path):
+    root = write_tiny_splits(tmp_path, n_train=4, n_val=1, n_test=1, size=32)
+    key = next(iter(json.loads((root / "galaxy_train.json").read_text())))
+    _truncate(root / "original" / "zoo2Main" / f"Dr7_{key}.jpg")
+    ds = GalaxyDataset(root, "train", skip_bad=True)
+    assert len(ds) == 3 and [k for k, _ in ds.skipped] == [key]
+    assert "unreadable image" in ds.skipped[0][1] and f"Dr7_{key}.jpg" in ds.skipped[0][1]
+    assert all(ds[i]["image"].shape == (32, 32, 3) for i in range(len(ds)))  # the epoch runs through
+    # without --skip-bad only headers are read at construction; the bad file is then named when it is loaded
+    strict = GalaxyDataset(root, "train")
+    index = [r["key"] for r in strict.records].index(key)
+    with pytest.raises(DatasetError, match=f"entry '{key}'.*Dr7_{key}.jpg: unreadable image"):
+        strict[index]
+
+
+def test_truncated_jpeg_is_caught_by_the_conversion_check(tmp_path):
+    from src.conversion import convert
+    from tests.tiny_data import write_tiny_raw
+
+    root = write_tiny_raw(tmp_path, n=10, size=64)
+    victim = sorted((root / "original" / "zoo2Main").glob("*.jpg"))[0]
+    _truncate(victim)
+    report = convert(root, image_size=64, min_area=20, check_images=True)
+    assert report["skipped"]["unreadable_image"] == 1 and victim.stem[4:] in report["skipped_examples"][
+        "unreadable_image"][0]

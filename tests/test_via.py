@@ -74,3 +74,41 @@ def test_polygon_inside_uses_pixel_bounds():
     assert not polygon_inside([0, 64, 63], [0, 0, 63], (64, 64))    # x = width is off the image
     assert not polygon_inside([0, 10, 10], [-1, 0, 5], (64, 64))
     assert not polygon_inside([0, 10, 10], [0, 0, 40], (32, 64))     # (height, width) order
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"filename": "a.jpg", "regions": [None]}, "entry '7': region 0 is null, expected an object"),
+    ({"filename": "a.jpg", "regions": 5}, "entry '7': 'regions' is int, expected a list of regions"),
+    ({"filename": "a.jpg", "regions": "polygon"}, "entry '7': 'regions' is str"),
+    ({"filename": 12, "regions": []}, "entry '7': 'filename' is int, expected a string"),
+    ({"filename": "a.jpg", "regions": [{"shape_attributes": [1, 2]}]}, "entry '7': region 0: 'shape_attributes' is list"),
+    ({"filename": "a.jpg", "regions": {"0": {"shape_attributes": {}, "region_attributes": "E"}}},
+     "entry '7': region 0: 'region_attributes' is str"),
+])
+def test_malformed_entries_name_file_and_key(tmp_path, entry, message):
+    path = tmp_path / "via_region_data.json"
+    path.write_text(json.dumps({"7": entry}))
+    with pytest.raises(ViaError, match=f"via_region_data.json: {message}"):
+        load_via(path)
+
+
+@pytest.mark.parametrize("xs", [["1", "2", "3"], [True, False, True], [[1], [2], [3]], 5, None])
+def test_coordinates_must_be_lists_of_numbers(xs):
+    region = {"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": [1, 3, 1]}}
+    with pytest.raises(ViaError, match="f.json: entry 1"):
+        region_polygon(region, "f.json: entry 1")
+
+
+def test_malformed_via_through_the_conversion_cli(tmp_path, capsys):
+    from src.conversion import main
+    from tests.tiny_data import write_tiny_raw
+
+    root = write_tiny_raw(tmp_path, n=5, size=32)
+    via_file = root / "original" / "train" / "via_region_data.json"
+    data = json.loads(via_file.read_text())
+    key = next(iter(data))
+    data[key]["regions"] = [None]
+    via_file.write_text(json.dumps(data))
+    assert main(["--data-root", str(root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{via_file}: entry '{key}': region 0 is null" in err and "Traceback" not in err
