@@ -31,6 +31,7 @@ test: install
 demo: install
 	$(PY) -m src.demo $(DEMO_ARGS)
 
-# what the demo wrote (data/synthetic, safetensors/galaxy_demo), so that the next make demo starts afresh
+# what the demo wrote (data/synthetic, safetensors/galaxy_demo and its run folder), so that the next make demo
+# starts afresh
 clean-demo:
-	rm -rf data/synthetic safetensors/galaxy_demo
+	rm -rf data/synthetic safetensors/galaxy_demo safetensors/galaxy_demo.run

@@ -3,7 +3,7 @@
     python -m src.demo [--minutes 10] [--n 1000] [--data-root data/synthetic] [--output safetensors/galaxy_demo]
                        [--images-dir images] [--retrain] [--rescore]
 
-Stages (each one skipped when its result is already there, so a re-run only re-prints the table):
+Stages (each one reused when its inputs are the same, so a re-run only re-prints the table):
 
 1. **data**      ``n`` synthetic GZ2 cutouts (seed 0, 256 px) under ``--data-root``    (``src.synthetic``)
 2. **convert**   join + filters + 70/20/10 split + pixel statistics                    (``src.conversion``)
@@ -18,20 +18,26 @@ then prints the demo's figures beside the original project's real-data table.  `
 records the figures, what each stage did, this run's wall times (``timings_s``) and each stage's wall time when
 it last ran (``stage_seconds``).
 
-Re-use rules: data are reused when ``demo_data.json`` (written after generation) and the VIA files exist; the
-splits when they are newer than the VIA files; the model when ``OUTPUT/demo_train.json`` (written after the
-export) exists, unless ``--retrain``; ``metrics.json`` when it is newer than the model, unless ``--rescore``.
+Re-use rule, by content, never by file presence or times: each stage writes a stamp (``DATA/demo_data.json``,
+``DATA/demo_convert.json``, ``OUTPUT/demo_train.json``, ``OUTPUT/demo_score.json``, ``OUTPUT/demo_figures.json``)
+holding the fingerprint of its inputs (SHA-256 of the settings, of the files it reads and of the source code of
+the modules that do the work) and the SHA-256 of what it wrote.  A stage is reused only when both still hold: same
+inputs, outputs untouched; otherwise it runs again, and so does every stage after it (their inputs changed).
+``--retrain`` and ``--rescore`` force the training and the scoring.  The training's checkpoints folder
+(``OUTPUT.run/``) is removed after training unless ``--keep-checkpoints``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
 from src.atomic import write_json_atomic
-from src.via import VIA_FILES
+from src.splits import file_sha256
+from src.via import IMAGE_DIR, VIA_FILES
 
 #: The original project's table (real GZ2 test split, 2,828 images, seed protocol; its AP is a home-made
 #: 11-point AP, not COCO AP).
@@ -43,10 +49,68 @@ REAL_RESULTS = {
 TARGET = {"seed_miou": 0.60, "coco_ap": 0.40}
 
 DATA_STAMP = "demo_data.json"
+CONVERT_STAMP = "demo_convert.json"
 TRAIN_STAMP = "demo_train.json"
+SCORE_STAMP = "demo_score.json"
+FIGURES_STAMP = "demo_figures.json"
 SUMMARY_FILE = "demo_summary.json"
-SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json")
+SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json",
+               "galaxy_splits.json")
 MODEL_FILES = ("config.json", "model.safetensors")
+SRC = Path(__file__).resolve().parent
+#: The source files each stage runs (their SHA-256 is part of the stage's fingerprint).
+STAGE_CODE = {
+    "data": ("synthetic", "images.py", "classes.py", "catalog.py"),
+    "convert": ("conversion.py", "catalog.py", "via.py", "splits.py", "classes.py"),
+    "train": ("train.py", "model.py", "dataset.py", "via.py", "classes.py"),
+    "score": ("evaluate.py", "metrics.py", "inference.py", "dataset.py", "via.py", "classes.py"),
+    "figures": ("visual.py", "inference.py", "dataset.py"),
+}
+
+
+# ----------------------------------------------------------------------------------------------- fingerprints
+def files_digest(paths) -> str:
+    """One SHA-256 over the files' names and contents (an absent file counts as absent)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(f"{path.name}\0{file_sha256(path) if path.is_file() else 'absent'}\0".encode())
+    return digest.hexdigest()
+
+
+def code_digest(stage: str) -> str:
+    """SHA-256 of the source files a stage runs (a package: every .py file in it)."""
+    files = []
+    for name in STAGE_CODE[stage]:
+        path = SRC / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files_digest(files)
+
+
+def fingerprint(stage: str, settings: dict, inputs=()) -> str:
+    """The fingerprint of a stage's inputs: its settings, the files it reads, its source code."""
+    blob = json.dumps({"settings": settings, "inputs": files_digest(inputs), "code": code_digest(stage)},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def reusable(stamp: Path, wanted: str, outputs) -> dict | None:
+    """The stamp's content when the stage can be reused: same input fingerprint, outputs as written."""
+    if not stamp.is_file():
+        return None
+    found = json.loads(stamp.read_text())
+    if found.get("fingerprint") != wanted or found.get("outputs") != files_digest(outputs):
+        return None
+    return found
+
+
+def write_stamp(stamp: Path, wanted: str, outputs, info: dict) -> None:
+    write_json_atomic(stamp, {"fingerprint": wanted, "outputs": files_digest(outputs), **info}, indent=1)
+
+
+def data_files(data_root: Path) -> list[Path]:
+    """What the generator writes and the conversion reads: catalog, VIA files, cutouts."""
+    return ([data_root / "gz2_hart16.csv"] + [data_root / f for f in VIA_FILES]
+            + sorted((data_root / IMAGE_DIR).glob("*.jpg")))
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -55,34 +119,39 @@ def _say(message: str) -> None:
 
 
 def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool) -> dict:
-    """Generate the synthetic set unless a complete one is there (``demo_data.json`` + the VIA files)."""
+    """Generate the synthetic set unless the same one is there (same settings and generator code, files
+    untouched)."""
     stamp = data_root / DATA_STAMP
-    if stamp.is_file() and all((data_root / f).is_file() for f in VIA_FILES):
-        found = json.loads(stamp.read_text())
-        if (found.get("n"), found.get("seed"), found.get("size")) != (n, seed, size):
-            _say(f"note: {data_root} holds n={found.get('n')} seed={found.get('seed')} size={found.get('size')}, "
-                 f"not the requested n={n} seed={seed} size={size}; reusing it (delete {data_root} to regenerate)")
-        return {"skipped": True, **found}
+    wanted = fingerprint("data", {"n": n, "seed": seed, "size": size})
+    found = reusable(stamp, wanted, data_files(data_root))
+    if found is not None:
+        return {"skipped": True, **{k: v for k, v in found.items() if k not in ("fingerprint", "outputs")}}
     from src.synthetic import generate
 
     _say(f"generating {n} synthetic cutouts ({size} px, seed {seed}) under {data_root}")
+    stamp.unlink(missing_ok=True)
     summary = generate(data_root, n, seed=seed, size=size, workers=workers, progress=progress)
     summary.pop("areas", None)
-    write_json_atomic(stamp, summary, indent=1)
+    write_stamp(stamp, wanted, data_files(data_root), summary)
     return {"skipped": False, **summary}
 
 
 def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
-    """Convert and split unless the splits and statistics are newer than the VIA annotations."""
-    via_time = max((data_root / f).stat().st_mtime for f in VIA_FILES)
-    if all((data_root / f).is_file() and (data_root / f).stat().st_mtime >= via_time for f in SPLIT_FILES):
+    """Convert and split unless done from the same data, settings and code (splits untouched since)."""
+    stamp = data_root / CONVERT_STAMP
+    outputs = [data_root / f for f in SPLIT_FILES]
+    wanted = fingerprint("convert", {"image_size": size, "stats": True}, data_files(data_root))
+    if reusable(stamp, wanted, outputs) is not None:
         return {"skipped": True}
     from src.conversion import convert, format_report
 
     _say("converting and splitting (70/20/10, stratified by class)")
+    stamp.unlink(missing_ok=True)
     report = convert(data_root, image_size=size, stats=True, progress=progress)
     print(format_report(report), flush=True)
-    return {"skipped": False, "kept": report["kept"], "splits": {k: v["total"] for k, v in report["splits"].items()}}
+    info = {"kept": report["kept"], "splits": {k: v["total"] for k, v in report["splits"].items()}}
+    write_stamp(stamp, wanted, outputs, info)
+    return {"skipped": False, **info}
 
 
 def train_settings(args) -> dict:
@@ -94,20 +163,21 @@ def train_settings(args) -> dict:
                 warmup_steps=args.warmup_steps, seed=args.seed, in_memory=True, max_minutes=args.minutes, cpu=args.cpu)
 
 
-def model_finished(output: Path) -> bool:
-    return (output / TRAIN_STAMP).is_file() and all((output / f).is_file() for f in MODEL_FILES)
-
-
 def ensure_model(args) -> dict:
-    """Train unless a finished model is there (``--retrain`` forces it).  Checkpoints are removed afterwards:
-    a time-budgeted run is not meant to be resumed, and each one weighs three times the model."""
-    output = Path(args.output)
-    if model_finished(output) and not args.retrain:
-        return {"skipped": True, **json.loads((output / TRAIN_STAMP).read_text())}
+    """Train unless the model was trained from the same splits, settings and code (``--retrain`` forces it).  The
+    run folder (``OUTPUT.run/``: checkpoints) is removed afterwards: a time-budgeted run is not meant to be
+    resumed, and each checkpoint weighs three times the model."""
+    from src.train import run_dir
+
+    output, data_root = Path(args.output), Path(args.data_root)
+    settings = train_settings(args)
+    wanted = fingerprint("train", settings, [data_root / f for f in SPLIT_FILES])
+    found = reusable(output / TRAIN_STAMP, wanted, [output / f for f in MODEL_FILES])
+    if found is not None and not args.retrain:
+        return {"skipped": True, **{k: v for k, v in found.items() if k not in ("fingerprint", "outputs")}}
     from src.train import train
 
     (output / TRAIN_STAMP).unlink(missing_ok=True)
-    settings = train_settings(args)
     _say(f"training {args.model_card} for at most {args.minutes:g} min on "
          f"{'crops of ' + str(args.crop_size) + ' px' if args.crop_size else 'whole images'} "
          f"(task {args.task}, batch {args.batch_size}, lr {args.lr:g})")
@@ -115,36 +185,52 @@ def ensure_model(args) -> dict:
     result = train(settings)
     seconds = time.monotonic() - start
     if not args.keep_checkpoints:
-        shutil.rmtree(output / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir(output), ignore_errors=True)
     last = result["history"][-1]
     info = {"settings": settings, "seconds": round(seconds, 1), "epochs": len(result["history"]),
             "steps": last["step"], "train_loss": last["train_loss"], "val_loss": last["val_loss"],
             "stopped_by_budget": bool(result["stopped_by_budget"])}
-    write_json_atomic(output / TRAIN_STAMP, info, indent=1)
+    write_stamp(output / TRAIN_STAMP, wanted, [output / f for f in MODEL_FILES], info)
     return {"skipped": False, **info}
 
 
 def ensure_metrics(args) -> tuple[dict, dict]:
-    """Score the split (semantic + instance) unless ``metrics.json`` of that split is newer than the model."""
+    """Score the split (semantic + instance) unless scored from the same model, split and code (``--rescore``
+    forces it).  ``metrics.json`` goes into the export, whose model card then shows the figures."""
     from src.evaluate import evaluate, write_metrics
+    from src.splits import split_path
 
     output = Path(args.output)
     path = output / "metrics.json"
-    if (path.is_file() and not args.rescore
-            and path.stat().st_mtime >= (output / "model.safetensors").stat().st_mtime):
-        metrics = json.loads(path.read_text())
-        if metrics.get("split") == args.split:
-            return metrics, {"skipped": True}
+    wanted = fingerprint("score", {"split": args.split, "tasks": ["semantic", "instance"]},
+                         [output / f for f in MODEL_FILES] + [split_path(args.data_root, args.split)])
+    if reusable(output / SCORE_STAMP, wanted, [path]) is not None and not args.rescore:
+        return json.loads(path.read_text()), {"skipped": True}
     _say(f"scoring {output} on the {args.split} split (semantic and instance tasks)")
+    (output / SCORE_STAMP).unlink(missing_ok=True)
     metrics = evaluate(output, args.data_root, split=args.split, tasks=("semantic", "instance"),
                        batch_size=args.eval_batch_size, progress=not args.no_progress, device=args.device)
     write_metrics(metrics, path)
+    write_stamp(output / SCORE_STAMP, wanted, [path], {})
     return metrics, {"skipped": False}
 
 
 def make_figures(args, metrics: dict) -> dict:
     """Confusion matrix and per-class bars beside the model; the two comparison grids under ``--images-dir``.
-    Redrawn only when missing or older than ``metrics.json``."""
+    Drawn again unless drawn from the same metrics, model, settings and code (figures untouched since)."""
+    from src.splits import split_path
+
+    output, images = Path(args.output), Path(args.images_dir)
+    targets = {"confusion_matrix": output / "confusion_matrix.png",
+               "seg_comparison": images / "seg_comparison.png",
+               "seginst_comparison": images / "seginst_comparison.png"}
+    files = {"skipped": True, "files": {k: str(v) for k, v in targets.items()},
+             "loss_curve": str(output / "loss_curve.png")}
+    wanted = fingerprint("figures", {"split": args.split, "n_samples": args.n_samples, "label": args.model_card},
+                         [output / "metrics.json", output / "model.safetensors",
+                          split_path(args.data_root, args.split)])
+    if reusable(output / FIGURES_STAMP, wanted, targets.values()) is not None:
+        return files
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,22 +238,14 @@ def make_figures(args, metrics: dict) -> dict:
 
     from src.visual import compare_models, metrics_figures
 
-    output, images = Path(args.output), Path(args.images_dir)
     label = f"{args.model_card} (synthetic)"
-    newer = (output / "metrics.json").stat().st_mtime
-    targets = {"confusion_matrix": output / "confusion_matrix.png",
-               "seg_comparison": images / "seg_comparison.png",
-               "seginst_comparison": images / "seginst_comparison.png"}
-    stale = [name for name, path in targets.items() if not path.is_file() or path.stat().st_mtime < newer]
-    if "confusion_matrix" in stale:
-        for fig in metrics_figures({label: metrics}, out_dir=output).values():
-            plt.close(fig)
+    for fig in metrics_figures({label: metrics}, out_dir=output).values():
+        plt.close(fig)
     for name, task in (("seg_comparison", "semantic"), ("seginst_comparison", "instance")):
-        if name in stale:
-            plt.close(compare_models({label: output}, args.data_root, targets[name], task=task,
-                                     n_samples=args.n_samples, split=args.split, device=args.device))
-    return {"skipped": not stale, "files": {k: str(v) for k, v in targets.items()},
-            "loss_curve": str(output / "loss_curve.png")}
+        plt.close(compare_models({label: output}, args.data_root, targets[name], task=task,
+                                 n_samples=args.n_samples, split=args.split, device=args.device))
+    write_stamp(output / FIGURES_STAMP, wanted, targets.values(), {})
+    return {**files, "skipped": False}
 
 
 # ----------------------------------------------------------------------------------------------- table
@@ -249,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU exists")
     p.add_argument("--retrain", action="store_true", help="train again even if a finished model exists")
     p.add_argument("--rescore", action="store_true", help="score again even if metrics.json is up to date")
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUTPUT/checkpoints after training")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUTPUT.run/ (checkpoints) after training")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (generation, scoring)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     return p

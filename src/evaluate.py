@@ -223,9 +223,16 @@ def _in_order(parts: list[tuple[int, object]], world: int) -> list:
 
 
 def write_metrics(metrics: dict, path) -> Path:
-    """Write ``metrics.json`` atomically (temporary file, then rename)."""
+    """Write ``metrics.json`` atomically (temporary file, then rename).  Written into the export folder of the
+    model it scores, the folder's model card (``README.md``) is refreshed with the figures."""
+    path = Path(path)
     write_json_atomic(path, metrics, indent=2)
-    return Path(path)
+    model = Path(str(metrics.get("model", "")))
+    if model.is_dir() and model.resolve() == path.parent.resolve() and (model / "config.json").is_file():
+        from src.model_card import write_model_card
+
+        write_model_card(model, path=str(metrics['model']))
+    return path
 
 
 def _fmt(value) -> str:

@@ -409,18 +409,42 @@ def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, m
     return model, build_processor(image_size, mean, std, config=config)
 
 
-def save_export(model, processor, folder: str | os.PathLike) -> Path:
-    """``save_pretrained`` directory for inference: config (``is_training`` false), weights, processor files.
+def check_export_folder(folder: str | os.PathLike) -> None:
+    """An export replaces its folder as a whole: refuse a folder that holds anything but a former export (other
+    files, or the ``checkpoints/`` of the former layout, in which they lived inside the export folder)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder; choose another --output")
+    if (folder / "checkpoints").exists():
+        raise ValueError(f"{folder}: holds checkpoints/, which now live beside the export in {folder}.run/; move "
+                         f"{folder / 'checkpoints'} to {folder}.run/checkpoints (or choose another --output)")
+    if any(folder.iterdir()) and not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: not empty and not a model export; an export replaces its folder as a whole, "
+                         "so choose a new or an export folder for --output")
+
+
+def save_export(model, processor, folder: str | os.PathLike, extra_files: dict | None = None,
+                extra_json: dict | None = None) -> Path:
+    """``save_pretrained`` folder for inference: config (``is_training`` false), weights, processor files, the
+    ``extra_files`` (name -> source path; absent sources are left out), ``extra_json`` (name -> object) and the
+    model card ``README.md`` (``src.model_card``).
 
     The text mapper (training-only) is left out so that ``from_pretrained`` loads without unused weights.  The
-    files are written into a staging folder beside ``folder`` and then renamed into it one by one, so a killed
-    export never leaves a half-written file (other files in ``folder``, e.g. checkpoints, are kept).
+    export is written into a folder beside ``folder`` and then put in its place as a whole
+    (``src.atomic.replace_folder``): a killed export leaves the former one, and files of two exports never mix.
+    ``folder`` must be absent, empty or a former export (:func:`check_export_folder`).
     """
     import shutil
     import tempfile
 
+    from src.atomic import replace_folder, write_json_atomic
+    from src.model_card import write_model_card
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_export_folder(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.export-", dir=folder.parent))
     model = getattr(model, "module", model)
     state = {k: v for k, v in model.state_dict().items() if ".text_mapper." not in k}
@@ -431,12 +455,29 @@ def save_export(model, processor, folder: str | os.PathLike) -> Path:
     try:
         model.save_pretrained(str(staging), state_dict=state, safe_serialization=True)
         save_processor(processor, staging)
-        for item in sorted(staging.iterdir(), key=lambda p: p.name == "model.safetensors"):  # weights last
-            os.replace(item, folder / item.name)
+        for name, source in (extra_files or {}).items():
+            if Path(source).is_file():
+                shutil.copy2(source, staging / name)
+        for name, obj in (extra_json or {}).items():
+            write_json_atomic(staging / name, obj, indent=1)
+        write_model_card(staging, path=str(folder))
+        mask = _umask()
+        for path in staging.iterdir():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(path, 0o666 & ~mask)  # the usual permissions (the weights are written 0600)
+        os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes a 0700 folder
+        replace_folder(staging, folder)
     finally:
         model.config = was
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def count_parameters(model) -> int:

@@ -8,13 +8,20 @@ and gradient accumulation.  AdamW (lr 1e-4, weight decay 0.1), gradient clipping
 polynomial decay (power 0.9) to 0 over the whole N-epoch schedule (``--end-epoch`` stops early without
 changing the schedule, so the stopped run is a prefix of the full one).
 
-Output folder (``--output``)::
+Output (``--output safetensors/NAME``): the export and, beside it, the run's working state::
 
-    config.json, model.safetensors, preprocessor_config.json, tokenizer files   the final save_pretrained export
-    checkpoints/epoch_K/     state after epoch K: weights (safetensors), optimizer, scheduler, RNG states,
-                             train_state.json (epoch, step, history, full training config); renamed into place
-                             atomically, so a killed run never leaves a partial epoch_K
-    loss_history.csv  loss_curve.png  train_config.json
+    NAME/        the export, written to a folder beside it and then put in its place as a whole
+                 (``src.atomic.replace_folder``): config.json, model.safetensors, processor and tokenizer files,
+                 galaxy_class_info.json, train_config.json, training_data.json, loss_history.csv, loss_curve.png,
+                 README.md (the model card, ``src.model_card``); scoring adds metrics.json there
+    NAME.run/    the training run: checkpoints/epoch_K/ (weights in safetensors, optimizer, scheduler, RNG states,
+                 train_state.json with epoch, step, history, the full training config and the data fingerprint;
+                 renamed into place atomically, so a killed run never leaves a partial epoch_K),
+                 loss_history.csv, loss_curve.png, train_config.json (updated during training)
+
+Keeping the run apart lets the export be replaced whole: a re-export never mixes files of two models, and never
+touches the checkpoints.  An existing ``--output`` folder that is not an export (other files, or checkpoints of the
+former layout) is refused before training starts, since the export would replace it.
 
 Exact resume: the data order, augmentations and random tasks are functions of (seed, epoch, index) and the RNG
 states are checkpointed after validation, so N epochs straight and (M epochs, stop, resume from M) give the same
@@ -47,7 +54,7 @@ from torch.utils.data import DataLoader, Sampler
 from src.classes import NUM_LABELS
 from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
                          loader_worker_init)
-from src.model import HUB_SWIN_TINY, PRESETS, load_model, save_export, set_training_mode
+from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
@@ -192,13 +199,19 @@ def count_masks_per_process(model) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
+def run_dir(output) -> Path:
+    """The working state of the run that exports to ``output``: ``OUTPUT.run/`` beside the export folder."""
+    output = Path(output)
+    return output.with_name(output.name + ".run")
+
+
 def checkpoint_dir(output, epoch: int) -> Path:
-    return Path(output) / "checkpoints" / f"epoch_{epoch}"
+    return run_dir(output) / "checkpoints" / f"epoch_{epoch}"
 
 
 def list_checkpoints(output) -> dict[int, Path]:
     """Complete checkpoints by epoch (temporary ``.epoch_K.tmp*`` folders of a killed save are ignored)."""
-    root = Path(output) / "checkpoints"
+    root = run_dir(output) / "checkpoints"
     found = {}
     if root.is_dir():
         for path in root.iterdir():
@@ -212,7 +225,7 @@ def find_checkpoint(output, which) -> Path:
     """``which`` = ``"latest"`` or an epoch number; a clear error when it does not exist."""
     found = list_checkpoints(output)
     if not found:
-        raise FileNotFoundError(f"{Path(output) / 'checkpoints'}: no complete checkpoint to resume from")
+        raise FileNotFoundError(f"{run_dir(output) / 'checkpoints'}: no complete checkpoint to resume from")
     if str(which) == "latest":
         return found[max(found)]
     epoch = int(which)
@@ -245,6 +258,24 @@ def save_checkpoint(accelerator, output, epoch: int, state: dict, model_config=N
         replace_folder(tmp, final)  # re-running an epoch replaces the old folder as a whole
     accelerator.wait_for_everyone()
     return final
+
+
+#: Files of the run folder copied into each export.
+RUN_FILES = ("train_config.json", "loss_history.csv", "loss_curve.png")
+
+
+def training_data(cfg: TrainConfig, train_ds, val_ds, fingerprint: dict) -> dict:
+    """What the export records of its training data (``training_data.json``, read by the model card)."""
+    from src.model_card import data_origin
+    from src.splits import read_manifest
+
+    if cfg.coco is not None:
+        origin, membership = "fields (COCO)", None
+    else:
+        origin = data_origin([record["objid"] for record in train_ds.records])
+        membership = (read_manifest(cfg.data_root) or {}).get("membership")
+    return {"data_root": str(cfg.data_root), "coco": cfg.coco, "origin": origin, "train_images": len(train_ds),
+            "val_images": len(val_ds), "split_membership": membership, "data_fingerprint": fingerprint}
 
 
 # ----------------------------------------------------------------------------------------------- history
@@ -456,6 +487,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
 
     given = explicit_options(args_or_config)
     resume_dir = saved_state = None
+    check_export_folder(resolve_config(given, base).output)
     if given.get("resume") is not None:
         requested = {k: v for k, v in {**(base or {}), **given}.items() if v is not None}
         resume_dir = find_checkpoint(resolve_config(requested).output, requested["resume"])
@@ -535,9 +567,10 @@ def train(args_or_config, base: dict | None = None) -> dict:
         accelerator.print(f"resumed from {resume_dir} (epoch {start_epoch}, step {step})")
     end_epoch = cfg.end_epoch or cfg.epochs
 
+    run = run_dir(output)
     if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output / "train_config.json", asdict(cfg), indent=1)
+        run.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run / "train_config.json", asdict(cfg), indent=1)
     unwrapped = accelerator.unwrap_model(model)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     probe_steps, probe_start, stopped = 3, None, False
@@ -588,7 +621,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
         accelerator.print(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                           f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
         if accelerator.is_main_process:
-            write_history(output, history)
+            write_history(run, history)
         if (budget_s is not None and not stopped and epoch + 1 < end_epoch
                 and schedule.total - step < max(1, steps_per_epoch // 10)):
             # the fitted horizon ends within a tenth of an epoch (LR ~ 0): no near-empty epoch and its validation
@@ -604,7 +637,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_export(unwrapped, processor, output)
+        save_export(unwrapped, processor, output, extra_files={name: run / name for name in RUN_FILES},
+                    extra_json={"training_data.json": training_data(cfg, train_ds, val_ds, fingerprint)})
     accelerator.wait_for_everyone()
     ckpts = list_checkpoints(output)
     return {"output": output, "history": history, "stopped_by_budget": stopped,

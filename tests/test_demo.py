@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 
 from src.demo import REAL_RESULTS, main
+from src.splits import file_sha256
 
 TINY_ARGS = ["--n", "24", "--size", "64", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
              "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
@@ -35,7 +36,9 @@ def test_demo_end_to_end_then_reuse(demo_run, capsys):
     for name in ("config.json", "model.safetensors", "processor_config.json", "metrics.json", "loss_history.csv",
                  "loss_curve.png", "confusion_matrix.png", "demo_train.json", "demo_summary.json"):
         assert (model / name).is_file(), name
-    assert not (model / "checkpoints").exists()
+    assert not (model / "checkpoints").exists() and not (model.parent / "model.run").exists()
+    card = (model / "README.md").read_text()  # the model card, with the figures of metrics.json
+    assert "Trained on synthetic data" in card and "pipeline_tag: image-segmentation" in card
     for name in ("seg_comparison.png", "seginst_comparison.png"):
         assert (images / name).stat().st_size > 1000, name
 
@@ -72,11 +75,30 @@ def test_demo_end_to_end_then_reuse(demo_run, capsys):
     assert stamps == {p: (model / p).stat().st_mtime_ns for p in stamps}
     assert "REAL data" in capsys.readouterr().out
 
+    # re-use is by content, not by file times: touched files change nothing ...
+    weights = file_sha256(model / "model.safetensors")
+    for path in list(data.rglob("*")) + list(model.rglob("*")):
+        os.utime(path, (1, 1))
+    assert main(argv) == 0
+    assert all(stage["skipped"] for stage in json.loads((model / "demo_summary.json").read_text())["stages"].values())
+    # ... changed content re-runs the stage that reads it, and what depends on what it writes: the statistics file
+    # edited by hand -> conversion again; it writes the same splits, so the model is kept
+    (data / "dataset_stats.json").write_text("{}")
+    assert main(argv) == 0
+    stages = json.loads((model / "demo_summary.json").read_text())["stages"]
+    assert [name for name, stage in stages.items() if not stage["skipped"]] == ["convert"]
+    assert json.loads((data / "dataset_stats.json").read_text())["mean"]
+    # another figure setting redraws the figures only
+    assert main(argv[:argv.index("--n-samples")] + ["--n-samples", "1"] + argv[argv.index("--n-samples") + 2:]) == 0
+    stages = json.loads((model / "demo_summary.json").read_text())["stages"]
+    assert [name for name, stage in stages.items() if not stage["skipped"]] == ["figures"]
+    capsys.readouterr()
+
     # --rescore scores again (cheap) without training
     assert main(argv + ["--rescore"]) == 0
     summary = json.loads((model / "demo_summary.json").read_text())
     assert summary["stages"]["train"]["skipped"] and not summary["stages"]["score"]["skipped"]
-    assert (model / "model.safetensors").stat().st_mtime_ns == stamps["model.safetensors"]
+    assert file_sha256(model / "model.safetensors") == weights
 
 
 def test_demo_rejects_bad_budget(tmp_path, capsys):

@@ -16,7 +16,7 @@ from torch.utils.data import BatchSampler
 from src.dataset import GalaxyDataset, ShardBatches, load_stats
 from src.evaluate import evaluate
 from src.model import load_model, set_training_mode
-from src.train import EpochSampler, freeze_unused_parameters, list_checkpoints, train
+from src.train import EpochSampler, freeze_unused_parameters, list_checkpoints, run_dir, train
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,8 @@ def test_two_processes_train_like_one_with_grad_accum(two_process_run, one_threa
     assert "resumed from" in run["log"]
     ckpts = list_checkpoints(run["out"])
     assert sorted(ckpts) == [1, 2]
-    assert not [p for p in (run["out"] / "checkpoints").iterdir() if p.name.startswith(".")]  # no partial save
+    # no partial save
+    assert not [p for p in (run_dir(run["out"]) / "checkpoints").iterdir() if p.name.startswith(".")]
     for ckpt in ckpts.values():  # written once by the main process; each rank added its own RNG state
         assert json.loads((ckpt / "train_state.json").read_text())["num_processes"] == 2
         assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()

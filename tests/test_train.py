@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
-from src.train import (RECIPES, WarmupPolyLR, find_checkpoint, list_checkpoints, main, resolve_config, train)
+from src.train import (RECIPES, WarmupPolyLR, find_checkpoint, list_checkpoints, main, resolve_config, run_dir,
+                       train)
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def test_sigkill_during_checkpoint_keeps_previous(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    leftovers = [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()]
+    leftovers = [p.name for p in (run_dir(tmp_path / "run") / "checkpoints").iterdir()]
     assert ".epoch_2.tmp" in leftovers  # the interrupted write, never taken for a checkpoint
     assert sorted(list_checkpoints(tmp_path / "run")) == [1, 2]
     latest = find_checkpoint(tmp_path / "run", "latest")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from src.train import TrainConfig, data_fingerprint, load_config_file, main, resolve_config, resume_config
+from src.train import (TrainConfig, data_fingerprint, load_config_file, main, resolve_config, resume_config,
+                       run_dir)
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def run(tmp_path):
     output = tmp_path / "run"
     config = asdict(resolve_config(dict(data_root=str(data), output=str(output), model_card="galaxy-tiny",
                                         epochs=2, end_epoch=1, image_size=64, grad_clip=0.5)))
-    ckpt = output / "checkpoints" / "epoch_1"
+    ckpt = run_dir(output) / "checkpoints" / "epoch_1"
     ckpt.mkdir(parents=True)
     state = {"epoch": 1, "step": 1, "history": [], "config": config,
              "data_fingerprint": data_fingerprint(TrainConfig(**config))}

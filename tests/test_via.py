@@ -81,7 +81,8 @@ def test_polygon_inside_uses_pixel_bounds():
     ({"filename": "a.jpg", "regions": 5}, "entry '7': 'regions' is int, expected a list of regions"),
     ({"filename": "a.jpg", "regions": "polygon"}, "entry '7': 'regions' is str"),
     ({"filename": 12, "regions": []}, "entry '7': 'filename' is int, expected a string"),
-    ({"filename": "a.jpg", "regions": [{"shape_attributes": [1, 2]}]}, "entry '7': region 0: 'shape_attributes' is list"),
+    ({"filename": "a.jpg", "regions": [{"shape_attributes": [1, 2]}]},
+     "entry '7': region 0: 'shape_attributes' is list"),
     ({"filename": "a.jpg", "regions": {"0": {"shape_attributes": {}, "region_attributes": "E"}}},
      "entry '7': region 0: 'region_attributes' is str"),
 ])
