@@ -12,7 +12,10 @@ PYTEST_ARGS ?= -q
 # e.g. make demo DEMO_ARGS="--minutes 5"   (python -m src.demo --help)
 DEMO_ARGS ?=
 
-.PHONY: install test demo bench clean-demo
+# e.g. make notebooks NOTEBOOK_ARGS="--no-browser --port 8890"
+NOTEBOOK_ARGS ?=
+
+.PHONY: install test demo notebooks bench clean-demo
 
 $(STAMP): requirements.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +33,10 @@ test: install
 # synthetic data -> conversion -> CPU training (10 min budget) -> scoring -> figures; re-runs reuse each stage
 demo: install
 	$(PY) -m src.demo $(DEMO_ARGS)
+
+# JupyterLab in the project venv, on the repository (data_conversion.ipynb, post_training.ipynb); Ctrl-C stops it
+notebooks: install
+	$(PY) -m jupyter lab --notebook-dir=. $(NOTEBOOK_ARGS)
 
 # what the demo wrote (data/synthetic, safetensors/galaxy_demo and its run folder), so that the next make demo
 # starts afresh

@@ -5,8 +5,11 @@
 * ``original/{train,val}/via_region_data.json``: 29,995 VIA entries (one ~57-vertex polygon each, 5.4 % of
   them self-intersecting as the real ones); ~6 % fail a filter (too small, outside the image, no catalog
   match), as in the real files.
+* with ``real_polygons=DIR`` (the "real polygons" variant) the polygons are instead drawn with replacement from
+  the 2,828 real hand-drawn polygons of ``DIR/galaxy_test_via.json`` (``../shared/real``: the original test
+  split), so their vertex counts, jaggedness and self-intersections are the real ones.
 
-``python bench/real_scale.py DIR`` writes them (once; reused when present).
+``python bench/real_scale.py DIR [REAL_DIR]`` writes them (once; reused when present).
 """
 from __future__ import annotations
 
@@ -90,12 +93,23 @@ def _polygon(rng, size=256):
     return x.tolist(), y.tolist()
 
 
-def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator) -> None:
+def load_real_polygons(real_dir) -> list[tuple[list, list]]:
+    """The polygons of the real test split (``galaxy_test_via.json``: one region per entry)."""
+    via = json.loads((Path(real_dir) / "galaxy_test_via.json").read_text())
+    shapes = [entry["regions"][0]["shape_attributes"] for entry in via.values()]
+    return [(list(shape["all_points_x"]), list(shape["all_points_y"])) for shape in shapes]
+
+
+def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator, polygons=None) -> None:
+    """``polygons``: draw each entry's polygon from these (with replacement) instead of :func:`_polygon`."""
     chosen = rng.choice(objids, N_VIA, replace=False)
     chosen[: N_VIA // 100] += 1  # ~1 % with no catalog match
     splits = {"train": {}, "val": {}}
     for i, objid in enumerate(chosen):
-        xs, ys = _polygon(rng)
+        if polygons is None:
+            xs, ys = _polygon(rng)
+        else:
+            xs, ys = (list(v) for v in polygons[int(rng.integers(len(polygons)))])
         if i % 97 == 0:
             xs[0] = 260  # outside the image
         entry = {"filename": f"Dr7_{objid}.jpg", "size": 1501648, "file_attributes": {},
@@ -107,19 +121,22 @@ def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator) -> None:
         (root / "original" / name / "via_region_data.json").write_text(json.dumps(data))
 
 
-def ensure(root) -> Path:
+def ensure(root, real_polygons=None) -> Path:
+    """Write the inputs under ``root`` unless there; ``real_polygons``: the folder of ``galaxy_test_via.json``
+    (the real-polygon variant)."""
     root = Path(root)
-    stamp = root / f"real_scale_v{VERSION}"
+    stamp = root / (f"real_scale_v{VERSION}" + ("_real_polygons" if real_polygons is not None else ""))
     inputs = ("gz2_hart16.csv", "original/train/via_region_data.json", "original/val/via_region_data.json")
     if stamp.is_file() and all((root / f).is_file() for f in inputs):
         return root
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2016)
     objids = write_catalog(root / "gz2_hart16.csv", rng)
-    write_via(root, objids, rng)
+    write_via(root, objids, rng, None if real_polygons is None else load_real_polygons(real_polygons))
     stamp.touch()
     return root
 
 
 if __name__ == "__main__":
-    print(ensure(sys.argv[1] if len(sys.argv) > 1 else "data/bench_real_scale"))
+    print(ensure(sys.argv[1] if len(sys.argv) > 1 else "data/bench_real_scale",
+                 sys.argv[2] if len(sys.argv) > 2 else None))
