@@ -5,6 +5,15 @@
   synthetic generator renders every cutout with it, and FITS frames given to ``predict.py`` go through it too.
 * :func:`read_rgb` reads a JPEG / PNG (grey or RGB, any size) as an (H, W, 3) uint8 array;
   :func:`write_jpeg` / :func:`write_png` write one atomically.
+* FITS: :class:`FitsBands` opens a g, r, i frame (a 3-plane cube or three band files) memory-mapped, with its
+  celestial WCS, and reads it whole or region by region; :func:`stretch_bands` applies the flux-scaling rule and
+  the stretch to any region; :func:`read_fits_rgb` does both for a whole frame; :func:`write_fits` writes.
+
+The flux-scaling rule for FITS bands: per band, the sky level and sky noise are measured (sigma-clipped median
+and MAD standard deviation, :meth:`FitsBands.sky`); the band minus its sky level is multiplied by
+``TRAINING_SKY_SIGMA[band] / measured noise`` (:func:`flux_scale_for`), so that its sky noise equals the training
+set's.  Nanomaggies, counts or any other linear unit then give the image the models were trained on; a
+``flux_scale`` given by the user replaces the measured factors (the sky level is still subtracted).
 
 Flux units of the stretch: the generator's, in which the sky noise of the g, r, i bands is
 ``TRAINING_SKY_SIGMA`` (the r band's is 1).  Bands in other units are first scaled to these.
@@ -105,3 +114,190 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> int:
     data = _encode(array, "PNG")
     write_bytes_atomic(path, data)
     return len(data)
+
+
+# ----------------------------------------------------------------------------------------------- FITS
+#: File name endings read as FITS.
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
+#: Pixels used to measure the sky of one band (a regular grid of them on large frames).
+SKY_SAMPLE = 1_000_000
+
+
+def is_fits(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(FITS_SUFFIXES)
+
+
+class FitsBands:
+    """The g, r, i bands of one frame: a 3-plane cube or three single-band files, read lazily.
+
+    Files stay open (memory-mapped where astropy can: uncompressed, not gzipped) until :meth:`close`, so a
+    caller can read a 20k x 20k frame region by region with :meth:`read`.  Integer data are scaled with
+    BSCALE / BZERO here and their BLANK pixels become NaN, as are non-finite pixels of float data.
+
+    ``header``: the header of the cube or of the first band (the WCS source); ``wcs``: its celestial
+    ``astropy.wcs.WCS`` (2-D), or None when the header has none.  ``shape``: (height, width) in px.
+    Raises :class:`ImageError` naming the file: unreadable, no image HDU, wrong shape, bands of different shapes,
+    bands whose WCS disagree by more than ``max_offset`` px at the frame centre (not aligned: reproject first).
+    """
+
+    def __init__(self, paths, max_offset: float = 1.0):
+        self.paths = tuple(Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
+        if len(self.paths) not in (1, 3):
+            raise ImageError(f"{', '.join(map(str, self.paths))}: need one 3-plane cube or three band files")
+        self._files, self._planes = [], []
+        try:
+            if len(self.paths) == 1:
+                hdu = self._image_hdu(self.paths[0])
+                shape = tuple(s for s in hdu.shape if s != 1) if len(hdu.shape) > 3 else hdu.shape
+                if len(shape) != 3 or shape[0] != 3:
+                    raise ImageError(f"{self.paths[0]}: image HDU of shape {hdu.shape}: expected a 3-plane g, r, i "
+                                     f"cube (3, height, width), or give the bands as files X_g / X_r / X_i")
+                lead = (0,) * (len(hdu.shape) - 3)
+                self._planes = [(hdu, lead + (k,)) for k in range(3)]
+                self.headers = [hdu.header]
+            else:
+                hdus = [self._image_hdu(p) for p in self.paths]
+                shapes = [tuple(s for s in h.shape if s != 1) for h in hdus]
+                for path, s in zip(self.paths, shapes):
+                    if len(s) != 2:
+                        raise ImageError(f"{path}: image HDU of shape {s}: a band file must hold one 2-D image")
+                if len(set(shapes)) > 1:
+                    raise ImageError("bands of different shapes: " + ", ".join(
+                        f"{p} {s[0]}x{s[1]}" for p, s in zip(self.paths, shapes)))
+                self._planes = [(h, (0,) * (len(h.shape) - 2)) for h in hdus]
+                self.headers = [h.header for h in hdus]
+            self.shape = tuple(int(s) for s in self._planes[0][0].shape[-2:])
+            self.header = self.headers[0]
+            self.wcs = self._check_wcs(max_offset)
+        except BaseException:
+            self.close()
+            raise
+
+    def _image_hdu(self, path: Path):
+        from astropy.io import fits
+
+        try:
+            hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
+            self._files.append(hdul)
+            for hdu in hdul:
+                if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2 and all(s > 0 for s in hdu.shape):
+                    return hdu
+        except FileNotFoundError:
+            raise ImageError(f"{path}: file not found") from None
+        except (OSError, ValueError, TypeError) as err:
+            raise ImageError(f"{path}: unreadable FITS ({err})") from None
+        kinds = ", ".join(f"{type(h).__name__}{tuple(h.shape) if h.is_image else ''}" for h in hdul)
+        raise ImageError(f"{path}: no image HDU with data (HDUs: {kinds})")
+
+    @staticmethod
+    def _celestial(header):
+        import warnings
+
+        from astropy.wcs import WCS, FITSFixedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            try:
+                wcs = WCS(header)
+            except Exception:   # noqa: BLE001 - astropy raises many types on broken headers: treated as no WCS
+                return None
+        return wcs.celestial if wcs.has_celestial and wcs.celestial.naxis == 2 else None
+
+    def _check_wcs(self, max_offset: float):
+        systems = [(p, self._celestial(h)) for p, h in zip(self.paths, self.headers)]
+        systems = [(p, w) for p, w in systems if w is not None]
+        if not systems:
+            return None
+        ref_path, ref = systems[0]
+        centre = ((self.shape[1] - 1) / 2.0, (self.shape[0] - 1) / 2.0)
+        sky = ref.pixel_to_world(*centre)
+        for path, other in systems[1:]:
+            x, y = other.world_to_pixel(sky)
+            offset = float(np.hypot(x - centre[0], y - centre[1]))
+            if not offset <= max_offset:
+                raise ImageError(f"{path}: its WCS puts the centre of {ref_path} {offset:.1f} px away: the bands are "
+                                 f"not aligned (reproject them onto one pixel grid first)")
+        return ref
+
+    def read(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """(3, h, w) float32 of a region (``rows``, ``cols``: slices of the frame, steps allowed); NaN where a
+        pixel is blank or not finite."""
+        out = []
+        for hdu, lead in self._planes:
+            raw = np.asarray(hdu.section[lead + (rows, cols)])
+            header = hdu.header
+            data = raw.astype(np.float32)
+            if raw.dtype.kind in "iu":
+                if "BLANK" in header:
+                    data[raw == header["BLANK"]] = np.nan
+                scale, zero = header.get("BSCALE", 1.0), header.get("BZERO", 0.0)
+                if scale != 1.0 or zero != 0.0:
+                    data = data * np.float32(scale) + np.float32(zero)
+            data[~np.isfinite(data)] = np.nan
+            out.append(data)
+        return np.stack(out)
+
+    def sky(self, max_pixels: int = SKY_SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+        """Per band, the sky level and sky noise: sigma-clipped (3 sigma) median and MAD standard deviation
+        (astropy ``sigma_clipped_stats``) of the finite pixels, on a regular grid of at most ``max_pixels`` of
+        them.  ``ImageError`` when a band has no finite pixel or no measurable noise."""
+        from astropy.stats import sigma_clipped_stats
+
+        step = max(1, int(np.ceil(np.sqrt(self.shape[0] * self.shape[1] / max_pixels))))
+        sample = self.read(slice(None, None, step), slice(None, None, step))
+        levels, sigmas = np.zeros(3), np.zeros(3)
+        for k, band in enumerate(sample):
+            finite = band[np.isfinite(band)]
+            if finite.size == 0:
+                raise ImageError(f"{self.name}: band {k} has no finite pixel")
+            _mean, levels[k], sigmas[k] = sigma_clipped_stats(finite, sigma=3.0, stdfunc="mad_std")
+        return levels, sigmas
+
+    @property
+    def name(self) -> str:
+        return ", ".join(map(str, self.paths))
+
+    def close(self) -> None:
+        for hdul in self._files:
+            hdul.close()
+        self._files = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def flux_scale_for(sky_sigma: np.ndarray) -> np.ndarray:
+    """The rule that brings bands in any unit to the training set's: multiply band k by
+    ``TRAINING_SKY_SIGMA[k] / sky_sigma[k]`` (after subtracting its sky level)."""
+    return TRAINING_SKY_SIGMA / np.asarray(sky_sigma, float)
+
+
+def stretch_bands(bands: np.ndarray, level: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(3, h, w) bands -> ``(rgb (h, w, 3) uint8, valid (h, w) bool)``: ``(band - level) * scale`` per band, then
+    :func:`lupton_rgb`.  A pixel blank (NaN) in any band is invalid and drawn as sky (0 after the subtraction), so
+    it neither spreads into its neighbours nor stands out.  Works on any region of a frame with the frame's
+    ``level`` and ``scale``: the stretch is per pixel."""
+    valid = np.isfinite(bands).all(axis=0)
+    scaled = (bands - np.asarray(level, np.float32)[:, None, None]) * np.asarray(scale, np.float32)[:, None, None]
+    scaled[:, ~valid] = 0.0
+    return lupton_rgb(scaled), valid
+
+
+def read_fits_rgb(paths, flux_scale=None) -> dict:
+    """A whole FITS frame (a cube or three band files) as the RGB composite the models see.
+
+    Returns ``{"rgb", "valid", "header", "wcs", "sky_level", "sky_sigma", "flux_scale"}``; ``flux_scale`` (3
+    factors, or None for the measured rule of :func:`flux_scale_for`) multiplies the sky-subtracted bands.
+    """
+    with FitsBands(paths) as frame:
+        level, sigma = frame.sky()
+        if flux_scale is None and not np.all(sigma > 0):
+            raise ImageError(f"{frame.name}: no measurable sky noise in band(s) "
+                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale (--flux-scale)")
+        scale = flux_scale_for(sigma) if flux_scale is None else np.broadcast_to(np.asarray(flux_scale, float), 3)
+        rgb, valid = stretch_bands(frame.read(), level, scale)
+        return {"rgb": rgb, "valid": valid, "header": frame.header.copy(), "wcs": frame.wcs,
+                "sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}

@@ -130,3 +130,35 @@ def hf_instance_segments(processor, outputs, sizes: Sequence[tuple[int, int]],
         out.append([{"class_id": int(s["label_id"]), "score": float(s["score"]), "mask": segmentation == s["id"]}
                     for s in r["segments_info"]])
     return out
+
+
+@torch.inference_mode()
+def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool = True) -> list[torch.Tensor]:
+    """Per image, the per-pixel class probabilities ``(num_labels, height, width)`` float32 at ``sizes``.
+
+    The semantic mixture of Mask2Former / OneFormer (what ``post_process_semantic_segmentation`` takes the argmax
+    of): ``sum_q softmax(class_q)[c] * sigmoid(mask_q)``, bilinearly resized, then normalised over the classes
+    at each pixel (a pixel that no query covers is background).  ``native``: the images went into the model at
+    their own size (the processor does not resize): the mask logits, at 1/stride of the model's padded input,
+    are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the processor
+    resized the images) they are resized to ``sizes`` directly.
+    """
+    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]
+    mixture = torch.einsum("bqc,bqhw->bchw", classes, outputs.masks_queries_logits.sigmoid())
+    out = []
+    for i, (height, width) in enumerate(sizes):
+        low = mixture[i:i + 1].float()
+        if native:
+            stride = -(-height // low.shape[-2])
+            up = torch.nn.functional.interpolate(low, scale_factor=stride, mode="bilinear", align_corners=False)
+            up = up[..., :height, :width]
+        else:
+            up = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+        up = up[0]
+        total = up.sum(0, keepdim=True)
+        probs = up / total.clamp(min=1e-6)
+        empty = total[0] < 1e-6
+        probs[:, empty] = 0.0
+        probs[0, empty] = 1.0
+        out.append(probs)
+    return out

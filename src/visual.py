@@ -222,3 +222,31 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
                             row_labels=[str(item["objid"]) for item in items])
     save_figure(fig, out_png)
     return fig
+
+
+def overlay(rgb: np.ndarray, objects: np.ndarray, rows: Sequence[Mapping], min_side: int = 384) -> np.ndarray:
+    """The image with each object's outline in its class colour and a label ``<object> <class abbrev.> <score>``
+    (``predict.py --overlays``).  ``rows``: catalog rows of the objects (``object``, ``class``, ``score``,
+    ``x_min``, ``y_min`` in the map's pixels).  Images smaller than ``min_side`` px are enlarged by an integer
+    factor (nearest neighbour) so that the labels stay readable.  Returns an RGB uint8 array."""
+    from PIL import Image, ImageDraw
+
+    from src.classes import ABBREVIATIONS
+
+    factor = max(1, -(-min_side // max(objects.shape)))
+    big = np.repeat(np.repeat(objects, factor, axis=0), factor, axis=1)
+    out = np.repeat(np.repeat(np.asarray(rgb, np.uint8), factor, axis=0), factor, axis=1).copy()
+    palette = np.asarray(colour_palette(), dtype=np.uint8)
+    lut = np.zeros(int(objects.max(initial=0)) + 1, dtype=np.uint8)
+    for row in rows:
+        lut[row["object"]] = CLASS_NAMES.index(row["class"])
+    edges = find_boundaries(big, mode="inner") & (big > 0)
+    out[edges] = palette[lut[big[edges]]]
+    image = Image.fromarray(out)
+    draw = ImageDraw.Draw(image)
+    for row in rows:
+        x, y = row["x_min"] * factor, max(0, row["y_min"] * factor - 11)
+        text = f"{row['object']} {ABBREVIATIONS[row['class']]} {row['score']:.2f}"
+        draw.text((x + 1, y + 1), text, fill=(0, 0, 0))
+        draw.text((x, y), text, fill=tuple(int(v) for v in palette[CLASS_NAMES.index(row["class"])]))
+    return np.asarray(image)

@@ -1,0 +1,456 @@
+"""Apply a trained model to your own images: cutouts (JPEG / PNG / TIFF) and FITS frames -> a catalog of objects
+(class, probabilities, pixel and sky positions, areas), segmentation maps and overlays.  ``predict.py`` is the CLI.
+
+The run, for each process (``accelerate launch`` / ``torchrun`` start several; Accelerate's
+``split_between_processes`` gives each its share of the inputs):
+
+1. a DataLoader whose workers read the images (FITS: flux scaling + Lupton stretch, ``src.images``) while the
+   model runs;
+2. batched forward passes (``src.inference``) through the export's processor (its resize and normalisation);
+   images the processor does not resize go in at their own size, grouped by size, and the masks are mapped back
+   pixel for pixel; resized ones are mapped back by bilinear resizing.  ``tta``: the 8 flips / 90° rotations of
+   each image, their per-pixel class probabilities turned back and averaged;
+3. objects and their measurements (``src.objects``), the segmentation map, the overlay, and a record
+   ``records/<name>.json`` written last (atomically): an input with a record is done, ``--resume`` skips it;
+4. the main process merges the records of all inputs into one catalog and ``predict_report.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.atomic import write_json_atomic
+from src.classes import GALAXY_CLASSES
+from src.images import BANDS, ImageError
+from src.objects import (CATALOG_FORMATS, MIN_AREA, OVERLAP, SCORE_THRESHOLD, class_map, measure_objects,
+                         object_map_instance, object_map_panoptic, object_map_semantic, write_catalog,
+                         write_segmentation)
+from src.sources import InputError, Source, discover, load
+
+TASKS = ("semantic", "instance", "panoptic")
+#: The test-time augmentations: (quarter turns, then a left-right flip).
+VIEWS = tuple((k, flip) for flip in (False, True) for k in range(4))
+SETTINGS_FILE = "predict_settings.json"
+REPORT_FILE = "predict_report.json"
+RECORDS = "records"
+#: Settings that change the results: a run can only be resumed with the same ones.
+RESULT_SETTINGS = ("model", "base_card", "task", "tta", "bands", "flux_scale", "min_area", "score_threshold")
+
+
+@dataclass
+class PredictConfig:
+    """The options of ``predict.py`` (see ``--help`` for each)."""
+
+    model: str
+    inputs: list
+    out: str
+    task: str = "semantic"
+    batch_size: int = 8
+    workers: int = 1
+    device: str | None = None
+    cpu: bool = False
+    tta: bool = False
+    skip_bad: bool = False
+    overlays: bool = False
+    catalog_format: str = "csv"
+    bands: tuple = BANDS
+    flux_scale: tuple | None = None
+    min_area: int = MIN_AREA
+    score_threshold: float = SCORE_THRESHOLD
+    resume: bool = False
+    quiet: bool = False
+    base_card: str | None = None
+
+    def check(self) -> None:
+        """``InputError`` for settings that cannot work."""
+        if self.task not in TASKS:
+            raise InputError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.catalog_format not in CATALOG_FORMATS:
+            raise InputError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}, got {self.catalog_format!r}")
+        if self.batch_size < 1 or self.workers < 0 or self.min_area < 1:
+            raise InputError("batch size and min area must be >= 1, workers >= 0")
+        if self.flux_scale is not None and (len(self.flux_scale) not in (1, 3) or
+                                            not all(np.isfinite(f) and f > 0 for f in self.flux_scale)):
+            raise InputError(f"--flux-scale takes 1 or 3 positive factors, got {list(self.flux_scale)}")
+        if not self.inputs:
+            raise InputError("no INPUT given")
+
+    def result_settings(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["bands"] = list(self.bands)
+        values["flux_scale"] = None if self.flux_scale is None else list(np.broadcast_to(self.flux_scale, 3).tolist())
+        return {k: values[k] for k in RESULT_SETTINGS}
+
+
+# ------------------------------------------------------------------------------------------ reading
+class SourceDataset(torch.utils.data.Dataset):
+    """Reads source ``i`` (in a DataLoader worker); a file that cannot be used gives ``{"error": message}``."""
+
+    def __init__(self, sources: list[Source], flux_scale=None):
+        self.sources, self.flux_scale = sources, flux_scale
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> dict:
+        start = time.perf_counter()
+        try:
+            item = load(self.sources[i], self.flux_scale)
+        except ImageError as err:
+            return {"index": i, "error": str(err)}
+        except Exception as err:   # noqa: BLE001 - any library failure on a bad file is that file's error
+            return {"index": i, "error": f"{self.sources[i].source}: unreadable ({type(err).__name__}: {err})"}
+        item.update(index=i, read_s=time.perf_counter() - start)
+        return item
+
+
+def _collate(items):
+    return items
+
+
+def _worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)   # the workers share the cores with the model
+
+
+# ------------------------------------------------------------------------------------------ the model
+def _view(image: np.ndarray, view) -> np.ndarray:
+    k, flip = view
+    out = np.rot90(image, k, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if flip else out)
+
+
+def _unview(probs: torch.Tensor, view) -> torch.Tensor:
+    k, flip = view
+    if flip:
+        probs = probs.flip(-1)
+    return torch.rot90(probs, -k, dims=(-2, -1))
+
+
+def _padded(size, outputs, native: bool):
+    """The size at which mask logits cover the model's (stride-padded) input, native mode; else ``size``."""
+    if not native:
+        return size
+    h4, w4 = outputs.masks_queries_logits.shape[-2:]
+    stride = -(-size[0] // h4)
+    return stride * h4, stride * w4
+
+
+def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = False, batch_size: int = 8):
+    """Run the model on RGB images; per image ``(probs (K, H, W) float32 numpy, task_result, model seconds)``.
+
+    ``probs``: per-pixel class probabilities in the image's own grid (the mean over the 8 views with ``tta``).
+    ``task_result``: None (semantic), the instance detections with masks at the image size (instance) or
+    ``(segment map, {segment: class})`` (panoptic), from the un-augmented view.
+    """
+    from types import SimpleNamespace
+
+    from src.inference import class_probabilities, forward, instance_predictions, panoptic_segments
+
+    native = not getattr(processor.image_processor, "do_resize", False)
+    views = VIEWS if tta else VIEWS[:1]
+    jobs = [(i, v) for i in range(len(images)) for v in views]
+    groups: dict = {}
+    for job in jobs:   # one forward pass per input size when the processor keeps sizes: no padding between images
+        shape = _view(images[job[0]], job[1]).shape[:2] if native else None
+        groups.setdefault(shape, []).append(job)
+    sums = [None] * len(images)
+    results = [None] * len(images)
+    seconds = np.zeros(len(images))
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            arrays = [_view(images[i], v) for i, v in chunk]
+            tic = time.perf_counter()
+            outputs = forward(model, processor, arrays, task)
+            sizes = [a.shape[:2] for a in arrays]
+            probs = class_probabilities(outputs, sizes, native=native)
+            for (i, v), p in zip(chunk, probs):
+                p = _unview(p, v)
+                sums[i] = p if sums[i] is None else sums[i] + p
+            plain = [j for j, (_i, v) in enumerate(chunk) if v == VIEWS[0]]
+            if task != "semantic" and plain:
+                sub = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[plain],
+                                      masks_queries_logits=outputs.masks_queries_logits[plain])
+                padded = [_padded(sizes[j], outputs, native) for j in plain]
+                if task == "instance":
+                    for j, dets in zip(plain, instance_predictions(sub, padded)):
+                        height, width = sizes[j]
+                        for d in dets:
+                            d["mask"] = d["mask"][:height, :width]
+                        results[chunk[j][0]] = dets
+                else:
+                    for j, (seg, classes) in zip(plain, panoptic_segments(processor, sub, padded)):
+                        height, width = sizes[j]
+                        results[chunk[j][0]] = (seg[:height, :width], classes)
+            elapsed = time.perf_counter() - tic
+            for i, _v in chunk:
+                seconds[i] += elapsed / len(chunk)
+    return [((s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]
+
+
+def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_AREA,
+                 score_threshold: float = SCORE_THRESHOLD):
+    """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.objects``)."""
+    if task == "semantic":
+        return object_map_semantic(probs, valid, min_area)
+    if task == "instance":
+        return object_map_instance(task_result, probs.shape[1:], valid, score_threshold, OVERLAP, min_area)
+    return object_map_panoptic(*task_result, valid=valid, min_area=min_area)
+
+
+# ------------------------------------------------------------------------------------------ outputs of one input
+def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, task_result, model_s: float,
+            rank: int) -> dict:
+    tic = time.perf_counter()
+    objects, scores, dropped = find_objects(probs, task_result, cfg.task, item["valid"], cfg.min_area,
+                                            cfg.score_threshold)
+    rows = measure_objects(objects, probs, scores, item["wcs"])
+    rows = [{"source": source.source, **row} for row in rows]
+    seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
+    files = write_segmentation(seg, objects, class_map(objects, rows), item["wcs"], source.source)
+    if cfg.overlays:
+        from src.images import write_png
+        from src.visual import overlay
+
+        files.append(out / "overlays" / f"{source.name}.png")
+        write_png(files[-1], overlay(item["rgb"], objects, rows))
+    record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
+              "rank": rank, "n_objects": len(rows), "dropped": int(dropped), "rows": rows,
+              "outputs": [str(f.relative_to(out)) for f in files], "size": list(item["rgb"].shape[:2]),
+              "wcs": item["wcs"] is not None if source.is_fits else None, **item["info"],
+              "read_s": round(item["read_s"], 4), "model_s": round(model_s, 4),
+              "post_s": round(time.perf_counter() - tic, 4)}
+    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
+    return record
+
+
+def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
+    record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "failed",
+              "rank": rank, "error": error}
+    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
+    return record
+
+
+def _done(out: Path, source: Source) -> bool:
+    """Has ``source`` a record of success whose outputs all exist (resume)?"""
+    path = out / RECORDS / f"{source.name}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (record.get("status") == "ok" and record.get("source") == source.source
+            and all((out / f).is_file() for f in record.get("outputs", [])))
+
+
+# ------------------------------------------------------------------------------------------ the run
+def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
+    """Run ``cfg``; returns the report (the main process writes it with the catalog) with ``exit_status``.
+
+    ``model`` / ``processor``: an already loaded pair (tests, notebooks); otherwise ``cfg.model`` is loaded with
+    ``src.model.load_model``.  Raises ``InputError`` (settings that cannot work, INPUTs that give nothing) and
+    ``ImageError`` (an unusable image) unless ``skip_bad``.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    cfg.check()
+    started = time.perf_counter()
+    state = PartialState(cpu=cfg.cpu or cfg.device == "cpu")
+    out = Path(cfg.out)
+    discovery = discover(cfg.inputs, cfg.bands)
+    if discovery.problems and not cfg.skip_bad:
+        raise InputError("; ".join(p["error"] for p in discovery.problems[:5]) +
+                         (f" (and {len(discovery.problems) - 5} more)" if len(discovery.problems) > 5 else "") +
+                         " (--skip-bad goes on without them)")
+    if not discovery.sources and not discovery.problems:
+        raise InputError("no images found in the INPUTs")
+    settings = cfg.result_settings()
+    settings_path = out / SETTINGS_FILE
+    if settings_path.is_file() or (out / RECORDS).is_dir():
+        if not cfg.resume:
+            raise InputError(f"{out} holds the results of an earlier run: --resume continues it, or choose another "
+                             f"--out")
+        previous = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS
+                   if previous.get(k) != settings[k]]
+        if changed:
+            raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
+    sources = discovery.sources
+    pending = [s for s in sources if not (cfg.resume and _done(out, s))]
+    state.wait_for_everyone()   # every process has listed what is done before anyone writes
+    if state.is_main_process:
+        write_json_atomic(settings_path, settings, indent=1)
+
+    device = torch.device(cfg.device) if cfg.device else state.device
+    if device.type == "cpu" and state.num_processes > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+    load_s = 0.0
+    if pending and model is None:
+        from src.model import load_model
+
+        tic = time.perf_counter()
+        model, processor = load_model(cfg.model, base_card=cfg.base_card, device=device)
+        load_s = time.perf_counter() - tic
+    elif model is not None:
+        model.to(device)
+    if model is not None:
+        model.eval()
+
+    flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
+    processed: list[dict] = []
+    predict_tic = time.perf_counter()
+    with state.split_between_processes(pending) as mine:
+        loader = torch.utils.data.DataLoader(
+            SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=cfg.workers,
+            collate_fn=_collate, worker_init_fn=_worker_init if cfg.workers else None,
+            persistent_workers=False, prefetch_factor=2 if cfg.workers else None)
+        bar = tqdm(total=len(pending), desc="predict", unit="img", disable=cfg.quiet or not state.is_main_process)
+        try:
+            for batch in loader:
+                good = [item for item in batch if "error" not in item]
+                for item in batch:
+                    if "error" in item:
+                        if not cfg.skip_bad:
+                            raise ImageError(item["error"] + " (--skip-bad goes on without it)")
+                        processed.append(_failed(out, mine[item["index"]], item["error"], state.process_index))
+                if good:
+                    results = segment(model, processor, [item["rgb"] for item in good], cfg.task, cfg.tta,
+                                      cfg.batch_size)
+                    for item, (probs, task_result, model_s) in zip(good, results):
+                        processed.append(_finish(cfg, out, mine[item["index"]], item, probs, task_result, model_s,
+                                                 state.process_index))
+                bar.update(len(batch) * state.num_processes)
+        finally:
+            bar.close()
+    predict_s = time.perf_counter() - predict_tic
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {"exit_status": int(any(r["status"] != "ok" for r in processed))}
+    timings = {"model_load_s": round(load_s, 3), "predict_s": round(predict_s, 3)}
+    return merge(cfg, discovery, pending, state.num_processes, timings, started)
+
+
+def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int, timings: dict,
+          started: float) -> dict:
+    """Catalog and report from the records of all inputs (main process)."""
+    tic = time.perf_counter()
+    out = Path(cfg.out)
+    pending_names = {s.name for s in pending}
+    rows, inputs, ranks, no_wcs = [], [], set(), []
+    for source in discovery.sources:
+        path = out / RECORDS / f"{source.name}.json"
+        record = json.loads(path.read_text()) if path.is_file() else {"status": "missing", "source": source.source}
+        if record["status"] == "ok":
+            rows += record["rows"]
+            if record.get("wcs") is False:
+                no_wcs.append(source.source)
+        if source.name in pending_names and "rank" in record:
+            ranks.add(record["rank"])
+        inputs.append({k: v for k, v in record.items() if k not in ("rows", "paths", "name")}
+                      | {"resumed": source.name not in pending_names})
+    failed = [i for i in inputs if i["status"] != "ok"]
+    skipped = [{"source": p["input"], "status": "failed", "error": p["error"]} for p in discovery.problems]
+    catalog = write_catalog(rows, out / f"catalog.{cfg.catalog_format}", cfg.catalog_format)
+    counts = Counter(r["class"] for r in rows)
+    if no_wcs:
+        print(f"note: {len(no_wcs)} FITS input(s) have no celestial WCS; their objects have pixel coordinates only "
+              f"(e.g. {no_wcs[0]})", file=sys.stderr)
+    for item in failed + skipped:
+        print(f"skipped: {item.get('error', item['status'])}", file=sys.stderr)
+    timings.update(merge_s=round(time.perf_counter() - tic, 3), total_s=round(time.perf_counter() - started, 3))
+    report = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": cfg.model, "settings": {**cfg.result_settings(), "batch_size": cfg.batch_size,
+                                         "workers": cfg.workers, "catalog_format": cfg.catalog_format,
+                                         "overlays": cfg.overlays, "skip_bad": cfg.skip_bad, "resume": cfg.resume},
+        "world_size": world_size, "ranks_seen": sorted(ranks),
+        "counts": {"inputs": len(discovery.sources) + len(discovery.problems), "images": len(discovery.sources),
+                   "ok": len(inputs) - len(failed), "failed": len(failed) + len(skipped),
+                   "processed_now": len(pending), "resumed": len(discovery.sources) - len(pending),
+                   "duplicates": discovery.duplicates, "ignored_files": discovery.ignored, "objects": len(rows),
+                   "by_class": {name: counts.get(name, 0) for name in GALAXY_CLASSES},
+                   "no_wcs": len(no_wcs)},
+        "catalog": str(catalog.relative_to(out)), "timings": timings,
+        "inputs": inputs + skipped,
+    }
+    write_json_atomic(out / REPORT_FILE, report, indent=1)
+    report["exit_status"] = 1 if failed or skipped else 0
+    return report
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Segment and classify galaxies in your own images with a trained model: a catalog "
+                    "(pixel and sky coordinates), segmentation maps, overlays.",
+        epilog="Several processes: accelerate launch predict.py ... (or torchrun --nproc_per_node N predict.py ...).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files (JPEG/PNG/TIFF/FITS), folders, glob patterns, or @list.txt")
+    p.add_argument("--model", required=True, help="save_pretrained folder (safetensors/NAME), bare .safetensors "
+                                                  "state dict or preset")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--task", default="semantic", choices=TASKS,
+                   help="the task the model is conditioned on, which decides what an object is (default semantic: "
+                        "connected regions of galaxy pixels; see README)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes reading images (default 1)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: CUDA, else MPS, else CPU)")
+    p.add_argument("--cpu", action="store_true", help="force the CPU (same as --device cpu)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="go on past unusable inputs (listed in the report; exit status 1)")
+    p.add_argument("--overlays", action="store_true", help="write overlays/NAME.png (outlines and labels)")
+    p.add_argument("--catalog-format", default="csv", choices=CATALOG_FORMATS, help="(default csv)")
+    p.add_argument("--bands", nargs=3, default=list(BANDS), metavar=("G", "R", "I"),
+                   help="FITS band suffixes, blue to red, shown as B, G, R (default: g r i)")
+    p.add_argument("--flux-scale", type=float, nargs="+", default=None, metavar="F",
+                   help="FITS: multiply the sky-subtracted bands by these 1 or 3 factors instead of scaling their "
+                        "measured sky noise to the training set's")
+    p.add_argument("--min-area", type=int, default=MIN_AREA, help=f"smallest object, px (default {MIN_AREA})")
+    p.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
+                   help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})")
+    p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> PredictConfig:
+    return PredictConfig(
+        model=args.model, inputs=list(args.inputs), out=args.out, task=args.task, batch_size=args.batch_size,
+        workers=args.workers, device=args.device, cpu=args.cpu, tta=args.tta, skip_bad=args.skip_bad,
+        overlays=args.overlays, catalog_format=args.catalog_format, bands=tuple(args.bands),
+        flux_scale=None if args.flux_scale is None else tuple(args.flux_scale), min_area=args.min_area,
+        score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card)
+
+
+def main(argv=None, model=None, processor=None) -> int:
+    """The CLI; returns the exit status: 0 all done, 1 some inputs failed (--skip-bad), 2 a usage or input
+    error (one message, no traceback)."""
+    from src.model import ModelSourceError
+
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        report = predict(cfg, model, processor)
+    except (InputError, ImageError, ModelSourceError) as err:
+        print(f"predict.py: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet and "counts" in report:
+        counts = report["counts"]
+        print(f"{counts['ok']} of {counts['images']} images, {counts['objects']} objects -> "
+              f"{Path(args.out) / report['catalog']} ({report['timings']['total_s']:.1f} s)")
+    return report["exit_status"]

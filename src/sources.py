@@ -1,0 +1,186 @@
+"""The inputs of ``predict.py``: which files make which images, and reading one as the model's RGB input.
+
+An INPUT is an image file, a folder (its image files, not recursive), a glob pattern (``**`` recursive) or
+``@list.txt`` (one INPUT per line; blank lines and ``#`` comments ignored; relative paths are relative to the list
+file's folder).  Image files: JPEG, PNG, TIFF (any size, grey or RGB) and FITS.  FITS files whose names differ only
+by a band suffix (``X_g.fits``, ``X_r.fits``, ``X_i.fits``; separator ``_``, ``-`` or ``.``; suffixes from
+``bands``) are the bands of one frame ``X``; any other FITS file must be a 3-plane cube in ``bands`` order.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from src.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb, read_rgb
+
+#: Extensions picked up in folders (FITS: ``FITS_SUFFIXES``).  Files named explicitly may have any extension.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: Smallest image side the models are run on, px.
+MIN_SIDE = 32
+
+
+class InputError(ValueError):
+    """An INPUT that gives no image (missing file, empty folder, pattern without match, incomplete band set)."""
+
+
+@dataclass
+class Source:
+    """One image to segment: ``paths`` (one file, or the g, r, i band files), ``source`` (the catalog's
+    ``source``: the path as given, or the band files' common path without the band suffix) and ``name`` (unique
+    file-name stem of its outputs)."""
+
+    source: str
+    paths: tuple[str, ...]
+    name: str = ""
+
+    @property
+    def is_fits(self) -> bool:
+        return is_fits(self.paths[0])
+
+
+@dataclass
+class Discovery:
+    sources: list[Source]
+    problems: list[dict] = field(default_factory=list)      # {"input", "error"}: INPUTs that gave nothing usable
+    duplicates: int = 0                                     # files reached by several INPUTs, kept once
+    ignored: int = 0                                        # files in folders with other extensions
+
+
+def _fits_stem(path: str) -> str:
+    lower = path.lower()
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return path[:-len(suffix)]
+    return path
+
+
+def _expand(item: str, base: Path | None, discovery: Discovery, depth: int = 0) -> list[str]:
+    if item.startswith("@"):
+        list_path = Path(item[1:]) if base is None else base / item[1:]
+        try:
+            lines = list_path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise InputError(f"{list_path}: cannot read the list ({err.strerror or err})") from None
+        if depth > 8:
+            raise InputError(f"{list_path}: lists nested too deep")
+        files = []
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                files += _try_expand(line, list_path.parent, discovery, depth + 1)
+        return files
+    path = Path(item) if base is None or Path(item).is_absolute() else base / item
+    if any(c in item for c in "*?["):
+        matches = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not matches:
+            raise InputError(f"{item}: the pattern matches no file")
+        return matches
+    if path.is_dir():
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        files = [str(p) for p in entries if p.name.lower().endswith(IMAGE_SUFFIXES) or is_fits(p)]
+        discovery.ignored += len(entries) - len(files)
+        if not files:
+            raise InputError(f"{path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES + FITS_SUFFIXES[:3])})")
+        return files
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return [str(path)]
+
+
+def _try_expand(item, base, discovery, depth=0):
+    try:
+        return _expand(item, base, discovery, depth)
+    except InputError as err:
+        discovery.problems.append({"input": item, "error": str(err)})
+        return []
+
+
+def discover(inputs, bands=BANDS) -> Discovery:
+    """The images named by ``inputs`` (in order of first appearance), FITS band files grouped into frames.
+
+    INPUTs that give nothing are listed in ``problems`` (the caller decides whether that is fatal); a file
+    reached twice is kept once and counted in ``duplicates``.
+    """
+    if len(bands) != 3 or len(set(bands)) != 3:
+        raise InputError(f"bands must be three distinct suffixes (g, r, i order), got {list(bands)}")
+    discovery = Discovery([])
+    files, seen = [], set()
+    for item in inputs:
+        for path in _try_expand(str(item), None, discovery):
+            key = os.path.realpath(path)
+            if key in seen:
+                discovery.duplicates += 1
+                continue
+            seen.add(key)
+            files.append(path)
+    pattern = re.compile(r"^(?P<stem>.+)[_.\-](?P<band>" + "|".join(re.escape(b) for b in bands) + r")$")
+    groups: dict[str, dict[str, str]] = defaultdict(dict)
+    order: list[tuple[str, str]] = []                      # ("file", path) or ("frame", stem)
+    for path in files:
+        match = pattern.match(_fits_stem(path)) if is_fits(path) else None
+        if match is None:
+            order.append(("file", path))
+            continue
+        stem = match["stem"]
+        if stem not in groups:
+            order.append(("frame", stem))
+        groups[stem][match["band"]] = path
+    for kind, key in order:
+        if kind == "file":
+            discovery.sources.append(Source(key, (key,)))
+            continue
+        found = groups[key]
+        missing = [b for b in bands if b not in found]
+        if missing:
+            discovery.problems.append({"input": key, "error": f"{key}: band file(s) for {', '.join(missing)} missing "
+                                                              f"(found {', '.join(found.values())})"})
+            continue
+        discovery.sources.append(Source(key, tuple(found[b] for b in bands)))
+    _name(discovery.sources)
+    return discovery
+
+
+def _name(sources: list[Source]) -> None:
+    """Output names, unique: the file stem (``Dr7_1.jpg`` -> ``Dr7_1``; a band frame: its stem without the band);
+    where stems clash, the path relative to the clashing files' common folder with ``/`` -> ``__``, without the
+    extension, or with it if that still clashes."""
+    def stem(path: str, fits: bool) -> str:
+        return _fits_stem(path) if fits else os.path.splitext(path)[0]
+
+    def clean(text: str) -> str:
+        return re.sub(r"[^\w.\-]+", "_", text.replace(os.sep, "__"))
+
+    counts = Counter(stem(os.path.basename(s.source), s.is_fits) for s in sources)
+    clashing = [s for s in sources if counts[stem(os.path.basename(s.source), s.is_fits)] > 1]
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(s.source)) for s in clashing]) if clashing else ""
+    relative = {id(s): os.path.relpath(os.path.abspath(s.source), common) for s in clashing}
+    second = Counter(stem(r, s.is_fits) for s in clashing for r in [relative[id(s)]])
+    for s in sources:
+        base = stem(os.path.basename(s.source), s.is_fits)
+        if counts[base] == 1:
+            s.name = clean(base)
+        else:
+            rel = relative[id(s)]
+            s.name = clean(stem(rel, s.is_fits) if second[stem(rel, s.is_fits)] == 1 else rel)
+
+
+def load(source: Source, flux_scale=None) -> dict:
+    """Read a source as the model's input: ``{"rgb" (H, W, 3) uint8, "valid" (H, W) bool or None, "wcs",
+    "header", "info"}``.  FITS frames go through the flux-scaling rule and the Lupton stretch of ``src.images``
+    (``flux_scale``: three factors replacing the measured ones).  ``ImageError`` names the file when it cannot be
+    used."""
+    if source.is_fits:
+        frame = read_fits_rgb(source.paths, flux_scale)
+        out = {"rgb": frame["rgb"], "valid": frame["valid"], "wcs": frame["wcs"], "header": frame["header"],
+               "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")}}
+        out["info"]["masked_px"] = int((~frame["valid"]).sum())
+    else:
+        out = {"rgb": read_rgb(source.paths[0]), "valid": None, "wcs": None, "header": None, "info": {}}
+    height, width = out["rgb"].shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")
+    return out

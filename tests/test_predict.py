@@ -1,0 +1,395 @@
+"""predict.py: catalog, segmentation maps and sky coordinates from known objects (ColourOracle), FITS inputs with a
+known WCS, bad inputs, several processes, kill / resume, and the real CLI with a tiny exported model."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from src.classes import CLASS_NAMES, COLOURS
+from src.model import build_config, build_processor
+from src.objects import PROB_COLUMNS, write_catalog
+from src.predict import PredictConfig, main, predict
+from tests.oracle_model import ColourOracle
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def scene(path: Path, shape, objects, grey=False, seed=0) -> list[dict]:
+    """Filled ellipses ``(class, cx, cy, a, b)`` in their class colours on a dark noisy sky, written as PNG.
+    Returns the expected catalog rows (by decreasing area) and their masks."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 25, (*shape, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    expected = []
+    for name, cx, cy, a, b in objects:
+        mask = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+        image[mask] = (230, 230, 230) if grey else COLOURS[name]
+        ys, xs = np.nonzero(mask)
+        expected.append({"class": name, "area_px": int(mask.sum()), "x": xs.mean(), "y": ys.mean(),
+                         "x_min": xs.min(), "y_min": ys.min(), "x_max": xs.max(), "y_max": ys.max(), "mask": mask})
+    Image.fromarray(image.mean(axis=2).astype(np.uint8) if grey else image).save(path)
+    return sorted(expected, key=lambda e: -e["area_px"])
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    processor = build_processor(None, config=build_config("galaxy-tiny"))
+    return ColourOracle.for_processor(processor), processor
+
+
+@pytest.fixture(scope="module")
+def bright_oracle(oracle):
+    """For stretched FITS images, whose sky noise reaches the default threshold here and there."""
+    return ColourOracle.for_processor(oracle[1], threshold=120, num_queries=64), oracle[1]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    truth = {
+        "two": scene(root / "two.png", (64, 64), [("elliptical", 18, 20, 9, 6), ("spiral", 44, 42, 12, 8)]),
+        "wide": scene(root / "wide.png", (48, 80), [("spiral edge-on", 50, 24, 20, 4)], seed=1),
+        "three": scene(root / "three.png", (70, 57), [("spiral barred", 15, 15, 7, 7), ("artifact", 40, 50, 5, 5),
+                                                      ("elliptical", 40, 20, 10, 9)], seed=2),
+        "grey": scene(root / "grey.png", (40, 40), [("elliptical", 20, 19, 8, 6)], grey=True, seed=3),
+    }
+    return root, truth
+
+
+def run(oracle, inputs, out, **kwargs) -> dict:
+    model, processor = oracle
+    cfg = PredictConfig(model="oracle", inputs=[str(i) for i in inputs], out=str(out), quiet=True, workers=0, **kwargs)
+    return predict(cfg, model, processor)
+
+
+@pytest.mark.parametrize("task", ["semantic", "instance", "panoptic"])
+def test_catalog_of_known_objects(oracle, scenes, tmp_path, task):
+    root, truth = scenes
+    report = run(oracle, [root], tmp_path, task=task, batch_size=3)
+    assert report["exit_status"] == 0 and report["counts"]["ok"] == 4 and report["counts"]["failed"] == 0
+    catalog = pd.read_csv(tmp_path / "catalog.csv")
+    assert list(catalog.columns[:4]) == ["source", "object", "class", "score"] and "ra" not in catalog
+    for name, expected in truth.items():
+        rows = catalog[catalog["source"] == str(root / f"{name}.png")].sort_values("object")
+        assert list(rows["object"]) == list(range(1, len(expected) + 1)), name
+        seg = np.asarray(Image.open(tmp_path / "segmentation" / f"{name}_objects.png"))
+        classes = np.asarray(Image.open(tmp_path / "segmentation" / f"{name}_classes.png"))
+        for (_, row), want in zip(rows.iterrows(), expected):
+            if name != "grey":
+                assert row["class"] == want["class"]
+                assert row[PROB_COLUMNS[CLASS_NAMES.index(want["class"]) - 1]] > 0.99 and row["entropy"] < 0.01
+            assert row["area_px"] == want["area_px"]
+            assert abs(row["x"] - want["x"]) < 1e-3 and abs(row["y"] - want["y"]) < 1e-3
+            assert [row[k] for k in ("x_min", "y_min", "x_max", "y_max")] == \
+                [want[k] for k in ("x_min", "y_min", "x_max", "y_max")]
+            assert row["score"] > 0.99
+            assert np.array_equal(seg == row["object"], want["mask"])
+            assert np.all(classes[want["mask"]] == CLASS_NAMES.index(row["class"]))
+        assert np.count_nonzero(seg) == sum(w["area_px"] for w in expected)
+    assert report["counts"]["objects"] == len(catalog) == 7
+
+
+def test_tta_maps_the_views_back(oracle, scenes, tmp_path):
+    """An oracle that sees the flipped / rotated image answers in that frame: averaged back, nothing changes."""
+    root, _ = scenes
+    plain = run(oracle, [root], tmp_path / "plain")
+    tta = run(oracle, [root], tmp_path / "tta", tta=True, batch_size=5)
+    assert plain["exit_status"] == tta["exit_status"] == 0
+    model, _ = oracle
+    first, second = pd.read_csv(tmp_path / "plain/catalog.csv"), pd.read_csv(tmp_path / "tta/catalog.csv")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_resized_inputs_are_mapped_back(tmp_path):
+    processor = build_processor(64, config=build_config("galaxy-tiny"))      # the processor resizes to 64 x 64
+    model = ColourOracle.for_processor(processor, threshold=110)    # half way up the edges the resizing blurs
+    expected = scene(tmp_path / "big.png", (100, 70), [("spiral barred", 30, 55, 14, 10)])
+    cfg = PredictConfig(model="oracle", inputs=[str(tmp_path / "big.png")], out=str(tmp_path / "out"), quiet=True,
+                        workers=0)
+    assert predict(cfg, model, processor)["exit_status"] == 0
+    [row] = pd.read_csv(tmp_path / "out/catalog.csv").to_dict("records")
+    assert row["class"] == "spiral barred" and abs(row["area_px"] / expected[0]["area_px"] - 1) < 0.05
+    assert abs(row["x"] - expected[0]["x"]) < 0.6 and abs(row["y"] - expected[0]["y"]) < 0.6
+    seg = np.asarray(Image.open(tmp_path / "out/segmentation/big_objects.png"))
+    assert seg.shape == (100, 70)
+
+
+# ------------------------------------------------------------------------------------------ FITS and WCS
+def _wcs(shape, ra=150.1, dec=2.2, scale=0.4, angle=30.0):
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [ra, dec]
+    wcs.wcs.crpix = [shape[1] * 0.3, shape[0] * 0.6]            # not the centre: an axis mix-up shows
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    wcs.wcs.cd = np.array([[-c, s], [s, c]]) * scale / 3600.0
+    return wcs
+
+
+def planted_frame(folder: Path, shape=(80, 96), sky_sigma=(0.004, 0.005, 0.008), seed=0, nan_patch=True):
+    """g, r, i band files (nanomaggy-like units) with a TAN WCS and a round galaxy at a known sky position."""
+    from astropy.io import fits
+
+    from src.images import write_fits
+
+    wcs = _wcs(shape)
+    target = (150.1 - 10.0 / 3600, 2.2 + 4.0 / 3600)             # 10" (in RA) west, 4" north of the reference
+    x0, y0 = (float(v) for v in wcs.world_to_pixel_values(*target))
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    profile = np.exp(-0.5 * ((xx - x0) ** 2 + (yy - y0) ** 2) / 4.0 ** 2)
+    rng = np.random.default_rng(seed)
+    header = wcs.to_header()
+    bands = []
+    for k, (band, flux) in enumerate(zip("gri", (0.6, 1.0, 1.3))):
+        data = (flux * profile + 0.2 + rng.normal(0, sky_sigma[k], shape)).astype(np.float32)   # sky level 0.2
+        if nan_patch:
+            data[2:6, 2:9] = np.nan
+        bands.append(data)
+        write_fits(folder / f"gal_{band}.fits", data, header)
+    fits.PrimaryHDU(np.stack(bands), header=header).writeto(folder / "cube.fits")
+    return wcs, target, (x0, y0)
+
+
+def test_fits_sky_position_and_wcs_of_the_segmentation(bright_oracle, tmp_path):
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from src.images import TRAINING_SKY_SIGMA
+
+    (tmp_path / "in").mkdir()
+    wcs, target, (x0, y0) = planted_frame(tmp_path / "in")
+    assert 20 < x0 < 76 and 20 < y0 < 60
+    report = run(bright_oracle, [tmp_path / "in" / "*.fits"], tmp_path / "out")
+    assert report["exit_status"] == 0 and report["counts"]["images"] == 2 and report["counts"]["no_wcs"] == 0
+    catalog = pd.read_csv(tmp_path / "out/catalog.csv")
+    assert set(catalog["source"]) == {str(tmp_path / "in" / "gal"), str(tmp_path / "in" / "cube.fits")}
+    for _, row in catalog.iterrows():
+        assert np.hypot(row["x"] - x0, row["y"] - y0) < 0.5
+        separation = SkyCoord(row["ra"], row["dec"], unit="deg").separation(SkyCoord(*target, unit="deg")).arcsec
+        assert separation < 0.5 * 0.4, separation
+        assert abs(row["area_arcsec2"] - row["area_px"] * 0.16) < 1e-3
+    for name in ("gal", "cube"):
+        with fits.open(tmp_path / "out/segmentation" / f"{name}.fits") as hdul:
+            objects, classes = hdul["OBJECTS"].data, hdul["CLASSES"].data
+            for hdu in hdul:
+                pixels = np.array([[0.0, 0.0], [95.0, 79.0], [x0, y0]])
+                assert np.allclose(WCS(hdu.header).all_pix2world(pixels, 0), wcs.all_pix2world(pixels, 0),
+                                   rtol=0, atol=1e-10)
+        assert objects.shape == (80, 96) and objects[int(round(y0)), int(round(x0))] == 1
+        assert classes[int(round(y0)), int(round(x0))] > 0
+        assert not objects[2:6, 2:9].any()                       # blank pixels belong to no object
+    records = {r["source"]: r for r in report["inputs"]}
+    frame = records[str(tmp_path / "in" / "gal")]
+    assert frame["masked_px"] == 28 and frame["wcs"] is True
+    assert np.allclose(frame["sky_sigma"], (0.004, 0.005, 0.008), rtol=0.1)
+    assert np.allclose(frame["sky_level"], 0.2, atol=0.002)
+    assert np.allclose(frame["flux_scale"], TRAINING_SKY_SIGMA / np.asarray(frame["sky_sigma"]))
+
+
+def test_synthetic_fits_frames_land_on_the_catalog_position(oracle, tmp_path):
+    """End to end with the generator's --fits output: the object at the centre has the catalog's ra / dec (up to
+    its pixel offset from the centre, as the WCS says)."""
+    from astropy.coordinates import SkyCoord
+
+    from src.catalog import load_catalog
+    from src.synthetic import generate
+
+    generate(tmp_path / "data", n=3, seed=4, size=96, progress=False, fits=True)
+    model = ColourOracle.for_processor(oracle[1], threshold=90, num_queries=64)
+    report = run((model, oracle[1]), [tmp_path / "data/original/fits"], tmp_path / "out", min_area=5)
+    assert report["exit_status"] == 0 and report["counts"]["images"] == 3
+    catalog = pd.read_csv(tmp_path / "out/catalog.csv")
+    truth = load_catalog(tmp_path / "data/gz2_hart16.csv").set_index("dr7objid")
+    for objid, row in truth.iterrows():
+        rows = catalog[catalog["source"].str.endswith(f"Dr7_{objid}")]
+        central = rows.loc[np.hypot(rows["x"] - 47.5, rows["y"] - 47.5).idxmin()]
+        offset_px = np.hypot(central["x"] - 47.5, central["y"] - 47.5)
+        assert offset_px < 6
+        separation = SkyCoord(central["ra"], central["dec"], unit="deg").separation(
+            SkyCoord(row["ra"], row["dec"], unit="deg")).arcsec
+        assert abs(separation - 0.396 * offset_px) < 0.01
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
+    oracle = bright_oracle
+    from astropy.io import fits
+
+    from src.images import write_fits
+
+    root, _ = scenes
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "garbage.jpg").write_bytes(b"not an image at all")
+    (bad / "cut.png").write_bytes((root / "two.png").read_bytes()[:200])
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column(name="a", format="E", array=np.ones(3))])]).writeto(bad / "table.fits")
+    write_fits(bad / "four.fits", np.zeros((4, 40, 40), np.float32))
+    write_fits(bad / "odd_g.fits", np.zeros((40, 40), np.float32))
+    write_fits(bad / "odd_r.fits", np.zeros((40, 41), np.float32))
+    write_fits(bad / "odd_i.fits", np.zeros((40, 40), np.float32))
+    write_fits(bad / "half_g.fits", np.zeros((40, 40), np.float32))
+    (tmp_path / "empty").mkdir()
+    nowcs = tmp_path / "nowcs"
+    nowcs.mkdir()
+    planted_frame(nowcs, nan_patch=False)
+    for band in "gri":                                           # the same bands without their WCS
+        data = fits.getdata(nowcs / f"gal_{band}.fits")
+        write_fits(nowcs / f"plain_{band}.fits", data)
+    (nowcs / "cube.fits").unlink()
+    good = [str(root / "two.png"), str(nowcs)]
+
+    # without --skip-bad: one clear message naming the file, exit 2, no catalog, no temporary file
+    assert main(["--model", "x", str(bad / "garbage.jpg"), *good, "--out", str(tmp_path / "a"), "--quiet",
+                 "--workers", "0"], *oracle) == 2
+    err = capsys.readouterr().err
+    assert "garbage.jpg" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a" / "catalog.csv").exists()
+    assert not [p for p in (tmp_path / "a").rglob(".*") if p.is_file()]
+    assert main(["--model", "x", str(tmp_path / "empty"), "--out", str(tmp_path / "b"), "--quiet"], *oracle) == 2
+    assert "empty: no image files" in capsys.readouterr().err
+
+    # --skip-bad: the run goes on, the report lists every bad input with its reason, exit 1
+    assert main(["--model", "x", str(bad), str(tmp_path / "empty"), *good, "--out", str(tmp_path / "c"),
+                 "--skip-bad", "--quiet", "--workers", "1"], *oracle) == 1
+    err = capsys.readouterr().err
+    assert err.count("no celestial WCS") == 1 and "plain" in err
+    report = json.loads((tmp_path / "c" / "predict_report.json").read_text())
+    failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
+    assert set(failed) == {"garbage.jpg", "cut.png", "table.fits", "four.fits", "odd", "half", "empty"}
+    assert "unreadable image" in failed["garbage.jpg"] and "no image HDU" in failed["table.fits"]
+    assert "(4, 40, 40)" in failed["four.fits"] and "different shapes" in failed["odd"]
+    assert "r, i missing" in failed["half"] and "no image files" in failed["empty"]
+    assert all(str(bad) in e or "empty" in e for e in failed.values())
+    assert report["counts"]["ok"] == 3 and report["counts"]["failed"] == 7 and report["counts"]["no_wcs"] == 1
+    catalog = pd.read_csv(tmp_path / "c" / "catalog.csv")
+    assert set(catalog["source"]) == {str(root / "two.png"), str(nowcs / "gal"), str(nowcs / "plain")}
+    plain = catalog[catalog["source"] == str(nowcs / "plain")]
+    assert plain["ra"].isna().all() and catalog.loc[catalog["source"] == str(nowcs / "gal"), "ra"].notna().all()
+
+
+def test_settings_errors_and_refusals(oracle, scenes, tmp_path, capsys):
+    root, _ = scenes
+    args = ["--model", "x", str(root / "two.png"), "--out", str(tmp_path / "o"), "--quiet", "--workers", "0"]
+    assert main(args + ["--flux-scale", "1", "2"], *oracle) == 2
+    assert "--flux-scale takes 1 or 3" in capsys.readouterr().err
+    assert main(args + ["--bands", "g", "g", "i"], *oracle) == 2
+    assert "three distinct" in capsys.readouterr().err
+    assert main(args, *oracle) == 0
+    assert main(args, *oracle) == 2
+    assert "--resume continues it" in capsys.readouterr().err
+    assert main(args + ["--resume", "--min-area", "30"], *oracle) == 2
+    assert "min_area: 10 -> 30" in capsys.readouterr().err
+    assert main(args + ["--resume"], *oracle) == 0
+    report = json.loads((tmp_path / "o" / "predict_report.json").read_text())
+    assert report["counts"]["resumed"] == 1 and report["counts"]["processed_now"] == 0
+
+
+def test_catalog_formats_round_trip(tmp_path):
+    from astropy.table import Table
+
+    rows = [{"source": "a.fits", "object": 1, "class": "spiral", "score": 0.9, **dict.fromkeys(PROB_COLUMNS, 0.2),
+             "entropy": 1.6, "x": 1.5, "y": 2.5, "x_min": 0, "y_min": 1, "x_max": 3, "y_max": 4, "area_px": 12,
+             "ra": 150.0, "dec": 2.0, "area_arcsec2": 1.88},
+            {"source": "b.png", "object": 1, "class": "elliptical", "score": 0.8, **dict.fromkeys(PROB_COLUMNS, 0.2),
+             "entropy": 1.6, "x": 5.0, "y": 6.0, "x_min": 4, "y_min": 5, "x_max": 6, "y_max": 7, "area_px": 9}]
+    frames = {}
+    for fmt in ("csv", "ecsv", "fits", "parquet"):
+        path = write_catalog(rows, tmp_path / f"catalog.{fmt}", fmt)
+        frames[fmt] = pd.read_parquet(path) if fmt == "parquet" else Table.read(path).to_pandas()
+        classes = [c.decode() if isinstance(c, bytes) else c for c in frames[fmt]["class"]]
+        assert classes == ["spiral", "elliptical"] and frames[fmt]["area_px"].tolist() == [12, 9]
+        assert frames[fmt]["ra"].iloc[0] == 150.0 and np.isnan(frames[fmt]["ra"].iloc[1])
+    assert str(Table.read(tmp_path / "catalog.ecsv")["ra"].unit) == "deg"
+    assert str(Table.read(tmp_path / "catalog.fits")["area_arcsec2"].unit) == "arcsec2"
+
+
+# ------------------------------------------------------------------------------------------ processes
+def _oracle_cli(args, torchrun: int = 0, exit_after: int | None = None):
+    command = [PY, "tests/predict_oracle_main.py"]
+    if torchrun:
+        command = [PY, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun), "--master_port",
+                   str(29500 + os.getpid() % 1000), "tests/predict_oracle_main.py"]
+    if exit_after is not None:
+        command += ["--exit-after-calls", str(exit_after)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command + ["--model", "oracle", "--quiet", "--workers", "0", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, oracle):
+    """Twelve small scenes and the catalog of one uninterrupted process."""
+    root = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(5)
+    names = [n for n in CLASS_NAMES[1:]]
+    for k in range(12):
+        scene(root / f"s{k:02d}.png", (48, 56), [(names[k % 5], 14 + rng.integers(0, 4), 14, 7, 5),
+                                                 (names[(k + 2) % 5], 38, 32 + rng.integers(0, 4), 9, 6)], seed=k)
+    report = run(oracle, [root / "s*.png"], root / "one", batch_size=2)
+    assert report["exit_status"] == 0 and report["world_size"] == 1
+    return root, pd.read_csv(root / "one" / "catalog.csv")
+
+
+def test_two_processes_give_the_same_catalog(many, tmp_path):
+    root, one = many
+    done = _oracle_cli([str(root / "s*.png"), "--out", str(tmp_path / "two"), "--batch-size", "2", "--cpu"],
+                       torchrun=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "two" / "predict_report.json").read_text())
+    assert report["world_size"] == 2 and report["ranks_seen"] == [0, 1]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / "catalog.csv"), one)
+
+
+def test_killed_run_resumes_to_the_same_catalog(many, oracle, tmp_path):
+    root, one = many
+    args = [str(root / "s*.png"), "--out", str(tmp_path / "run"), "--batch-size", "2"]
+    killed = _oracle_cli(args, exit_after=3)                     # dies at the 4th batch
+    assert killed.returncode == 137
+    records = list((tmp_path / "run" / "records").glob("*.json"))
+    assert len(records) == 6 and not (tmp_path / "run" / "catalog.csv").exists()
+    assert main(["--model", "oracle", "--quiet", "--workers", "0", *args, "--resume"], *oracle) == 0
+    report = json.loads((tmp_path / "run" / "predict_report.json").read_text())
+    assert report["counts"]["resumed"] == 6 and report["counts"]["processed_now"] == 6
+    catalog = pd.read_csv(tmp_path / "run" / "catalog.csv")
+    assert not catalog.duplicated(["source", "object"]).any()
+    pd.testing.assert_frame_equal(catalog, one)
+
+
+def test_cli_with_an_exported_model(scenes, tmp_path):
+    """A (random) galaxy-tiny export loaded from its folder, through the CLI's main: every output is written."""
+    from src.model import load_model, save_export
+
+    root, _ = scenes
+    model, processor = load_model("galaxy-tiny")
+    save_export(model, processor, tmp_path / "model")
+    assert main(["--model", str(tmp_path / "model"), str(root / "two.png"), str(root / "wide.png"), "--out",
+                 str(tmp_path / "out"), "--overlays", "--tta", "--catalog-format", "ecsv", "--quiet", "--min-area",
+                 "1"]) == 0
+    report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
+    assert report["counts"]["ok"] == 2 and report["catalog"] == "catalog.ecsv"
+    assert (tmp_path / "out/catalog.ecsv").is_file()
+    for name in ("two", "wide"):
+        overlay = np.asarray(Image.open(tmp_path / "out/overlays" / f"{name}.png"))
+        assert overlay.shape[2] == 3 and max(overlay.shape[:2]) >= 384
+        assert Image.open(tmp_path / "out/segmentation" / f"{name}_objects.png").size == \
+            Image.open(root / f"{name}.png").size
+
+
+
+def test_a_missing_model_is_one_message(scenes, tmp_path, capsys):
+    root, _ = scenes
+    assert main(["--model", str(tmp_path / "nope"), str(root / "two.png"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
