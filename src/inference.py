@@ -143,22 +143,20 @@ def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool 
     are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the processor
     resized the images) they are resized to ``sizes`` directly.
     """
-    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]
-    mixture = torch.einsum("bqc,bqhw->bchw", classes, outputs.masks_queries_logits.sigmoid())
+    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]                      # (B, Q, K)
+    masks = outputs.masks_queries_logits.float().sigmoid()                            # (B, Q, h, w)
+    mixture = torch.bmm(classes.float().transpose(1, 2), masks.flatten(2)).view(*classes.shape[::2], *masks.shape[-2:])
+    mixture[:, 0] += 1e-6          # a pixel no query covers is background (and no division by 0)
     out = []
-    for i, (height, width) in enumerate(sizes):
-        low = mixture[i:i + 1].float()
+    same = len(set(map(tuple, sizes))) == 1
+    for start in range(0, len(sizes), len(sizes) if same else 1):   # one resize for a batch of one size
+        height, width = sizes[start]
+        low = mixture[start:start + (len(sizes) if same else 1)]
         if native:
             stride = -(-height // low.shape[-2])
             up = torch.nn.functional.interpolate(low, scale_factor=stride, mode="bilinear", align_corners=False)
             up = up[..., :height, :width]
         else:
             up = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
-        up = up[0]
-        total = up.sum(0, keepdim=True)
-        probs = up / total.clamp(min=1e-6)
-        empty = total[0] < 1e-6
-        probs[:, empty] = 0.0
-        probs[0, empty] = 1.0
-        out.append(probs)
+        out += list(up / up.sum(1, keepdim=True))
     return out

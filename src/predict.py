@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,8 @@ def _view(image: np.ndarray, view) -> np.ndarray:
 
 def _unview(probs: torch.Tensor, view) -> torch.Tensor:
     k, flip = view
+    if not k and not flip:
+        return probs
     if flip:
         probs = probs.flip(-1)
     return torch.rot90(probs, -k, dims=(-2, -1))
@@ -196,7 +199,7 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
             elapsed = time.perf_counter() - tic
             for i, _v in chunk:
                 seconds[i] += elapsed / len(chunk)
-    return [((s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]
+    return [((s if len(views) == 1 else s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]
 
 
 def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_AREA,
@@ -211,28 +214,34 @@ def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_
 
 # ------------------------------------------------------------------------------------------ outputs of one input
 def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, task_result, model_s: float,
-            rank: int) -> dict:
+            rank: int, writer) -> Future:
+    """Objects and catalog rows of one input (here), then its files, written by the ``writer`` thread pool
+    (mostly waiting for the disk, which the model's compute then hides): segmentation, overlay, and the record
+    last.  Returns the future of the record."""
     tic = time.perf_counter()
     objects, scores, dropped = find_objects(probs, task_result, cfg.task, item["valid"], cfg.min_area,
                                             cfg.score_threshold)
     rows = measure_objects(objects, probs, scores, item["wcs"])
     rows = [{"source": source.source, **row} for row in rows]
-    seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
-    files = write_segmentation(seg, objects, class_map(objects, rows), item["wcs"], source.source)
-    if cfg.overlays:
-        from src.images import write_png
-        from src.visual import overlay
-
-        files.append(out / "overlays" / f"{source.name}.png")
-        write_png(files[-1], overlay(item["rgb"], objects, rows))
     record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
               "rank": rank, "n_objects": len(rows), "dropped": int(dropped), "rows": rows,
-              "outputs": [str(f.relative_to(out)) for f in files], "size": list(item["rgb"].shape[:2]),
-              "wcs": item["wcs"] is not None if source.is_fits else None, **item["info"],
-              "read_s": round(item["read_s"], 4), "model_s": round(model_s, 4),
-              "post_s": round(time.perf_counter() - tic, 4)}
-    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
-    return record
+              "size": list(item["rgb"].shape[:2]), "wcs": item["wcs"] is not None if source.is_fits else None,
+              **item["info"], "read_s": round(item["read_s"], 4), "model_s": round(model_s, 4)}
+
+    def write() -> dict:
+        seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
+        files = write_segmentation(seg, objects, class_map(objects, rows), item["wcs"], source.source)
+        if cfg.overlays:
+            from src.images import write_png
+            from src.visual import overlay
+
+            files.append(out / "overlays" / f"{source.name}.png")
+            write_png(files[-1], overlay(item["rgb"], objects, rows))
+        record.update(outputs=[str(f.relative_to(out)) for f in files], post_s=round(time.perf_counter() - tic, 4))
+        write_json_atomic(out / RECORDS / f"{source.name}.json", record)
+        return record
+
+    return writer.submit(write)
 
 
 def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
@@ -288,6 +297,12 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
             raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
     sources = discovery.sources
     pending = [s for s in sources if not (cfg.resume and _done(out, s))]
+    if cfg.resume and state.is_main_process:      # temporary files of a killed run (src.atomic names them .*)
+        stale = [*out.glob(".catalog.*"), *out.glob(".predict_*")]
+        for folder in (RECORDS, "segmentation", "overlays"):
+            stale += (out / folder).glob(".*")
+        for path in stale:
+            path.unlink()
     state.wait_for_everyone()   # every process has listed what is done before anyone writes
     if state.is_main_process:
         write_json_atomic(settings_path, settings, indent=1)
@@ -308,8 +323,9 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
         model.eval()
 
     flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
-    processed: list[dict] = []
+    processed: list = []                # records, or futures of records
     predict_tic = time.perf_counter()
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict-writer")
     with state.split_between_processes(pending) as mine:
         loader = torch.utils.data.DataLoader(
             SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=cfg.workers,
@@ -329,10 +345,12 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
                                       cfg.batch_size)
                     for item, (probs, task_result, model_s) in zip(good, results):
                         processed.append(_finish(cfg, out, mine[item["index"]], item, probs, task_result, model_s,
-                                                 state.process_index))
+                                                 state.process_index, writer))
                 bar.update(len(batch) * state.num_processes)
         finally:
+            writer.shutdown(wait=True)
             bar.close()
+    processed = [p.result() if isinstance(p, Future) else p for p in processed]   # raises a writer's error
     predict_s = time.perf_counter() - predict_tic
     state.wait_for_everyone()
     if not state.is_main_process:
