@@ -67,7 +67,7 @@ def object_map_semantic(probs: np.ndarray, valid: np.ndarray | None = None, min_
     pixels whose most probable class is not the background."""
     from skimage.measure import label
 
-    foreground = np.argmax(probs, axis=0) > 0
+    foreground = probs[1:].max(axis=0) > probs[0]           # = argmax is a galaxy class (ties go to the background)
     if valid is not None:
         foreground &= valid
     objects, _, small = _numbered_by_area(label(foreground, connectivity=2).astype(np.int32), None, min_area)
@@ -135,8 +135,8 @@ def measure_objects(objects: np.ndarray, probs: np.ndarray, scores: np.ndarray |
     area = np.bincount(label, minlength=n + 1)[1:].astype(float)
     x = np.bincount(label, weights=xs, minlength=n + 1)[1:] / area + origin[0]
     y = np.bincount(label, weights=ys, minlength=n + 1)[1:] / area + origin[1]
-    flat = probs.reshape(len(probs), -1)
-    mean = np.stack([np.bincount(label, weights=flat[c, pixels], minlength=n + 1)[1:] / area
+    inside = probs[:, ys, xs]                                                  # (K, pixels of objects)
+    mean = np.stack([np.bincount(label, weights=inside[c], minlength=n + 1)[1:] / area
                      for c in range(NUM_LABELS)], axis=1)                      # (n, K)
     galaxy = mean[:, 1:]
     p = galaxy / np.clip(galaxy.sum(1, keepdims=True), 1e-12, None)

@@ -344,7 +344,14 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
                     results = segment(model, processor, [item["rgb"] for item in good], cfg.task, cfg.tta,
                                       cfg.batch_size)
                     for item, (probs, task_result, model_s) in zip(good, results):
-                        processed.append(_finish(cfg, out, mine[item["index"]], item, probs, task_result, model_s,
+                        source = mine[item["index"]]
+                        if not np.isfinite(probs).all():   # a broken model: said, never turned into background
+                            error = f"{source.source}: the model's output is not finite (NaN / inf)"
+                            if not cfg.skip_bad:
+                                raise ImageError(error)
+                            processed.append(_failed(out, source, error, state.process_index))
+                            continue
+                        processed.append(_finish(cfg, out, source, item, probs, task_result, model_s,
                                                  state.process_index, writer))
                 bar.update(len(batch) * state.num_processes)
         finally:
