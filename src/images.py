@@ -286,13 +286,17 @@ def stretch_bands(bands: np.ndarray, level: np.ndarray, scale: np.ndarray) -> tu
     return lupton_rgb(scaled), valid
 
 
-def read_fits_rgb(paths, flux_scale=None) -> dict:
+def read_fits_rgb(paths, flux_scale=None, max_pixels: int | None = None) -> dict:
     """A whole FITS frame (a cube or three band files) as the RGB composite the models see.
 
     Returns ``{"rgb", "valid", "header", "wcs", "sky_level", "sky_sigma", "flux_scale"}``; ``flux_scale`` (3
     factors, or None for the measured rule of :func:`flux_scale_for`) multiplies the sky-subtracted bands.
+    ``max_pixels``: ``ImageError`` for a larger frame, before its pixels are read.
     """
     with FitsBands(paths) as frame:
+        if max_pixels is not None and frame.shape[0] * frame.shape[1] > max_pixels:
+            raise ImageError(f"{frame.name}: {frame.shape[1]}x{frame.shape[0]} px is more than {max_pixels:,} px "
+                             f"for one pass of the model; cut it into tiles")
         level, sigma = frame.sky()
         if flux_scale is None and not np.all(sigma > 0):
             raise ImageError(f"{frame.name}: no measurable sky noise in band(s) "

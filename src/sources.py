@@ -21,6 +21,8 @@ from src.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb,
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Smallest image side the models are run on, px.
 MIN_SIDE = 32
+#: Largest image run in one pass (4096 x 4096 px; about 2.5 GB of class probabilities and mask logits).
+MAX_PIXELS = 4096 * 4096
 
 
 class InputError(ValueError):
@@ -174,7 +176,7 @@ def load(source: Source, flux_scale=None) -> dict:
     (``flux_scale``: three factors replacing the measured ones).  ``ImageError`` names the file when it cannot be
     used."""
     if source.is_fits:
-        frame = read_fits_rgb(source.paths, flux_scale)
+        frame = read_fits_rgb(source.paths, flux_scale, MAX_PIXELS)
         out = {"rgb": frame["rgb"], "valid": frame["valid"], "wcs": frame["wcs"], "header": frame["header"],
                "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")}}
         out["info"]["masked_px"] = int((~frame["valid"]).sum())
@@ -183,4 +185,7 @@ def load(source: Source, flux_scale=None) -> dict:
     height, width = out["rgb"].shape[:2]
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")
+    if height * width > MAX_PIXELS:
+        raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px for one pass of the "
+                         f"model; cut it into tiles")
     return out

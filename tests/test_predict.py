@@ -240,6 +240,7 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     write_fits(bad / "odd_r.fits", np.zeros((40, 41), np.float32))
     write_fits(bad / "odd_i.fits", np.zeros((40, 40), np.float32))
     write_fits(bad / "half_g.fits", np.zeros((40, 40), np.float32))
+    Image.fromarray(np.zeros((20, 50, 3), np.uint8)).save(bad / "tiny.png")
     (tmp_path / "empty").mkdir()
     nowcs = tmp_path / "nowcs"
     nowcs.mkdir()
@@ -267,12 +268,13 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     assert err.count("no celestial WCS") == 1 and "plain" in err
     report = json.loads((tmp_path / "c" / "predict_report.json").read_text())
     failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
-    assert set(failed) == {"garbage.jpg", "cut.png", "table.fits", "four.fits", "odd", "half", "empty"}
+    assert set(failed) == {"garbage.jpg", "cut.png", "table.fits", "four.fits", "odd", "half", "empty", "tiny.png"}
+    assert "smaller than 32 px" in failed["tiny.png"]
     assert "unreadable image" in failed["garbage.jpg"] and "no image HDU" in failed["table.fits"]
     assert "(4, 40, 40)" in failed["four.fits"] and "different shapes" in failed["odd"]
     assert "r, i missing" in failed["half"] and "no image files" in failed["empty"]
     assert all(str(bad) in e or "empty" in e for e in failed.values())
-    assert report["counts"]["ok"] == 3 and report["counts"]["failed"] == 7 and report["counts"]["no_wcs"] == 1
+    assert report["counts"]["ok"] == 3 and report["counts"]["failed"] == 8 and report["counts"]["no_wcs"] == 1
     catalog = pd.read_csv(tmp_path / "c" / "catalog.csv")
     assert set(catalog["source"]) == {str(root / "two.png"), str(nowcs / "gal"), str(nowcs / "plain")}
     plain = catalog[catalog["source"] == str(nowcs / "plain")]
@@ -395,3 +397,37 @@ def test_a_missing_model_is_one_message(scenes, tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nope"), str(root / "two.png"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
+
+
+def test_class_probabilities_agree_with_the_semantic_post_processing():
+    """Their argmax is HF's semantic map (same mixture); they sum to 1; odd sizes come back at their own size."""
+    import torch
+
+    from src.inference import class_probabilities, forward, semantic_maps
+    from src.model import load_model
+
+    model, processor = load_model("galaxy-small")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    outputs = forward(model, processor, images, "semantic")
+    probs = class_probabilities(outputs, [(64, 64)] * 2)
+    for p, m in zip(probs, semantic_maps(processor, outputs, [(64, 64)] * 2)):
+        assert torch.allclose(p.sum(0), torch.ones(64, 64), atol=1e-5)
+        assert np.array_equal(p.argmax(0).numpy(), m)
+    odd = forward(model, processor, [images[0][:50, :37]], "semantic")
+    [p] = class_probabilities(odd, [(50, 37)])
+    assert p.shape == (6, 50, 37) and torch.allclose(p.sum(0), torch.ones(50, 37), atol=1e-5)
+
+
+def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes, tmp_path, monkeypatch):
+    import src.sources
+
+    root, _ = scenes
+    (tmp_path / "in").mkdir()
+    planted_frame(tmp_path / "in")
+    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)             # wide.png: 3,840 px; two.png: 4,096 px
+    report = run(oracle, [tmp_path / "in" / "cube.fits", root / "two.png", root / "wide.png"], tmp_path / "out",
+                 skip_bad=True)
+    failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
+    assert set(failed) == {"cube.fits", "two.png"} and "96x80 px is more than 4,000 px" in failed["cube.fits"]
+    assert report["exit_status"] == 1 and report["counts"]["ok"] == 1
