@@ -263,6 +263,64 @@ def _done(out: Path, source: Source) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ the run
+def _pending(cfg: PredictConfig, out: Path, sources: list[Source]) -> list[Source]:
+    """The sources still to do; refuses an ``out`` that holds another run, or a resume with other settings."""
+    settings_path = out / SETTINGS_FILE
+    if not (settings_path.is_file() or (out / RECORDS).is_dir()):
+        return list(sources)
+    if not cfg.resume:
+        raise InputError(f"{out} holds the results of an earlier run: --resume continues it, or choose another --out")
+    previous = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    settings = cfg.result_settings()
+    changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS if previous.get(k) != settings[k]]
+    if changed:
+        raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
+    return [s for s in sources if not _done(out, s)]
+
+
+def _remove_temporary_files(out: Path) -> None:
+    """What a killed run left half-written (``src.atomic`` names its temporary files ``.NAME.*``)."""
+    stale = [*out.glob(".catalog.*"), *out.glob(".predict_*")]
+    for folder in (RECORDS, "segmentation", "overlays"):
+        stale += (out / folder).glob(".*")
+    for path in stale:
+        path.unlink()
+
+
+def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, processor, rank: int,
+               progress=lambda n: None) -> list[dict]:
+    """Segment this process's sources; returns their records.  ``progress(n)``: n more sources are done."""
+    flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
+    loader = torch.utils.data.DataLoader(
+        SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate,
+        worker_init_fn=_worker_init if cfg.workers else None, prefetch_factor=2 if cfg.workers else None)
+    processed: list = []                # records, or futures of records
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict-writer")
+
+    def fail(source: Source, error: str) -> None:
+        if not cfg.skip_bad:
+            raise ImageError(error + " (--skip-bad goes on without it)")
+        processed.append(_failed(out, source, error, rank))
+
+    try:
+        for batch in loader:
+            for item in batch:
+                if "error" in item:
+                    fail(mine[item["index"]], item["error"])
+            good = [item for item in batch if "error" not in item]
+            results = segment(model, processor, [item["rgb"] for item in good], cfg.task, cfg.tta, cfg.batch_size)
+            for item, (probs, task_result, model_s) in zip(good, results):
+                source = mine[item["index"]]
+                if not np.isfinite(probs).all():   # a broken model: said, never turned into background
+                    fail(source, f"{source.source}: the model's output is not finite (NaN / inf)")
+                    continue
+                processed.append(_finish(cfg, out, source, item, probs, task_result, model_s, rank, writer))
+            progress(len(batch))
+    finally:
+        writer.shutdown(wait=True)
+    return [p.result() if isinstance(p, Future) else p for p in processed]   # raises a writer's error
+
+
 def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     """Run ``cfg``; returns the report (the main process writes it with the catalog) with ``exit_status``.
 
@@ -279,33 +337,17 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     out = Path(cfg.out)
     discovery = discover(cfg.inputs, cfg.bands)
     if discovery.problems and not cfg.skip_bad:
+        more = len(discovery.problems) - 5
         raise InputError("; ".join(p["error"] for p in discovery.problems[:5]) +
-                         (f" (and {len(discovery.problems) - 5} more)" if len(discovery.problems) > 5 else "") +
-                         " (--skip-bad goes on without them)")
+                         (f" (and {more} more)" if more > 0 else "") + " (--skip-bad goes on without them)")
     if not discovery.sources and not discovery.problems:
         raise InputError("no images found in the INPUTs")
-    settings = cfg.result_settings()
-    settings_path = out / SETTINGS_FILE
-    if settings_path.is_file() or (out / RECORDS).is_dir():
-        if not cfg.resume:
-            raise InputError(f"{out} holds the results of an earlier run: --resume continues it, or choose another "
-                             f"--out")
-        previous = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-        changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS
-                   if previous.get(k) != settings[k]]
-        if changed:
-            raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
-    sources = discovery.sources
-    pending = [s for s in sources if not (cfg.resume and _done(out, s))]
-    if cfg.resume and state.is_main_process:      # temporary files of a killed run (src.atomic names them .*)
-        stale = [*out.glob(".catalog.*"), *out.glob(".predict_*")]
-        for folder in (RECORDS, "segmentation", "overlays"):
-            stale += (out / folder).glob(".*")
-        for path in stale:
-            path.unlink()
+    pending = _pending(cfg, out, discovery.sources)
+    if cfg.resume and state.is_main_process:
+        _remove_temporary_files(out)
     state.wait_for_everyone()   # every process has listed what is done before anyone writes
     if state.is_main_process:
-        write_json_atomic(settings_path, settings, indent=1)
+        write_json_atomic(out / SETTINGS_FILE, cfg.result_settings(), indent=1)
 
     device = torch.device(cfg.device) if cfg.device else state.device
     if device.type == "cpu" and state.num_processes > 1:
@@ -317,48 +359,16 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
         tic = time.perf_counter()
         model, processor = load_model(cfg.model, base_card=cfg.base_card, device=device)
         load_s = time.perf_counter() - tic
-    elif model is not None:
-        model.to(device)
     if model is not None:
-        model.eval()
+        model.to(device).eval()
 
-    flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
-    processed: list = []                # records, or futures of records
-    predict_tic = time.perf_counter()
-    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict-writer")
+    tic = time.perf_counter()
     with state.split_between_processes(pending) as mine:
-        loader = torch.utils.data.DataLoader(
-            SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=cfg.workers,
-            collate_fn=_collate, worker_init_fn=_worker_init if cfg.workers else None,
-            persistent_workers=False, prefetch_factor=2 if cfg.workers else None)
-        bar = tqdm(total=len(pending), desc="predict", unit="img", disable=cfg.quiet or not state.is_main_process)
-        try:
-            for batch in loader:
-                good = [item for item in batch if "error" not in item]
-                for item in batch:
-                    if "error" in item:
-                        if not cfg.skip_bad:
-                            raise ImageError(item["error"] + " (--skip-bad goes on without it)")
-                        processed.append(_failed(out, mine[item["index"]], item["error"], state.process_index))
-                if good:
-                    results = segment(model, processor, [item["rgb"] for item in good], cfg.task, cfg.tta,
-                                      cfg.batch_size)
-                    for item, (probs, task_result, model_s) in zip(good, results):
-                        source = mine[item["index"]]
-                        if not np.isfinite(probs).all():   # a broken model: said, never turned into background
-                            error = f"{source.source}: the model's output is not finite (NaN / inf)"
-                            if not cfg.skip_bad:
-                                raise ImageError(error)
-                            processed.append(_failed(out, source, error, state.process_index))
-                            continue
-                        processed.append(_finish(cfg, out, source, item, probs, task_result, model_s,
-                                                 state.process_index, writer))
-                bar.update(len(batch) * state.num_processes)
-        finally:
-            writer.shutdown(wait=True)
-            bar.close()
-    processed = [p.result() if isinstance(p, Future) else p for p in processed]   # raises a writer's error
-    predict_s = time.perf_counter() - predict_tic
+        with tqdm(total=len(pending), desc="predict", unit="img", disable=cfg.quiet or not state.is_main_process) as bar:
+            # the main process's bar stands for all of them (they have equal shares)
+            processed = _run_share(cfg, out, mine, model, processor, state.process_index,
+                                   lambda n: bar.update(min(n * state.num_processes, bar.total - bar.n)))
+    predict_s = time.perf_counter() - tic
     state.wait_for_everyone()
     if not state.is_main_process:
         return {"exit_status": int(any(r["status"] != "ok" for r in processed))}
@@ -469,6 +479,10 @@ def main(argv=None, model=None, processor=None) -> int:
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         report = predict(cfg, model, processor)
     except (InputError, ImageError, ModelSourceError) as err:
