@@ -460,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
     return p
 
 
@@ -473,23 +474,22 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 
 def main(argv=None, model=None, processor=None) -> int:
-    """The CLI; returns the exit status: 0 all done, 1 some inputs failed (--skip-bad), 2 a usage or input
-    error (one message, no traceback)."""
-    from src.model import ModelSourceError
+    """The CLI; returns the exit status: 0 all done, 1 some inputs failed (--skip-bad), 2 a user's mistake or an
+    unusable input (one line naming it; ``-v`` adds the traceback)."""
+    from src.cli import run_cli
 
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
     if args.quiet:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    try:
-        report = predict(cfg, model, processor)
-    except (InputError, ImageError, ModelSourceError) as err:
-        print(f"predict.py: error: {err}", file=sys.stderr)
-        return 2
-    if not args.quiet and "counts" in report:
-        counts = report["counts"]
-        print(f"{counts['ok']} of {counts['images']} images, {counts['objects']} objects -> "
-              f"{Path(args.out) / report['catalog']} ({report['timings']['total_s']:.1f} s)")
-    return report["exit_status"]
+
+    def body() -> int:
+        report = predict(config_from_args(args), model, processor)
+        if not args.quiet and "counts" in report:
+            counts = report["counts"]
+            print(f"{counts['ok']} of {counts['images']} images, {counts['objects']} objects -> "
+                  f"{Path(args.out) / report['catalog']} ({report['timings']['total_s']:.1f} s)")
+        return report["exit_status"]
+
+    return run_cli("predict.py", body, verbose=args.verbose)

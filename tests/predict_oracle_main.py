@@ -3,12 +3,14 @@
 
     python tests/predict_oracle_main.py [--exit-after-calls N] PREDICT_ARGS...
 
-``--exit-after-calls N``: the process dies (``os._exit(137)``, as if killed) at the model's forward pass N + 1.
+``--exit-after-calls N``: the process dies (``os._exit(137)``, as if killed) at the model's forward pass N + 1, a
+second after it started (so that the files of the batches before are mostly written).
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +27,12 @@ def run(argv: list[str]) -> int:
     processor = build_processor(None, config=build_config("galaxy-tiny"))
     oracle = ColourOracle.for_processor(processor)
     if exit_after is not None:
-        oracle.on_call = lambda n: os._exit(137) if n > exit_after else None
+        def die(n: int) -> None:
+            if n > exit_after:
+                time.sleep(1.0)
+                os._exit(137)
+
+        oracle.on_call = die
     return main(argv, model=oracle, processor=processor)
 
 

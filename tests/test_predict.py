@@ -360,7 +360,7 @@ def test_killed_run_resumes_to_the_same_catalog(many, oracle, tmp_path):
     killed = _oracle_cli(args, exit_after=3)                     # dies at the 4th batch
     assert killed.returncode == 137
     done = len(list((tmp_path / "run" / "records").glob("*.json")))   # batches 1-3, less what was being written
-    assert 2 <= done <= 6 and not (tmp_path / "run" / "catalog.csv").exists()
+    assert 1 <= done <= 6 and not (tmp_path / "run" / "catalog.csv").exists()
     assert main(["--model", "oracle", "--quiet", "--workers", "0", *args, "--resume"], *oracle) == 0
     assert not [p for p in (tmp_path / "run").rglob(".*")]     # temporary files of the killed run removed
     report = json.loads((tmp_path / "run" / "predict_report.json").read_text())
