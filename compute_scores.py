@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.cli import run_cli
+from src.cli import add_output_options, run_cli, setup_logging
 from src.evaluate import TASKS, evaluate, format_table, write_metrics
 
 
@@ -34,19 +34,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     parser.add_argument("--device", default=None, help="default: cuda, else mps, else cpu")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images (quick checks)")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     """Exit status 0, or 2 with one line naming a user's mistake (bad path, option or input file)."""
     args = parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
 
     def body():
         metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
                            batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
-                           progress=not args.no_progress, device=args.device, limit=args.limit)
+                           progress=not (args.no_progress or args.quiet), device=args.device, limit=args.limit)
         if metrics["n_processes"] > 1 and not _is_main_process():
             return  # several processes (torchrun / accelerate launch): the main one reports and writes
         print(format_table(metrics))

@@ -1,14 +1,20 @@
 """What every command-line entry point shares.
 
-A mistake a user can fix (a wrong path, a bad option value, an unusable input file) is reported as one line,
-``PROG: error: MESSAGE`` on stderr, and exit status 2 (as ``argparse`` does for a bad option); tracebacks are
-for bugs.  ``-v`` shows the traceback of a reported error too.
+* Errors: a mistake a user can fix (a wrong path, a bad option value, an unusable input file) is reported as one
+  line, ``PROG: error: MESSAGE`` on stderr, and exit status 2 (as ``argparse`` does for a bad option); tracebacks
+  are for bugs.  ``-v`` shows the traceback of a reported error too.
+* Console output: the library code logs through ``logging`` (loggers ``src.*``); :func:`setup_logging` prints
+  those messages as plain lines on stdout (as the Hugging Face example scripts do), warnings as
+  ``warning: ...``.  ``--quiet``: warnings and errors only; ``-v``: debug messages too.  Results (tables,
+  summaries) are printed by the CLIs themselves.  Progress bars only on a terminal (``src.progress``).
 
 The project's input errors derive from ``ValueError`` (``ViaError``, ``DatasetError``, ``ImageError``,
 ``CatalogError``, ``ModelSourceError``) and file-system problems are ``OSError``; both are reported this way.
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -34,3 +40,53 @@ def run_cli(prog: str, body: Callable[[], int | None], *, verbose: bool = False,
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return 0 if status is None else int(status)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stdout`` is when a record is written (redirected, captured)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def add_output_options(parser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` (see :func:`setup_logging`)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug messages too, and the traceback of a reported error")
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Console output of a CLI: the ``src`` loggers' messages as plain lines on stdout (INFO; ``quiet``: WARNING;
+    ``verbose``: DEBUG).  Off a terminal, the Hugging Face libraries' own progress bars are switched off (our
+    bars turn into periodic status lines there, ``src.progress``)."""
+    from src.progress import interactive
+
+    handler = _StdoutHandler()
+    handler.setFormatter(_ConsoleFormatter("%(message)s"))
+    logger = logging.getLogger("src")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    if quiet or not interactive():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
+        for name in ("transformers", "datasets"):
+            module = sys.modules.get(name)
+            if module is not None:  # already imported: switch its bars off directly
+                toggle = (module.utils.logging.disable_progress_bar if name == "transformers"
+                          else module.disable_progress_bars)
+                toggle()

@@ -36,7 +36,7 @@ import pandas as pd
 import shapely
 
 from .catalog import find_catalog, load_catalog
-from .cli import run_cli
+from .cli import add_output_options, run_cli, setup_logging
 from .classes import BASE_CLASSES, GALAXY_CLASSES
 from .atomic import write_json_atomic
 from .splits import SPLITS, reference_membership, split_path, write_split_set
@@ -212,12 +212,12 @@ def _output_entry(entry: dict, gz2_class: str, base: str, group: str) -> dict:
 def image_stats(image_dir, filenames, progress: bool = True) -> dict:
     """Per-channel mean and std (0-255 units) of RGB images, in one streaming pass (float64 sums)."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0
-    for name in tqdm(filenames, desc="image stats", unit="img", disable=not progress):
+    for name in progress_bar(filenames, desc="image stats", unit="img", disable=not progress):
         path = Path(image_dir) / name
         try:
             with Image.open(path) as img:
@@ -411,9 +411,9 @@ def main(argv=None) -> int:
     parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
     parser.add_argument("--splits-from", metavar="DIR2", help="reproduce the split membership of "
                         "galaxy_{train,val,test}.json (or galaxy_<split>_via.json) in DIR2")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
 
     def body():
         report = convert(args.data_root, image_size=args.image_size, min_area=args.min_area, seed=args.seed,

@@ -31,13 +31,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
 
 from src.atomic import write_json_atomic
+from src.cli import add_output_options
 from src.splits import file_sha256
 from src.via import IMAGE_DIR, VIA_FILES
+
+logger = logging.getLogger(__name__)
 
 #: The original project's table (real GZ2 test split, 2,828 images, seed protocol; its AP is a home-made
 #: 11-point AP, not COCO AP).
@@ -115,7 +119,7 @@ def data_files(data_root: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- stages
 def _say(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
+    logger.info(f"[demo] {message}")
 
 
 def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool) -> dict:
@@ -148,7 +152,7 @@ def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
     _say("converting and splitting (70/20/10, stratified by class)")
     stamp.unlink(missing_ok=True)
     report = convert(data_root, image_size=size, stats=True, progress=progress)
-    print(format_report(report), flush=True)
+    logger.info(format_report(report))
     info = {"kept": report["kept"], "splits": {k: v["total"] for k, v in report["splits"].items()}}
     write_stamp(stamp, wanted, outputs, info)
     return {"skipped": False, **info}
@@ -256,7 +260,8 @@ def headline(metrics: dict) -> dict:
     coco = (metrics.get("instance") or {}).get("coco") or {}
     original = (metrics.get("instance") or {}).get("original_ap") or {}
     return {"seed_miou": seed.get("mean_iou"), "dice": seed.get("dice"), "accuracy": seed.get("accuracy"),
-            "original_ap": original.get("ap"), "coco_ap": coco.get("ap"), "coco_ap50": coco.get("ap50"), "coco_ap75": coco.get("ap75"),
+            "original_ap": original.get("ap"), "coco_ap": coco.get("ap"), "coco_ap50": coco.get("ap50"),
+            "coco_ap75": coco.get("ap75"),
             "std_miou": std.get("mean_iou"), "pixel_accuracy": std.get("pixel_accuracy"),
             "n_images": metrics.get("n_images")}
 
@@ -329,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescore", action="store_true", help="score again even if metrics.json is up to date")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUTPUT.run/ (checkpoints) after training")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (generation, scoring)")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(p)
     return p
 
 
@@ -380,9 +385,11 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    from src.cli import run_cli
+    from src.cli import run_cli, setup_logging
 
     args = build_parser().parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
+    args.no_progress = args.no_progress or args.quiet
     return run_cli("python -m src.demo", lambda: run(args) and None, verbose=args.verbose)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -33,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_json_atomic
-from .cli import run_cli
+from .cli import add_output_options, run_cli, setup_logging
 
+logger = logging.getLogger(__name__)
 MANIFEST = "download_manifest.json"
 CHUNK = 1 << 20
 
@@ -93,7 +95,7 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
 
     The finished file appears under ``dest`` only after its size (and digest, when given) are checked.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else size
-            with open(part, "ab" if resumed else "wb") as fh, tqdm(
+            with open(part, "ab" if resumed else "wb") as fh, progress_bar(
                 total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
                 while True:
@@ -212,9 +214,9 @@ def download(data_root=".", only=("catalog", "annotations", "images"), mirror: s
                 if sha256_of(dest) != known["sha256"]:
                     raise DownloadError(f"{dest}: differs from the file recorded in {MANIFEST}; delete it to "
                                         "download again")
-                print(f"{res.name}: present and verified ({dest})")
+                logger.info(f"{res.name}: present and verified ({dest})")
             elif unpacked:
-                print(f"{res.name}: unpacked earlier into {target} ({known['unpacked_files']} files)")
+                logger.info(f"{res.name}: unpacked earlier into {target} ({known['unpacked_files']} files)")
             else:
                 manifest[res.dest] = fetch(url, dest, size=res.size, sha256=res.sha256, progress=progress,
                                            timeout=timeout)
@@ -224,7 +226,7 @@ def download(data_root=".", only=("catalog", "annotations", "images"), mirror: s
                     count = extract_archive(dest, target)
                     manifest[res.dest]["unpacked_files"] = count
                     write_json_atomic(root / MANIFEST, manifest, indent=2)
-                    print(f"{res.name}: {count} files unpacked into {target}")
+                    logger.info(f"{res.name}: {count} files unpacked into {target}")
                 if delete_archive:
                     dest.unlink(missing_ok=True)
     return manifest
@@ -238,9 +240,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mirror", help="take every file by its base name from this URL instead")
     parser.add_argument("--delete-archive", action="store_true", help="remove zoo2Main.tar.gz once unpacked")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout per request (s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
 
     def body():
         download(args.data_root, only=args.only, mirror=args.mirror, progress=not args.quiet,

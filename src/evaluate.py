@@ -113,7 +113,7 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
     the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``: write the
     instance predictions in COCO results format (needs the ``instance`` task).
     """
-    from tqdm import tqdm
+    from src.progress import progress_bar
 
     tasks = normalise_tasks(tasks)
     if predictions_out is not None and "instance" not in tasks:
@@ -156,7 +156,9 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
             metrics["warnings"] = [warning]
     for task in tasks:
         parts = []  # (batch position, this batch's results): gathered from every process, then put in order
-        for position in tqdm(shard.positions(), desc=f"{task} inference", disable=not (progress and state.is_main_process)):
+        bar = progress_bar(shard.positions(), desc=f"{task} inference",
+                           disable=not (progress and state.is_main_process))
+        for position in bar:
             items = [dataset[i] for i in shard.batches[position]]
             sizes = [item["semantic"].shape for item in items]
             outputs = forward(model, processor, [item["image"] for item in items], task)

@@ -90,16 +90,16 @@ def export(data_root, out, splits=SPLITS, skip_bad: bool = False, progress: bool
 
 
 def main(argv=None) -> int:
-    from src.cli import run_cli
+    from src.cli import add_output_options, run_cli, setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m src.hf_dataset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=".", help="folder with galaxy_<split>.json and original/zoo2Main")
     parser.add_argument("--out", required=True, help="the DatasetDict folder (save_to_disk)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="splits to export (default: all three)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out (and count) unusable entries")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
 
     def body():
         dataset = export(args.data_root, args.out, args.splits, skip_bad=args.skip_bad, progress=not args.quiet)

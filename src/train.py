@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import os
 import shutil
@@ -62,6 +63,15 @@ RECIPES: dict[str, dict] = {
     "sem_only": dict(model_card=HUB_SWIN_TINY, task="semantic", epochs=5, batch_size=1, num_queries=150),
     "sem_inst": dict(model_card=HUB_SWIN_TINY, task="random", epochs=10, batch_size=2, num_queries=150),
 }
+
+
+logger = logging.getLogger(__name__)
+
+
+def _info(accelerator, message: str, level: int = logging.INFO) -> None:
+    """A log line from the main process only (several processes would repeat it)."""
+    if accelerator.is_local_main_process:
+        logger.log(level, message)
 
 
 #: Default warmup, as a share of the optimiser steps of the schedule.
@@ -483,7 +493,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
     configuration (:func:`resume_config`) and refuses changed split files (:func:`data_fingerprint`)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    from src.progress import progress_bar
 
     given = explicit_options(args_or_config)
     resume_dir = saved_state = None
@@ -514,8 +524,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
     stats = load_stats(cfg.data_root)
     mean, std = stats if stats is not None else (None, None)
     if stats is None:
-        accelerator.print(f"note: {Path(cfg.data_root) / 'dataset_stats.json'} not found; "
-                          "normalising with the real GZ2 cutout mean/std")
+        _info(accelerator, f"{Path(cfg.data_root) / 'dataset_stats.json'} not found; "
+                           "normalising with the real GZ2 cutout mean/std", logging.WARNING)
     model, processor = load_model(cfg.model_card, base_card=cfg.base_card, num_queries=cfg.num_queries,
                                   image_size=cfg.image_size, mean=mean, std=std)
     if model.config.num_labels != NUM_LABELS:
@@ -526,8 +536,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
     train_ds, val_ds = build_datasets(cfg, processor)
     for ds in (train_ds, val_ds):
         if ds.skipped:
-            accelerator.print(f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
-                              f"first: {ds.skipped[0][1]}")
+            _info(accelerator, f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
+                               f"first: {ds.skipped[0][1]}", logging.WARNING)
 
     # Several processes: Accelerate gives process r the batches r, r + N, ... of the epoch order; whole global
     # batches only, so the shares are disjoint (and one step of N processes = one of --grad-accum N in one).
@@ -538,8 +548,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
                          f"({world} processes x batch size {cfg.batch_size})")
     sampler = EpochSampler(len(train_ds), cfg.seed, multiple=global_batch if world > 1 else 1)
     if world > 1:
-        accelerator.print(f"{world} processes: {len(sampler) // world} training images per process and epoch; "
-                          f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)")
+        _info(accelerator, f"{world} processes: {len(sampler) // world} training images per process and epoch; "
+                           f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)")
     # no persistent workers: the epoch's augmentation stream is set on the dataset in this process (set_epoch),
     # which workers only see when they are started anew for each epoch
     loader_kwargs = dict(num_workers=cfg.num_workers, worker_init_fn=loader_worker_init if cfg.num_workers else None,
@@ -564,7 +574,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
         accelerator.load_state(str(resume_dir))
         state = json.loads((resume_dir / "train_state.json").read_text())
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        accelerator.print(f"resumed from {resume_dir} (epoch {start_epoch}, step {step})")
+        _info(accelerator, f"resumed from {resume_dir} (epoch {start_epoch}, step {step})")
     end_epoch = cfg.end_epoch or cfg.epochs
 
     run = run_dir(output)
@@ -583,8 +593,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
         train_ds.set_epoch(epoch)
         set_training_mode(unwrapped, True)
         epoch_start, loss_sum, n_batches, n_images = time.monotonic(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
-                   dynamic_ncols=True)
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not accelerator.is_local_main_process, dynamic_ncols=True)
         for local_index, batch in enumerate(bar):
             torch.manual_seed(batch_seed(cfg.seed, epoch, local_index * world + rank))
             with accelerator.accumulate(model):
@@ -618,8 +628,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
                         "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
                         "images_per_second": round(n_images * accelerator.num_processes / seconds, 3),
                         "partial": int(stopped)})
-        accelerator.print(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                          f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
+        _info(accelerator, f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                           f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
         if accelerator.is_main_process:
             write_history(run, history)
         if (budget_s is not None and not stopped and epoch + 1 < end_epoch
@@ -627,7 +637,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
             # the fitted horizon ends within a tenth of an epoch (LR ~ 0): no near-empty epoch and its validation
             stopped = True
         if stopped:
-            accelerator.print(f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
+            _info(accelerator, f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
             break
         save_checkpoint(accelerator, output, epoch + 1, {"epoch": epoch + 1, "step": step, "history": history,
                                                          "config": asdict(cfg), "schedule_total": schedule.total,
@@ -715,6 +725,8 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    from src.cli import add_output_options
+
     p = argparse.ArgumentParser(prog="train_script.py",
                                 description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).")
     # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
@@ -762,16 +774,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops-per-image", type=int, help="with --coco: crops per image and epoch (default: 16)")
     p.add_argument("--config", help="a recorded configuration (OUTPUT/train_config.json, or a JSON subset of "
                    "these options); options given on the command line override it")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(p)
     return p
 
 
 def main(argv=None) -> int:
     """``train_script.py``: exit status 0, or 2 with one line naming a user's mistake (no traceback)."""
-    from src.cli import run_cli
+    from src.cli import run_cli, setup_logging
 
     args = build_parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("config", "verbose")}
+    setup_logging(args.quiet, args.verbose)
+    options = {k: v for k, v in vars(args).items() if k not in ("config", "verbose", "quiet")}
     if options.get("resume") is not None:
         options["resume"] = str(options["resume"])
 

@@ -70,14 +70,14 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
     stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``small`` (under ``min_area``), ``rejected``
     (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).
     """
-    from tqdm.auto import tqdm
+    from src.progress import progress_bar
 
     rows = candidates(detections, min_area)
     table = detections.table
     sides = stamp_side(table["npix"][rows], fill) if rows.size else np.zeros(0, int)
     counts = {"candidates": int(rows.size), "small": int(len(table) - rows.size), "rejected": 0, "padded": 0}
     objects: list[FieldObject] = []
-    bar = tqdm(total=int(rows.size), desc="stamps", unit="stamp", disable=not progress)
+    bar = progress_bar(total=int(rows.size), desc="stamps", unit="stamp", disable=not progress)
     for start in range(0, rows.size, batch_size):
         batch = range(start, min(start + batch_size, rows.size))
         windows = [Window.centred(table["x"][rows[k]], table["y"][rows[k]], int(sides[k])) for k in batch]

@@ -51,11 +51,11 @@ def tile_objects(frame, instances: Instances, tile: int = TILE, overlap: int = O
 
     Returns ``(views, counts)``: counts of ``tiles`` and ``views``.
     """
-    from tqdm.auto import tqdm
+    from src.progress import progress_bar
 
     windows = tile_windows(frame.shape, tile, overlap)
     views: list[FieldObject] = []
-    bar = tqdm(total=len(windows), desc="tiles", unit="tile", disable=not progress)
+    bar = progress_bar(total=len(windows), desc="tiles", unit="tile", disable=not progress)
     for start in range(0, len(windows), batch_size):
         batch = windows[start:start + batch_size]
         cuts = [cut(frame.region, frame.shape, w) for w in batch]

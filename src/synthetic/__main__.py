@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import run_cli
+from ..cli import add_output_options, run_cli, setup_logging
 from . import generate, generate_field
 
 
@@ -23,9 +23,9 @@ def main(argv=None) -> int:
                         help="also write each cutout's g, r, i band images (float32, before the stretch, TAN WCS at "
                              "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     kwargs = dict(n=args.n, seed=args.seed, workers=args.workers, balance=args.balance, progress=not args.quiet)
 
     def body():

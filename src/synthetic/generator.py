@@ -255,9 +255,9 @@ def _context():
 
 def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
     """Results of ``function`` over ``jobs`` in job order, serially or with a process pool."""
-    from tqdm.auto import tqdm
+    from src.progress import progress_bar
 
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="img", disable=not progress)
     results = []
     try:
         if workers == 1:
