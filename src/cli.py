@@ -4,8 +4,8 @@
   line, ``PROG: error: MESSAGE`` on stderr, and exit status 2 (as ``argparse`` does for a bad option); tracebacks
   are for bugs.  ``-v`` shows the traceback of a reported error too.
 * Console output: the library code logs through ``logging`` (loggers ``src.*``); :func:`setup_logging` prints
-  those messages as plain lines on stdout (as the Hugging Face example scripts do), warnings as
-  ``warning: ...``.  ``--quiet``: warnings and errors only; ``-v``: debug messages too.  Results (tables,
+  those messages as plain lines on stdout (as the Hugging Face example scripts do), warnings and errors on stderr
+  as ``warning: ...``.  ``--quiet``: warnings and errors only; ``-v``: debug messages too.  Results (tables,
   summaries) are printed by the CLIs themselves.  Progress bars only on a terminal (``src.progress``).
 
 The project's input errors derive from ``ValueError`` (``ViaError``, ``DatasetError``, ``ImageError``,
@@ -42,15 +42,18 @@ def run_cli(prog: str, body: Callable[[], int | None], *, verbose: bool = False,
     return 0 if status is None else int(status)
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """A handler on whatever ``sys.stdout`` is when a record is written (redirected, captured)."""
+class _ConsoleHandler(logging.StreamHandler):
+    """Messages below WARNING on ``sys.stdout``, the others on ``sys.stderr``: whatever those streams are when a
+    record is written (redirected, captured)."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
+    def __init__(self, errors: bool):
+        self.errors = errors
+        super().__init__()
+        self.addFilter(lambda record: (record.levelno >= logging.WARNING) == errors)
 
     @property
     def stream(self):
-        return sys.stdout
+        return sys.stderr if self.errors else sys.stdout
 
     @stream.setter
     def stream(self, value):
@@ -71,15 +74,15 @@ def add_output_options(parser) -> None:
 
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
-    """Console output of a CLI: the ``src`` loggers' messages as plain lines on stdout (INFO; ``quiet``: WARNING;
-    ``verbose``: DEBUG).  Off a terminal, the Hugging Face libraries' own progress bars are switched off (our
+    """Console output of a CLI: the ``src`` loggers' messages as plain lines, on stdout below WARNING and on
+    stderr from WARNING on (INFO and up; ``quiet``: WARNING and up; ``verbose``: DEBUG too).  Off a terminal, the Hugging Face libraries' own progress bars are switched off (our
     bars turn into periodic status lines there, ``src.progress``)."""
     from src.progress import interactive
 
-    handler = _StdoutHandler()
-    handler.setFormatter(_ConsoleFormatter("%(message)s"))
     logger = logging.getLogger("src")
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = [_ConsoleHandler(errors=False), _ConsoleHandler(errors=True)]
+    for handler in logger.handlers:
+        handler.setFormatter(_ConsoleFormatter("%(message)s"))
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
     if quiet or not interactive():

@@ -20,8 +20,8 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import os
-import sys
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +38,8 @@ from src.objects import (CATALOG_FORMATS, MIN_AREA, OVERLAP, SCORE_THRESHOLD, cl
                          object_map_instance, object_map_panoptic, object_map_semantic, write_catalog,
                          write_segmentation)
 from src.sources import InputError, Source, discover, load
+
+logger = logging.getLogger(__name__)
 
 TASKS = ("semantic", "instance", "panoptic")
 #: The test-time augmentations: (quarter turns, then a left-right flip).
@@ -329,7 +331,8 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     ``ImageError`` (an unusable image) unless ``skip_bad``.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
+
+    from src.progress import progress_bar
 
     cfg.check()
     started = time.perf_counter()
@@ -364,7 +367,8 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
 
     tic = time.perf_counter()
     with state.split_between_processes(pending) as mine:
-        with tqdm(total=len(pending), desc="predict", unit="img", disable=cfg.quiet or not state.is_main_process) as bar:
+        with progress_bar(total=len(pending), desc="predict", unit="img",
+                          disable=cfg.quiet or not state.is_main_process) as bar:
             # the main process's bar stands for all of them (they have equal shares)
             processed = _run_share(cfg, out, mine, model, processor, state.process_index,
                                    lambda n: bar.update(min(n * state.num_processes, bar.total - bar.n)))
@@ -399,10 +403,10 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
     catalog = write_catalog(rows, out / f"catalog.{cfg.catalog_format}", cfg.catalog_format)
     counts = Counter(r["class"] for r in rows)
     if no_wcs:
-        print(f"note: {len(no_wcs)} FITS input(s) have no celestial WCS; their objects have pixel coordinates only "
-              f"(e.g. {no_wcs[0]})", file=sys.stderr)
+        logger.warning(f"{len(no_wcs)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
+                       f"only (e.g. {no_wcs[0]})")
     for item in failed + skipped:
-        print(f"skipped: {item.get('error', item['status'])}", file=sys.stderr)
+        logger.warning(f"skipped: {item.get('error', item['status'])}")
     timings.update(merge_s=round(time.perf_counter() - tic, 3), total_s=round(time.perf_counter() - started, 3))
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -426,6 +430,8 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
 
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
+    from src.cli import add_output_options
+
     p = argparse.ArgumentParser(
         prog="predict.py",
         description="Segment and classify galaxies in your own images with a trained model: a catalog "
@@ -459,8 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})")
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a reported error")
+    add_output_options(p)
     return p
 
 
@@ -476,13 +481,10 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 def main(argv=None, model=None, processor=None) -> int:
     """The CLI; returns the exit status: 0 all done, 1 some inputs failed (--skip-bad), 2 a user's mistake or an
     unusable input (one line naming it; ``-v`` adds the traceback)."""
-    from src.cli import run_cli
+    from src.cli import run_cli, setup_logging
 
     args = build_parser().parse_args(argv)
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    setup_logging(args.quiet, args.verbose)
 
     def body() -> int:
         report = predict(config_from_args(args), model, processor)
