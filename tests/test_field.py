@@ -158,21 +158,20 @@ def test_tile_grid_covers_the_frame_with_the_overlap():
 
 # ------------------------------------------------------------------------------------------------ scoring
 def test_sep_baseline_scores_on_a_tiny_field(tmp_path):
-    from src.field.cutout import candidates
     from src.field.frame import RgbFrame
-    from src.field.score import FieldScorer, MaskEncoder, load_truth, sep_predictions
+    from src.field.run import FieldSettings, predict_field
+    from src.field.score import FieldScorer, MaskEncoder, object_predictions
     from src.images import read_rgb
-    from tests.tiny_data import write_tiny_field
 
     truth = load_truth(write_tiny_field(tmp_path, size=96))
     [image] = truth["images"]
     frame = RgbFrame(read_rgb(tmp_path / image["file_name"]))
-    found = detect(frame.detection, frame.shape, frame.detect_thresh)
-    rows = candidates(found, min_area=20)
+    result = predict_field(frame, None, None, FieldSettings(strategy="sep", min_candidate_area=20))
     scorer = FieldScorer(classes=False)
-    scorer.add(image, truth["truth"][1], sep_predictions(found, MaskEncoder(frame.shape), rows))
+    predictions, _ = object_predictions(result.objects, MaskEncoder(frame.shape), classes=False)
+    scorer.add(image, truth["truth"][1], predictions)
     scores = scorer.scores()
-    assert scores["n_truth"] == 3 and scores["n_predicted"] == len(rows) == 3
+    assert scores["n_truth"] == 3 and scores["n_predicted"] == result.counts["candidates"] == 3
     assert scores["detection"]["completeness"] == 1.0 and scores["detection"]["purity"] == 1.0
     assert scores["coco_agnostic"]["ap50"] == pytest.approx(1.0) and "coco" not in scores
     assert scores["galaxy_iou"] > 0.5

@@ -215,33 +215,20 @@ def _binned(values: np.ndarray, hits: np.ndarray, edges: Sequence[float]) -> lis
     return out
 
 
-def sep_predictions(detections, encoder: MaskEncoder, rows: Sequence[int]) -> list[dict]:
-    """sep alone: the isophotal segment of each detection ``rows`` as a class-agnostic prediction, scored by its
-    isophotal signal-to-noise."""
-    seg, table = detections.segmentation, detections.table
-    snr = detections.snr()
-    out = []
-    for k in rows:
-        y0, y1, x0, x1 = int(table["ymin"][k]), int(table["ymax"][k]) + 1, int(table["xmin"][k]), int(table["xmax"][k]) + 1
-        mask = seg[y0:y1, x0:x1] == k + 1
-        out.append({"rle": encoder.encode(y0, x0, mask), "class_id": None, "score": float(snr[k]),
-                    "area": int(mask.sum())})
-    return out
-
-
 def object_class(probs: np.ndarray, mask: np.ndarray) -> int:
     """The class id of an object: the most probable galaxy class of its pixels' mean probabilities."""
     return int(np.argmax(probs[1:, mask].mean(axis=1))) + 1
 
 
-def object_predictions(objects, encoder: MaskEncoder) -> tuple[list[dict], np.ndarray]:
-    """Predictions of ``src.field.assemble`` objects (after ``resolve``) and the frame's class map."""
+def object_predictions(objects, encoder: MaskEncoder, classes: bool = True) -> tuple[list[dict], np.ndarray]:
+    """Predictions of ``src.field.assemble`` objects (after ``resolve``) and the frame's class map; without
+    ``classes`` (sep alone) ``class_id`` is None and the map 1 on every object."""
     class_map = np.zeros(encoder.shape, dtype=np.uint8)
     out = []
     for obj in objects:
-        cid = object_class(obj.probs, obj.mask)
+        cid = object_class(obj.probs, obj.mask) if classes else None
         y0, y1, x0, x1 = obj.box
-        class_map[y0:y1, x0:x1][obj.mask] = cid
+        class_map[y0:y1, x0:x1][obj.mask] = cid or 1
         out.append({"rle": encoder.encode(obj.y0, obj.x0, obj.mask), "class_id": cid, "score": obj.score,
                     "area": obj.area})
     return out, class_map

@@ -1,0 +1,167 @@
+"""One frame through a field strategy: ``predict.py --field`` and ``compute_scores.py --fields`` run frames with
+:func:`predict_field`.
+
+* ``cutout`` (models trained on GZ2-style cutouts): sep candidates -> stamps at the GZ2 scale -> the model
+  (semantic task) -> the central object of each stamp (``src.field.cutout``).
+* ``tiles`` (models trained on fields): overlapping tiles -> the model (instance task) -> objects merged across
+  tile borders (``src.field.tiles``, ``src.field.assemble.merge_views``).
+* ``sep``: sep alone, each isophotal segment an object without class (the classical baseline; scoring only).
+
+Both model strategies end with one owner per pixel (``src.field.assemble.resolve``); the objects are then measured
+by ``src.objects.measure_objects`` like the objects of a cutout (class probabilities, score, centroid, bounds,
+area, RA/Dec with a WCS), plus the ``edge`` flag.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from src.field.assemble import FieldObject, merge_views, resolve
+from src.field.cutout import MIN_AREA as MIN_CANDIDATE_AREA
+from src.field.cutout import candidates, cutout_objects
+from src.field.detect import detect
+from src.field.stamps import GZ2_CUTOUT
+from src.field.tiles import OVERLAP, TILE, tile_objects
+
+STRATEGIES = ("cutout", "tiles", "sep")
+
+
+@dataclass
+class FieldSettings:
+    """How a frame is processed (``predict.py --field`` options)."""
+
+    strategy: str = "cutout"
+    stamp_pixels: int = GZ2_CUTOUT        # cutout: stamps are resampled to this side (px) for the model
+    min_candidate_area: int = MIN_CANDIDATE_AREA   # cutout / sep: sep isophotal area (px) to become a candidate
+    detect_thresh: float | None = None    # sep threshold in background rms (None: the frame kind's default)
+    tile: int = TILE                      # tiles: tile side (px)
+    overlap: int = OVERLAP                # tiles: overlap (px), >= the largest object
+    batch_size: int = 8
+    min_area: int = 10                    # objects smaller than this (px) after one-owner resolution are dropped
+    score_threshold: float = 0.5          # tiles: lowest instance detection score
+    tta: bool = False
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"field strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.stamp_pixels < 32 or self.stamp_pixels % 32:
+            raise ValueError(f"stamp side must be a multiple of 32 px (the model's stride), got {self.stamp_pixels}")
+        if not 0 <= self.overlap < self.tile or self.tile % 32:
+            raise ValueError(f"tiles: the side ({self.tile} px) must be a multiple of 32 and the overlap "
+                             f"({self.overlap} px) lie in 0..side-1")
+
+
+@dataclass
+class FieldResult:
+    """``objects`` (numbered 1..n as in ``object_map``), ``object_map`` (int32, the frame), the sep
+    ``detections``, ``counts`` and ``timings`` (seconds)."""
+
+    objects: list[FieldObject]
+    object_map: np.ndarray
+    detections: object
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def _stamp_probabilities(model, processor, settings: FieldSettings):
+    """``probabilities(stamps, sizes)`` for the cutout strategy: the model (semantic task) on the stamps, the
+    per-pixel class probabilities resized (bilinear) to each stamp's side in the frame."""
+    from src.predict import segment
+
+    def run(stamps, sizes):
+        results = segment(model, processor, list(stamps), "semantic", settings.tta, settings.batch_size)
+        out = []
+        for (probs, _, _), size in zip(results, sizes):
+            p = torch.from_numpy(probs)[None]
+            if tuple(p.shape[-2:]) != tuple(size):
+                p = torch.nn.functional.interpolate(p, size=tuple(size), mode="bilinear", align_corners=False)
+            out.append(p[0].numpy())
+        return out
+
+    return run
+
+
+def _tile_instances(model, processor, settings: FieldSettings):
+    """``instances(tiles, valid)`` for the tiles strategy: the model (instance task) -> objects of each tile, one
+    owner per pixel (``src.objects.object_map_instance``)."""
+    from src.objects import OVERLAP as KEEP_SHARE
+    from src.objects import object_map_instance
+    from src.predict import segment
+
+    def run(tiles, valid):
+        results = segment(model, processor, list(tiles), "instance", settings.tta, settings.batch_size)
+        out = []
+        for (probs, detections, _), ok in zip(results, valid):
+            object_map, scores, _dropped = object_map_instance(detections, probs.shape[1:], ok,
+                                                               settings.score_threshold, KEEP_SHARE, settings.min_area)
+            out.append((object_map, np.asarray(scores, float), probs))
+        return out
+
+    return run
+
+
+def predict_field(frame, model, processor, settings: FieldSettings, progress: bool = False) -> FieldResult:
+    """Find, segment and classify the objects of one frame (a ``src.field.frame`` reader)."""
+    settings.check()
+    timings, counts = {}, {}
+    tic = time.perf_counter()
+    thresh = settings.detect_thresh if settings.detect_thresh is not None else frame.detect_thresh
+    detections = None
+    if settings.strategy in ("cutout", "sep"):
+        detections = detect(frame.detection, frame.shape, thresh, segmentation=settings.strategy == "sep")
+        counts["sources"] = len(detections)
+        timings["detect_s"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    if settings.strategy == "sep":
+        objects = sep_objects(detections, candidates(detections, settings.min_candidate_area))
+        counts["candidates"] = len(objects)
+    elif settings.strategy == "cutout":
+        objects, found = cutout_objects(frame, detections, _stamp_probabilities(model, processor, settings),
+                                        settings.stamp_pixels, settings.batch_size, settings.min_candidate_area,
+                                        progress=progress)
+        counts.update(found)
+    else:
+        views, found = tile_objects(frame, _tile_instances(model, processor, settings), settings.tile,
+                                    settings.overlap, max(1, settings.batch_size // 4), progress=progress)
+        objects, merged = merge_views(views)
+        counts.update(found, merged_views=merged)
+    timings["model_s"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    object_map, objects, dropped = resolve(objects, frame.shape, min_area=settings.min_area)
+    counts.update(dropped, objects=len(objects), edge=sum(o.edge for o in objects))
+    timings["resolve_s"] = time.perf_counter() - tic
+    return FieldResult(objects, object_map, detections, counts, timings)
+
+
+def sep_objects(detections, rows) -> list[FieldObject]:
+    """sep alone: each isophotal segment of ``rows`` as an object (probabilities: all "galaxy" mass on no class,
+    i.e. uniform over the galaxy classes), scored by its isophotal signal-to-noise."""
+    from src.classes import NUM_LABELS
+
+    seg, table, snr = detections.segmentation, detections.table, detections.snr()
+    out = []
+    for k in rows:
+        y0, y1 = int(table["ymin"][k]), int(table["ymax"][k]) + 1
+        x0, x1 = int(table["xmin"][k]), int(table["xmax"][k]) + 1
+        mask = seg[y0:y1, x0:x1] == k + 1
+        probs = np.zeros((NUM_LABELS,) + mask.shape, np.float32)
+        probs[1:] = 1.0 / (NUM_LABELS - 1)
+        out.append(FieldObject(y0, x0, mask, probs, float(snr[k])))
+    return out
+
+
+def measure(result: FieldResult, wcs=None) -> list[dict]:
+    """Catalog rows of the objects (``src.objects.measure_objects`` on each object's box) with ``edge``."""
+    from src.objects import measure_objects
+
+    rows = []
+    for number, obj in enumerate(result.objects, start=1):
+        [row] = measure_objects(obj.mask.astype(np.int32), obj.probs, None, wcs, origin=(obj.x0, obj.y0))
+        row["object"] = number
+        row["score"] = round(float(obj.score), 6)
+        row["edge"] = bool(obj.edge)
+        rows.append(row)
+    return rows
