@@ -323,8 +323,9 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         except (OSError, UnidentifiedImageError) as err:
             raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} unreadable ({err})") from None
         if image.shape[:2] != record["shape"]:
+            height, width = record["shape"]
             raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} is {image.shape[1]}x"
-                               f"{image.shape[0]} px, the annotation file says {record['shape'][1]}x{record['shape'][0]}")
+                               f"{image.shape[0]} px, the annotation file says {width}x{height}")
         return image
 
     def set_epoch(self, epoch: int) -> None:
@@ -407,8 +408,9 @@ class CocoFieldDataset(torch.utils.data.Dataset):
 
 def load_coco_fields(path, image_ids=None) -> list[dict]:
     """The images of a COCO instance file as ``{"id", "path", "shape" (h, w), "file_name", "annotations": [{"bbox",
-    "segmentation", "class_id", "flux_gri" (or None)}]}``, in image-id order.  The categories must be the project's classes (same name
-    and id as ``src.classes``); anything else is an error naming the file and the entry."""
+    "segmentation", "class_id", "flux_gri" (or None)}]}``, in image-id order.  The categories must be the
+    project's classes (same name and id as ``src.classes``); anything else is an error naming the file and the
+    entry."""
     path = Path(path)
     try:
         coco = json.loads(path.read_text())

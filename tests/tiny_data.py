@@ -137,13 +137,15 @@ def write_tiny_raw(root, n=30, size=64, seed=0, val_fraction=0.2, extra_columns=
 
 def write_tiny_field(root, size=128, seed=0, centres=None, classes=None, semi_axes=(9.0, 6.0), name="field_0000.png",
                      noise=3.0) -> Path:
-    """A small field with several ellipses (the class colours of ``_COLOUR``) on a noisy sky, and its COCO
-    annotation file ``field_annotations.json`` (polygons, ``src.classes`` ids, ``flux_gri``), as
-    ``python -m src.synthetic --field`` writes them.  ``centres``: (x, y) of the objects; ``classes``: their
+    """A small field with several ellipses in their class colours (``src.classes.COLOURS``, what
+    ``tests.oracle_model.ColourOracle`` recognises) on a noisy sky, and its COCO annotation file
+    ``field_annotations.json`` (polygons, ``src.classes`` ids, ``flux_gri``), as ``python -m src.synthetic --field``
+    writes them.  ``centres``: (x, y) of the objects; ``classes``: their
     names.  Returns the annotation file's path."""
-    from src.classes import class_id
+    from pycocotools import mask as mask_utils
+
+    from src.classes import COLOURS, class_id
     from src.metrics import coco_categories
-    from src.via import polygon_area, polygon_mask
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -154,15 +156,15 @@ def write_tiny_field(root, size=128, seed=0, centres=None, classes=None, semi_ax
     annotations = []
     for k, ((cx, cy), name_) in enumerate(zip(centres, classes), start=1):
         xs, ys = _ellipse(cx, cy, semi_axes[0], semi_axes[1], 0.3 * k, n=32)
-        mask = polygon_mask(xs, ys, (size, size))
-        brightness = 0.6 + 0.1 * k
-        img[mask] = np.asarray(_COLOUR[name_], dtype=float) * brightness
         x0, y0 = min(xs), min(ys)
+        polygon = [float(v) + 0.5 for xy in zip(xs, ys) for v in xy]     # COCO: pixel centres at k + 0.5
+        mask = mask_utils.decode(mask_utils.frPyObjects([polygon], size, size))[..., 0].astype(bool)
+        img[mask] = COLOURS[name_]
         annotations.append({"id": k, "image_id": 1, "category_id": class_id(name_), "iscrowd": 0,
-                            "segmentation": [[float(v) for xy in zip(xs, ys) for v in xy]],
-                            "area": float(polygon_area(xs, ys, (size, size))),
+                            "segmentation": [polygon],
+                            "area": float(mask_utils.area(mask_utils.frPyObjects([polygon], size, size))[0]),
                             "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
-                            "flux_gri": [float(mask.sum() * brightness)] * 3})
+                            "flux_gri": [float(mask.sum() * k)] * 3})
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name)
     coco = {"images": [{"id": 1, "file_name": name, "width": size, "height": size}], "annotations": annotations,
             "categories": coco_categories()}

@@ -32,8 +32,8 @@ _CELL = 256
 class FieldObject:
     """One object: ``mask`` (h, w) bool whose pixel (0, 0) is frame pixel (``y0``, ``x0``); ``probs`` (K, h, w)
     float32 per-pixel class probabilities (``src.classes`` ids, background 0) on the same box; ``score`` in 0-1;
-    ``edge``: its stamp or tile reached past the frame border, or its mask touches it.  ``windows``: the frame
-    regions ``(y0, y1, x0, x1)`` its views were seen in (tiles), for :func:`merge_views`."""
+    ``edge``: its mask touches the frame border, so the object may be cut (set by :func:`resolve`).
+    ``windows``: the frame regions ``(y0, y1, x0, x1)`` its views were seen in (tiles), for :func:`merge_views`."""
 
     y0: int
     x0: int

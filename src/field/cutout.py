@@ -83,19 +83,18 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
         windows = [Window.centred(table["x"][rows[k]], table["y"][rows[k]], int(sides[k])) for k in batch]
         cuts = [cut(frame.region, frame.shape, w) for w in windows]
         stamps = [resample(rgb, input_side) for rgb, _valid in cuts]
-        maps = probabilities(stamps, [(w.side, w.side)] * len(windows))
+        maps = probabilities(stamps, [(w.side, w.side) for w in windows])
         for k, window, (_rgb, valid), probs in zip(batch, windows, cuts, maps):
             probs = np.asarray(probs, dtype=np.float32)
             reach = max(MIN_REACH, float(np.sqrt(table["npix"][rows[k]] / np.pi)))
             mask = central_object(probs, valid, reach)
-            padded = window.padded(frame.shape)
-            counts["padded"] += int(padded)
+            counts["padded"] += int(window.padded(frame.shape))
             if mask is None:
                 counts["rejected"] += 1
                 continue
             frame_rows, frame_cols, _, _ = window.clip(frame.shape)
-            obj = FieldObject(window.y0, window.x0, mask, probs, object_score(probs, mask), padded,
-                              [(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)])
+            obj = FieldObject(window.y0, window.x0, mask, probs, object_score(probs, mask),
+                              windows=[(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)])
             objects.append(crop_to_mask(obj))
         bar.update(len(windows))
     bar.close()

@@ -128,8 +128,8 @@ class FieldScorer:
         self.gt_images.append({"id": image_id, "height": shape[0], "width": shape[1],
                                "file_name": image.get("file_name", "")})
         for ann in truth:
-            self.gt_annotations.append({"image_id": image_id, "category_id": ann["class_id"], "segmentation": ann["rle"],
-                                        "area": ann["area"], "iscrowd": 0,
+            self.gt_annotations.append({"image_id": image_id, "category_id": ann["class_id"],
+                                        "segmentation": ann["rle"], "area": ann["area"], "iscrowd": 0,
                                         "bbox": mask_utils.toBbox(ann["rle"]).tolist()})
         for pred in predictions:
             self.results.append({"image_id": image_id, "category_id": pred["class_id"] if self.classes else 1,
@@ -210,7 +210,7 @@ def _binned(values: np.ndarray, hits: np.ndarray, edges: Sequence[float]) -> lis
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         inside = (values >= lo) & (values < hi)
-        out.append({"min": None if not np.isfinite(lo) else float(lo), "max": None if not np.isfinite(hi) else float(hi),
+        out.append({"min": float(lo) if np.isfinite(lo) else None, "max": float(hi) if np.isfinite(hi) else None,
                     "n": int(inside.sum()), "fraction": float(hits[inside].mean()) if inside.any() else None})
     return out
 

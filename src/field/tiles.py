@@ -63,14 +63,13 @@ def tile_objects(frame, instances: Instances, tile: int = TILE, overlap: int = O
         for window, (_rgb, valid), (object_map, scores, probs) in zip(batch, cuts, results):
             rows, cols, _, _ = window.clip(frame.shape)
             seen = [(rows.start, rows.stop, cols.start, cols.stop)]
-            padded = window.padded(frame.shape)
             probs = np.asarray(probs, dtype=np.float32)
             for k, score in enumerate(np.asarray(scores, float), start=1):
                 mask = (object_map == k) & valid
                 if not mask.any():
                     continue
-                views.append(crop_to_mask(FieldObject(window.y0, window.x0, mask, probs, float(score), padded,
-                                                      list(seen))))
+                views.append(crop_to_mask(FieldObject(window.y0, window.x0, mask, probs, float(score),
+                                                      windows=list(seen))))
         bar.update(len(batch))
     bar.close()
     return views, {"tiles": len(windows), "views": len(views)}

@@ -16,7 +16,6 @@ from ..catalog import parse_gz2_class
 from ..classes import GALAXY_CLASSES, class_id
 from ..atomic import write_json_atomic
 from ..images import lupton_rgb, write_jpeg
-from ..via import polygon_area
 from . import labels, render
 from .generator import draw_extra, draw_main, paste, run_jobs, validate
 
@@ -70,12 +69,18 @@ def _make_field(job):
 
 
 def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
+    """The COCO annotation of an object.  COCO polygon coordinates put the corner of the first pixel at (0, 0)
+    (pixel centres at k + 0.5), the VIA / scikit-image vertices pixel centres at k: the polygon is moved by half a
+    pixel, so that pycocotools rasterises the pixels the annotation outlines; ``area`` is that raster's."""
+    from pycocotools import mask as mask_utils
+
     xs, ys = obj["all_points_x"], obj["all_points_y"]
     x0, y0 = min(xs), min(ys)
+    polygon = [float(v) + 0.5 for xy in zip(xs, ys) for v in xy]
     return {
         "id": ann_id, "image_id": image_id, "category_id": class_id(obj["group"]), "iscrowd": 0,
-        "segmentation": [[float(v) for xy in zip(xs, ys) for v in xy]],
-        "area": float(polygon_area(xs, ys, (size, size))),
+        "segmentation": [polygon],
+        "area": float(mask_utils.area(mask_utils.frPyObjects([polygon], size, size))[0]),
         "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
         "gz2_class": obj["gz2_class"], "gz2_class_15": obj["base"],
         "flux_gri": [round(float(f), 3) for f in obj["flux_gri"]],
