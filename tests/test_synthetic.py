@@ -1,6 +1,7 @@
 """The synthetic GZ2 generator: formats, determinism, round trip, statistics against the real data."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections import Counter
@@ -252,7 +253,7 @@ def test_cli_reports_bad_arguments_and_writes(tmp_path):
 def test_field_coco_json(tmp_path):
     from pycocotools.coco import COCO
 
-    summary = generate_field(tmp_path, n=1, seed=0, size=512, progress=False)
+    summary = generate_field(tmp_path, n=1, seed=0, size=512, progress=False, fits=True)
     coco = COCO(str(tmp_path / "field_annotations.json"))
     assert summary["objects"] == len(coco.getAnnIds()) >= 4
     assert {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())} == {n: LABEL2ID[n] for n in GALAXY_CLASSES}
@@ -274,3 +275,20 @@ def test_field_coco_json(tmp_path):
     assert rgb[union].mean() > 4 * rgb[~union].mean()
     with pytest.raises(ValueError, match="size must be"):
         generate_field(tmp_path, n=1, size=64, progress=False)
+    # --fits: the band images before the stretch, with a TAN WCS; the JPEG is their Lupton composite
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from src.images import JPEG_QUALITY, lupton_rgb
+    from src.synthetic.field import field_radec
+
+    bands = []
+    for band in "gri":
+        with fits.open(tmp_path / f"field_0000_{band}.fits") as hdul:
+            bands.append(hdul[0].data.astype(np.float32))
+            wcs = WCS(hdul[0].header)
+    centre = wcs.pixel_to_world_values(255.5, 255.5)
+    assert np.allclose(centre, field_radec(0, 0), atol=1e-6)
+    buffer = io.BytesIO()
+    Image.fromarray(lupton_rgb(np.stack(bands))).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    assert buffer.getvalue() == (tmp_path / info["file_name"]).read_bytes()

@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     parser.add_argument("--balance", action="store_true", help="equal 5-class mix (oversample rare classes)")
     parser.add_argument("--fits", action="store_true",
                         help="also write each cutout's g, r, i band images (float32, before the stretch, TAN WCS at "
-                             "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits")
+                             "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits; "
+                             "with --field each field's as field_<k>_{g,r,i}.fits beside its JPEG")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
     add_output_options(parser)
     args = parser.parse_args(argv)
@@ -29,10 +30,8 @@ def main(argv=None) -> int:
     kwargs = dict(n=args.n, seed=args.seed, workers=args.workers, balance=args.balance, progress=not args.quiet)
 
     def body():
-        if args.field and args.fits:
-            raise ValueError("--fits writes the band images of cutouts; it cannot be combined with --field")
         if args.field:
-            summary = generate_field(args.out, size=args.size or 2048, **kwargs)
+            summary = generate_field(args.out, size=args.size or 2048, fits=args.fits, **kwargs)
         else:
             summary = generate(args.out, size=args.size or 256, fits=args.fits, **kwargs)
         if not args.quiet:

@@ -15,8 +15,8 @@ import numpy as np
 from ..catalog import parse_gz2_class
 from ..classes import GALAXY_CLASSES, class_id
 from ..atomic import write_json_atomic
-from ..images import lupton_rgb, write_jpeg
-from . import labels, render
+from ..images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
+from . import hart16, labels, render
 from .generator import draw_extra, draw_main, paste, run_jobs, validate
 
 CELL = 160
@@ -28,7 +28,14 @@ ANNOTATIONS = "field_annotations.json"
 
 
 def render_field(seed: int, index: int, size: int = 2048, balance: bool = False):
-    """``(rgb (size, size, 3) uint8, [object dicts with gz2_class, group, polygon (x, y lists)]``."""
+    """``(rgb (size, size, 3) uint8, [object dicts with gz2_class, group, polygon (x, y lists), flux_gri]``."""
+    bands, objects = render_field_bands(seed, index, size, balance)
+    return lupton_rgb(bands), objects
+
+
+def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = False):
+    """As :func:`render_field`, but the g, r, i band images before the stretch: ``(float32 (3, size, size),
+    objects)`` in generator flux units."""
     main_ss, noise_ss = np.random.SeedSequence([seed, index, FIELD_TAG]).spawn(2)
     rng = np.random.default_rng(main_ss)
     seeing = round(rng.uniform(*render.SEEING_FWHM) * 20) / 20
@@ -57,14 +64,33 @@ def render_field(seed: int, index: int, size: int = 2048, balance: bool = False)
         draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=rng.random() < 0.6)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
-    return lupton_rgb(canvas), objects
+    return canvas, objects
+
+
+def field_radec(seed: int, index: int) -> tuple[float, float]:
+    """The sky position (ra, dec in degrees) of the centre of field ``index`` of run ``seed`` (its own stream)."""
+    return hart16.catalog_radec(np.random.default_rng(np.random.SeedSequence([seed, index, FIELD_TAG, 1])))
+
+
+def write_field_fits(out_dir, seed: int, index: int, bands: np.ndarray) -> list[Path]:
+    """``field_<k>_{g,r,i}.fits``: float32 band images (generator flux units) with a TAN WCS at the SDSS pixel
+    scale centred on :func:`field_radec`.  Row y of each array is row y of the JPEG."""
+    header = tan_header(*field_radec(seed, index), bands.shape[-2:], SDSS_PIXEL_SCALE)
+    header["BUNIT"] = ("generator", "src.synthetic flux units")
+    paths = []
+    for band, image in zip(BANDS, bands):
+        header["FILTER"] = (band, "SDSS-like band")
+        paths.append(write_fits(Path(out_dir) / f"field_{index:04d}_{band}.fits", image.astype(np.float32), header))
+    return paths
 
 
 def _make_field(job):
-    seed, index, size, balance, out_dir = job
-    rgb, objects = render_field(seed, index, size, balance)
+    seed, index, size, balance, out_dir, fits = job
+    bands, objects = render_field_bands(seed, index, size, balance)
     filename = f"field_{index:04d}.jpg"
-    write_jpeg(Path(out_dir) / filename, rgb)
+    write_jpeg(Path(out_dir) / filename, lupton_rgb(bands))
+    if fits:
+        write_field_fits(out_dir, seed, index, bands)
     return filename, objects
 
 
@@ -88,13 +114,14 @@ def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
 
 
 def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers: int = 1, balance: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, fits: bool = False) -> dict:
     """Write ``n`` fields ``field_<k>.jpg`` of ``size`` x ``size`` px and ``field_annotations.json`` (COCO)
-    under ``out_dir``.  Returns a summary with the object counts by 5-class and the paths."""
+    under ``out_dir``; with ``fits`` also their band images ``field_<k>_{g,r,i}.fits`` (:func:`write_field_fits`).
+    Returns a summary with the object counts by 5-class and the paths."""
     validate(n, size, workers, seed, min_size=MIN_FIELD_SIZE)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, k, size, balance, str(out)) for k in range(n)]
+    jobs = [(seed, k, size, balance, str(out), fits) for k in range(n)]
     results = run_jobs(_make_field, jobs, workers, progress, "synthetic fields")
     images, annotations = [], []
     by_class = {name: 0 for name in GALAXY_CLASSES}
