@@ -123,7 +123,7 @@ def test_object_split_by_a_tile_border_is_reported_once():
     left = whole.probs[:, whole.mask][:, 0]                          # a pixel seen by both tiles
     assert mean[2] > 0.3 and mean[3] > 0.3 and np.isclose(left[2], 0.5) and np.isclose(left[3], 0.5)
     object_map, objects, counts = resolve(merged, shape)
-    assert object_map.max() == 2 and counts == {"duplicate": 0, "small": 0}
+    assert object_map.max() == 2 and counts == {"duplicate": 0, "too_small": 0}
     assert (object_map == 1).sum() == disc.sum()                    # numbered by decreasing area
 
 
@@ -135,7 +135,7 @@ def test_resolve_gives_one_owner_per_pixel_and_drops_duplicates():
         return FieldObject(0, 0, mask, _probs_for(mask), score, edge)
 
     object_map, objects, counts = resolve([obj(a, 0.9), obj(b, 0.5), obj(c, 0.7)], shape, min_area=5)
-    assert counts == {"duplicate": 1, "small": 0} and len(objects) == 2
+    assert counts == {"duplicate": 1, "too_small": 0} and len(objects) == 2
     assert ((object_map == 1) == a).all()                           # the best-scoring disc keeps all its pixels
     assert ((object_map == 2) == (c & ~a)).all()                    # the overlap went to the higher score
     edge = _disc(shape, 2, 20, 5)

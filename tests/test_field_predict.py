@@ -83,3 +83,64 @@ def test_frame_smaller_than_a_stamp_is_padded(tmp_path, oracle):
     result, scores, _ = _score(tmp_path / "t", oracle, FieldSettings(strategy="tiles", tile=64, overlap=16),
                                size=40, centres=[(20, 20)], classes=["spiral"], semi_axes=(8.0, 5.0))
     assert scores["detection"]["completeness"] == 1.0 and len(result.objects) == 1
+
+
+# ------------------------------------------------------------------------------------------------ predict.py --field
+def _fits_frame(folder, shape=(96, 120), nan_patch=(slice(60, 90), slice(80, 115)), seed=0):
+    """g, r, i band files with a TAN WCS: two round galaxies, the second under a blank (NaN) patch."""
+    from astropy.wcs import WCS
+
+    from src.images import tan_header, write_fits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    header = tan_header(150.1, 2.2, shape)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    rng = np.random.default_rng(seed)
+    for k, band in enumerate("gri"):
+        data = 0.3 + rng.normal(0, 0.01, shape)
+        for x, y in ((35, 40), (97, 75)):
+            data += (0.6 + 0.3 * k) * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 5.0 ** 2)
+        data[nan_patch] = np.nan
+        write_fits(folder / f"frame_{band}.fits", data.astype(np.float32), header)
+    return WCS(header)
+
+
+def test_predict_field_cli_outputs(tmp_path, oracle):
+    """--field writes what predict.py writes for cutouts: catalog (with edge and, for FITS, RA/Dec), segmentation
+    maps (FITS with the frame's WCS), overlays, report; a frame with no source gives no row, not an error."""
+    import pandas as pd
+    from astropy.io import fits
+    from PIL import Image
+
+    from src.predict import main
+    from tests.oracle_model import ColourOracle
+
+    write_tiny_field(tmp_path / "png", size=192, centres=CENTRES[:4], classes=CLASSES[:4], semi_axes=(10.0, 6.0))
+    Image.fromarray(np.random.default_rng(2).integers(0, 12, (64, 80, 3)).astype(np.uint8)).save(
+        tmp_path / "png" / "empty.png")
+    wcs = _fits_frame(tmp_path / "fits")
+    model, processor = oracle
+    bright = ColourOracle.for_processor(processor, threshold=120, num_queries=24)
+    status = main([str(tmp_path / "png"), "--model", "oracle", "--out", str(tmp_path / "out"), "--field",
+                   "--stamp-pixels", "128", "--min-candidate-area", "20", "--overlays", "--quiet"], model, processor)
+    assert status == 0
+    catalog = pd.read_csv(tmp_path / "out/catalog.csv")
+    assert sorted(catalog["class"]) == sorted(CLASSES[:4]) and not catalog["edge"].any()
+    assert (tmp_path / "out/overlays/field_0000.png").is_file() and (tmp_path / "out/overlays/empty.png").is_file()
+    seg = np.asarray(Image.open(tmp_path / "out/segmentation/field_0000_objects.png"))
+    assert seg.shape == (192, 192) and seg.max() == 4
+    report = __import__("json").loads((tmp_path / "out/predict_report.json").read_text())
+    records = {r["source"].split("/")[-1]: r for r in report["inputs"]}
+    assert records["empty.png"]["status"] == "ok" and records["empty.png"]["n_objects"] == 0
+    assert records["field_0000.png"]["field"]["counts"]["candidates"] == 4
+
+    status = main([str(tmp_path / "fits"), "--model", "oracle", "--out", str(tmp_path / "fout"), "--field",
+                   "--stamp-pixels", "128", "--min-candidate-area", "20", "--quiet"], bright, processor)
+    assert status == 0
+    [row] = pd.read_csv(tmp_path / "fout/catalog.csv").to_dict("records")     # the other one is blank (NaN)
+    assert abs(row["x"] - 35) < 1 and abs(row["y"] - 40) < 1
+    ra, dec = wcs.pixel_to_world_values(row["x"], row["y"])
+    assert abs(row["ra"] - ra) < 1e-7 and abs(row["dec"] - dec) < 1e-7          # catalog: 8 decimals
+    with fits.open(tmp_path / "fout/segmentation/frame.fits") as hdul:
+        assert hdul["OBJECTS"].data[40, 35] == 1 and not hdul["OBJECTS"].data[60:90, 80:115].any()
+        assert hdul["OBJECTS"].header["CRVAL1"] == 150.1

@@ -178,14 +178,14 @@ def resolve(objects: list[FieldObject], shape: tuple[int, int], keep: float = KE
 
     Objects claim their unclaimed pixels by decreasing score; one keeping less than ``keep`` of its mask is a
     duplicate and one keeping fewer than ``min_area`` px is too small: both are dropped and counted in ``counts``
-    (``{"duplicate": n, "small": n}``).  Objects are numbered 1..n by decreasing area (ties: higher score first),
+    (``{"duplicate": n, "too_small": n}``).  Objects are numbered 1..n by decreasing area (ties: higher score first),
     as ``src.objects`` numbers the objects of a cutout; the returned objects are cropped to what they kept.
     ``valid``: False on blank frame pixels, which no object may claim.
     """
     height, width = shape
     claimed = np.zeros(shape, dtype=np.int32)
     kept: list[FieldObject] = []
-    counts = {"duplicate": 0, "small": 0}
+    counts = {"duplicate": 0, "too_small": 0}
     for obj in sorted(objects, key=lambda o: -o.score):
         rows, cols, orows, ocols = _clip(obj, shape)
         mask = np.zeros_like(obj.mask)
@@ -200,7 +200,7 @@ def resolve(objects: list[FieldObject], shape: tuple[int, int], keep: float = KE
             counts["duplicate"] += 1
             continue
         if n_free < max(min_area, 1):
-            counts["small"] += 1
+            counts["too_small"] += 1
             continue
         kept.append(FieldObject(obj.y0, obj.x0, free, obj.probs, obj.score, obj.edge, obj.windows))
         region = claimed[rows, cols]

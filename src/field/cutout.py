@@ -67,7 +67,7 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
     """One object per candidate that the model confirms (see the module docstring).
 
     ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
-    stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``small`` (under ``min_area``), ``rejected``
+    stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``below_min_area``, ``rejected``
     (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).
     """
     from src.progress import progress_bar
@@ -75,7 +75,7 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
     rows = candidates(detections, min_area)
     table = detections.table
     sides = stamp_side(table["npix"][rows], fill) if rows.size else np.zeros(0, int)
-    counts = {"candidates": int(rows.size), "small": int(len(table) - rows.size), "rejected": 0, "padded": 0}
+    counts = {"candidates": int(rows.size), "below_min_area": int(len(table) - rows.size), "rejected": 0, "padded": 0}
     objects: list[FieldObject] = []
     bar = progress_bar(total=int(rows.size), desc="stamps", unit="stamp", disable=not progress)
     for start in range(0, rows.size, batch_size):
