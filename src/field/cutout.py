@@ -1,9 +1,12 @@
 """The ``cutout`` strategy: one stamp per sep candidate, at the scale of the Galaxy Zoo 2 cutouts, through a model
 trained on such cutouts; the object at the centre of each stamp is mapped back into the frame.
 
-For each candidate whose isophotal area reaches ``min_area`` px: a square stamp of side
-``src.field.stamps.stamp_side(npix)`` centred on it (padded outside the frame), resampled to ``input_side`` px; the
-stamps go through the model in batches; the per-pixel class probabilities come back at the stamp's frame
+For each candidate whose isophotal area reaches ``min_area`` px: a square stamp centred on it (padded outside the
+frame), resampled to ``input_side`` px.  Its side in the frame (``scale``): ``"fill"``, the GZ2 rule of
+``src.field.stamps.stamp_side(npix)`` (the object fills the stamp as the median GZ2 galaxy fills its cutout: for
+models trained on cutouts scaled to their galaxy, as the real GZ2 images are), or ``"native"``, ``input_side`` px
+(no resampling: for models trained at the frame's own pixel scale, as on the synthetic set).  The stamps go
+through the model in batches; the per-pixel class probabilities come back at the stamp's frame
 resolution.  The candidate's object is the connected region (8-connectivity) of galaxy pixels (most probable class
 not the background, valid pixels only) nearest to the stamp centre, within the candidate's isophotal radius
 sqrt(npix / pi) (at least ``MIN_REACH`` px); no such region means the model sees no galaxy there (counted as
@@ -24,6 +27,8 @@ from src.field.stamps import GZ2_CUTOUT, GZ2_MEDIAN_FILL, Window, cut, resample,
 MIN_AREA = 90
 #: The object must come within this many px of the stamp centre (or the candidate's isophotal radius if larger).
 MIN_REACH = 3.0
+#: How a stamp's side in the frame is chosen (see the module docstring).
+STAMP_SCALES = ("fill", "native")
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 #: ``probabilities(stamps, sizes)``: stamps (S, S, 3) uint8 -> per-pixel class probabilities (K, h, w) at ``sizes``.
@@ -62,8 +67,8 @@ def object_score(probs: np.ndarray, mask: np.ndarray) -> float:
 
 
 def cutout_objects(frame, detections: Detections, probabilities: Probabilities, input_side: int = GZ2_CUTOUT,
-                   batch_size: int = 8, min_area: int = MIN_AREA, fill: float = GZ2_MEDIAN_FILL,
-                   progress: bool = False) -> tuple[list[FieldObject], dict]:
+                   batch_size: int = 8, min_area: int = MIN_AREA, scale: str = "fill",
+                   fill: float = GZ2_MEDIAN_FILL, progress: bool = False) -> tuple[list[FieldObject], dict]:
     """One object per candidate that the model confirms (see the module docstring).
 
     ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
@@ -74,7 +79,12 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
 
     rows = candidates(detections, min_area)
     table = detections.table
-    sides = stamp_side(table["npix"][rows], fill) if rows.size else np.zeros(0, int)
+    if scale not in STAMP_SCALES:
+        raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {scale!r}")
+    if scale == "native":
+        sides = np.full(rows.size, input_side, dtype=int)
+    else:
+        sides = stamp_side(table["npix"][rows], fill) if rows.size else np.zeros(0, int)
     counts = {"candidates": int(rows.size), "below_min_area": int(len(table) - rows.size), "rejected": 0, "padded": 0}
     objects: list[FieldObject] = []
     bar = progress_bar(total=int(rows.size), desc="stamps", unit="stamp", disable=not progress)

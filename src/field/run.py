@@ -21,7 +21,7 @@ import torch
 
 from src.field.assemble import FieldObject, merge_views, resolve
 from src.field.cutout import MIN_AREA as MIN_CANDIDATE_AREA
-from src.field.cutout import candidates, cutout_objects
+from src.field.cutout import STAMP_SCALES, candidates, cutout_objects
 from src.field.detect import detect
 from src.field.stamps import GZ2_CUTOUT
 from src.field.tiles import OVERLAP, TILE, tile_objects
@@ -35,6 +35,7 @@ class FieldSettings:
 
     strategy: str = "cutout"
     stamp_pixels: int = GZ2_CUTOUT        # cutout: stamps are resampled to this side (px) for the model
+    stamp_scale: str = "fill"             # cutout: "fill" (the GZ2 stamp rule) or "native" (stamp_pixels px)
     min_candidate_area: int = MIN_CANDIDATE_AREA   # cutout / sep: sep isophotal area (px) to become a candidate
     detect_thresh: float | None = None    # sep threshold in background rms (None: the frame kind's default)
     tile: int = TILE                      # tiles: tile side (px)
@@ -47,6 +48,8 @@ class FieldSettings:
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"field strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.stamp_scale not in STAMP_SCALES:
+            raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {self.stamp_scale!r}")
         if self.stamp_pixels < 32 or self.stamp_pixels % 32:
             raise ValueError(f"stamp side must be a multiple of 32 px (the model's stride), got {self.stamp_pixels}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:
@@ -121,7 +124,7 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     elif settings.strategy == "cutout":
         objects, found = cutout_objects(frame, detections, _stamp_probabilities(model, processor, settings),
                                         settings.stamp_pixels, settings.batch_size, settings.min_candidate_area,
-                                        progress=progress)
+                                        settings.stamp_scale, progress=progress)
         counts.update(found)
     else:
         views, found = tile_objects(frame, _tile_instances(model, processor, settings), settings.tile,
