@@ -10,6 +10,12 @@ share of the batches, the main process gathers the results and writes the files;
 
 --model: a save_pretrained directory, or a bare .safetensors state dict of the original project (its
 architecture given by --base-card, default the swin-tiny preset = shi-labs/oneformer_ade20k_swin_tiny).
+
+Survey fields (``src.field.evaluate``): every galaxy of annotated frames (``python -m src.synthetic --field``),
+scored for a field strategy, or for sep alone (no model):
+
+    python compute_scores.py --fields DIR [--model M] [--strategy cutout|tiles|sep] [--stamp-scale fill|native]
+        [--tile 512] [--overlap 224] [--limit N] [--out metrics.json]
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ from src.evaluate import TASKS, evaluate, format_table, write_metrics
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="compute_scores.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="save_pretrained directory, .safetensors file or preset")
+    parser.add_argument("--model", help="save_pretrained directory, .safetensors file or preset (needed except for "
+                                        "--fields with --strategy sep)")
     parser.add_argument("--data-root", default=".", help="folder with galaxy_<split>.json and original/zoo2Main")
     parser.add_argument("--split", default="test")
     parser.add_argument("--task", nargs="+", default=["semantic", "instance"], choices=[*TASKS, "all"],
@@ -36,6 +43,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images (quick checks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_output_options(parser)
+    fields = parser.add_argument_group("survey fields (README: 'Survey fields')")
+    fields.add_argument("--fields", help="score on annotated fields instead of a split: a folder with "
+                                         "field_annotations.json (COCO), or the file")
+    fields.add_argument("--strategy", default="cutout", choices=("cutout", "tiles", "sep"),
+                        help="cutout (model trained on cutouts), tiles (model trained on fields) or sep alone "
+                             "(default cutout)")
+    fields.add_argument("--stamp-scale", default="fill", choices=("fill", "native"),
+                        help="cutout: the GZ2 stamp rule, or stamps at the frame's scale (default fill)")
+    fields.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
+    fields.add_argument("--overlap", type=int, default=224, help="tiles: tile overlap, px (default 224)")
     return parser.parse_args(argv)
 
 
@@ -43,8 +60,12 @@ def main(argv=None) -> int:
     """Exit status 0, or 2 with one line naming a user's mistake (bad path, option or input file)."""
     args = parse_args(argv)
     setup_logging(args.quiet, args.verbose)
+    if args.fields is not None:
+        return run_cli("compute_scores.py", lambda: _fields(args), verbose=args.verbose)
 
     def body():
+        if args.model is None:
+            raise ValueError("--model is required")
         metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
                            batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
                            progress=not (args.no_progress or args.quiet), device=args.device, limit=args.limit)
@@ -55,6 +76,22 @@ def main(argv=None) -> int:
         print(f"\nwrote {args.out}" + (f" and {args.predictions_out}" if args.predictions_out else ""))
 
     return run_cli("compute_scores.py", body, verbose=args.verbose)
+
+
+def _fields(args) -> None:
+    from src.field.evaluate import evaluate_fields, format_field_table
+    from src.field.run import FieldSettings
+
+    if args.model is None and args.strategy != "sep":
+        raise ValueError(f"--strategy {args.strategy} needs a --model (only --strategy sep runs without one)")
+    settings = FieldSettings(strategy=args.strategy, stamp_scale=args.stamp_scale, tile=args.tile,
+                             overlap=args.overlap, batch_size=args.batch_size)
+    metrics = evaluate_fields(args.fields, args.model if args.strategy != "sep" else None, settings, limit=args.limit,
+                              device=args.device, base_card=args.base_card,
+                              progress=not (args.no_progress or args.quiet))
+    print(format_field_table(metrics))
+    write_metrics(metrics, args.out)
+    print(f"\nwrote {args.out}")
 
 
 def _is_main_process() -> bool:

@@ -261,3 +261,18 @@ def test_train_script_accepts_a_coco_file(tmp_path):
     [row] = csv.DictReader(open(tmp_path / "model" / "loss_history.csv"))
     assert float(row["train_loss"]) > 0 and float(row["val_loss"]) > 0 and row["step"] == "1"  # 2 crops, 1 field
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_compute_scores_fields_cli(tmp_path, capsys):
+    """compute_scores.py --fields: sep alone needs no model; a model strategy without --model is one message."""
+    from compute_scores import main
+
+    write_tiny_field(tmp_path / "fields", size=96)
+    assert main(["--fields", str(tmp_path / "fields"), "--strategy", "sep", "--out", str(tmp_path / "m.json"),
+                 "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["strategy"] == "sep" and metrics["n_truth"] == 3 and metrics["detection"]["completeness"] == 1.0
+    assert main(["--fields", str(tmp_path / "fields"), "--strategy", "cutout"]) == 2
+    assert "needs a --model" in capsys.readouterr().err
+    assert main(["--fields", str(tmp_path / "nowhere"), "--strategy", "sep"]) == 2
+    assert "no COCO annotation file" in capsys.readouterr().err
