@@ -209,7 +209,7 @@ def resolve(objects: list[FieldObject], shape: tuple[int, int], keep: float = KE
     order = sorted(range(len(kept)), key=lambda k: (-areas[k], -kept[k].score))
     lut = np.zeros(len(kept) + 1, dtype=np.int32)
     lut[np.asarray(order, dtype=np.int64) + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    object_map = lut[claimed] if kept else claimed
+    object_map = np.take(lut, claimed, out=claimed, mode="clip") if kept else claimed   # in place (unbuffered)
     result = []
     for k in order:
         obj = crop_to_mask(kept[k])

@@ -38,8 +38,8 @@ BACK_FILTER = 3
 MIN_PIXELS = 5
 DEBLEND_NTHRESH = 32
 DEBLEND_CONT = 0.005
-#: Frames up to this side are detected in one piece; larger ones in chunks of this side.
-CHUNK = 4096
+#: Frames up to this side are detected in one piece; larger ones in chunks of this side (memory: a chunk's bands).
+CHUNK = 2048
 #: Border added around each chunk (px): larger than the largest object expected.
 MARGIN = 256
 
