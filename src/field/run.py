@@ -60,13 +60,22 @@ class FieldSettings:
 @dataclass
 class FieldResult:
     """``objects`` (numbered 1..n as in ``object_map``), ``object_map`` (int32, the frame), the sep
-    ``detections``, ``counts`` and ``timings`` (seconds)."""
+    ``detections``, ``counts``, ``timings`` (seconds) and ``peak_rss_gib`` (the process's peak resident memory
+    after each stage, GiB)."""
 
     objects: list[FieldObject]
     object_map: np.ndarray
     detections: object
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    peak_rss_gib: dict = field(default_factory=dict)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, GiB (Linux ``ru_maxrss`` is in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
 
 
 def _stamp_probabilities(model, processor, settings: FieldSettings):
@@ -109,7 +118,7 @@ def _tile_instances(model, processor, settings: FieldSettings):
 def predict_field(frame, model, processor, settings: FieldSettings, progress: bool = False) -> FieldResult:
     """Find, segment and classify the objects of one frame (a ``src.field.frame`` reader)."""
     settings.check()
-    timings, counts = {}, {}
+    timings, counts, memory = {}, {}, {}
     tic = time.perf_counter()
     thresh = settings.detect_thresh if settings.detect_thresh is not None else frame.detect_thresh
     detections = None
@@ -117,6 +126,7 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
         detections = detect(frame.detection, frame.shape, thresh, segmentation=settings.strategy == "sep")
         counts["sources"] = len(detections)
         timings["detect_s"] = time.perf_counter() - tic
+        memory["detect"] = peak_rss_gib()
     tic = time.perf_counter()
     if settings.strategy == "sep":
         objects = sep_objects(detections, candidates(detections, settings.min_candidate_area))
@@ -132,11 +142,13 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
         objects, merged = merge_views(views)
         counts.update(found, merged_views=merged)
     timings["model_s"] = time.perf_counter() - tic
+    memory["model"] = peak_rss_gib()
     tic = time.perf_counter()
     object_map, objects, dropped = resolve(objects, frame.shape, min_area=settings.min_area)
     counts.update(dropped, objects=len(objects), edge=sum(o.edge for o in objects))
     timings["resolve_s"] = time.perf_counter() - tic
-    return FieldResult(objects, object_map, detections, counts, timings)
+    memory["resolve"] = peak_rss_gib()
+    return FieldResult(objects, object_map, detections, counts, timings, memory)
 
 
 def sep_objects(detections, rows) -> list[FieldObject]:
