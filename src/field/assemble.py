@@ -31,7 +31,7 @@ _CELL = 256
 @dataclass
 class FieldObject:
     """One object: ``mask`` (h, w) bool whose pixel (0, 0) is frame pixel (``y0``, ``x0``); ``probs`` (K, h, w)
-    float32 per-pixel class probabilities (``src.classes`` ids, background 0) on the same box; ``score`` in 0-1;
+    per-pixel class probabilities (float16 once cropped: thousands of objects stay small) (``src.classes`` ids, background 0) on the same box; ``score`` in 0-1;
     ``edge``: its mask touches the frame border, so the object may be cut (set by :func:`resolve`).
     ``windows``: the frame regions ``(y0, y1, x0, x1)`` its views were seen in (tiles), for :func:`merge_views`."""
 
@@ -54,13 +54,15 @@ class FieldObject:
 
 
 def crop_to_mask(obj: FieldObject) -> FieldObject:
-    """The object with its box shrunk to the bounding box of its mask (``None``-safe: empty masks stay empty)."""
+    """The object with its box shrunk to the bounding box of its mask and its probabilities stored as float16
+    (an empty mask keeps its box)."""
     rows, cols = np.flatnonzero(obj.mask.any(1)), np.flatnonzero(obj.mask.any(0))
     if rows.size == 0:
         return obj
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     return FieldObject(obj.y0 + int(r0), obj.x0 + int(c0), obj.mask[r0:r1, c0:c1].copy(),
-                       np.ascontiguousarray(obj.probs[:, r0:r1, c0:c1]), obj.score, obj.edge, list(obj.windows))
+                       np.ascontiguousarray(obj.probs[:, r0:r1, c0:c1], dtype=np.float16), obj.score, obj.edge,
+                       list(obj.windows))
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
@@ -130,6 +132,7 @@ class _Merged:
     def result(self) -> FieldObject:
         probs = self.prob_sum / np.maximum(self.weight, 1.0)[None]
         probs[0][self.weight == 0] = 1.0       # pixels no view saw (box corners): background
+        probs = probs.astype(np.float16)
         score = self.score_sum / max(self.area_sum, 1)
         return FieldObject(self.box[0], self.box[2], self.mask, probs, float(score), self.edge, self.windows)
 
