@@ -178,8 +178,10 @@ def class_map(objects: np.ndarray, rows: list[dict]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ writers
 def catalog_columns(rows: list[dict]) -> list[str]:
-    """The catalog's columns: the sky columns only when some row has them."""
-    return list(CATALOG_COLUMNS) + (list(SKY_COLUMNS) if any("ra" in r for r in rows) else [])
+    """The catalog's columns: the sky columns only when some row has them; ``edge`` (survey frames: the object
+    touches the frame border) when rows have it."""
+    return (list(CATALOG_COLUMNS) + (list(SKY_COLUMNS) if any("ra" in r for r in rows) else [])
+            + (["edge"] if any("edge" in r for r in rows) else []))
 
 
 def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = None) -> Path:

@@ -48,7 +48,9 @@ SETTINGS_FILE = "predict_settings.json"
 REPORT_FILE = "predict_report.json"
 RECORDS = "records"
 #: Settings that change the results: a run can only be resumed with the same ones.
-RESULT_SETTINGS = ("model", "base_card", "task", "tta", "bands", "flux_scale", "min_area", "score_threshold")
+RESULT_SETTINGS = ("model", "base_card", "task", "tta", "bands", "flux_scale", "min_area", "score_threshold",
+                   "field", "strategy", "stamp_pixels", "stamp_scale", "min_candidate_area", "detect_thresh", "tile",
+                   "overlap")
 
 
 @dataclass
@@ -74,6 +76,23 @@ class PredictConfig:
     resume: bool = False
     quiet: bool = False
     base_card: str | None = None
+    field: bool = False                   # survey frames: every galaxy of each input (src.field)
+    strategy: str = "cutout"              # field strategy: cutout (sep + GZ2-scale stamps) or tiles
+    stamp_pixels: int = 256
+    stamp_scale: str = "fill"
+    min_candidate_area: int = 90
+    detect_thresh: float | None = None
+    tile: int = 512
+    overlap: int = 224
+
+    def field_settings(self):
+        """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
+        from src.field.run import FieldSettings
+
+        return FieldSettings(strategy=self.strategy, stamp_pixels=self.stamp_pixels, stamp_scale=self.stamp_scale,
+                             min_candidate_area=self.min_candidate_area, detect_thresh=self.detect_thresh,
+                             tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, min_area=self.min_area,
+                             score_threshold=self.score_threshold, tta=self.tta)
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""
@@ -88,6 +107,13 @@ class PredictConfig:
             raise InputError(f"--flux-scale takes 1 or 3 positive factors, got {list(self.flux_scale)}")
         if not self.inputs:
             raise InputError("no INPUT given")
+        if self.field:
+            if self.strategy not in ("cutout", "tiles"):
+                raise InputError(f"--strategy must be cutout or tiles, got {self.strategy!r}")
+            try:
+                self.field_settings().check()
+            except ValueError as err:
+                raise InputError(str(err)) from None
 
     def result_settings(self) -> dict:
         values = dataclasses.asdict(self)
@@ -246,6 +272,47 @@ def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, ta
     return writer.submit(write)
 
 
+def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processor, flux_scale, rank: int) -> dict:
+    """One survey frame (``--field``): read region by region (FITS memory-mapped), its objects found by the field
+    strategy (``src.field.run``), then the same outputs as for a cutout: catalog rows (with ``edge``),
+    segmentation map with the frame's WCS, overlay, and the record last."""
+    from src.field.frame import open_frame
+    from src.field.run import measure, peak_rss_gib, predict_field
+
+    tic = time.perf_counter()
+    frame = open_frame(source, flux_scale)
+    try:
+        result = predict_field(frame, model, processor, cfg.field_settings(), progress=not cfg.quiet)
+        step = time.perf_counter()
+        rows = [{"source": source.source, **row} for row in measure(result, frame.wcs)]
+        result.timings["measure_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
+        files = write_segmentation(seg, result.object_map, class_map(result.object_map, rows), frame.wcs,
+                                   source.source)
+        if cfg.overlays:
+            from src.images import write_png
+            from src.visual import overlay
+
+            rgb, _valid = frame.region(slice(None), slice(None))
+            files.append(out / "overlays" / f"{source.name}.png")
+            write_png(files[-1], overlay(rgb, result.object_map, rows))
+        result.timings["write_s"] = time.perf_counter() - step
+        record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
+                  "rank": rank, "n_objects": len(rows), "dropped": result.counts.get("duplicate", 0)
+                  + result.counts.get("too_small", 0), "rows": rows, "size": list(frame.shape),
+                  "wcs": frame.wcs is not None if source.is_fits else None, **frame.info(),
+                  "field": {"strategy": cfg.strategy, "counts": result.counts,
+                            "timings": {k: round(v, 4) for k, v in result.timings.items()},
+                            "peak_rss_gib": {**result.peak_rss_gib, "written": peak_rss_gib()}},
+                  "outputs": [str(f.relative_to(out)) for f in files],
+                  "seconds": round(time.perf_counter() - tic, 4)}
+    finally:
+        frame.close()
+    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
+    return record
+
+
 def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
     record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "failed",
               "rank": rank, "error": error}
@@ -289,10 +356,28 @@ def _remove_temporary_files(out: Path) -> None:
         path.unlink()
 
 
+def _run_field_share(cfg: PredictConfig, out: Path, mine: list[Source], model, processor, flux_scale, rank: int,
+                     progress) -> list[dict]:
+    """``--field``: this process's frames one at a time (each read region by region, the model run on its stamps
+    or tiles); returns their records."""
+    processed = []
+    for source in mine:
+        try:
+            processed.append(_finish_field(cfg, out, source, model, processor, flux_scale, rank))
+        except ImageError as err:
+            if not cfg.skip_bad:
+                raise ImageError(f"{err} (--skip-bad goes on without it)") from None
+            processed.append(_failed(out, source, str(err), rank))
+        progress(1)
+    return processed
+
+
 def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, processor, rank: int,
                progress=lambda n: None) -> list[dict]:
     """Segment this process's sources; returns their records.  ``progress(n)``: n more sources are done."""
     flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
+    if cfg.field:
+        return _run_field_share(cfg, out, mine, model, processor, flux_scale, rank, progress)
     loader = torch.utils.data.DataLoader(
         SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate,
         worker_init_fn=_worker_init if cfg.workers else None, prefetch_factor=2 if cfg.workers else None)
@@ -466,6 +551,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
     add_output_options(p)
+    f = p.add_argument_group("survey frames (--field; see README)")
+    f.add_argument("--field", action="store_true",
+                   help="each INPUT is a survey frame: detect, cut out, segment and classify every galaxy")
+    f.add_argument("--strategy", default="cutout", choices=("cutout", "tiles"),
+                   help="cutout (models trained on GZ2 cutouts; default): sep candidates -> stamps at the GZ2 scale; "
+                        "tiles (models trained on fields): overlapping tiles, objects merged across borders")
+    f.add_argument("--stamp-pixels", type=int, default=256, help="cutout: stamp side given to the model (default 256)")
+    f.add_argument("--stamp-scale", default="fill", choices=("fill", "native"),
+                   help="cutout: the stamp's side in the frame: fill = the GZ2 rule, the object fills the stamp as the "
+                        "median GZ2 galaxy its cutout (models trained on cutouts scaled to their galaxy); native = "
+                        "--stamp-pixels px, no resampling (models trained at the frame's pixel scale, e.g. the "
+                        "synthetic set) (default fill; see README)")
+    f.add_argument("--min-candidate-area", type=int, default=90,
+                   help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)")
+    f.add_argument("--detect-thresh", type=float, default=None,
+                   help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)")
+    f.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
+    f.add_argument("--overlap", type=int, default=224,
+                   help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)")
     return p
 
 
@@ -475,7 +579,10 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         workers=args.workers, device=args.device, cpu=args.cpu, tta=args.tta, skip_bad=args.skip_bad,
         overlays=args.overlays, catalog_format=args.catalog_format, bands=tuple(args.bands),
         flux_scale=None if args.flux_scale is None else tuple(args.flux_scale), min_area=args.min_area,
-        score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card)
+        score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card,
+        field=args.field, strategy=args.strategy, stamp_pixels=args.stamp_pixels, stamp_scale=args.stamp_scale,
+        min_candidate_area=args.min_candidate_area, detect_thresh=args.detect_thresh, tile=args.tile,
+        overlap=args.overlap)
 
 
 def main(argv=None, model=None, processor=None) -> int:

@@ -187,5 +187,5 @@ def load(source: Source, flux_scale=None) -> dict:
         raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")
     if height * width > MAX_PIXELS:
         raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px for one pass of the "
-                         f"model; cut it into tiles")
+                         f"model; predict.py --field processes frames of any size")
     return out
