@@ -127,7 +127,10 @@ def main(argv=None) -> None:
     auc, n_spirals = spiral_auc(model, processor, ground_truth_dataset(args.data_root, "test"))
     gap = mode_gap(model, processor, args.data_root)
     if args.keep is None:
+        from src.train import run_dir
+
         shutil.rmtree(output, ignore_errors=True)
+        shutil.rmtree(run_dir(output), ignore_errors=True)
 
     seed, iou = metrics["semantic"]["seed_protocol"], metrics["semantic"]["semantic"]["per_class_iou"]
     print(f"{result['history'][-1]['step']} steps in {trained:.0f} s")

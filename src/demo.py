@@ -182,6 +182,7 @@ def ensure_model(args) -> dict:
     from src.train import train
 
     (output / TRAIN_STAMP).unlink(missing_ok=True)
+    shutil.rmtree(run_dir(output), ignore_errors=True)  # a demo run starts afresh, never resumes
     _say(f"training {args.model_card} for at most {args.minutes:g} min on "
          f"{'crops of ' + str(args.crop_size) + ' px' if args.crop_size else 'whole images'} "
          f"(task {args.task}, batch {args.batch_size}, lr {args.lr:g})")

@@ -505,6 +505,11 @@ def train(args_or_config, base: dict | None = None) -> dict:
         cfg = resume_config(saved_state["config"], requested, resume_dir)
     else:
         cfg = resolve_config(given, base)
+        earlier = list_checkpoints(cfg.output)
+        if earlier:  # a fresh run would mix its checkpoints with those of the earlier one
+            raise ValueError(f"{run_dir(cfg.output)} holds checkpoints of an earlier run (epochs {sorted(earlier)}): "
+                             "continue it with --resume latest, or delete that folder (or choose another --output) "
+                             "to start afresh")
     start_time = time.monotonic()
     output = Path(cfg.output)
     fingerprint = data_fingerprint(cfg)

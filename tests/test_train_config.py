@@ -75,6 +75,12 @@ def test_resume_refuses_changed_split_content(run, capsys):
     assert "galaxy_val.json" not in err and "Traceback" not in err
 
 
+def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(run, capsys):
+    assert main(["--output", str(run["output"]), "--data-root", str(run["data"]), "--model-card", "galaxy-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "holds checkpoints of an earlier run (epochs [1])" in err and "--resume latest" in err
+
+
 def test_config_file_is_overridden_by_the_command_line(tmp_path):
     recorded = asdict(resolve_config(dict(model_card="galaxy-tiny", epochs=3, image_size=64, lr=2e-4,
                                           resume="latest")))
