@@ -497,10 +497,11 @@ def train(args_or_config, base: dict | None = None) -> dict:
 
     given = explicit_options(args_or_config)
     resume_dir = saved_state = None
-    check_export_folder(resolve_config(given, base).output)
     if given.get("resume") is not None:
         requested = {k: v for k, v in {**(base or {}), **given}.items() if v is not None}
-        resume_dir = find_checkpoint(resolve_config(requested).output, requested["resume"])
+        # the output locates the checkpoint; the other options are checked against the recorded ones after
+        where = resolve_config({k: v for k, v in requested.items() if k != "end_epoch"}).output
+        resume_dir = find_checkpoint(where, requested["resume"])
         saved_state = json.loads((resume_dir / "train_state.json").read_text())
         cfg = resume_config(saved_state["config"], requested, resume_dir)
     else:
@@ -510,6 +511,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
             raise ValueError(f"{run_dir(cfg.output)} holds checkpoints of an earlier run (epochs {sorted(earlier)}): "
                              "continue it with --resume latest, or delete that folder (or choose another --output) "
                              "to start afresh")
+    check_export_folder(cfg.output)
     start_time = time.monotonic()
     output = Path(cfg.output)
     fingerprint = data_fingerprint(cfg)

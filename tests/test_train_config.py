@@ -75,6 +75,14 @@ def test_resume_refuses_changed_split_content(run, capsys):
     assert "galaxy_val.json" not in err and "Traceback" not in err
 
 
+def test_resume_end_epoch_is_checked_against_the_recorded_epochs(run, capsys):
+    state = json.loads((run["ckpt"] / "train_state.json").read_text())
+    state["config"]["epochs"] = 8
+    (run["ckpt"] / "train_state.json").write_text(json.dumps(state))
+    assert main(["--output", str(run["output"]), "--resume-epoch", "1", "--end-epoch", "9"]) == 2
+    assert "--end-epoch 9 must lie in 1..8" in capsys.readouterr().err  # 8 recorded epochs, not the default 5
+
+
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(run, capsys):
     assert main(["--output", str(run["output"]), "--data-root", str(run["data"]), "--model-card", "galaxy-tiny"]) == 2
     err = capsys.readouterr().err
