@@ -1,0 +1,139 @@
+"""Training data pipeline alone (no model): images/s per worker process.
+
+    .venv/bin/python bench/bench_pipeline.py --presets swin-tiny galaxy-small --tasks semantic instance random
+    .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --processor-call   # previous collator
+    .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --workers 2          # DataLoader
+
+Data: ``--n`` synthetic GZ2 cutouts (``src.synthetic``: the real formats, real-like polygons of 30-80 vertices),
+converted with ``src.conversion``; cached in ``data/bench_pipeline_<n>_<size>/``.  The training split is read as
+``src.train`` reads it: JPEG decode and polygon masks, resize to ``--image-size`` + flips / 90-degree rotations
+(albumentations), then the collator: OneFormer encoding (normalisation, binary masks, padding, task and text
+tokens; ``num_text`` = queries - n_ctx = 134 prompts per image for swin-tiny, 24 for galaxy-small) and collation.
+
+Without ``--workers``: one process with one torch thread, i.e. what one DataLoader worker (one core) does; the
+tokeniser cache is warmed by one batch first, as it is after the first batches of an epoch.  Each run is one pass
+over the split with another epoch's augmentations; the median of ``--runs`` is reported.  ``--in-memory``:
+decoded images and masks cached (``GalaxyDataset(in_memory=True)``).  ``--processor-call``: the previous collator
+(``OneFormerProcessor.__call__``, which tokenises every image's prompts).  ``--workers K``: a DataLoader with K
+worker processes (total img/s) and the time to its first batch (the worker start-up, paid at every epoch because
+workers are not persistent).  The last line is the figure: the slowest task of the first preset.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from src.dataset import GalaxyDataset, OneFormerCollator, load_stats, loader_worker_init  # noqa: E402
+from src.model import build_config, build_processor  # noqa: E402
+from src.train import EpochSampler  # noqa: E402
+
+
+class ProcessorCallCollator(OneFormerCollator):
+    """The previous collator: ``OneFormerProcessor.__call__`` (every image's text prompts tokenised anew)."""
+
+    def __call__(self, items):
+        maps = [item["semantic"] if item["task"] == "semantic" else item["instance"] for item in items]
+        mappings = [None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))}
+                    for item in items]
+        kwargs = {"do_resize": False} if self.resized else {}
+        return dict(self.processor(images=[item["image"] for item in items], task_inputs=[i["task"] for i in items],
+                                   segmentation_maps=maps, instance_id_to_semantic_id=mappings, return_tensors="pt",
+                                   **kwargs))
+
+
+def bench_data(n: int, size: int) -> Path:
+    """``n`` synthetic cutouts of ``size`` px, converted (split + statistics); made once."""
+    from src.conversion import convert
+    from src.synthetic import generate
+
+    root = REPO / "data" / f"bench_pipeline_{n}_{size}"
+    if not (root / "galaxy_train.json").is_file():
+        generate(root, n=n, size=size, seed=0, workers=os.cpu_count() or 1, progress=False)
+        convert(root, image_size=size, stats=True)
+    return root
+
+
+def per_worker_rate(dataset, collate, batch_size: int, runs: int) -> float:
+    """Images/s of one process doing the whole pipeline (median of ``runs`` passes over the split)."""
+    n = len(dataset)
+    collate([dataset[i] for i in range(min(batch_size, n))])  # warm-up (tokeniser cache, first decode)
+    rates = []
+    for run in range(runs):
+        dataset.set_epoch(run)
+        start = time.perf_counter()
+        for first in range(0, n, batch_size):
+            collate([dataset[i] for i in range(first, min(first + batch_size, n))])
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def loader_rate(dataset, collate, batch_size: int, workers: int, prefetch: int) -> tuple[float, float]:
+    """``(images/s over one epoch, seconds to the first batch)`` of a DataLoader with ``workers`` processes."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), 0),
+                                         collate_fn=collate, num_workers=workers, prefetch_factor=prefetch,
+                                         worker_init_fn=loader_worker_init)
+    start = time.perf_counter()
+    it = iter(loader)
+    images = next(it)["pixel_values"].shape[0]
+    first = time.perf_counter() - start
+    for batch in it:
+        images += batch["pixel_values"].shape[0]
+    return images / (time.perf_counter() - start), first
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="+", default=["swin-tiny", "galaxy-small"])
+    p.add_argument("--tasks", nargs="+", default=["semantic", "instance", "random"])
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--n", type=int, default=400, help="synthetic cutouts to generate (~70 %% land in train)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--in-memory", action="store_true")
+    p.add_argument("--processor-call", action="store_true", help="the previous collator (OneFormerProcessor call)")
+    p.add_argument("--workers", type=int, default=0, help="measure a DataLoader with this many worker processes")
+    p.add_argument("--prefetch", type=int, default=2, help="DataLoader prefetch_factor (with --workers)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    root = bench_data(args.n, args.image_size)
+    mean, std = load_stats(root)
+    print(f"data {root} ({args.image_size} px), batch {args.batch_size}, "
+          f"{'processor call' if args.processor_call else 'collator'}, in-memory {args.in_memory}, "
+          f"workers {args.workers}; load average {os.getloadavg()[0]:.2f}")
+    figures = {}
+    for preset in args.presets:
+        config = build_config(preset)
+        processor = build_processor(args.image_size, mean, std, config=config)
+        for task in args.tasks:
+            dataset = GalaxyDataset(root, "train", processor, task=task, image_size=args.image_size, augment=True,
+                                    in_memory=args.in_memory)
+            cls = ProcessorCallCollator if args.processor_call else OneFormerCollator
+            collate = cls(processor, training=True, resized=True)
+            label = f"{preset} ({config.num_queries} queries, {processor.image_processor.num_text} texts) {task}"
+            if args.workers:
+                rate, first = loader_rate(dataset, collate, args.batch_size, args.workers, args.prefetch)
+                print(f"{label}: {rate:.1f} img/s with {args.workers} workers ({rate / args.workers:.1f} per worker), "
+                      f"first batch after {first:.2f} s ({len(dataset)} images)")
+                figures[(preset, task)] = rate / args.workers
+            else:
+                rate = per_worker_rate(dataset, collate, args.batch_size, args.runs)
+                print(f"{label}: {rate:.1f} img/s per worker process ({1000 / rate:.2f} ms per image)")
+                figures[(preset, task)] = rate
+    preset = args.presets[0]
+    slowest = min((rate, task) for (name, task), rate in figures.items() if name == preset)
+    print(f"RESULT {preset} {args.image_size}px: {slowest[0]:.1f} img/s per worker (slowest task: {slowest[1]}; "
+          f"goal >= 60 for swin-tiny); load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
