@@ -1,6 +1,7 @@
-"""CPU inference throughput: batched OneFormer forward passes under ``torch.inference_mode``.
+"""Inference throughput: batched OneFormer forward passes under ``torch.inference_mode``.
 
     .venv/bin/python bench/bench_inference.py --model galaxy-small --image-size 256 --batch-size 8 --threads 2
+    python bench/bench_inference.py --model swin-tiny --image-size 256 --batch-size 32 --device cuda [--bf16]
 
 ``--model``: a preset (random weights: the speed does not depend on them) or a ``save_pretrained`` folder such as
 ``safetensors/galaxy_demo``.  Timed: the processor encoding of the batch (normalisation, task tokens) and the
@@ -33,10 +34,14 @@ def synthetic_batch(batch_size: int, size: int, seed: int = 0) -> list[np.ndarra
             for _ in range(batch_size)]
 
 
-def run(model, processor, images, task: str, batches: int) -> float:
+def run(model, processor, images, task: str, batches: int, bf16: bool = False) -> float:
+    device = next(model.parameters()).device
     start = time.perf_counter()
     for _ in range(batches):
-        forward(model, processor, images, task)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            forward(model, processor, images, task)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return batches * len(images) / (time.perf_counter() - start)
 
 
@@ -50,24 +55,27 @@ def main(argv=None) -> float:
     p.add_argument("--warmup", type=int, default=2, help="untimed batches before each repeat")
     p.add_argument("--batches", type=int, default=6, help="timed batches per repeat")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    model, processor = load_model(args.model, device="cpu")
+    model, processor = load_model(args.model, device=args.device)
     model.eval()
     processor.image_processor.do_resize = False  # the images already have the size under test
     images = synthetic_batch(args.batch_size, args.image_size)
     rates = []
     for r in range(args.repeats):
-        run(model, processor, images, args.task, args.warmup)
-        rates.append(run(model, processor, images, args.task, args.batches))
+        run(model, processor, images, args.task, args.warmup, args.bf16)
+        rates.append(run(model, processor, images, args.task, args.batches, args.bf16))
         print(f"repeat {r + 1}: {rates[-1]:.2f} img/s", flush=True)
     load = os.getloadavg()
     print(f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.image_size} px, batch "
-          f"{args.batch_size}, task {args.task}, {args.threads} threads, torch {torch.__version__}; "
+          f"{args.batch_size}, task {args.task}, {args.threads} threads, device {args.device}"
+          f"{' bf16' if args.bf16 else ''}, torch {torch.__version__}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     median = statistics.median(rates)
-    print(f"CPU inference: {median:.2f} img/s (median of {args.repeats})")
+    print(f"{args.device} inference: {median:.2f} img/s (median of {args.repeats})")
     return median
 
 
