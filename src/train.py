@@ -23,9 +23,15 @@ Keeping the run apart lets the export be replaced whole: a re-export never mixes
 touches the checkpoints.  An existing ``--output`` folder that is not an export (other files, or checkpoints of the
 former layout) is refused before training starts, since the export would replace it.
 
-Exact resume: the data order, augmentations and random tasks are functions of (seed, epoch, index) and the RNG
-states are checkpointed after validation, so N epochs straight and (M epochs, stop, resume from M) give the same
-weights on CPU.
+Exact resume: the data order, augmentations and random tasks are functions of (seed, epoch, index), the model's
+random draws of (seed, epoch, batch position), and the RNG states are checkpointed after validation, so N epochs
+straight and (M epochs, stop, resume from M) give the same weights on CPU.
+
+Several processes (``accelerate launch`` / ``torchrun``): process r of N trains on the batches r, r + N, ... of
+each epoch's order (whole global batches only) and validates on the validation batches r, r + N, ...; N processes
+with batch size B compute what one process computes with batch size B and ``--grad-accum N`` (bit-identical on
+CPU, tests/test_distributed.py).  See :func:`freeze_unused_parameters` and :func:`count_masks_per_process` for the
+two changes to the model that this needs.
 
 Time budget (``--max-minutes``): after a few optimiser steps the run measures its speed and, if the planned
 schedule does not fit, shortens the schedule's horizon to the steps that fit in 85 % of the budget (the rest is
