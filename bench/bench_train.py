@@ -78,6 +78,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--task", default="random")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-pin-memory", action="store_true", help="GPU: no pinned host memory (src.train pins it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -93,6 +94,7 @@ def main(argv=None):
     dataset = GalaxyDataset(root, "train", processor, task=args.task, image_size=args.image_size, augment=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=EpochSampler(len(dataset), 0),
                                          collate_fn=dataset.collator(training=True), num_workers=args.workers,
+                                         pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.train
                                          worker_init_fn=loader_worker_init if args.workers else None)
     fixed = next(iter(loader))
     print(f"preset {args.preset}: {count_parameters(model) / 1e6:.2f} M parameters; {args.image_size} px, "
