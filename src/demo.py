@@ -20,8 +20,8 @@ it last ran (``stage_seconds``).
 
 Re-use rule, by content, never by file presence or times: each stage writes a stamp (``DATA/demo_data.json``,
 ``DATA/demo_convert.json``, ``OUTPUT/demo_train.json``, ``OUTPUT/demo_score.json``, ``OUTPUT/demo_figures.json``)
-holding the fingerprint of its inputs (SHA-256 of the settings, of the files it reads and of the source code of
-the modules that do the work) and the SHA-256 of what it wrote.  A stage is reused only when both still hold: same
+holding the fingerprint of its inputs (SHA-256 of the settings, of the files it reads and of all of ``src/``, so
+that editing any module runs the stages again) and the SHA-256 of what it wrote.  A stage is reused only when both still hold: same
 inputs, outputs untouched; otherwise it runs again, and so does every stage after it (their inputs changed).
 ``--retrain`` and ``--rescore`` force the training and the scoring.  The training's checkpoints folder
 (``OUTPUT.run/``) is removed after training unless ``--keep-checkpoints``.
@@ -62,14 +62,6 @@ SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "data
                "galaxy_splits.json")
 MODEL_FILES = ("config.json", "model.safetensors")
 SRC = Path(__file__).resolve().parent
-#: The source files each stage runs (their SHA-256 is part of the stage's fingerprint).
-STAGE_CODE = {
-    "data": ("synthetic", "images.py", "classes.py", "catalog.py"),
-    "convert": ("conversion.py", "catalog.py", "via.py", "splits.py", "classes.py"),
-    "train": ("train.py", "model.py", "dataset.py", "via.py", "classes.py"),
-    "score": ("evaluate.py", "metrics.py", "inference.py", "dataset.py", "via.py", "classes.py"),
-    "figures": ("visual.py", "inference.py", "dataset.py"),
-}
 
 
 # ----------------------------------------------------------------------------------------------- fingerprints
@@ -81,18 +73,15 @@ def files_digest(paths) -> str:
     return digest.hexdigest()
 
 
-def code_digest(stage: str) -> str:
-    """SHA-256 of the source files a stage runs (a package: every .py file in it)."""
-    files = []
-    for name in STAGE_CODE[stage]:
-        path = SRC / name
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return files_digest(files)
+def code_digest() -> str:
+    """SHA-256 of all the package's source files: a stage imports more than its own module (some lazily), and a
+    list kept by hand would miss one."""
+    return files_digest(SRC.rglob("*.py"))
 
 
 def fingerprint(stage: str, settings: dict, inputs=()) -> str:
     """The fingerprint of a stage's inputs: its settings, the files it reads, its source code."""
-    blob = json.dumps({"settings": settings, "inputs": files_digest(inputs), "code": code_digest(stage)},
+    blob = json.dumps({"settings": settings, "inputs": files_digest(inputs), "code": code_digest()},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

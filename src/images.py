@@ -58,12 +58,15 @@ def lupton_rgb(bands: np.ndarray, stretch: float = LUPTON_STRETCH, q: float = LU
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
-    cannot be decoded, truncated files included."""
+    """An 8-bit image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
+    cannot be decoded (truncated files included) or holds 16-bit or float pixels."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()   # decode now: a truncated body fails here, not later
+            if im.mode.startswith(("I", "F")):   # PIL's RGB conversion would clip or zero them, not scale them
+                raise ImageError(f"{path}: {im.mode} (16-bit integer or float) images are not supported: give 8-bit "
+                                 f"images, or the linear data as FITS")
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None

@@ -320,15 +320,16 @@ def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
     return record
 
 
-def _done(out: Path, source: Source) -> bool:
-    """Has ``source`` a record of success whose outputs all exist (resume)?"""
+def _done(out: Path, source: Source, overlays: bool) -> bool:
+    """Has ``source`` a record of success whose outputs all exist, its overlay too when ``overlays`` (resume)?"""
     path = out / RECORDS / f"{source.name}.json"
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    wanted = [*record.get("outputs", []), *([f"overlays/{source.name}.png"] if overlays else [])]
     return (record.get("status") == "ok" and record.get("source") == source.source
-            and all((out / f).is_file() for f in record.get("outputs", [])))
+            and all((out / f).is_file() for f in wanted))
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -344,7 +345,7 @@ def _pending(cfg: PredictConfig, out: Path, sources: list[Source]) -> list[Sourc
     changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS if previous.get(k) != settings[k]]
     if changed:
         raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
-    return [s for s in sources if not _done(out, s)]
+    return [s for s in sources if not _done(out, s, cfg.overlays)]
 
 
 def _remove_temporary_files(out: Path) -> None:
@@ -437,7 +438,12 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     if state.is_main_process:
         write_json_atomic(out / SETTINGS_FILE, cfg.result_settings(), indent=1)
 
-    device = torch.device(cfg.device) if cfg.device else state.device
+    # With several processes each one takes its own accelerator (state.device); only --device cpu overrides that.
+    several = state.num_processes > 1
+    device = state.device if several or not cfg.device else torch.device(cfg.device)
+    asked = torch.device(cfg.device) if cfg.device else None
+    if several and asked is not None and (asked.type, asked.index or device.index) != (device.type, device.index):
+        logger.warning(f"--device {cfg.device} ignored: with {state.num_processes} processes each uses {device}")
     if device.type == "cpu" and state.num_processes > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
     load_s = 0.0
@@ -474,7 +480,9 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
     rows, inputs, ranks, no_wcs = [], [], set(), []
     for source in discovery.sources:
         path = out / RECORDS / f"{source.name}.json"
-        record = json.loads(path.read_text()) if path.is_file() else {"status": "missing", "source": source.source}
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or record.get("source") != source.source:     # a record of another input: not this one's
+            record = {"status": "missing", "source": source.source}
         if record["status"] == "ok":
             rows += record["rows"]
             if record.get("wcs") is False:

@@ -147,27 +147,29 @@ def discover(inputs, bands=BANDS) -> Discovery:
 
 
 def _name(sources: list[Source]) -> None:
-    """Output names, unique: the file stem (``Dr7_1.jpg`` -> ``Dr7_1``; a band frame: its stem without the band);
-    where stems clash, the path relative to the clashing files' common folder with ``/`` -> ``__``, without the
-    extension, or with it if that still clashes."""
+    """Output names, unique even on case-insensitive file systems: the file stem (``Dr7_1.jpg`` -> ``Dr7_1``; a
+    band frame: its stem without the band); where stems clash, the path relative to the clashing files' common
+    folder with ``/`` -> ``__``, without the extension; a name still taken gets ``-2``, ``-3``, ... in input order."""
     def stem(path: str, fits: bool) -> str:
         return _fits_stem(path) if fits else os.path.splitext(path)[0]
 
     def clean(text: str) -> str:
         return re.sub(r"[^\w.\-]+", "_", text.replace(os.sep, "__"))
 
-    counts = Counter(stem(os.path.basename(s.source), s.is_fits) for s in sources)
-    clashing = [s for s in sources if counts[stem(os.path.basename(s.source), s.is_fits)] > 1]
+    bases = [clean(stem(os.path.basename(s.source), s.is_fits)) for s in sources]
+    counts = Counter(b.casefold() for b in bases)
+    clashing = [s for s, b in zip(sources, bases) if counts[b.casefold()] > 1]
     common = os.path.commonpath([os.path.dirname(os.path.abspath(s.source)) for s in clashing]) if clashing else ""
-    relative = {id(s): os.path.relpath(os.path.abspath(s.source), common) for s in clashing}
-    second = Counter(stem(r, s.is_fits) for s in clashing for r in [relative[id(s)]])
-    for s in sources:
-        base = stem(os.path.basename(s.source), s.is_fits)
-        if counts[base] == 1:
-            s.name = clean(base)
-        else:
-            rel = relative[id(s)]
-            s.name = clean(stem(rel, s.is_fits) if second[stem(rel, s.is_fits)] == 1 else rel)
+    taken: set[str] = set()
+    for s, base in zip(sources, bases):
+        if counts[base.casefold()] > 1:
+            base = clean(stem(os.path.relpath(os.path.abspath(s.source), common), s.is_fits))
+        name, k = base, 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name.casefold())
+        s.name = name
 
 
 def load(source: Source, flux_scale=None) -> dict:

@@ -423,11 +423,13 @@ def resume_config(saved: dict, requested: dict, where) -> TrainConfig:
     :data:`_RESUME_FIXED` that differs from the recorded one is refused, by name."""
     defaults = asdict(TrainConfig())  # options added since the checkpoint was written had their defaults
     recorded = {**defaults, **{k: v for k, v in saved.items() if k in defaults}}
+    expanded: dict = {}   # a --recipe given on the resume command line stands for the values it sets
+    _layer(expanded, requested)
     changed = [k for k in _RESUME_FIXED
-               if k in requested and _comparable(k, requested[k]) != _comparable(k, recorded[k])]
+               if k in expanded and _comparable(k, expanded[k]) != _comparable(k, recorded[k])]
     if changed:
         raise ValueError(f"cannot resume from {where}: options changed since the run started: "
-                         + ", ".join(f"{k} {recorded[k]!r} -> {requested[k]!r}" for k in changed))
+                         + ", ".join(f"{k} {recorded[k]!r} -> {expanded[k]!r}" for k in changed))
     inherited = {k: v for k, v in recorded.items() if k not in _PER_RUN}
     return resolve_config({**inherited, **requested})
 

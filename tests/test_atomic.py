@@ -68,6 +68,13 @@ def test_images_round_trip_and_clear_errors(tmp_path):
         read_rgb(tmp_path / "cut.jpg")
     with pytest.raises(ImageError, match="missing.png: file not found"):
         read_rgb(tmp_path / "missing.png")
+    # 16-bit and float pixels are refused, not clipped or zeroed by PIL's RGB conversion
+    from PIL import Image
+    Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(np.full((20, 30), 0.5, dtype=np.float32)).save(tmp_path / "float.tif")
+    for name in ("deep.png", "float.tif"):
+        with pytest.raises(ImageError, match=f"{name}: .*not supported"):
+            read_rgb(tmp_path / name)
 
 
 def test_lupton_rgb_is_astropys_with_the_project_parameters():

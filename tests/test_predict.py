@@ -431,3 +431,17 @@ def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes
     failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
     assert set(failed) == {"cube.fits", "two.png"} and "96x80 px is more than 4,000 px" in failed["cube.fits"]
     assert report["exit_status"] == 1 and report["counts"]["ok"] == 1
+
+
+def test_output_names_are_unique_whatever_the_paths(tmp_path):
+    from src.sources import discover
+    from src.images import write_png
+
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    paths = ["d/x y.png", "d/x_y.png", "a/x.png", "b/x.png", "c/a__x.png", "e/X.png"]
+    for rel in paths:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        write_png(tmp_path / rel, rgb)
+    names = [s.name for s in discover([str(tmp_path / rel) for rel in paths]).sources]
+    assert len({n.casefold() for n in names}) == len(paths), names
+    assert names[:2] == ["d__x_y", "d__x_y-2"]     # clashing stems take their paths; then a suffix, in input order

@@ -56,6 +56,7 @@ def test_resume_takes_options_not_given_from_the_checkpoint(run):
     (["--grad-clip", "1.0"], None, "grad_clip 0.5 -> 1.0"),
     (["--mixed-precision", "bf16"], None, "mixed_precision 'no' -> 'bf16'"),
     (["--data-root"], "other", "data_root"),
+    (["--recipe", "sem_only"], None, "epochs 2 -> 5"),     # a recipe stands for the values it sets
 ])
 def test_resume_refuses_explicitly_changed_options_by_name(run, capsys, tmp_path, option, value, message):
     if value is not None:
