@@ -3,6 +3,8 @@ objects each set-up finds, side by side, in the class colours of ``src.classes``
 
     python -m src.field.figure --fields DIR [--image-id 1] [--crop X Y SIDE] --out images/field_example.png \\
         --panel "cutout, demo model=cutout:MODEL" --panel "tiles, field model=tiles:MODEL" --panel "sep alone=sep"
+
+STRATEGY: ``cutout`` (GZ2 stamp rule), ``cutout-native`` (``--stamp-scale native``), ``tiles`` or ``sep``.
 """
 from __future__ import annotations
 
@@ -75,9 +77,11 @@ def field_figure(fields, image_id: int, panels: list[tuple[str, str, str | None]
                 models[model_path] = load_model(model_path, device="cpu")
                 models[model_path][0].eval()
             model, processor = models[model_path]
-        result = predict_field(frame, model, processor, FieldSettings(strategy=strategy))
+        scale = "native" if strategy == "cutout-native" else "fill"
+        settings = FieldSettings(strategy=strategy.removesuffix("-native"), stamp_scale=scale)
+        result = predict_field(frame, model, processor, settings)
         columns.append((f"{title} ({len(result.objects)})",
-                        paint(frame.shape, _instances(result.objects, strategy != "sep"), window)))
+                        paint(frame.shape, _instances(result.objects, settings.strategy != "sep"), window)))
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 3.7))
     for ax, (title, picture) in zip(np.atleast_1d(axes), columns):
         ax.imshow(picture)
