@@ -92,7 +92,7 @@ class PredictConfig:
         return FieldSettings(strategy=self.strategy, stamp_pixels=self.stamp_pixels, stamp_scale=self.stamp_scale,
                              min_candidate_area=self.min_candidate_area, detect_thresh=self.detect_thresh,
                              tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, min_area=self.min_area,
-                             score_threshold=self.score_threshold, tta=self.tta)
+                             task=self.task, score_threshold=self.score_threshold, tta=self.tta)
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""

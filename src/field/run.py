@@ -3,8 +3,9 @@
 
 * ``cutout`` (models trained on GZ2-style cutouts): sep candidates -> stamps at the GZ2 scale -> the model
   (semantic task) -> the central object of each stamp (``src.field.cutout``).
-* ``tiles`` (models trained on fields): overlapping tiles -> the model (instance task) -> objects merged across
-  tile borders (``src.field.tiles``, ``src.field.assemble.merge_views``).
+* ``tiles`` (models trained on fields): overlapping tiles -> the model (conditioned on ``task``: an object is what
+  ``predict.py --task`` makes it) -> objects merged across tile borders (``src.field.tiles``,
+  ``src.field.assemble.merge_views``).
 * ``sep``: sep alone, each isophotal segment an object without class (the classical baseline; scoring only).
 
 Both model strategies end with one owner per pixel (``src.field.assemble.resolve``); the objects are then measured
@@ -21,7 +22,7 @@ import torch
 
 from src.field.assemble import FieldObject, merge_views, resolve
 from src.field.cutout import MIN_AREA as MIN_CANDIDATE_AREA
-from src.field.cutout import STAMP_SCALES, candidates, cutout_objects
+from src.field.cutout import STAMP_SCALES, candidates, cutout_objects, object_score
 from src.field.detect import detect
 from src.field.stamps import GZ2_CUTOUT
 from src.field.tiles import OVERLAP, TILE, tile_objects
@@ -42,6 +43,7 @@ class FieldSettings:
     overlap: int = OVERLAP                # tiles: overlap (px), >= the largest object
     batch_size: int = 8
     min_area: int = 10                    # objects smaller than this (px) after one-owner resolution are dropped
+    task: str = "semantic"                # tiles: the task the model is conditioned on (what an object is)
     score_threshold: float = 0.5          # tiles: lowest instance detection score
     tta: bool = False
 
@@ -52,6 +54,8 @@ class FieldSettings:
             raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {self.stamp_scale!r}")
         if self.stamp_pixels < 32 or self.stamp_pixels % 32:
             raise ValueError(f"stamp side must be a multiple of 32 px (the model's stride), got {self.stamp_pixels}")
+        if self.task not in ("semantic", "instance", "panoptic"):
+            raise ValueError(f"task must be semantic, instance or panoptic, got {self.task!r}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:
             raise ValueError(f"tiles: the side ({self.tile} px) must be a multiple of 32 and the overlap "
                              f"({self.overlap} px) lie in 0..side-1")
@@ -96,19 +100,20 @@ def _stamp_probabilities(model, processor, settings: FieldSettings):
     return run
 
 
-def _tile_instances(model, processor, settings: FieldSettings):
-    """``instances(tiles, valid)`` for the tiles strategy: the model (instance task) -> objects of each tile, one
-    owner per pixel (``src.objects.object_map_instance``)."""
-    from src.objects import OVERLAP as KEEP_SHARE
-    from src.objects import object_map_instance
-    from src.predict import segment
+def _tile_objects(model, processor, settings: FieldSettings):
+    """``instances(tiles, valid)`` for the tiles strategy: the model conditioned on ``settings.task`` -> the objects
+    of each tile as ``predict.py`` defines them for that task (``src.predict.find_objects``: connected galaxy
+    regions for ``semantic``, detections with one owner per pixel for ``instance``, segments for ``panoptic``)."""
+    from src.predict import find_objects, segment
 
     def run(tiles, valid):
-        results = segment(model, processor, list(tiles), "instance", settings.tta, settings.batch_size)
+        results = segment(model, processor, list(tiles), settings.task, settings.tta, settings.batch_size)
         out = []
-        for (probs, detections, _), ok in zip(results, valid):
-            object_map, scores, _dropped = object_map_instance(detections, probs.shape[1:], ok,
-                                                               settings.score_threshold, KEEP_SHARE, settings.min_area)
+        for (probs, task_result, _), ok in zip(results, valid):
+            object_map, scores, _dropped = find_objects(probs, task_result, settings.task, ok, settings.min_area,
+                                                        settings.score_threshold)
+            if scores is None:   # semantic / panoptic: the mean probability of each object's class
+                scores = [object_score(probs, object_map == k) for k in range(1, int(object_map.max()) + 1)]
             out.append((object_map, np.asarray(scores, float), probs))
         return out
 
@@ -137,7 +142,7 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
                                         settings.stamp_scale, progress=progress)
         counts.update(found)
     else:
-        views, found = tile_objects(frame, _tile_instances(model, processor, settings), settings.tile,
+        views, found = tile_objects(frame, _tile_objects(model, processor, settings), settings.tile,
                                     settings.overlap, max(1, settings.batch_size // 4), progress=progress)
         objects, merged = merge_views(views)
         counts.update(found, merged_views=merged)

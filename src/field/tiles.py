@@ -1,6 +1,6 @@
 """The ``tiles`` strategy, for models trained on fields (every galaxy annotated): the frame is cut into
-overlapping square tiles at its own resolution, run through the model in batches (instance task), and the objects
-of all tiles are merged into the frame's objects.
+overlapping square tiles at its own resolution, run through the model in batches, and the objects of all tiles
+are merged into the frame's objects.
 
 Tiles of side ``tile`` px overlap by ``overlap`` px, which should be at least the largest object (px): an object
 cut by one tile's border then lies whole in a neighbouring tile.  The grid covers the frame exactly (the last row
