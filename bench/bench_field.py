@@ -37,6 +37,14 @@ sys.path.insert(0, str(REPO))
 WINDOW, STEP = 256, 5
 
 
+def wait_for_idle(max_seconds: float, below: float = 1.5) -> float:
+    """Wait (up to ``max_seconds``) until the 1-minute load average is under ``below``; returns it."""
+    deadline = time.monotonic() + max_seconds
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
 def end_to_end(model: str, frames: list[str], strategy: str, out: Path, extra: list[str]) -> tuple[float, dict]:
     import json
 
@@ -108,6 +116,8 @@ def main(argv=None) -> None:
     p.add_argument("--windows", type=int, default=24, help="sliding windows timed (0: skip the original method)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peak-rss", action="store_true", help="report the peak resident memory of predict.py")
+    p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                   help="before each timed run, wait up to this long for a 1-minute load average under 1.5")
     p.add_argument("--make-big", type=Path, help="write an FITS mosaic into this folder and stop")
     p.add_argument("--from", dest="source_stem", help="--make-big: FIELD_STEM of FIELD_STEM_{g,r,i}.fits")
     p.add_argument("--repeat", type=int, default=4)
@@ -124,11 +134,13 @@ def main(argv=None) -> None:
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
+            load = wait_for_idle(args.wait_idle) if args.wait_idle else os.getloadavg()[0]
             s, report = end_to_end(args.model, args.frames, args.strategy, Path(tmp) / "out", extra)
             seconds.append(s)
             [record] = report["inputs"]
-            print(f"run {run + 1}: {s:.2f} s end to end, {record['n_objects']} objects, field counts "
-                  f"{record['field']['counts']}, timings {record['field']['timings']}")
+            print(f"run {run + 1} (load {load:.2f} at start): {s:.2f} s end to end, {record['n_objects']} objects, "
+                  f"field counts {record['field']['counts']}, timings {record['field']['timings']}, peak RSS "
+                  f"{record['field']['peak_rss_gib']} GiB")
     wall = float(np.median(seconds))
     print(f"end to end ({args.strategy}): median {wall:.2f} s of {args.runs} run(s): "
           + ", ".join(f"{s:.2f}" for s in seconds))
@@ -136,6 +148,9 @@ def main(argv=None) -> None:
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         print(f"peak RSS of predict.py: {peak_kib / 1024 ** 2:.2f} GiB")
     if args.windows:
+        if args.wait_idle:
+            wait_for_idle(args.wait_idle)
+        print(f"load average before the sliding window: {os.getloadavg()[0]:.2f}")
         per_window, (height, width) = original_window_seconds(args.model, args.frames, args.windows, args.threads)
         n = ((height - WINDOW) // STEP + 1) * ((width - WINDOW) // STEP + 1)
         total = per_window * n
