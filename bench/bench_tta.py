@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_tta.py --model safetensors/galaxy_demo --data-root data/synthetic --split test
 
 For each image of the split (native size, ground truth from ``src.dataset.GalaxyDataset``), the semantic task's
-per-pixel class probabilities come from ``src.predict.segment`` once without and once with the 8 flips / 90°
+per-pixel class probabilities come from ``src.inference.segment`` once without and once with the 8 flips / 90°
 rotations.  Scored for each:
 
 * the seed protocol (``src.metrics.semantic_report``: mIoU, Dice, image accuracy) on the argmax maps;
@@ -33,7 +33,7 @@ from src.evaluate import ground_truth_dataset  # noqa: E402
 from src.metrics import ConfusionAccumulator, semantic_report  # noqa: E402
 from src.model import load_model  # noqa: E402
 from src.objects import measure_objects, object_map_semantic  # noqa: E402
-from src.predict import segment  # noqa: E402
+from src.inference import segment  # noqa: E402
 
 
 class Calibration:

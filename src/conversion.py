@@ -39,7 +39,7 @@ from .catalog import find_catalog, load_catalog
 from .cli import add_output_options, run_cli, setup_logging
 from .classes import BASE_CLASSES, GALAXY_CLASSES
 from .atomic import write_json_atomic
-from .splits import SPLITS, reference_membership, split_path, write_split_set
+from .splits import SPLITS, reference_membership, write_split_set
 from .via import IMAGE_DIR, VIA_FILES, entry_objid, entry_regions, load_via, polygon_area, region_polygon
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)

@@ -7,9 +7,12 @@ task into plain numpy results.  ``src.evaluate`` (scores), ``src.visual`` (figur
 * :func:`semantic_maps`: class-id maps at given sizes (HF ``post_process_semantic_segmentation``).
 * :func:`instance_predictions`: Mask2Former / OneFormer instance inference (top-k query x class pairs).
 * :func:`panoptic_segments`: segment-id maps with the class of each segment (background fused).
+* :func:`segment`: images of any size (and test-time augmentation) -> per-pixel class probabilities in each
+  image's own grid, with the task's detections or segments (``predict.py`` and survey fields).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -20,6 +23,8 @@ from src.classes import THING_IDS
 
 #: Detections kept per image for COCO AP (COCO's maxDets).
 TOP_K = 100
+#: The test-time augmentations: (quarter turns, then a left-right flip).
+VIEWS = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -160,3 +165,77 @@ def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool 
             up = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
         out += list(up / up.sum(1, keepdim=True))
     return out
+
+
+# ---------------------------------------------------------------------- images of any size, test-time augmentation
+def _view(image: np.ndarray, view) -> np.ndarray:
+    k, flip = view
+    out = np.rot90(image, k, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if flip else out)
+
+
+def _unview(probs: torch.Tensor, view) -> torch.Tensor:
+    k, flip = view
+    if not k and not flip:
+        return probs
+    if flip:
+        probs = probs.flip(-1)
+    return torch.rot90(probs, -k, dims=(-2, -1))
+
+
+def _padded(size, outputs, native: bool):
+    """The size at which mask logits cover the model's (stride-padded) input, native mode; else ``size``."""
+    if not native:
+        return size
+    h4, w4 = outputs.masks_queries_logits.shape[-2:]
+    stride = -(-size[0] // h4)
+    return stride * h4, stride * w4
+
+
+def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = False, batch_size: int = 8):
+    """Run the model on RGB images; per image ``(probs (K, H, W) float32 numpy, task_result, model seconds)``.
+
+    ``probs``: per-pixel class probabilities in the image's own grid (the mean over the 8 views with ``tta``).
+    ``task_result``: None (semantic), the instance detections with masks at the image size (instance) or
+    ``(segment map, {segment: class})`` (panoptic), from the un-augmented view.
+    """
+    native = not getattr(processor.image_processor, "do_resize", False)
+    views = VIEWS if tta else VIEWS[:1]
+    jobs = [(i, v) for i in range(len(images)) for v in views]
+    groups: dict = {}
+    for job in jobs:   # one forward pass per input size when the processor keeps sizes: no padding between images
+        shape = _view(images[job[0]], job[1]).shape[:2] if native else None
+        groups.setdefault(shape, []).append(job)
+    sums = [None] * len(images)
+    results = [None] * len(images)
+    seconds = np.zeros(len(images))
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            arrays = [_view(images[i], v) for i, v in chunk]
+            tic = time.perf_counter()
+            outputs = forward(model, processor, arrays, task)
+            sizes = [a.shape[:2] for a in arrays]
+            probs = class_probabilities(outputs, sizes, native=native)
+            for (i, v), p in zip(chunk, probs):
+                p = _unview(p, v)
+                sums[i] = p if sums[i] is None else sums[i] + p
+            plain = [j for j, (_i, v) in enumerate(chunk) if v == VIEWS[0]]
+            if task != "semantic" and plain:
+                sub = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[plain],
+                                      masks_queries_logits=outputs.masks_queries_logits[plain])
+                padded = [_padded(sizes[j], outputs, native) for j in plain]
+                if task == "instance":
+                    for j, dets in zip(plain, instance_predictions(sub, padded)):
+                        height, width = sizes[j]
+                        for d in dets:
+                            d["mask"] = d["mask"][:height, :width]
+                        results[chunk[j][0]] = dets
+                else:
+                    for j, (seg, classes) in zip(plain, panoptic_segments(processor, sub, padded)):
+                        height, width = sizes[j]
+                        results[chunk[j][0]] = (seg[:height, :width], classes)
+            elapsed = time.perf_counter() - tic
+            for i, _v in chunk:
+                seconds[i] += elapsed / len(chunk)
+    return [((s if len(views) == 1 else s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]

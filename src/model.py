@@ -30,7 +30,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from transformers import (
     CLIPTokenizer,
     OneFormerConfig,

@@ -249,3 +249,13 @@ def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np
     write_png(out[0], objects.astype(np.uint16))
     write_png(out[1], classes.astype(np.uint8))
     return out
+
+
+def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_AREA,
+                 score_threshold: float = SCORE_THRESHOLD):
+    """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.objects``)."""
+    if task == "semantic":
+        return object_map_semantic(probs, valid, min_area)
+    if task == "instance":
+        return object_map_instance(task_result, probs.shape[1:], valid, score_threshold, OVERLAP, min_area)
+    return object_map_panoptic(*task_result, valid=valid, min_area=min_area)

@@ -34,16 +34,14 @@ import torch
 from src.atomic import write_json_atomic
 from src.classes import GALAXY_CLASSES
 from src.images import BANDS, ImageError
-from src.objects import (CATALOG_FORMATS, MIN_AREA, OVERLAP, SCORE_THRESHOLD, class_map, measure_objects,
-                         object_map_instance, object_map_panoptic, object_map_semantic, write_catalog,
-                         write_segmentation)
+from src.inference import segment
+from src.objects import (CATALOG_FORMATS, MIN_AREA, SCORE_THRESHOLD, class_map, find_objects, measure_objects,
+                         write_catalog, write_segmentation)
 from src.sources import InputError, Source, discover, load
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("semantic", "instance", "panoptic")
-#: The test-time augmentations: (quarter turns, then a left-right flip).
-VIEWS = tuple((k, flip) for flip in (False, True) for k in range(4))
 SETTINGS_FILE = "predict_settings.json"
 REPORT_FILE = "predict_report.json"
 RECORDS = "records"
@@ -150,94 +148,6 @@ def _collate(items):
 
 def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)   # the workers share the cores with the model
-
-
-# ------------------------------------------------------------------------------------------ the model
-def _view(image: np.ndarray, view) -> np.ndarray:
-    k, flip = view
-    out = np.rot90(image, k, axes=(0, 1))
-    return np.ascontiguousarray(out[:, ::-1] if flip else out)
-
-
-def _unview(probs: torch.Tensor, view) -> torch.Tensor:
-    k, flip = view
-    if not k and not flip:
-        return probs
-    if flip:
-        probs = probs.flip(-1)
-    return torch.rot90(probs, -k, dims=(-2, -1))
-
-
-def _padded(size, outputs, native: bool):
-    """The size at which mask logits cover the model's (stride-padded) input, native mode; else ``size``."""
-    if not native:
-        return size
-    h4, w4 = outputs.masks_queries_logits.shape[-2:]
-    stride = -(-size[0] // h4)
-    return stride * h4, stride * w4
-
-
-def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = False, batch_size: int = 8):
-    """Run the model on RGB images; per image ``(probs (K, H, W) float32 numpy, task_result, model seconds)``.
-
-    ``probs``: per-pixel class probabilities in the image's own grid (the mean over the 8 views with ``tta``).
-    ``task_result``: None (semantic), the instance detections with masks at the image size (instance) or
-    ``(segment map, {segment: class})`` (panoptic), from the un-augmented view.
-    """
-    from types import SimpleNamespace
-
-    from src.inference import class_probabilities, forward, instance_predictions, panoptic_segments
-
-    native = not getattr(processor.image_processor, "do_resize", False)
-    views = VIEWS if tta else VIEWS[:1]
-    jobs = [(i, v) for i in range(len(images)) for v in views]
-    groups: dict = {}
-    for job in jobs:   # one forward pass per input size when the processor keeps sizes: no padding between images
-        shape = _view(images[job[0]], job[1]).shape[:2] if native else None
-        groups.setdefault(shape, []).append(job)
-    sums = [None] * len(images)
-    results = [None] * len(images)
-    seconds = np.zeros(len(images))
-    for group in groups.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
-            arrays = [_view(images[i], v) for i, v in chunk]
-            tic = time.perf_counter()
-            outputs = forward(model, processor, arrays, task)
-            sizes = [a.shape[:2] for a in arrays]
-            probs = class_probabilities(outputs, sizes, native=native)
-            for (i, v), p in zip(chunk, probs):
-                p = _unview(p, v)
-                sums[i] = p if sums[i] is None else sums[i] + p
-            plain = [j for j, (_i, v) in enumerate(chunk) if v == VIEWS[0]]
-            if task != "semantic" and plain:
-                sub = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[plain],
-                                      masks_queries_logits=outputs.masks_queries_logits[plain])
-                padded = [_padded(sizes[j], outputs, native) for j in plain]
-                if task == "instance":
-                    for j, dets in zip(plain, instance_predictions(sub, padded)):
-                        height, width = sizes[j]
-                        for d in dets:
-                            d["mask"] = d["mask"][:height, :width]
-                        results[chunk[j][0]] = dets
-                else:
-                    for j, (seg, classes) in zip(plain, panoptic_segments(processor, sub, padded)):
-                        height, width = sizes[j]
-                        results[chunk[j][0]] = (seg[:height, :width], classes)
-            elapsed = time.perf_counter() - tic
-            for i, _v in chunk:
-                seconds[i] += elapsed / len(chunk)
-    return [((s if len(views) == 1 else s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]
-
-
-def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_AREA,
-                 score_threshold: float = SCORE_THRESHOLD):
-    """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.objects``)."""
-    if task == "semantic":
-        return object_map_semantic(probs, valid, min_area)
-    if task == "instance":
-        return object_map_instance(task_result, probs.shape[1:], valid, score_threshold, OVERLAP, min_area)
-    return object_map_panoptic(*task_result, valid=valid, min_area=min_area)
 
 
 # ------------------------------------------------------------------------------------------ outputs of one input

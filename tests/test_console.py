@@ -5,7 +5,6 @@ import logging
 import os
 import time
 
-import pytest
 
 import src.progress
 from src.cli import setup_logging

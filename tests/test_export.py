@@ -1,6 +1,5 @@
 """Exports: replaced as a whole folder, never file by file; the run's state lives beside them; each has a model
 card (README.md, Hugging Face conventions) with the figures of metrics.json."""
-import json
 
 import pytest
 import yaml

@@ -85,7 +85,7 @@ def peak_rss_gib() -> float:
 def _stamp_probabilities(model, processor, settings: FieldSettings):
     """``probabilities(stamps, sizes)`` for the cutout strategy: the model (semantic task) on the stamps, the
     per-pixel class probabilities resized (bilinear) to each stamp's side in the frame."""
-    from src.predict import segment
+    from src.inference import segment
 
     def run(stamps, sizes):
         results = segment(model, processor, list(stamps), "semantic", settings.tta, settings.batch_size)
@@ -102,9 +102,10 @@ def _stamp_probabilities(model, processor, settings: FieldSettings):
 
 def _tile_objects(model, processor, settings: FieldSettings):
     """``instances(tiles, valid)`` for the tiles strategy: the model conditioned on ``settings.task`` -> the objects
-    of each tile as ``predict.py`` defines them for that task (``src.predict.find_objects``: connected galaxy
+    of each tile as ``predict.py`` defines them for that task (``src.objects.find_objects``: connected galaxy
     regions for ``semantic``, detections with one owner per pixel for ``instance``, segments for ``panoptic``)."""
-    from src.predict import find_objects, segment
+    from src.inference import segment
+    from src.objects import find_objects
 
     def run(tiles, valid):
         results = segment(model, processor, list(tiles), settings.task, settings.tta, settings.batch_size)
