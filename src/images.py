@@ -156,7 +156,7 @@ class FitsBands:
                     raise ImageError(f"{self.paths[0]}: image HDU of shape {hdu.shape}: expected a 3-plane g, r, i "
                                      f"cube (3, height, width), or give the bands as files X_g / X_r / X_i")
                 lead = (0,) * (len(hdu.shape) - 3)
-                self._planes = [(hdu, lead + (k,)) for k in range(3)]
+                self._planes = [(hdu, lead + (k,), self.paths[0]) for k in range(3)]
                 self.headers = [hdu.header]
             else:
                 hdus = [self._image_hdu(p) for p in self.paths]
@@ -167,7 +167,7 @@ class FitsBands:
                 if len(set(shapes)) > 1:
                     raise ImageError("bands of different shapes: " + ", ".join(
                         f"{p} {s[0]}x{s[1]}" for p, s in zip(self.paths, shapes)))
-                self._planes = [(h, (0,) * (len(h.shape) - 2)) for h in hdus]
+                self._planes = [(h, (0,) * (len(h.shape) - 2), p) for h, p in zip(hdus, self.paths)]
                 self.headers = [h.header for h in hdus]
             self.shape = tuple(int(s) for s in self._planes[0][0].shape[-2:])
             self.header = self.headers[0]
@@ -226,8 +226,11 @@ class FitsBands:
         """(3, h, w) float32 of a region (``rows``, ``cols``: slices of the frame, steps allowed); NaN where a
         pixel is blank or not finite."""
         out = []
-        for hdu, lead in self._planes:
-            raw = np.asarray(hdu.section[lead + (rows, cols)])
+        for hdu, lead, path in self._planes:
+            try:
+                raw = np.asarray(hdu.section[lead + (rows, cols)])
+            except (OSError, ValueError, TypeError) as err:   # e.g. a file cut short after a complete header
+                raise ImageError(f"{path}: unreadable FITS data ({err})") from None
             header = hdu.header
             data = raw.astype(np.float32)
             if raw.dtype.kind in "iu":
@@ -255,6 +258,18 @@ class FitsBands:
                 raise ImageError(f"{self.name}: band {k} has no finite pixel")
             _mean, levels[k], sigmas[k] = sigma_clipped_stats(finite, sigma=3.0, stdfunc="mad_std")
         return levels, sigmas
+
+    def scaling(self, flux_scale=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sky level, sky sigma, flux scale)`` per band: the flux-scaling rule (:func:`flux_scale_for`) on the
+        measured sky noise, or ``flux_scale`` (1 or 3 factors) when given."""
+        level, sigma = self.sky()
+        if flux_scale is not None:
+            return level, sigma, np.broadcast_to(np.asarray(flux_scale, float), 3)
+        if not np.all(sigma > 0):
+            raise ImageError(f"{self.name}: no measurable sky noise in band(s) "
+                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale "
+                             f"(--flux-scale)")
+        return level, sigma, flux_scale_for(sigma)
 
     @property
     def name(self) -> str:
@@ -299,12 +314,8 @@ def read_fits_rgb(paths, flux_scale=None, max_pixels: int | None = None) -> dict
     with FitsBands(paths) as frame:
         if max_pixels is not None and frame.shape[0] * frame.shape[1] > max_pixels:
             raise ImageError(f"{frame.name}: {frame.shape[1]}x{frame.shape[0]} px is more than {max_pixels:,} px "
-                             f"for one pass of the model; cut it into tiles")
-        level, sigma = frame.sky()
-        if flux_scale is None and not np.all(sigma > 0):
-            raise ImageError(f"{frame.name}: no measurable sky noise in band(s) "
-                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale (--flux-scale)")
-        scale = flux_scale_for(sigma) if flux_scale is None else np.broadcast_to(np.asarray(flux_scale, float), 3)
+                             f"for one pass of the model; predict.py --field processes frames of any size")
+        level, sigma, scale = frame.scaling(flux_scale)
         rgb, valid = stretch_bands(frame.read(), level, scale)
         return {"rgb": rgb, "valid": valid, "header": frame.header.copy(), "wcs": frame.wcs,
                 "sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}

@@ -108,6 +108,9 @@ class PredictConfig:
         if self.field:
             if self.strategy not in ("cutout", "tiles"):
                 raise InputError(f"--strategy must be cutout or tiles, got {self.strategy!r}")
+            if self.strategy == "cutout" and self.task != "semantic":
+                raise InputError(f"--strategy cutout keeps the central object of each stamp's semantic map; "
+                                 f"--task {self.task} applies to --strategy tiles only")
             try:
                 self.field_settings().check()
             except ValueError as err:
@@ -275,10 +278,11 @@ def _run_field_share(cfg: PredictConfig, out: Path, mine: list[Source], model, p
     for source in mine:
         try:
             processed.append(_finish_field(cfg, out, source, model, processor, flux_scale, rank))
-        except ImageError as err:
+        except (ImageError, OSError, ValueError) as err:   # frames are read lazily: astropy / sep errors land here
+            message = str(err) if isinstance(err, ImageError) else f"{source.source}: unreadable frame ({err})"
             if not cfg.skip_bad:
-                raise ImageError(f"{err} (--skip-bad goes on without it)") from None
-            processed.append(_failed(out, source, str(err), rank))
+                raise ImageError(f"{message} (--skip-bad goes on without it)") from None
+            processed.append(_failed(out, source, message, rank))
         progress(1)
     return processed
 

@@ -105,7 +105,7 @@ def _fits_frame(folder, shape=(96, 120), nan_patch=(slice(60, 90), slice(80, 115
     return WCS(header)
 
 
-def test_predict_field_cli_outputs(tmp_path, oracle):
+def test_predict_field_cli_outputs(tmp_path, oracle, capsys):
     """--field writes what predict.py writes for cutouts: catalog (with edge and, for FITS, RA/Dec), segmentation
     maps (FITS with the frame's WCS), overlays, report; a frame with no source gives no row, not an error."""
     import pandas as pd
@@ -144,3 +144,22 @@ def test_predict_field_cli_outputs(tmp_path, oracle):
     with fits.open(tmp_path / "fout/segmentation/frame.fits") as hdul:
         assert hdul["OBJECTS"].data[40, 35] == 1 and not hdul["OBJECTS"].data[60:90, 80:115].any()
         assert hdul["OBJECTS"].header["CRVAL1"] == 150.1
+
+    # a band file cut short after a complete header: named, skipped with --skip-bad, the other frame still done
+    import shutil
+    shutil.copytree(tmp_path / "fits", tmp_path / "cut", dirs_exist_ok=True)
+    for band in "gri":
+        shutil.copy(tmp_path / "fits" / f"frame_{band}.fits", tmp_path / "cut" / f"other_{band}.fits")
+    victim = tmp_path / "cut" / "other_r.fits"
+    victim.write_bytes(victim.read_bytes()[:2880 + 4000])
+    args = [str(tmp_path / "cut"), "--model", "oracle", "--out", str(tmp_path / "cout"), "--field", "--stamp-pixels",
+            "128", "--min-candidate-area", "20", "--quiet"]
+    capsys.readouterr()
+    assert main(args, bright, processor) == 2
+    assert "other_r.fits: unreadable FITS data" in capsys.readouterr().err
+    args[args.index(str(tmp_path / "cout"))] = str(tmp_path / "cout2")
+    assert main(args + ["--skip-bad"], bright, processor) == 1
+    report = __import__("json").loads((tmp_path / "cout2/predict_report.json").read_text())
+    status = {r["source"].split("/")[-1]: r["status"] for r in report["inputs"]}
+    assert status == {"frame": "ok", "other": "failed"}
+    assert "other_r.fits: unreadable FITS" in [r for r in report["inputs"] if r["status"] == "failed"][0]["error"]

@@ -288,6 +288,8 @@ def test_settings_errors_and_refusals(oracle, scenes, tmp_path, capsys):
     assert "--flux-scale takes 1 or 3" in capsys.readouterr().err
     assert main(args + ["--bands", "g", "g", "i"], *oracle) == 2
     assert "three distinct" in capsys.readouterr().err
+    assert main(args + ["--field", "--task", "instance"], *oracle) == 2
+    assert "applies to --strategy tiles only" in capsys.readouterr().err
     assert main(args, *oracle) == 0
     assert main(args, *oracle) == 2
     assert "--resume continues it" in capsys.readouterr().err

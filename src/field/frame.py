@@ -81,17 +81,13 @@ def open_frame(source, flux_scale=None):
     """The reader of a ``src.sources.Source``: FITS bands memory-mapped and stretched region by region
     (:class:`BandFrame`, with the frame's sky level and the flux-scaling rule of ``src.images``), any other image
     decoded whole (:class:`RgbFrame`).  ``ImageError`` names the file when it cannot be used."""
-    from src.images import FitsBands, ImageError, flux_scale_for, read_rgb
+    from src.images import FitsBands, read_rgb
 
     if not source.is_fits:
         return RgbFrame(read_rgb(source.paths[0]), name=source.source)
     bands = FitsBands(source.paths)
     try:
-        level, sigma = bands.sky()
-        if flux_scale is None and not np.all(sigma > 0):
-            raise ImageError(f"{bands.name}: no measurable sky noise in band(s) "
-                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale")
-        scale = flux_scale_for(sigma) if flux_scale is None else np.broadcast_to(np.asarray(flux_scale, float), 3)
+        level, sigma, scale = bands.scaling(flux_scale)
     except BaseException:
         bands.close()
         raise
