@@ -460,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)")
     p.add_argument("--skip-bad", action="store_true",
                    help="go on past unusable inputs (listed in the report; exit status 1)")
-    p.add_argument("--overlays", action="store_true", help="write overlays/NAME.png (outlines and labels)")
+    p.add_argument("--overlays", action="store_true", help="write overlays/NAME.png (outlines and labels); with --field the whole frame is drawn "
+                        "in memory (about 8 bytes per pixel: ~3 GB for 20k x 20k)")
     p.add_argument("--catalog-format", default="csv", choices=CATALOG_FORMATS, help="(default csv)")
     p.add_argument("--bands", nargs=3, default=list(BANDS), metavar=("G", "R", "I"),
                    help="FITS band suffixes, blue to red, shown as B, G, R (default: g r i)")
