@@ -6,6 +6,12 @@ Other jobs on a shared machine lower the wall-clock figure, so the load average 
 per image (one process) are printed too.
 
     .venv/bin/python bench/bench_synthetic.py [--n 1000] [--workers 2] [--size 256] [--runs 3]
+    .venv/bin/python bench/bench_synthetic.py --baseline OLD_TREE [--n 200] [--runs 3]
+
+``--baseline OLD_TREE`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old COMMIT``) compares
+the per-image cost instead: in each run, one process per tree renders and writes the same ``--n`` cutouts
+(``_make_one``: render, composite, JPEG), timed with the CPU clock after a warm-up; the trees alternate, so both
+see the same machine load.  Printed last: the median ratio of this tree's cost to the baseline's.
 """
 from __future__ import annotations
 
@@ -35,13 +41,54 @@ def cpu_per_image(size: int, n: int) -> float:
         return (time.process_time() - start) / n * 1000
 
 
+_COST = """
+import sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+from src.synthetic.generator import _make_one
+n, size = int(sys.argv[2]), int(sys.argv[3])
+with tempfile.TemporaryDirectory() as out:
+    def job(seed, index):
+        try:
+            return _make_one((seed, index, size, False, out, None))      # with the FITS folder argument
+        except ValueError:
+            return _make_one((seed, index, size, False, out))            # before it
+    for index in range(10):
+        job(99, index)
+    start = time.process_time()
+    for index in range(n):
+        job(0, index)
+    print((time.process_time() - start) / n * 1000)
+"""
+
+
+def compare(baseline: Path, n: int, size: int, runs: int) -> None:
+    """CPU ms per cutout of ``baseline`` and of this tree, alternating, ``runs`` times; prints the ratios."""
+    ratios = []
+    for run in range(runs):
+        cost = {}
+        for label, tree in (("baseline", baseline), ("this tree", REPO)):
+            done = subprocess.run([sys.executable, "-c", _COST, str(tree), str(n), str(size)], check=True,
+                                  capture_output=True, text=True)
+            cost[label] = float(done.stdout.strip().splitlines()[-1])
+        ratios.append(cost["this tree"] / cost["baseline"])
+        print(f"run {run}: baseline {cost['baseline']:.1f} ms, this tree {cost['this tree']:.1f} ms per cutout "
+              f"(x{ratios[-1]:.2f}, load average {os.getloadavg()[0]:.1f})")
+    print(f"per-image cost ({size} px, CPU time, JPEG written): median x{statistics.median(ratios):.2f} "
+          f"of the baseline over {runs} runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="compare the per-image cost with this checkout (another commit's worktree)")
     args = parser.parse_args()
+    if args.baseline is not None:
+        compare(args.baseline.resolve(), args.n, args.size, args.runs)
+        return
     rates = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench_synthetic_") as out:
