@@ -57,11 +57,12 @@ def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = No
     per_frame, counts = [], {}
     for image in images:
         tic = time.perf_counter()
-        frame = RgbFrame(read_rgb(image["path"]), name=str(image["path"]))
+        rgb = read_rgb(image["path"])
+        frame = RgbFrame(rgb, name=str(image["path"]))
         result = predict_field(frame, model, processor, settings, progress=progress)
         seconds = time.perf_counter() - tic
         predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape), classes=uses_model)
-        scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None)
+        scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None, frame=rgb)
         per_frame.append({"image": image["file_name"], "seconds": round(seconds, 3), "objects": len(result.objects),
                           **{k: round(v, 3) for k, v in result.timings.items()}})
         for key, value in result.counts.items():
@@ -98,7 +99,9 @@ def format_field_table(metrics: dict) -> str:
         iou = metrics["semantic"]["per_class_iou"]
         lines.append("per-class IoU: " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in iou.items()))
     for key, label in (("completeness_by_area", "completeness by area (px)"),
-                       ("completeness_by_flux_r", "completeness by r flux"), ("purity_by_area", "purity by area (px)")):
+                       ("completeness_by_flux_r", "completeness by r flux"), ("purity_by_area", "purity by area (px)"),
+                       ("completeness_by_brightness", "completeness by measured brightness"),
+                       ("purity_by_brightness", "purity by measured brightness")):
         if key in det:
             cells = [f"[{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): {_fmt(b['fraction'], 2)} (n={b['n']})"
                      for b in det[key]]

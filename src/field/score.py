@@ -8,7 +8,9 @@ are scored the same way.
 * ``detection``: predicted and true objects matched one to one at mask IoU >= ``MATCH_IOU`` (greedy, highest IoU
   first; classes ignored).  Completeness = matched truths / truths, purity = matched predictions / predictions,
   overall and by bins of area (px, edges ``AREA_BINS``, near the real GZ2 p10 / median / p90) and, for the truth,
-  of r-band flux (the quartiles of the scored truths' ``flux_gri[1]``, when the annotations give it).
+  of r-band flux (the quartiles of the scored truths' ``flux_gri[1]``, when the annotations give it).  With the
+  frames given, also completeness and purity by *measured brightness* (:func:`mask_brightness`: the same measure
+  for truths and predictions, binned at the quartiles of the truths' values).
 * ``classification``: accuracy of the class of matched objects and the confusion matrix (rows = truth).
 * ``semantic``: per-class IoU over all pixels of the frames (``src.metrics.semantic_scores``: the truth painted in
   annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs background).
@@ -83,12 +85,35 @@ class MaskEncoder:
 
 def truth_class_map(truth: list[dict], shape: tuple[int, int]) -> np.ndarray:
     """The class of each pixel, annotations painted in order (a later one covers an earlier one), 0 elsewhere."""
-    from pycocotools import mask as mask_utils
-
     out = np.zeros(shape, dtype=np.uint8)
     for ann in truth:
-        out[mask_utils.decode(ann["rle"]).astype(bool)] = ann["class_id"]
+        mask, box = decode_boxed(ann["rle"])
+        out[box][mask] = ann["class_id"]
     return out
+
+
+def decode_boxed(rle: dict) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """A COCO RLE decoded once: ``(mask, box)``, the boolean mask cut to its bounding box and the box's slices of the
+    frame."""
+    from pycocotools import mask as mask_utils
+
+    x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
+    box = (slice(y, y + h), slice(x, x + w))
+    return mask_utils.decode(rle)[box].astype(bool), box
+
+
+def frame_brightness(frame: np.ndarray) -> np.ndarray:
+    """The (H, W) float64 brightness of each pixel of a frame: the mean of R, G, B of an (H, W, 3) frame, or an
+    (H, W) frame as it is.  For the JPEG fields this is the *stretched* (Lupton, 0-255) brightness, not a linear
+    flux: it ranks objects by how bright they look, and its sum saturates for bright cores."""
+    frame = np.asarray(frame)
+    return frame.mean(axis=2) if frame.ndim == 3 else frame.astype(np.float64)
+
+
+def mask_brightness(brightness: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> float:
+    """The measured brightness of an object (pixel value x px): the sum of :func:`frame_brightness` over its mask
+    (sky included, nothing subtracted).  The one measure applied to truths and predictions alike."""
+    return float(brightness[box][mask].sum())
 
 
 def match(ious: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:
@@ -114,17 +139,26 @@ class FieldScorer:
     def __init__(self, classes: bool = True):
         self.classes = classes
         self.gt_images, self.gt_annotations, self.results = [], [], []
-        self.truth_rows, self.pred_rows = [], []     # per object: area, flux / matched
+        self.truth_rows, self.pred_rows = [], []     # per object: area, (flux,) brightness, matched
+        self.measured = True                           # every frame given: brightness bins
         self.pairs = []                                # (truth class, predicted class)
         self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
 
-    def add(self, image: dict, truth: list[dict], predictions: list[dict], class_map: np.ndarray | None = None):
+    def add(self, image: dict, truth: list[dict], predictions: list[dict], class_map: np.ndarray | None = None,
+            frame: np.ndarray | None = None):
         """One frame: ``truth`` from :func:`load_truth`; ``predictions``: ``{"rle", "class_id" (None without
-        classes), "score", "area"}``; ``class_map``: the predicted class of each pixel (needed with classes)."""
+        classes), "score", "area"}``; ``class_map``: the predicted class of each pixel (needed with classes);
+        ``frame``: the (H, W, 3) or (H, W) frame, for the measured brightness (:func:`mask_brightness`; without it
+        no frame's objects are scored by brightness)."""
         from pycocotools import mask as mask_utils
 
         image_id = int(image["id"])
         shape = (int(image["height"]), int(image["width"]))
+        if frame is not None and tuple(np.shape(frame)[:2]) != shape:
+            raise ValueError(f"{image.get('file_name', image_id)}: frame of {np.shape(frame)[:2]} px, "
+                             f"the annotations say {shape}")
+        brightness = None if frame is None else frame_brightness(frame)
+        self.measured &= brightness is not None
         self.gt_images.append({"id": image_id, "height": shape[0], "width": shape[1],
                                "file_name": image.get("file_name", "")})
         for ann in truth:
@@ -140,21 +174,27 @@ class FieldScorer:
         pairs = match(ious)
         matched_t = {t: p for p, t, _ in pairs}
         matched_p = {p for p, _, _ in pairs}
+        truth_map = np.zeros(shape, dtype=np.uint8)             # each mask decoded once
         for t, ann in enumerate(truth):
-            self.truth_rows.append((ann["area"], ann["flux"], t in matched_t))
+            mask, box = decode_boxed(ann["rle"])
+            truth_map[box][mask] = ann["class_id"]
+            light = np.nan if brightness is None else mask_brightness(brightness, mask, box)
+            self.truth_rows.append((ann["area"], ann["flux"], light, t in matched_t))
+        galaxy = None if self.classes else np.zeros(shape, dtype=np.uint8)
         for p, pred in enumerate(predictions):
-            self.pred_rows.append((pred["area"], p in matched_p))
+            if brightness is not None or galaxy is not None:
+                mask, box = decode_boxed(pred["rle"])
+                if galaxy is not None:
+                    galaxy[box][mask] = 1
+            light = np.nan if brightness is None else mask_brightness(brightness, mask, box)
+            self.pred_rows.append((pred["area"], light, p in matched_p))
         if self.classes:
             self.pairs += [(truth[t]["class_id"], predictions[p]["class_id"]) for p, t, _ in pairs]
             if class_map is None:
                 raise ValueError("class_map is needed to score a prediction with classes")
-            self.confusion += image_confusion(truth_class_map(truth, shape), class_map)
+            self.confusion += image_confusion(truth_map, class_map)
         else:
-            galaxy = np.zeros(shape, dtype=np.uint8)
-            for pred in predictions:
-                galaxy |= mask_utils.decode(pred["rle"]).astype(np.uint8)
-            truth_galaxy = (truth_class_map(truth, shape) > 0).astype(np.uint8)
-            self.confusion[:2, :2] += image_confusion(truth_galaxy, galaxy, 2)
+            self.confusion[:2, :2] += image_confusion((truth_map > 0).astype(np.uint8), galaxy, 2)
 
     # -------------------------------------------------------------------------------------------- results
     def scores(self) -> dict:
@@ -181,9 +221,9 @@ class FieldScorer:
 
     def _detection(self) -> dict:
         area_t = np.array([r[0] for r in self.truth_rows], float)
-        hit_t = np.array([r[2] for r in self.truth_rows], bool)
+        hit_t = np.array([r[3] for r in self.truth_rows], bool)
         area_p = np.array([r[0] for r in self.pred_rows], float)
-        hit_p = np.array([r[1] for r in self.pred_rows], bool)
+        hit_p = np.array([r[2] for r in self.pred_rows], bool)
         out = {"match_iou": MATCH_IOU, "matched": int(hit_t.sum()),
                "completeness": float(hit_t.mean()) if hit_t.size else None,
                "purity": float(hit_p.mean()) if hit_p.size else None,
@@ -194,6 +234,15 @@ class FieldScorer:
             edges = np.quantile(flux, [0, 0.25, 0.5, 0.75, 1.0])
             edges[0], edges[-1] = -np.inf, np.inf
             out["completeness_by_flux_r"] = _binned(flux, hit_t, edges)
+        light_t = np.array([r[2] for r in self.truth_rows], float)
+        light_p = np.array([r[1] for r in self.pred_rows], float)
+        if self.measured and light_t.size:
+            edges = np.quantile(light_t, [0, 0.25, 0.5, 0.75, 1.0])
+            edges[0], edges[-1] = -np.inf, np.inf
+            out["brightness"] = ("sum over the object's mask of the frame's pixel values (mean of R, G, B: stretched "
+                                 "JPEG brightness, not a linear flux); bins: quartiles of the truths' values")
+            out["completeness_by_brightness"] = _binned(light_t, hit_t, edges)
+            out["purity_by_brightness"] = _binned(light_p, hit_p, edges)
         return out
 
     def _classification(self) -> dict:
