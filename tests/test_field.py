@@ -206,6 +206,50 @@ def test_field_scorer_with_classes_counts_misclassification_and_misses(tmp_path)
     assert iou[truth_name(anns[0]["class_id"])] == 1.0
 
 
+def test_field_scorer_purity_and_completeness_by_measured_brightness():
+    """Flat 4 x 4 px squares on a black frame: brightness = 16 px x the square's mean of R, G, B.  Truths 10, 40, 80,
+    160 -> 160, 640, 1280, 2560; quartile edges 520, 960, 1600.  Predictions: the faintest and brightest truths
+    exactly, the second truth with 8 sky pixels more (IoU 2/3: matched, still 640), a faint false positive (5 -> 80)
+    and two bright ones (200, 220 -> 3200, 3520)."""
+    from pycocotools import mask as mask_utils
+
+    from src.field.score import FieldScorer
+
+    frame = np.zeros((64, 64, 3), np.uint8)
+
+    def square(y, x, value, extra=0):
+        frame[y:y + 4, x:x + 4] = (value - 3, value, value + 3)   # mean of R, G, B = value
+        mask = np.zeros((64, 64), np.uint8, order="F")
+        mask[y:y + 4 + extra, x:x + 4] = 1
+        rle = mask_utils.encode(mask)
+        return {"rle": rle, "area": float(mask.sum())}
+
+    truth = [{**square(2, 2 + 8 * k, v), "class_id": 2, "flux": None} for k, v in enumerate((10, 40, 80, 160))]
+    wider_t2 = {"rle": mask_utils.encode(np.asfortranarray(np.pad(np.ones((6, 4), np.uint8), ((2, 56), (10, 50))))),
+                "area": 24.0}
+    predictions = [{**p, "class_id": None, "score": 0.9} for p in (
+        {"rle": truth[0]["rle"], "area": 16.0}, {"rle": truth[3]["rle"], "area": 16.0}, wider_t2,
+        square(30, 2, 5), square(30, 20, 200), square(30, 40, 220))]
+    image = {"id": 1, "height": 64, "width": 64, "file_name": "hand.png"}
+    scorer = FieldScorer(classes=False)
+    scorer.add(image, truth, predictions, frame=frame)
+    det = scorer.scores()["detection"]
+    assert det["purity"] == 0.5 and det["completeness"] == 0.75
+    assert [b["max"] for b in det["purity_by_brightness"]] == pytest.approx([520, 960, 1600, None])
+    assert [(b["n"], b["fraction"]) for b in det["completeness_by_brightness"]] == [(1, 1.0), (1, 1.0), (1, 0.0),
+                                                                                    (1, 1.0)]
+    purity = [(b["n"], b["fraction"]) for b in det["purity_by_brightness"]]
+    assert purity[0] == (2, 0.5) and purity[1] == (1, 1.0) and purity[2] == (0, None)
+    assert purity[3] == (3, pytest.approx(1 / 3))
+    assert "completeness_by_flux_r" not in det
+
+    unmeasured = FieldScorer(classes=False)      # no frame: no brightness bins, the rest unchanged
+    unmeasured.add(image, truth, predictions)
+    assert "purity_by_brightness" not in unmeasured.scores()["detection"]
+    with pytest.raises(ValueError, match="hand.png"):
+        scorer.add(image, truth, predictions, frame=frame[:32])
+
+
 def truth_name(class_id):
     from src.classes import CLASS_NAMES
 
