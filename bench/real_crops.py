@@ -23,7 +23,6 @@ called a galaxy (target: at most a third) or A; crops of each kind flooded (targ
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -221,9 +220,8 @@ def figure(path: Path, crops: list[Crop], maps: dict[str, list[np.ndarray]], pic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-    from PIL import Image
 
-    from src.images import write_png
+    from src.visual import save_figure
 
     labels = list(maps)
     groups = 3
@@ -249,13 +247,8 @@ def figure(path: Path, crops: list[Crop], maps: dict[str, list[np.ndarray]], pic
     fig.suptitle("Real crops (SDSS frame: galaxies, bright stars; HST deep field) and semantic predictions "
                  "(+ = central object)", fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=80, format="png")
+    save_figure(fig, path, dpi=80, palette=True, bbox_inches=None)
     plt.close(fig)
-    buffer.seek(0)
-    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(path, np.asarray(palette.convert("RGB")))
 
 
 def figure_picks(crops: list[Crop], per_kind: int = 4) -> list[int]:

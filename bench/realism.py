@@ -180,7 +180,7 @@ def figure(path: Path, sets: dict[str, tuple[list, list, dict]], examples: dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from src.images import write_png
+    from src.visual import save_figure
 
     names = list(sets)
     colours = dict(zip(names, ["black", "tab:orange", "tab:blue", "tab:green", "tab:red"]))
@@ -227,15 +227,8 @@ def figure(path: Path, sets: dict[str, tuple[list, list, dict]], examples: dict[
     fig.suptitle("Real SDSS frame crops vs synthetic cutouts, measured the same way (sep, JPEG pixel values)",
                  fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=70, format="png")
+    save_figure(fig, path, dpi=70, palette=True, bbox_inches=None)
     plt.close(fig)
-    from PIL import Image
-
-    buffer.seek(0)
-    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(path, np.asarray(palette.convert("RGB")))
 
 
 def main(argv=None) -> int:

@@ -20,10 +20,24 @@ SCORE_THRESHOLD = 0.5
 IMAGE_CLASS_NAMES = ("no galaxy", *GALAXY_CLASSES)
 
 
-def save_figure(fig, path) -> Path:
-    """``fig.savefig`` atomically (temporary file beside ``path``, then rename)."""
+def save_figure(fig, path, dpi: int = 110, palette: bool = False, **savefig_kwargs) -> Path:
+    """``fig.savefig`` atomically (temporary file beside ``path``, then rename); default ``bbox_inches="tight"``.
+    ``palette``: a PNG with an adaptive 256-colour palette (README figures stay small)."""
+    import io
+
+    from PIL import Image
+
+    savefig_kwargs.setdefault("bbox_inches", "tight")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, keep_suffix=True) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        if not palette:
+            fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
+        else:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, dpi=dpi, format="png", **savefig_kwargs)
+            buffer.seek(0)
+            Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(
+                tmp, format="PNG", optimize=True)
     return Path(path)
 
 

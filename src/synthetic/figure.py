@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +47,10 @@ def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop:
     fig.suptitle(f"Synthetic GZ2 ({size} px cutouts, central {crop or size} px shown; polygon = VIA annotation)",
                  fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=90, format="png")
-    plt.close(fig)
-    from PIL import Image
+    from src.visual import save_figure
 
-    buffer.seek(0)   # an adaptive 256-colour palette keeps the README figure small
-    Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+    out = save_figure(fig, out, dpi=90, palette=True, bbox_inches=None)
+    plt.close(fig)
     return out
 
 
