@@ -15,9 +15,9 @@ import numpy as np
 from ..catalog import parse_gz2_class
 from ..classes import GALAXY_CLASSES, class_id
 from ..atomic import write_json_atomic
-from ..images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
+from ..images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
 from . import hart16, labels, render
-from .generator import draw_extra, draw_main, paste, run_jobs, validate
+from .generator import draw_extra, draw_main, paste, run_jobs, validate, write_bands
 
 CELL = 160
 OCCUPANCY = 0.6          # fraction of grid cells holding an annotated object
@@ -76,12 +76,7 @@ def write_field_fits(out_dir, seed: int, index: int, bands: np.ndarray) -> list[
     """``field_<k>_{g,r,i}.fits``: float32 band images (generator flux units) with a TAN WCS at the SDSS pixel
     scale centred on :func:`field_radec`.  Row y of each array is row y of the JPEG."""
     header = tan_header(*field_radec(seed, index), bands.shape[-2:], SDSS_PIXEL_SCALE)
-    header["BUNIT"] = ("generator", "src.synthetic flux units")
-    paths = []
-    for band, image in zip(BANDS, bands):
-        header["FILTER"] = (band, "SDSS-like band")
-        paths.append(write_fits(Path(out_dir) / f"field_{index:04d}_{band}.fits", image.astype(np.float32), header))
-    return paths
+    return write_bands(Path(out_dir) / f"field_{index:04d}", bands, header)
 
 
 def _make_field(job):

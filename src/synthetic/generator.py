@@ -197,6 +197,17 @@ def catalog_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]).spawn(3)[2])
 
 
+def write_bands(stem, bands: np.ndarray, header) -> list[Path]:
+    """``STEM_{g,r,i}.fits``: the float32 band images (generator flux units) with ``header`` (a TAN WCS) and
+    their band name."""
+    header["BUNIT"] = ("generator", "src.synthetic flux units")
+    paths = []
+    for band, image in zip(BANDS, bands):
+        header["FILTER"] = (band, "SDSS-like band")
+        paths.append(write_fits(Path(f"{stem}_{band}.fits"), image.astype(np.float32), header))
+    return paths
+
+
 def write_band_fits(fits_dir, seed: int, index: int, bands: np.ndarray) -> list[Path]:
     """``Dr7_<objid>_{g,r,i}.fits``: float32 band images (generator flux units) with a TAN WCS at the SDSS pixel
     scale whose image centre is the catalog's (ra, dec) of the object.  Row y of each array is row y of the JPEG."""
@@ -204,12 +215,7 @@ def write_band_fits(fits_dir, seed: int, index: int, bands: np.ndarray) -> list[
     ra, dec = hart16.catalog_radec(catalog_rng(seed, index))
     header = tan_header(ra, dec, bands.shape[-2:], SDSS_PIXEL_SCALE)
     header["OBJID"] = (str(objid), "synthetic GZ2 objid (src.synthetic)")
-    header["BUNIT"] = ("generator", "src.synthetic flux units")
-    paths = []
-    for band, image in zip(BANDS, bands):
-        header["FILTER"] = (band, "SDSS-like band")
-        paths.append(write_fits(Path(fits_dir) / f"Dr7_{objid}_{band}.fits", image.astype(np.float32), header))
-    return paths
+    return write_bands(Path(fits_dir) / f"Dr7_{objid}", bands, header)
 
 
 def _make_one(job):
