@@ -90,6 +90,13 @@ def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int =
     return results
 
 
+def _one_image_at_size(outputs, i: int, size) -> SimpleNamespace:
+    """Image ``i`` of a batch's outputs with its mask logits resized (bilinear) to ``size``."""
+    logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
+                                             mode="bilinear", align_corners=False)
+    return SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1], masks_queries_logits=logits)
+
+
 def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, dict]]:
     """``(segment-id map, {segment id: class id})`` per image; the background is fused into one segment.
 
@@ -99,10 +106,7 @@ def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> l
     """
     out = []
     for i, size in enumerate(sizes):
-        logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
-                                                 mode="bilinear", align_corners=False)
-        single = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1],
-                                 masks_queries_logits=logits)
+        single = _one_image_at_size(outputs, i, size)
         [r] = processor.post_process_panoptic_segmentation(single, label_ids_to_fuse={0})
         out.append((r["segmentation"].to("cpu", torch.int32).numpy(),
                     {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}))
@@ -126,10 +130,7 @@ def hf_instance_segments(processor, outputs, sizes: Sequence[tuple[int, int]],
     image_processor.class_info_file = ""
     out = []
     for i, size in enumerate(sizes):
-        logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
-                                                 mode="bilinear", align_corners=False)
-        single = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1],
-                                 masks_queries_logits=logits)
+        single = _one_image_at_size(outputs, i, size)
         [r] = image_processor.post_process_instance_segmentation(single, threshold=threshold)
         segmentation = r["segmentation"].to("cpu").numpy()
         out.append([{"class_id": int(s["label_id"]), "score": float(s["score"]), "mask": segmentation == s["id"]}
