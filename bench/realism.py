@@ -3,18 +3,19 @@
     .venv/bin/python bench/realism.py [--real ../shared/real/fields/mask_galaxy_bench.jpg] [--n 300] [--seed 0]
         [--dir LABEL=DATA_ROOT ...] [--figure images/realism.png] [--json OUT.json]
 
-Real: 256 px crops on a 4 x 4 grid covering the frame (JPEG pixel values).  Synthetic: ``--n`` cutouts of the
-current generator rendered in this process and passed through their own JPEG encoding (quality of each cutout),
-plus, with ``--dir``, the first ``--n`` JPEGs of any generated data root (e.g. one written by an older version of
-the generator from a ``git worktree``).  The statistics are those of ``src.synthetic.realism``; the table shows the
-real value, each set's value (per-crop statistics: the median over crops), the current generator's p10-p90 over
-its cutouts, each ratio to the real value and a verdict for the current generator: ``ok`` within 20 %;
+Real: 256 px crops on a 4 x 4 grid covering the frame (JPEG pixel values).  Synthetic: ``--n`` cutouts of each
+scene of the generator (``clean``, the default, and ``sdss``) rendered in this process and passed through their own
+JPEG encoding (quality of each cutout), plus, with ``--dir``, the first ``--n`` JPEGs of any generated data root
+(e.g. one written by an older version of the generator from a ``git worktree``).  The statistics are those of
+``src.synthetic.realism``; the table shows the real value, each set's value (per-crop statistics: the median over
+crops), the ``sdss`` scene's p10-p90 over its cutouts, each ratio to the real value and a verdict for the ``sdss``
+scene: ``ok`` within 20 %;
 ``in range`` where the statistic depends on the frame's galactic latitude (star density) or sky level, which the
 generator draws over a range, and the real value lies within its p10-p90; ``within real sampling`` for the
 statistics of the frame's saturated stars (17 of them) when the synthetic value lies in the 16-84 % bootstrap
 interval of the real median; ``off`` otherwise.  A second table
 compares the pixel mean and standard deviation with the real GZ2 cutouts (DEVELOPERS.md facts).  Printed last: the
-verdict counts of the current generator.
+verdict counts of the ``sdss`` scene.
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.images import JPEG_QUALITY, read_rgb  # noqa: E402
+from src.images import read_rgb  # noqa: E402
 from src.synthetic import realism  # noqa: E402
-from src.synthetic.generator import render_cutout  # noqa: E402
+from src.synthetic.generator import SCENES, render_cutout  # noqa: E402
 
+#: The set the verdicts are for.
+JUDGED = "sdss"
 DEFAULT_REAL = REPO.parent / "shared" / "real" / "fields" / "mask_galaxy_bench.jpg"
 #: (key, label) in table order.
 ROWS = (
@@ -80,12 +83,12 @@ def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def current_generator(n: int, seed: int) -> list[np.ndarray]:
-    """``n`` cutouts of the current generator, after the JPEG encoding ``src.synthetic`` writes them with."""
+def generator_scene(n: int, seed: int, scene: str) -> list[np.ndarray]:
+    """``n`` cutouts of ``scene``, after their own JPEG encoding."""
     images = []
     for index in range(n):
-        rgb, _record = render_cutout(seed, index, 256)
-        images.append(jpeg_round_trip(rgb, JPEG_QUALITY))
+        rgb, record = render_cutout(seed, index, 256, scene=scene)
+        images.append(jpeg_round_trip(rgb, record["conditions"].jpeg_quality))
     return images
 
 
@@ -253,15 +256,16 @@ def main(argv=None) -> int:
             print(f"bench/realism.py: --dir wants LABEL=DATA_ROOT, got {spec!r}", file=sys.stderr)
             return 2
         images[label] = data_root_images(Path(root), args.n)
-    images["current"] = current_generator(args.n, args.seed)
+    for scene in SCENES:
+        images[scene] = generator_scene(args.n, args.seed, scene)
     sets = {"real": realism.measure_set(real_crops)}
     sets.update({name: realism.measure_set(imgs) for name, imgs in images.items()})
     summaries = {name: realism.summary(crops, sources) for name, (crops, sources) in sets.items()}
-    ranges = {key: crop_range(sets["current"][0], key) for key in realism.CROP_STATS if key != "star_fwhm"}
-    ranges["saturated_per_crop"] = crop_range(sets["current"][0], "n_saturated")
+    ranges = {key: crop_range(sets[JUDGED][0], key) for key in realism.CROP_STATS if key != "star_fwhm"}
+    ranges["saturated_per_crop"] = crop_range(sets[JUDGED][0], "n_saturated")
 
     real_intervals = {key: real_sampling(sets["real"][1], key) for key in SAMPLED_ROWS}
-    text, counts = table(summaries, ranges, "current", real_intervals)
+    text, counts = table(summaries, ranges, JUDGED, real_intervals)
     load = os.getloadavg()[0]
     print(f"real: {args.real.name}, {len(real_crops)} crops of 256 px; synthetic: {args.n} cutouts per set "
           f"(load average {load:.1f})")
@@ -271,7 +275,7 @@ def main(argv=None) -> int:
     if args.json:
         from src.atomic import write_json_atomic
 
-        write_json_atomic(args.json, {"summaries": summaries, "current_p10_p90": ranges}, indent=1)
+        write_json_atomic(args.json, {"summaries": summaries, f"{JUDGED}_p10_p90": ranges}, indent=1)
     if args.figure:
         examples = {"real": [real_crops[5], real_crops[10]], **{k: v[:2] for k, v in images.items()}}
         figure(args.figure, sets, examples)
@@ -279,7 +283,7 @@ def main(argv=None) -> int:
     others = {k: v for k, v in counts.items() if k.endswith("within 20 %")}
     mine = {k: v for k, v in counts.items() if k not in others}
     print("; ".join(f"{k}: {v} of {len(ROWS)}" for k, v in others.items()))
-    print("current generator against the real frame: " + ", ".join(f"{v} {k}" for k, v in mine.items())
+    print(f"{JUDGED} scene against the real frame: " + ", ".join(f"{v} {k}" for k, v in mine.items())
           + f" of {len(ROWS)} statistics")
     return 0
 

@@ -111,19 +111,20 @@ def _say(message: str) -> None:
     logger.info(f"[demo] {message}")
 
 
-def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool) -> dict:
+def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool,
+                scene: str = "clean") -> dict:
     """Generate the synthetic set unless the same one is there (same settings and generator code, files
     untouched)."""
     stamp = data_root / DATA_STAMP
-    wanted = fingerprint("data", {"n": n, "seed": seed, "size": size})
+    wanted = fingerprint("data", {"n": n, "seed": seed, "size": size, "scene": scene})
     found = reusable(stamp, wanted, data_files(data_root))
     if found is not None:
         return {"skipped": True, **{k: v for k, v in found.items() if k not in ("fingerprint", "outputs")}}
     from src.synthetic import generate
 
-    _say(f"generating {n} synthetic cutouts ({size} px, seed {seed}) under {data_root}")
+    _say(f"generating {n} synthetic cutouts ({size} px, seed {seed}, scene {scene}) under {data_root}")
     stamp.unlink(missing_ok=True)
-    summary = generate(data_root, n, seed=seed, size=size, workers=workers, progress=progress)
+    summary = generate(data_root, n, seed=seed, size=size, workers=workers, progress=progress, scene=scene)
     summary.pop("areas", None)
     write_stamp(stamp, wanted, data_files(data_root), summary)
     return {"skipped": False, **summary}
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and of training")
     p.add_argument("--size", type=int, default=256, help="synthetic cutout side in pixels")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
+    p.add_argument("--scene", choices=["clean", "sdss"], default="clean",
+                   help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, on which the "
+                        "10-minute demo misses its targets (BENCHMARKS.md)")
     p.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
     p.add_argument("--output", type=Path, default=Path("safetensors/galaxy_demo"))
     p.add_argument("--images-dir", type=Path, default=Path("images"), help="where the comparison figures go")
@@ -337,7 +341,7 @@ def run(args) -> dict:
     stages, timings = {}, {}
     total_start = time.monotonic()
     for name, call in (("data", lambda: ensure_data(args.data_root, args.n, args.seed, args.size, args.workers,
-                                                     progress)),
+                                                     progress, args.scene)),
                        ("convert", lambda: ensure_splits(args.data_root, args.size, progress)),
                        ("train", lambda: ensure_model(args))):
         start = time.monotonic()

@@ -1,4 +1,5 @@
-"""python -m src.synthetic --out DIR --n N [--seed S] [--size 256] [--workers K] [--balance] [--fits] [--field]"""
+"""python -m src.synthetic --out DIR --n N [--seed S] [--size 256] [--workers K] [--balance] [--fits] [--field]
+[--scene clean|sdss]"""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import json
 
 from ..cli import add_output_options, run_cli, setup_logging
 from . import generate, generate_field
+from .generator import SCENES
 
 
 def main(argv=None) -> int:
@@ -24,6 +26,11 @@ def main(argv=None) -> int:
                              "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits; "
                              "with --field each field's as field_<k>_{g,r,i}.fits beside its JPEG")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
+    parser.add_argument("--scene", choices=SCENES, default="clean",
+                        help="cutouts: clean = the object with a few stars and small galaxies, fixed processing "
+                             "(default; what make demo trains on); sdss = what a real SDSS cutout holds around it "
+                             "(field stars with saturated cores and spikes, faint galaxies, neighbours) under "
+                             "per-cutout seeing, sky, resampling, stretch and JPEG quality")
     add_output_options(parser)
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.verbose)
@@ -33,7 +40,7 @@ def main(argv=None) -> int:
         if args.field:
             summary = generate_field(args.out, size=args.size or 2048, fits=args.fits, **kwargs)
         else:
-            summary = generate(args.out, size=args.size or 256, fits=args.fits, **kwargs)
+            summary = generate(args.out, size=args.size or 256, fits=args.fits, scene=args.scene, **kwargs)
         if not args.quiet:
             summary.pop("areas", None)
             print(json.dumps(summary, indent=1))

@@ -20,9 +20,12 @@ from ..classes import BASE_CLASSES, GALAXY_CLASSES
 from ..atomic import atomic_open, write_json_atomic
 from ..images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
 from ..via import IMAGE_DIR, polygon_area
-from . import hart16, labels, profiles, render
+from . import conditions, hart16, labels, neighbours, profiles, render, stars
 
 MIN_SIZE = 32
+#: ``clean``: the annotated object with a few stars and small galaxies, fixed processing (the default, and what
+#: ``make demo`` trains on); ``sdss``: what a real SDSS cutout holds around it, under per-cutout conditions.
+SCENES = ("clean", "sdss")
 #: Folder of the FITS band images (``fits=True``), beside ``original/zoo2Main``.
 FITS_DIR = "original/fits"
 VAL_FRACTION = 0.2
@@ -30,6 +33,8 @@ VAL_FRACTION = 0.2
 AREA_BIAS = 0.96
 #: Lowest q each class can reach (to size the stamp so the isophote fits in it).
 _Q_LOW = {"artifact": 0.1, "elliptical": 0.28, "spiral": 0.4, "spiral barred": 0.4, "spiral edge-on": 0.1}
+#: Probability of a bright foreground star beside the target (teaches "a star next to the galaxy is background").
+P_NEAR_STAR = 0.15
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Placed:
 
     bands: np.ndarray
     centre: tuple[int, int]
+    flux: float = 1.0     #: the factor the model's fluxes were scaled by
 
 
 def validate(n: int, size: int, workers: int, seed: int, min_size: int = MIN_SIZE) -> None:
@@ -93,13 +99,13 @@ def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: in
 
 
 def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, scale: float, limit: int,
-              seeing: float):
+              seeing: float, sdss: bool = False):
     """Render the annotated object; returns (Placed, polygon (row, col) in frame coordinates, model)."""
     radius = np.sqrt(area / np.pi)
     ix, iy = int(np.floor(centre_xy[0] + 0.5)), int(np.floor(centre_xy[1] + 0.5))
     offset = (centre_xy[0] - ix, centre_xy[1] - iy)
     stamp = odd_stamp(2.5 * radius / np.sqrt(_Q_LOW[cls.group]) + kernel.shape[0], limit)
-    model = profiles.build(rng, cls, radius, stamp, offset, seeing)
+    model = profiles.build(rng, cls, radius, stamp, offset, seeing, sdss)
     bands = model.bands()
     detection = render.convolve(np.tensordot(1.0 / sky, bands, axes=1) / 3.0, kernel)
     half = stamp // 2
@@ -112,11 +118,11 @@ def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, s
     if vertices is None:
         raise RuntimeError(f"{cls.raw}: no closed isophote around the centre")
     vertices += (iy - half, ix - half)
-    return Placed(bands * flux, (ix, iy)), vertices, model
+    return Placed(bands * flux, (ix, iy), flux), vertices, model
 
 
 def draw_neighbours(rng, canvas, kernel, sky, scale: float, avoid_xy, avoid_radius: float, count: int):
-    """Unannotated stars and small galaxies at random places away from ``avoid_xy``."""
+    """The ``clean`` scene's unannotated stars and small galaxies at random places away from ``avoid_xy``."""
     H, W = canvas.shape[-2:]
     for _ in range(count):
         for _try in range(10):
@@ -145,19 +151,39 @@ def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | Non
     paste(canvas, bands * (snr / detection.max()), (ix, iy))
 
 
-def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False):
+def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = "clean"):
     """Render object ``index`` of run ``seed``: ``(rgb uint8 (size, size, 3), record dict)``.
 
     The record holds the objid, the ``gz2_class`` string, its 15- and 5-class, the VIA polygon
-    (``all_points_x``, ``all_points_y``) and its rasterised area.
+    (``all_points_x``, ``all_points_y``), its rasterised area, the cutout's ``conditions``
+    (:class:`conditions.Conditions`; its ``jpeg_quality`` is what the cutout is written with) and
+    ``central_star`` (class A drawn as a bright star).
     """
-    bands, record = render_bands(seed, index, size, balance)
-    return lupton_rgb(bands), record
+    bands, record = render_bands(seed, index, size, balance, scene)
+    return composite(bands, record["conditions"]), record
 
 
-def render_bands(seed: int, index: int, size: int = 256, balance: bool = False):
-    """As :func:`render_cutout`, but the g, r, i band images before the stretch: ``(float32 (3, size, size),
-    record)``, in generator flux units (sky noise ``render.SKY_SIGMA`` within +-15 %)."""
+def composite(bands: np.ndarray, cond: conditions.Conditions) -> np.ndarray:
+    """The cutout service's steps after the band images, with the settings of ``cond``: resampling (a Gaussian of
+    ``noise_smoothing`` px, which correlates the sky noise), the sky level left after sky subtraction, the colour
+    balance and the Lupton stretch: (3, H, W) g, r, i -> (H, W, 3) uint8."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(bands, (0, cond.noise_smoothing, cond.noise_smoothing), truncate=3.0)
+    smooth += (cond.pedestal * cond.sky)[:, None, None].astype(np.float32)
+    smooth *= cond.gains[:, None, None].astype(np.float32)
+    return lupton_rgb(smooth, stretch=cond.stretch, q=cond.q)
+
+
+def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = "clean"):
+    """As :func:`render_cutout`, but the g, r, i band images before the cutout service's resampling and stretch:
+    ``(float32 (3, size, size), record)``, in generator flux units (sky noise ``render.SKY_SIGMA`` within
+    +-15 %; ``sdss`` scene: within ``conditions.SKY_FACTOR``).  ``scene``: ``clean`` (the annotated object, a few
+    stars and small galaxies, fixed processing) or ``sdss`` (:func:`render_sdss_bands`)."""
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r}: expected one of {', '.join(SCENES)}")
+    if scene == "sdss":
+        return render_sdss_bands(seed, index, size, balance)
     main_ss, noise_ss, _catalog_ss = np.random.SeedSequence([seed, index]).spawn(3)
     rng = np.random.default_rng(main_ss)
     scale = size / 256.0
@@ -183,13 +209,64 @@ def render_bands(seed: int, index: int, size: int = 256, balance: bool = False):
     draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
+    return canvas, _record(seed, index, size, gz2, cls, group, vertices, conditions.clean(seeing, sky), False)
 
+
+def _record(seed, index, size, gz2, cls, group, vertices, cond, central_star: bool) -> dict:
     xs, ys = render.integer_polygon(vertices, size)
-    record = {
-        "index": index, "objid": hart16.objid(seed, index), "gz2_class": gz2, "base": cls.base, "group": group,
-        "all_points_x": xs, "all_points_y": ys, "area": polygon_area(xs, ys, (size, size)),
-    }
-    return canvas, record
+    return {"index": index, "objid": hart16.objid(seed, index), "gz2_class": gz2, "base": cls.base, "group": group,
+            "all_points_x": xs, "all_points_y": ys, "area": polygon_area(xs, ys, (size, size)), "conditions": cond,
+            "central_star": central_star}
+
+
+def render_sdss_bands(seed: int, index: int, size: int = 256, balance: bool = False):
+    """The ``sdss`` scene: the annotated object among what a real SDSS cutout holds and a GZ2 annotation leaves out
+    (field stars with saturated cores, spikes and bleed trails; faint field galaxies; sometimes a bright
+    neighbour), with per-cutout observing and processing conditions (:mod:`conditions`); class A is mostly a
+    bright central star.
+
+    Streams: the target (class, size, profile) and the observing conditions, stars and neighbours draw from
+    separate children of ``SeedSequence([seed, index])`` (the third child is the catalog row's)."""
+    main_ss, noise_ss, _catalog_ss, field_ss = np.random.SeedSequence([seed, index]).spawn(4)
+    rng, field_rng = np.random.default_rng(main_ss), np.random.default_rng(field_ss)
+    scale = size / 256.0
+    group = labels.draw_group(rng, balance, "sdss")
+    gz2 = labels.draw_gz2_class(rng, group)
+    cls = parse_gz2_class(gz2)
+    area = min(labels.draw_area(rng, group, scale), 0.12 * size * size)
+    cond = conditions.draw(field_rng, scale)
+    kernel = render.psf_kernel(cond.seeing)
+    threshold = rng.uniform(0.9, 1.3) * conditions.outline_factor(cond, scale)
+    centre = (size - 1) / 2.0 + np.clip(rng.normal(0.0, 2.0 * scale, 2), -8 * scale, 8 * scale)
+
+    canvas = np.zeros((3, size, size), dtype=np.float32)   # single precision: faster FFT and stretch
+    main, vertices, model = draw_main(rng, cls, area, centre, kernel, cond.sky, threshold, scale, size + 1,
+                                      cond.seeing, sdss=True)
+    paste(canvas, main.bands, main.centre)
+    saturation = render.saturation_flux(cond.stretch, cond.q)
+    saturated_at = stars.sat_flux(saturation, kernel)
+    cores = np.zeros((0, 3))
+    if model.star_flux:   # a central star (class A): spikes, violet core and bleed trails as the field's stars
+        flux = model.star_flux * main.flux
+        stars.bright_star(rng, canvas, centre[0], centre[1], flux, model.star_colour, cond.seeing, saturated_at,
+                          saturation, halo=False)
+        cores = np.array([[centre[0], centre[1], flux / saturated_at]])
+    if model.companion:   # merger: a fainter galaxy close to the main one
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = model.major_axis * rng.uniform(1.1, 1.6)
+        draw_extra(rng, canvas, kernel, cond.sky, scale, centre + dist * np.array([np.cos(angle), np.sin(angle)]),
+                   star=False, snr=float(rng.uniform(5, 20)))
+    target = (centre[0], centre[1], model.major_axis)
+    neighbours.draw_bright_neighbours(field_rng, canvas, cond.sky, threshold, scale, cond.seeing, target, area)
+    neighbours.draw_field_galaxies(field_rng, canvas, cond.galaxy_density, scale,
+                                   (centre[0], centre[1], 0.5 * model.major_axis))
+    near = target if field_rng.random() < P_NEAR_STAR else None
+    cores = np.concatenate([cores, stars.draw_stars(field_rng, canvas, cond.star_density, cond.seeing,
+                                                    saturated_at, saturation, near, scale)])
+    canvas = render.convolve(canvas, kernel.astype(np.float32))
+    stars.paint_cores(field_rng, canvas, cores, cond.seeing, saturation)
+    render.add_sky_noise(canvas, cond.sky, int(noise_ss.generate_state(1)[0]))
+    return canvas, _record(seed, index, size, gz2, cls, group, vertices, cond, bool(model.star_flux))
 
 
 def catalog_rng(seed: int, index: int) -> np.random.Generator:
@@ -219,10 +296,11 @@ def write_band_fits(fits_dir, seed: int, index: int, bands: np.ndarray) -> list[
 
 
 def _make_one(job):
-    seed, index, size, balance, image_dir, fits_dir = job
-    bands, record = render_bands(seed, index, size, balance)
+    seed, index, size, balance, image_dir, fits_dir, scene = job
+    bands, record = render_bands(seed, index, size, balance, scene)
+    cond = record.pop("conditions")
     record["filename"] = f"Dr7_{record['objid']}.jpg"
-    record["size"] = write_jpeg(Path(image_dir) / record["filename"], lupton_rgb(bands))
+    record["size"] = write_jpeg(Path(image_dir) / record["filename"], composite(bands, cond), cond.jpeg_quality)
     if fits_dir is not None:
         write_band_fits(fits_dir, seed, index, bands)
     return record
@@ -282,8 +360,8 @@ def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
 
 
 def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, balance: bool = False,
-             progress: bool = True, fits: bool = False) -> dict:
-    """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir``.
+             progress: bool = True, fits: bool = False, scene: str = "clean") -> dict:
+    """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir`` (``scene``: ``SCENES``).
 
     Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``;
     with ``fits`` also ``original/fits/Dr7_<objid>_{g,r,i}.fits`` (:func:`write_band_fits`).
@@ -293,11 +371,13 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
     import pandas as pd
 
     validate(n, size, workers, seed)
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r}: expected one of {', '.join(SCENES)}")
     out = Path(out_dir)
     image_dir = out / IMAGE_DIR
     image_dir.mkdir(parents=True, exist_ok=True)
     fits_dir = str(out / FITS_DIR) if fits else None
-    jobs = [(seed, i, size, balance, str(image_dir), fits_dir) for i in range(n)]
+    jobs = [(seed, i, size, balance, str(image_dir), fits_dir, scene) for i in range(n)]
     records = run_jobs(_make_one, jobs, workers, progress, "synthetic GZ2")
 
     rows, splits = [], {"train": {}, "val": {}}
@@ -318,7 +398,7 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
         by_class[record["group"]] += 1
         by_base[record["base"]] += 1
     return {
-        "n": n, "seed": seed, "size": size, "balance": balance,
+        "n": n, "seed": seed, "size": size, "balance": balance, "scene": scene,
         "by_class": by_class, "by_base": by_base,
         "splits": {split: len(entries) for split, entries in splits.items()},
         "objids": [hart16.objid(seed, 0), hart16.objid(seed, n - 1)],

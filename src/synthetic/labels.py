@@ -1,10 +1,10 @@
 """Synthetic labels: ``gz2_class`` strings with realistic frequencies and isophotal mask areas.
 
 Strings follow the Willett et al. (2013, App. A) grammar exactly as ``src.catalog.parse_gz2_class`` reads
-it, in the forms the real catalog holds: arm count and winding appear together or not at all.  The 5-class
-mix is the real seed test split; the sub-class frequencies are rounded GZ2 figures (documented below,
-approximate by design).  Mask areas (pixels at 256x256) follow a split log-normal per class that reproduces
-the real median, p10 and p90 of ``galaxy_test_via.json``.
+it, in the forms the real catalog holds: arm count and winding appear together or not at all.  The 5-class mix
+is the real seed test split (in the ``sdss`` scene class A is over-represented, ``ARTIFACT_SHARE``); the sub-class
+frequencies are rounded GZ2 figures (documented below, approximate by design).  Mask areas (pixels at 256x256)
+follow a split log-normal per class that reproduces the real median, p10 and p90 of ``galaxy_test_via.json``.
 """
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from ..classes import GALAXY_CLASSES
 REAL_MIX: dict[str, float] = {
     "artifact": 0.0025, "elliptical": 0.45, "spiral": 0.18, "spiral barred": 0.22, "spiral edge-on": 0.15,
 }
+#: Share of class A ("star or artifact", mostly a bright star at the centre) in the ``sdss`` scene: 40 x the real
+#: 0.25 %, so that a model sees enough central stars to learn "a central star is A, never a galaxy"; the four
+#: galaxy classes keep their real proportions.
+ARTIFACT_SHARE = 0.10
 
 #: Sub-class frequencies (approximate GZ2 figures).
 ROUNDNESS = {"r": 0.40, "i": 0.48, "c": 0.12}                  # E<r|i|c>
@@ -45,17 +49,22 @@ def _pick(rng: np.random.Generator, table: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
-def class_mix(balance: bool = False) -> dict[str, float]:
-    """5-class probabilities: the real mix, or uniform with ``balance`` (rare classes oversampled)."""
+def class_mix(balance: bool = False, scene: str = "clean") -> dict[str, float]:
+    """5-class probabilities: the real mix (``sdss`` scene: ``ARTIFACT_SHARE`` of A and the real mix of the four
+    galaxy classes), or uniform with ``balance`` (rare classes oversampled)."""
     if balance:
         return {name: 1.0 / len(GALAXY_CLASSES) for name in GALAXY_CLASSES}
+    if scene == "sdss":
+        galaxies = sum(REAL_MIX[name] for name in GALAXY_CLASSES if name != "artifact")
+        return {name: ARTIFACT_SHARE if name == "artifact" else REAL_MIX[name] / galaxies * (1 - ARTIFACT_SHARE)
+                for name in GALAXY_CLASSES}
     total = sum(REAL_MIX.values())
     return {name: REAL_MIX[name] / total for name in GALAXY_CLASSES}
 
 
-def draw_group(rng: np.random.Generator, balance: bool = False) -> str:
+def draw_group(rng: np.random.Generator, balance: bool = False, scene: str = "clean") -> str:
     """A 5-class name drawn from :func:`class_mix`."""
-    mix = class_mix(balance)
+    mix = class_mix(balance, scene)
     return GALAXY_CLASSES[int(rng.choice(len(GALAXY_CLASSES), p=[mix[name] for name in GALAXY_CLASSES]))]
 
 

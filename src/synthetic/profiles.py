@@ -26,6 +26,9 @@ BLUE = np.array([1.45, 1.0, 0.65])
 BAR = np.array([0.62, 1.0, 1.30])
 
 SERSIC_N_E = (3.0, 3.5, 4.0, 4.5, 5.0)     # quantised: GalSim caches one Sersic table per index
+#: Bars by scene: flux fraction, semi-major axis / disk scale length, axis ratio; lowest disk axis ratio of SB.
+BARS = {"clean": {"flux": (0.15, 0.30), "length": (0.9, 1.6), "q": (0.18, 0.30), "disk_q_min": 0.40},
+        "sdss": {"flux": (0.25, 0.40), "length": (1.3, 2.0), "q": (0.15, 0.25), "disk_q_min": 0.55}}
 PITCH_DEG = {"t": (8.0, 14.0), "m": (15.0, 22.0), "l": (24.0, 34.0)}
 BULGE_FRACTION = {"a": (0.45, 0.65), "b": (0.25, 0.40), "c": (0.10, 0.20), "d": (0.0, 0.05)}
 ROUNDNESS_Q = {"r": (0.78, 0.97), "i": (0.50, 0.78), "c": (0.28, 0.50)}
@@ -38,6 +41,8 @@ class Model:
     components: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     major_axis: float = 0.0     #: semi-major axis of the isophote, px (for placing neighbours)
     companion: bool = False     #: a merger companion is wanted next to it
+    star_flux: float = 0.0      #: a star's r-band flux (model units): spikes and bleed trails are added later
+    star_colour: np.ndarray | None = None
 
     def add(self, profile: galsim.GSObject, colour, stamp: int, offset, weight: np.ndarray | None = None):
         image = profile.drawImage(nx=stamp, ny=stamp, scale=1.0, method="no_pixel", offset=offset).array
@@ -99,13 +104,17 @@ def elliptical(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
     return model
 
 
-def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
-    q = rng.uniform(0.40, 0.95)
+def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset, sdss: bool = False) -> Model:
+    """Bulge, exponential disk, logarithmic arms and, for SB, a bar (``BARS``).  In the ``sdss`` scene the bars are
+    long and bright and SB discs are not strongly inclined: GZ2 volunteers mark mostly strong bars in discs seen
+    nearly face-on (Masters et al. 2011 keep axis ratios above 0.5 for their bar statistics)."""
+    bars = BARS["sdss" if sdss else "clean"]
+    q = rng.uniform(bars["disk_q_min"] if cls.barred else 0.40, 0.95)
     beta = rng.uniform(0, np.pi)
     h = radius * rng.uniform(0.30, 0.42)
     model = Model(major_axis=radius / np.sqrt(q))
     bulge_frac = rng.uniform(*BULGE_FRACTION[cls.base[-1]])
-    bar_frac = rng.uniform(0.15, 0.30) if cls.barred else 0.0
+    bar_frac = rng.uniform(*bars["flux"]) if cls.barred else 0.0
     disk_frac = 1.0 - bulge_frac - bar_frac
     if bulge_frac > 0:
         bulge_q = max(q, rng.uniform(0.75, 0.95))
@@ -115,13 +124,13 @@ def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
     r, theta, _ = _disk_coords(stamp, offset, beta, q, h)
     inner, phase0 = 0.7, rng.uniform(0, 2 * np.pi)
     if cls.barred:
-        bar_len = rng.uniform(0.9, 1.6)              # bar semi-major axis / h, in the disk plane
+        bar_len = rng.uniform(*bars["length"])       # bar semi-major axis / h, in the disk plane
         bar_angle = rng.uniform(0, np.pi)             # in the disk plane
         # projected bar: its end point in the image plane fixes its length and position angle
         ex, ey = bar_len * h * np.cos(bar_angle) / np.sqrt(q), bar_len * h * np.sin(bar_angle) * np.sqrt(q)
         length = np.hypot(ex, ey)
         pa = beta + np.arctan2(ey, ex)
-        q_bar = rng.uniform(0.18, 0.30)
+        q_bar = rng.uniform(*bars["q"])
         sigma = 0.5 * length * np.sqrt(q_bar)
         bar = galsim.Gaussian(sigma=sigma, flux=bar_frac).shear(q=q_bar, beta=_angle(pa))
         model.add(bar, _jitter(rng, BAR), stamp, offset)
@@ -187,6 +196,33 @@ def artifact(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: floa
     return model
 
 
+def artifact_sdss(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: float) -> Model:
+    """Class A, "star or artifact": a bright star (80 %; its spikes, saturated core and bleed trails are added by
+    the generator as for field stars), a satellite trail (10 %) or a reflection ghost (10 %)."""
+    from .stars import FLUX_MAX, HALO_COLOUR, draw_colours
+
+    kind = rng.choice(["star", "trail", "ghost"], p=[0.8, 0.1, 0.1])
+    model = Model(major_axis=radius)
+    beta = rng.uniform(0, np.pi)
+    if kind == "star":   # nearly a point before the PSF, plus a glow (PSF wings, scattered light) as wide as the
+        # annotated outline, so that the outline needs no absurd flux whatever the seeing
+        colour = draw_colours(rng, 1, np.array([FLUX_MAX]))[0]
+        halo = rng.uniform(0.01, 0.04)
+        model.add(galsim.Gaussian(sigma=0.5, flux=1 - halo), colour, stamp, offset)
+        glow = galsim.Moffat(beta=1.8, fwhm=max(2.5 * seeing, 0.6 * radius), trunc=min(stamp / 2, 4 * radius), flux=halo)
+        model.add(glow, colour * HALO_COLOUR, stamp, offset)
+        model.star_flux, model.star_colour = 1.0, colour
+    elif kind == "trail":   # exposed in one band only: a coloured streak
+        band = np.zeros(3)
+        band[int(rng.integers(3))] = 3.0
+        model.add(galsim.Gaussian(sigma=radius * 0.6).shear(q=0.04, beta=_angle(beta)), band, stamp, offset)
+        model.major_axis = radius * 3
+    else:                   # a diffuse, flat-topped reflection ghost
+        colour = np.array([rng.uniform(0.6, 1.3), 1.0, rng.uniform(0.7, 1.3)])
+        model.add(galsim.Sersic(0.4, half_light_radius=radius * 0.7), colour * [0.7, 1.2, 0.8], stamp, offset)
+    return model
+
+
 def _odd_feature(rng, cls, model, radius, q, beta, stamp, offset, disk_coords=None):
     """Visible odd features: ring, merger companion (placed by the caller), lopsided disturbance."""
     if cls.odd == "r":
@@ -203,15 +239,16 @@ def _odd_feature(rng, cls, model, radius, q, beta, stamp, offset, disk_coords=No
         model.components = [(image * lopsided, colour) for image, colour in model.components]
 
 
-def build(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: float) -> Model:
-    """The model of a ``cls`` object of area-equivalent radius ``radius`` px."""
+def build(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: float, sdss: bool = False) -> Model:
+    """The model of a ``cls`` object of area-equivalent radius ``radius`` px (``sdss``: that scene's bars and
+    class A)."""
     if cls.group == "elliptical":
         return elliptical(rng, cls, radius, stamp, offset)
     if cls.group in ("spiral", "spiral barred"):
-        return spiral(rng, cls, radius, stamp, offset)
+        return spiral(rng, cls, radius, stamp, offset, sdss)
     if cls.group == "spiral edge-on":
         return edge_on(rng, cls, radius, stamp, offset)
-    return artifact(rng, cls, radius, stamp, offset, seeing)
+    return (artifact_sdss if sdss else artifact)(rng, cls, radius, stamp, offset, seeing)
 
 
 def neighbour(rng, stamp: int, offset, scale: float) -> Model:

@@ -17,7 +17,8 @@ from ..images import TRAINING_SKY_SIGMA
 
 #: Sky noise per band (g, r, i): the one definition is ``src.images.TRAINING_SKY_SIGMA`` (FITS scaling uses it).
 SKY_SIGMA = TRAINING_SKY_SIGMA
-#: SDSS median seeing 1.4 arcsec = 3.5 px of 0.396 arcsec at 256x256; Moffat beta = 3.
+#: The ``clean`` scene's seeing (and the fields'): SDSS median seeing 1.4 arcsec = 3.5 px of 0.396 arcsec at
+#: 256x256; Moffat beta = 3.  The ``sdss`` scene draws its own (``conditions.SEEING_FWHM``).
 SEEING_FWHM = (2.8, 4.5)
 MOFFAT_BETA = 3.0
 
@@ -31,6 +32,13 @@ def psf_kernel(fwhm: float) -> np.ndarray:
     kernel /= kernel.sum()
     kernel.setflags(write=False)
     return kernel
+
+
+def saturation_flux(stretch: float, q: float) -> float:
+    """Band flux per pixel (generator units) at which the Lupton composite of a grey source reaches 255.
+
+    astropy's ``AsinhMapping`` maps the mean band intensity I to asinh(q I / stretch) x 25.5 / asinh(0.1 q)."""
+    return float(stretch / q * np.sinh(10 * np.arcsinh(0.1 * q)))
 
 
 def convolve(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
