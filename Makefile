@@ -41,4 +41,5 @@ notebooks: install
 # what the demo wrote (data/synthetic, safetensors/galaxy_demo and its run folder), so that the next make demo
 # starts afresh
 clean-demo:
-	rm -rf data/synthetic safetensors/galaxy_demo safetensors/galaxy_demo.run
+	rm -rf data/synthetic safetensors/galaxy_demo safetensors/galaxy_demo.run \
+		data/synthetic_sdss safetensors/galaxy_demo_sdss safetensors/galaxy_demo_sdss.run

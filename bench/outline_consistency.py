@@ -5,7 +5,7 @@ level's sky (median) and noise (MAD), a signal-to-noise map (smoothed by 1 px), 
 the component at the outline's centre above t (holes filled).  Printed per data root: the IoU with the outline
 at the single best t for the whole split, the mean of each cutout's own best IoU, and the p10-p90 spread of the
 best t.  A large gap between the first two (or a wide spread) means the outline lies at a different visible
-level from cutout to cutout: no model can follow it.  With ``--by-pedestal`` (synthetic sets of seed 0): the best
+level from cutout to cutout: no model can follow it.  With ``--by-pedestal`` (sdss-scene sets of seed 0): the best
 t by the sky level left in the composite (``src.synthetic.conditions``).
 
     .venv/bin/python bench/outline_consistency.py DATA_ROOT [DATA_ROOT ...] [--split val] [--n 150] [--by-pedestal]

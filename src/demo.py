@@ -261,7 +261,7 @@ def _f(value) -> str:
     return "     -" if value is None else f"{value:6.4f}"
 
 
-def results_table(metrics: dict, model_label: str) -> str:
+def results_table(metrics: dict, model_label: str, scene: str = "clean") -> str:
     """The demo's synthetic figures under the original project's real-data table, clearly labelled."""
     h = headline(metrics)
     rule = "-" * 96
@@ -276,7 +276,7 @@ def results_table(metrics: dict, model_label: str) -> str:
                      f"{row['Acc']:>7.4f}{row['AP']:>7.4f}{'-':>8}")
     lines += [
         "SYNTHETIC data: this demo (random init, CPU time budget)",
-        f"{'  ' + model_label:<34}{'synthetic, ' + str(h['n_images']) + ' images':<26}{_f(h['seed_miou']):>7}"
+        f"{'  ' + model_label:<34}{f'synthetic {scene}, ' + str(h['n_images']) + ' images':<26}{_f(h['seed_miou']):>7}"
         f"{_f(h['dice']):>7}{_f(h['accuracy']):>7}{_f(h['original_ap']):>7}{_f(h['coco_ap']):>8}",
         rule,
         "mIoU / Dice / Acc: seed protocol (semantic task).  AP11: the original project's own 11-point AP routine",
@@ -303,9 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", choices=["clean", "sdss"], default="clean",
                    help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, on which the "
                         "10-minute demo misses its targets (BENCHMARKS.md)")
-    p.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
-    p.add_argument("--output", type=Path, default=Path("safetensors/galaxy_demo"))
-    p.add_argument("--images-dir", type=Path, default=Path("images"), help="where the comparison figures go")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="default: data/synthetic (scene sdss: data/synthetic_sdss)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="default: safetensors/galaxy_demo (scene sdss: safetensors/galaxy_demo_sdss)")
+    p.add_argument("--images-dir", type=Path, default=None,
+                   help="where the comparison figures go (default: images; scene sdss: the --output folder)")
     p.add_argument("--model-card", default="galaxy-small", help="preset to train from random weights")
     p.add_argument("--task", default="random", choices=["semantic", "instance", "panoptic", "random"],
                    help="training task (random: semantic or instance per image, so both heads learn)")
@@ -332,11 +335,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_paths(args) -> None:
+    """Fill the folders not given: each scene's demo keeps its own data, model and (sdss) figures, so that it never
+    overwrites the default demo's or the README's."""
+    suffix = "" if args.scene == "clean" else f"_{args.scene}"
+    args.data_root = Path(args.data_root or f"data/synthetic{suffix}")
+    args.output = Path(args.output or f"safetensors/galaxy_demo{suffix}")
+    args.images_dir = Path(args.images_dir or ("images" if args.scene == "clean" else args.output))
+
+
 def run(args) -> dict:
     """All the stages; returns (and writes to ``OUTPUT/demo_summary.json``) settings, stage timings, figures."""
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be positive, got {args.minutes}")
-    args.data_root, args.output = Path(args.data_root), Path(args.output)
+    resolve_paths(args)
     progress = not args.no_progress
     stages, timings = {}, {}
     total_start = time.monotonic()
@@ -362,14 +374,15 @@ def run(args) -> dict:
     previous = args.output / SUMMARY_FILE
     ran = json.loads(previous.read_text()).get("stage_seconds", {}) if previous.is_file() else {}
     ran.update({k: v for k, v in timings.items() if k != "total" and not stages[k]["skipped"]})
-    summary = {"results": headline(metrics), "target": TARGET, "real_results": REAL_RESULTS,
+    summary = {"scene": args.scene, "results": headline(metrics), "target": TARGET, "real_results": REAL_RESULTS,
                "timings_s": timings, "stage_seconds": ran, "stages": stages,
                "files": {"model": str(args.output), "metrics": str(args.output / "metrics.json"),
                          **stages["figures"]["files"], "loss_curve": stages["figures"]["loss_curve"]}}
     write_json_atomic(args.output / SUMMARY_FILE, summary, indent=1)
     print()
     train_s = stages["train"].get("seconds")
-    print(results_table(metrics, args.model_card + (f", {train_s / 60:.1f} min training" if train_s else "")))
+    print(results_table(metrics, args.model_card + (f", {train_s / 60:.1f} min training" if train_s else ""),
+                        args.scene))
     print("wall times of this run (s): " + "  ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if any(stage["skipped"] for stage in stages.values()):
         print("wall times when each stage last ran (s): " + "  ".join(f"{k} {v:.1f}" for k, v in ran.items()))

@@ -105,3 +105,21 @@ def test_demo_rejects_bad_budget(tmp_path, capsys):
     assert main(["--minutes", "0", "--data-root", str(tmp_path / "d"), "--output", str(tmp_path / "m")]) == 2
     assert "--minutes must be positive" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_each_scene_keeps_its_own_files():
+    from pathlib import Path
+
+    from src.demo import build_parser, resolve_paths
+
+    clean = build_parser().parse_args([])
+    resolve_paths(clean)
+    assert (clean.data_root, clean.output, clean.images_dir) == (
+        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("images"))
+    sdss = build_parser().parse_args(["--scene", "sdss"])
+    resolve_paths(sdss)
+    assert (sdss.data_root, sdss.output, sdss.images_dir) == (
+        Path("data/synthetic_sdss"), Path("safetensors/galaxy_demo_sdss"), Path("safetensors/galaxy_demo_sdss"))
+    given = build_parser().parse_args(["--scene", "sdss", "--output", "elsewhere"])
+    resolve_paths(given)
+    assert given.output == Path("elsewhere") and given.images_dir == Path("elsewhere")

@@ -1,6 +1,6 @@
 """``images/synthetic_examples.png``: synthetic cutouts per class with their VIA polygons.
 
-    python -m src.synthetic.figure [--out images/synthetic_examples.png] [--per-class 6] [--seed 0]
+    python -m src.synthetic.figure [--out images/synthetic_examples.png] [--per-class 6] [--seed 0] [--scene clean]
 """
 from __future__ import annotations
 
@@ -10,28 +10,29 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import COLOURS, GALAXY_CLASSES
-from .generator import render_cutout
+from .generator import SCENES, render_cutout
 
 
-def examples(per_class: int, seed: int, size: int, balance: bool = True):
+def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: str = "clean"):
     """(rgb, record) pairs, ``per_class`` of each 5-class, in class order."""
     found = {name: [] for name in GALAXY_CLASSES}
     index = 0
     while any(len(v) < per_class for v in found.values()):
-        rgb, record = render_cutout(seed, index, size, balance=balance)
+        rgb, record = render_cutout(seed, index, size, balance=balance, scene=scene)
         if len(found[record["group"]]) < per_class:
             found[record["group"]].append((rgb, record))
         index += 1
     return [pair for name in GALAXY_CLASSES for pair in found[name]]
 
 
-def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128) -> Path:
+def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128,
+                  scene: str = "clean") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = examples(per_class, seed, size)
+    pairs = examples(per_class, seed, size, scene=scene)
     fig, axes = plt.subplots(len(GALAXY_CLASSES), per_class, figsize=(1.6 * per_class, 1.7 * len(GALAXY_CLASSES)))
     lo = (size - crop) // 2 if crop else 0
     hi = lo + crop if crop else size
@@ -44,7 +45,8 @@ def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop:
         ax.set_xticks([]), ax.set_yticks([])
     for row, name in enumerate(GALAXY_CLASSES):
         axes[row, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle(f"Synthetic GZ2 ({size} px cutouts, central {crop or size} px shown; polygon = VIA annotation)",
+    fig.suptitle(f"Synthetic GZ2, {scene} scene ({size} px cutouts, central {crop or size} px shown; polygon = VIA "
+                 "annotation)",
                  fontsize=8)
     fig.tight_layout()
     from src.visual import save_figure
@@ -59,8 +61,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="images/synthetic_examples.png")
     parser.add_argument("--per-class", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scene", choices=SCENES, default="clean")
     args = parser.parse_args(argv)
-    print(plot_examples(args.out, args.per_class, args.seed))
+    print(plot_examples(args.out, args.per_class, args.seed, scene=args.scene))
     return 0
 
 
