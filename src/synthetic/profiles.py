@@ -174,6 +174,19 @@ def edge_on(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
     return model
 
 
+def _trail(rng, model: Model, radius: float, beta: float, stamp: int, offset) -> None:
+    """A satellite trail exposed in one band only: a coloured streak."""
+    band = np.zeros(3)
+    band[int(rng.integers(3))] = 3.0
+    model.add(galsim.Gaussian(sigma=radius * 0.6).shear(q=0.04, beta=_angle(beta)), band, stamp, offset)
+    model.major_axis = radius * 3
+
+
+def _ghost(model: Model, radius: float, colour, stamp: int, offset) -> None:
+    """A diffuse, flat-topped reflection ghost."""
+    model.add(galsim.Sersic(0.4, half_light_radius=radius * 0.7), colour * np.array([0.7, 1.2, 0.8]), stamp, offset)
+
+
 def artifact(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: float) -> Model:
     """A saturated star with diffraction spikes (60 %), a satellite trail (20 %) or a ghost (20 %)."""
     kind = rng.choice(["star", "trail", "ghost"], p=[0.6, 0.2, 0.2])
@@ -186,13 +199,10 @@ def artifact(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: floa
         for angle in (beta, beta + np.pi / 2):
             spike = galsim.Gaussian(sigma=radius * 0.3, flux=0.004).shear(q=0.012, beta=_angle(angle))
             model.add(spike, colour, stamp, offset)
-    elif kind == "trail":   # exposed in one band only: a coloured streak
-        band = np.zeros(3)
-        band[int(rng.integers(3))] = 3.0
-        model.add(galsim.Gaussian(sigma=radius * 0.6).shear(q=0.04, beta=_angle(beta)), band, stamp, offset)
-        model.major_axis = radius * 3
-    else:                   # a diffuse, flat-topped reflection ghost
-        model.add(galsim.Sersic(0.4, half_light_radius=radius * 0.7), colour * [0.7, 1.2, 0.8], stamp, offset)
+    elif kind == "trail":
+        _trail(rng, model, radius, beta, stamp, offset)
+    else:
+        _ghost(model, radius, colour, stamp, offset)
     return model
 
 
@@ -212,14 +222,10 @@ def artifact_sdss(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing:
         glow = galsim.Moffat(beta=1.8, fwhm=max(2.5 * seeing, 0.6 * radius), trunc=min(stamp / 2, 4 * radius), flux=halo)
         model.add(glow, colour * HALO_COLOUR, stamp, offset)
         model.star_flux, model.star_colour = 1.0, colour
-    elif kind == "trail":   # exposed in one band only: a coloured streak
-        band = np.zeros(3)
-        band[int(rng.integers(3))] = 3.0
-        model.add(galsim.Gaussian(sigma=radius * 0.6).shear(q=0.04, beta=_angle(beta)), band, stamp, offset)
-        model.major_axis = radius * 3
-    else:                   # a diffuse, flat-topped reflection ghost
-        colour = np.array([rng.uniform(0.6, 1.3), 1.0, rng.uniform(0.7, 1.3)])
-        model.add(galsim.Sersic(0.4, half_light_radius=radius * 0.7), colour * [0.7, 1.2, 0.8], stamp, offset)
+    elif kind == "trail":
+        _trail(rng, model, radius, beta, stamp, offset)
+    else:
+        _ghost(model, radius, np.array([rng.uniform(0.6, 1.3), 1.0, rng.uniform(0.7, 1.3)]), stamp, offset)
     return model
 
 
