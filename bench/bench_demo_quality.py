@@ -109,6 +109,7 @@ def main(argv=None) -> None:
           f"{args.minutes:g} min, training seed {args.seed}", flush=True)
 
     demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"])
+    demo.resolve_scene_defaults(demo_args)          # the clean scene's recipe: 128 px crops, batch 4
     demo.ensure_data(args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False)
     demo.ensure_splits(args.data_root, demo_args.size, progress=False)
     output = args.keep or Path(tempfile.mkdtemp(prefix="bench_demo_quality_"))

@@ -107,19 +107,24 @@ def test_demo_rejects_bad_budget(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
-def test_each_scene_keeps_its_own_files():
+def test_each_scene_keeps_its_own_files_and_recipe():
     from pathlib import Path
 
-    from src.demo import build_parser, resolve_paths
+    from src.demo import build_parser, resolve_scene_defaults
 
     clean = build_parser().parse_args([])
-    resolve_paths(clean)
+    resolve_scene_defaults(clean)
     assert (clean.data_root, clean.output, clean.images_dir) == (
         Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("images"))
     sdss = build_parser().parse_args(["--scene", "sdss"])
-    resolve_paths(sdss)
+    resolve_scene_defaults(sdss)
     assert (sdss.data_root, sdss.output, sdss.images_dir) == (
         Path("data/synthetic_sdss"), Path("safetensors/galaxy_demo_sdss"), Path("safetensors/galaxy_demo_sdss"))
     given = build_parser().parse_args(["--scene", "sdss", "--output", "elsewhere"])
-    resolve_paths(given)
+    resolve_scene_defaults(given)
     assert given.output == Path("elsewhere") and given.images_dir == Path("elsewhere")
+    # recipe: crops for the clean scene, whole cutouts for the sdss one, unless given
+    assert (clean.crop_size, clean.batch_size) == (128, 4) and (sdss.crop_size, sdss.batch_size) == (0, 2)
+    crops = build_parser().parse_args(["--scene", "sdss", "--crop-size", "128", "--batch-size", "4"])
+    resolve_scene_defaults(crops)
+    assert (crops.crop_size, crops.batch_size) == (128, 4)
