@@ -7,7 +7,7 @@ conditions over at least the range measured on a real SDSS frame (``bench/realis
 
 * seeing: PSF FWHM ``SEEING_FWHM`` px at 256 px (SDSS DR7: median 1.4 arcsec in r, Abazajian et al. 2009, i.e.
   3.5 px of 0.396 arcsec);
-* sky noise: ``SKY_SIGMA`` within +-15 % per cutout; the resampling of the cutout service correlates it over
+* sky noise: ``SKY_SIGMA`` times a factor within ``SKY_FACTOR`` per cutout; the resampling of the cutout service correlates it over
   ``NOISE_SMOOTHING`` px (Gaussian sigma), and a sky level of up to ``PEDESTAL_MAX`` sky sigmas is left after the
   sky subtraction;
 * colour balance: per-band gains ``BAND_WEIGHTS`` within ``GAIN_SPREAD``;
@@ -66,13 +66,6 @@ class Conditions:
     jpeg_quality: int
     star_density: float           #: expected field stars per cutout (256 x 256 px at scale 1)
     galaxy_density: float         #: expected faint field galaxies per cutout
-
-    def as_record(self) -> dict:
-        """JSON-friendly values (for records and summaries)."""
-        return {"seeing": round(self.seeing, 3), "noise_smoothing": round(self.noise_smoothing, 3),
-                "pedestal": round(self.pedestal, 3), "stretch": round(self.stretch, 3), "q": round(self.q, 3),
-                "jpeg_quality": self.jpeg_quality, "star_density": round(self.star_density, 2),
-                "galaxy_density": round(self.galaxy_density, 2)}
 
 
 def noise_after_smoothing(sigma_px: float) -> float:
