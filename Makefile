@@ -42,4 +42,5 @@ notebooks: install
 # starts afresh
 clean-demo:
 	rm -rf data/synthetic safetensors/galaxy_demo safetensors/galaxy_demo.run \
+		data/synthetic_clean safetensors/galaxy_demo_clean safetensors/galaxy_demo_clean.run \
 		data/synthetic_sdss safetensors/galaxy_demo_sdss safetensors/galaxy_demo_sdss.run

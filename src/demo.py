@@ -5,11 +5,12 @@
 
 Stages (each one reused when its inputs are the same, so a re-run only re-prints the table):
 
-1. **data**      ``n`` synthetic GZ2 cutouts (seed 0, 256 px) under ``--data-root``    (``src.synthetic``)
+1. **data**      ``n`` synthetic GZ2 cutouts (seed 0, 256 px, ``--scene sdss``) under ``--data-root``
+                                                                                         (``src.synthetic``)
 2. **convert**   join + filters + 70/20/10 split + pixel statistics                    (``src.conversion``)
 3. **train**     the ``galaxy-small`` preset from random weights, ``--minutes`` of CPU time: random
-                 semantic / instance task per image, 128 px crops at native resolution  (``src.train``;
-                 ``--scene sdss``: whole cutouts, batch 2)
+                 semantic / instance task per image, whole cutouts (batch 2), classes drawn with weight
+                 share ** -0.5 (``src.train``; ``--scene clean``: 128 px crops, batch 4, no class weight)
 4. **score**     the test split, semantic task (seed protocol, standard mIoU) and instance task (COCO mask AP)
                  -> ``OUTPUT/metrics.json``                                              (``src.evaluate``)
 5. **figures**   ``OUTPUT/loss_curve.png``, ``OUTPUT/confusion_matrix.png`` (+ per-class IoU / AP bars),
@@ -40,6 +41,7 @@ from pathlib import Path
 from src.atomic import write_json_atomic
 from src.cli import add_output_options
 from src.splits import file_sha256
+from src.synthetic.generator import DEFAULT_SCENE, SCENES
 from src.via import IMAGE_DIR, VIA_FILES
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ REAL_RESULTS = {
 }
 #: The quality target of the demo on the synthetic test split.
 TARGET = {"seed_miou": 0.60, "coco_ap": 0.40}
+#: The sdss scene's class weight (``--class-balance``): spirals and class A were never learnt without it.
+SDSS_CLASS_BALANCE = 0.5
 
 DATA_STAMP = "demo_data.json"
 CONVERT_STAMP = "demo_convert.json"
@@ -113,7 +117,7 @@ def _say(message: str) -> None:
 
 
 def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool,
-                scene: str = "clean") -> dict:
+                scene: str = DEFAULT_SCENE) -> dict:
     """Generate the synthetic set unless the same one is there (same settings and generator code, files
     untouched)."""
     stamp = data_root / DATA_STAMP
@@ -155,7 +159,8 @@ def train_settings(args) -> dict:
                 task=args.task, random_tasks=tuple(args.random_tasks), epochs=args.epochs,
                 batch_size=args.batch_size,
                 image_size=args.image_size, crop_size=args.crop_size or None, lr=args.lr,
-                warmup_steps=args.warmup_steps, seed=args.seed, in_memory=True, max_minutes=args.minutes, cpu=args.cpu)
+                warmup_steps=args.warmup_steps, class_balance=args.class_balance, seed=args.seed, in_memory=True,
+                max_minutes=args.minutes, cpu=args.cpu)
 
 
 def ensure_model(args) -> dict:
@@ -262,7 +267,7 @@ def _f(value) -> str:
     return "     -" if value is None else f"{value:6.4f}"
 
 
-def results_table(metrics: dict, model_label: str, scene: str = "clean") -> str:
+def results_table(metrics: dict, model_label: str, scene: str = DEFAULT_SCENE) -> str:
     """The demo's synthetic figures under the original project's real-data table, clearly labelled."""
     h = headline(metrics)
     rule = "-" * 96
@@ -301,15 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and of training")
     p.add_argument("--size", type=int, default=256, help="synthetic cutout side in pixels")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
-    p.add_argument("--scene", choices=["clean", "sdss"], default="clean",
-                   help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, on which the "
-                        "10-minute demo misses its mIoU target (BENCHMARKS.md)")
+    p.add_argument("--scene", choices=SCENES, default=DEFAULT_SCENE,
+                   help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, clean the "
+                        "simpler earlier default")
     p.add_argument("--data-root", type=Path, default=None,
-                   help="default: data/synthetic (scene sdss: data/synthetic_sdss)")
+                   help="default: data/synthetic (scene clean: data/synthetic_clean)")
     p.add_argument("--output", type=Path, default=None,
-                   help="default: safetensors/galaxy_demo (scene sdss: safetensors/galaxy_demo_sdss)")
+                   help="default: safetensors/galaxy_demo (scene clean: safetensors/galaxy_demo_clean)")
     p.add_argument("--images-dir", type=Path, default=None,
-                   help="where the comparison figures go (default: images; scene sdss: the --output folder)")
+                   help="where the comparison figures go (default: images; scene clean: the --output folder)")
     p.add_argument("--model-card", default="galaxy-small", help="preset to train from random weights")
     p.add_argument("--task", default="random", choices=["semantic", "instance", "panoptic", "random"],
                    help="training task (random: semantic or instance per image, so both heads learn)")
@@ -318,10 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --task random, each image's task is drawn uniformly from these (repeat one to weight it)")
     p.add_argument("--crop-size", type=int, default=None,
                    help="train on crops of this side around the galaxy at native resolution (0: whole images; "
-                        "default: 128, scene sdss: 0)")
+                        "default: 0, scene clean: 128)")
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (default: native)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 4 (scene sdss: 2 whole cutouts)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 2 whole cutouts (scene clean: 4 crops)")
     p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--class-balance", type=float, default=None,
+                   help="draw training images with weight (share of their class) ** -X (src.train; default: "
+                        f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)")
     p.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of the fitted schedule")
     p.add_argument("--epochs", type=int, default=100, help="planned epochs (the time budget ends training first)")
     p.add_argument("--split", default="test", help="split to score")
@@ -338,18 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_scene_defaults(args) -> None:
-    """Fill what was not given.  Folders: each scene's demo keeps its own data, model and (sdss) figures, so that
-    it never overwrites the default demo's or the README's.  Recipe: the clean scene trains on 128 px crops (batch
-    4) placed anywhere around the galaxy; the sdss scene on whole cutouts (batch 2), where the galaxy's place at
-    the centre tells it from its neighbours, as in a GZ2 annotation (BENCHMARKS.md: crops reached seed mIoU 0.51,
-    COCO AP 0.27 and called 9 of 16 real central stars a galaxy; whole cutouts 0.55, 0.44 and 2 of 16)."""
+    """Fill what was not given.  Folders: a scene other than the default keeps its own data, model and figures, so
+    that it never overwrites the default demo's or the README's.  Recipe: the sdss scene trains on whole cutouts
+    (batch 2), where the galaxy's place at the centre tells it from its neighbours, as in a GZ2 annotation, with
+    rare classes drawn more often (BENCHMARKS.md: 128 px crops reached seed mIoU 0.51, COCO AP 0.27 and called 9 of
+    16 real central stars a galaxy; whole cutouts 0.55, 0.44 and 2 of 16; with the class weight 0.61, 0.52, 3 of
+    16).  The clean scene trains on 128 px crops (batch 4) placed anywhere around the galaxy."""
     whole = args.scene == "sdss"
     args.crop_size = (0 if whole else 128) if args.crop_size is None else args.crop_size
     args.batch_size = (2 if whole else 4) if args.batch_size is None else args.batch_size
-    suffix = "" if args.scene == "clean" else f"_{args.scene}"
+    if args.class_balance is None:
+        args.class_balance = SDSS_CLASS_BALANCE if whole else 0.0
+    suffix = "" if args.scene == DEFAULT_SCENE else f"_{args.scene}"
     args.data_root = Path(args.data_root or f"data/synthetic{suffix}")
     args.output = Path(args.output or f"safetensors/galaxy_demo{suffix}")
-    args.images_dir = Path(args.images_dir or ("images" if args.scene == "clean" else args.output))
+    args.images_dir = Path(args.images_dir or ("images" if args.scene == DEFAULT_SCENE else args.output))
 
 
 def run(args) -> dict:

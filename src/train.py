@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from src.classes import NUM_LABELS
+from src.classes import CLASS_NAMES, NUM_LABELS
 from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
                          loader_worker_init)
 from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
@@ -118,6 +118,7 @@ class TrainConfig:
     coco: str | None = None       # train on crops of the fields of this COCO file instead of the cutout splits
     val_coco: str | None = None   # validation fields (default: every 5th image of ``coco``)
     crops_per_image: int = 16     # COCO fields: crops per image and epoch
+    class_balance: float = 0.0    # draw training images with weight (share of their class) ** -class_balance
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -144,11 +145,16 @@ class EpochSampler(Sampler):
     ``multiple``: yield only the first ``n - n % multiple`` indices of the order.  With several processes this is
     the global batch (batch size x processes), so that Accelerate's per-process shards of the batches are whole,
     disjoint and never padded with repeated images; the few left-over images differ from epoch to epoch.
+    ``weights``: instead of a permutation, draw ``n`` indices with replacement, index ``i`` with probability
+    proportional to ``weights[i]`` (:func:`class_balance_weights`).
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, multiple: int = 1):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, multiple: int = 1, weights=None):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
         self.multiple = max(1, int(multiple))
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and (len(self.weights) != n or not bool((self.weights > 0).all())):
+            raise ValueError(f"sampler weights: expected {n} positive weights, got {len(self.weights)}")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -158,11 +164,24 @@ class EpochSampler(Sampler):
             order = range(self.n)
         else:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=generator).tolist()
+            if self.weights is None:
+                order = torch.randperm(self.n, generator=generator).tolist()
+            else:
+                order = torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist()
         return iter(order[:len(self)])
 
     def __len__(self) -> int:
         return self.n - self.n % self.multiple
+
+
+def class_balance_weights(image_classes: list[int], power: float) -> tuple[np.ndarray, dict[int, float]]:
+    """Per-image sampling weights ``share(class) ** -power`` (0: uniform; 1: every class drawn equally often) and
+    the expected share of each class among the drawn images.  ``image_classes``: one class id per image."""
+    classes, counts = np.unique(np.asarray(image_classes), return_counts=True)
+    share = dict(zip(classes.tolist(), (counts / counts.sum()).tolist()))
+    weights = np.array([share[c] ** -power for c in image_classes])
+    drawn = {c: share[c] * len(image_classes) * share[c] ** -power / weights.sum() for c in share}
+    return weights, drawn
 
 
 def batch_seed(seed: int, epoch: int, position: int, stream: int = 0) -> int:
@@ -379,6 +398,8 @@ def resolve_config(args_or_config, base: dict | None = None) -> TrainConfig:
         raise ValueError(f"--end-epoch {config.end_epoch} must lie in 1..{config.epochs}")
     if config.epochs < 1 or config.batch_size < 1 or config.grad_accum < 1:
         raise ValueError("epochs, batch size and gradient accumulation must be >= 1")
+    if not 0 <= config.class_balance <= 1:
+        raise ValueError(f"--class-balance {config.class_balance:g} must lie in 0..1")
     return config
 
 
@@ -406,7 +427,7 @@ def load_config_file(path) -> dict:
 _RESUME_FIXED = ("data_root", "model_card", "base_card", "task", "random_tasks", "epochs", "batch_size",
                  "image_size", "crop_size", "num_queries", "lr", "weight_decay", "grad_clip", "warmup_steps",
                  "poly_power", "grad_accum", "mixed_precision", "seed", "augment", "skip_bad", "val_split", "coco",
-                 "val_coco", "crops_per_image")
+                 "val_coco", "crops_per_image", "class_balance")
 #: Options of one invocation: a resumed run does not take them from the checkpoint.
 _PER_RUN = ("resume", "end_epoch", "max_minutes", "cpu", "num_workers")
 
@@ -561,7 +582,15 @@ def train(args_or_config, base: dict | None = None) -> dict:
     if world > 1 and len(train_ds) < global_batch:
         raise ValueError(f"{train_ds.source}: {len(train_ds)} training images, fewer than one global batch "
                          f"({world} processes x batch size {cfg.batch_size})")
-    sampler = EpochSampler(len(train_ds), cfg.seed, multiple=global_batch if world > 1 else 1)
+    weights = None
+    if cfg.class_balance:
+        if cfg.coco is not None:
+            raise ValueError("--class-balance applies to the cutout splits, not to --coco fields")
+        first_class = [rec["classes"][0] if rec["classes"] else 0 for rec in train_ds.records]  # 0: no object
+        weights, drawn = class_balance_weights(first_class, cfg.class_balance)
+        _info(accelerator, f"class balance {cfg.class_balance:g}: expected share of each class per epoch "
+                           + ", ".join(f"{CLASS_NAMES[c]} {v:.0%}" for c, v in sorted(drawn.items())))
+    sampler = EpochSampler(len(train_ds), cfg.seed, multiple=global_batch if world > 1 else 1, weights=weights)
     if world > 1:
         _info(accelerator, f"{world} processes: {len(sampler) // world} training images per process and epoch; "
                            f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)")
@@ -787,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{FIELD_CROP}) around its objects")
     p.add_argument("--val-coco", help="COCO file of the validation fields (default: every 5th image of --coco)")
     p.add_argument("--crops-per-image", type=int, help="with --coco: crops per image and epoch (default: 16)")
+    p.add_argument("--class-balance", type=float, help="draw training images with weight (share of their class) "
+                   "** -X, with replacement: 0 shuffles every image once per epoch, 1 draws each class equally often "
+                   "(default: 0)")
     p.add_argument("--config", help="a recorded configuration (OUTPUT/train_config.json, or a JSON subset of "
                    "these options); options given on the command line override it")
     add_output_options(p)

@@ -1,4 +1,4 @@
-"""The demo pipeline end to end with tiny settings (64 px cutouts, galaxy-tiny, a few seconds of training)."""
+"""The demo pipeline end to end with tiny settings (96 px cutouts of the default scene, galaxy-tiny, a few seconds of training)."""
 import json
 import os
 
@@ -9,7 +9,7 @@ import pytest
 from src.demo import REAL_RESULTS, main
 from src.splits import file_sha256
 
-TINY_ARGS = ["--n", "24", "--size", "64", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
+TINY_ARGS = ["--n", "24", "--size", "96", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
              "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
              "--no-progress", "--cpu"]
 
@@ -110,21 +110,24 @@ def test_demo_rejects_bad_budget(tmp_path, capsys):
 def test_each_scene_keeps_its_own_files_and_recipe():
     from pathlib import Path
 
-    from src.demo import build_parser, resolve_scene_defaults
+    from src.demo import build_parser, resolve_scene_defaults, train_settings
 
-    clean = build_parser().parse_args([])
+    sdss = build_parser().parse_args([])
+    resolve_scene_defaults(sdss)
+    assert sdss.scene == "sdss" and (sdss.data_root, sdss.output, sdss.images_dir) == (
+        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("images"))
+    clean = build_parser().parse_args(["--scene", "clean"])
     resolve_scene_defaults(clean)
     assert (clean.data_root, clean.output, clean.images_dir) == (
-        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("images"))
-    sdss = build_parser().parse_args(["--scene", "sdss"])
-    resolve_scene_defaults(sdss)
-    assert (sdss.data_root, sdss.output, sdss.images_dir) == (
-        Path("data/synthetic_sdss"), Path("safetensors/galaxy_demo_sdss"), Path("safetensors/galaxy_demo_sdss"))
-    given = build_parser().parse_args(["--scene", "sdss", "--output", "elsewhere"])
+        Path("data/synthetic_clean"), Path("safetensors/galaxy_demo_clean"), Path("safetensors/galaxy_demo_clean"))
+    given = build_parser().parse_args(["--scene", "clean", "--output", "elsewhere"])
     resolve_scene_defaults(given)
     assert given.output == Path("elsewhere") and given.images_dir == Path("elsewhere")
-    # recipe: crops for the clean scene, whole cutouts for the sdss one, unless given
-    assert (clean.crop_size, clean.batch_size) == (128, 4) and (sdss.crop_size, sdss.batch_size) == (0, 2)
-    crops = build_parser().parse_args(["--scene", "sdss", "--crop-size", "128", "--batch-size", "4"])
+    # recipe: whole cutouts with rare classes drawn more often for the sdss scene, crops for the clean one,
+    # unless given
+    assert (sdss.crop_size, sdss.batch_size, sdss.class_balance) == (0, 2, 0.5)
+    assert (clean.crop_size, clean.batch_size, clean.class_balance) == (128, 4, 0.0)
+    crops = build_parser().parse_args(["--crop-size", "128", "--batch-size", "4", "--class-balance", "0"])
     resolve_scene_defaults(crops)
-    assert (crops.crop_size, crops.batch_size) == (128, 4)
+    assert (crops.crop_size, crops.batch_size, crops.class_balance) == (128, 4, 0.0)
+    assert train_settings(sdss)["class_balance"] == 0.5

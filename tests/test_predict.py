@@ -421,6 +421,35 @@ def test_class_probabilities_agree_with_the_semantic_post_processing():
     assert p.shape == (6, 50, 37) and torch.allclose(p.sum(0), torch.ones(50, 37), atol=1e-5)
 
 
+def test_pixels_no_query_claims_are_background_not_the_argmax_of_noise():
+    """One query says spiral with a mask on the left half; the right half is claimed by no query.  HF's argmax alone
+    labels the whole image spiral (a 'flooded' crop); with the claim rule the right half is background, in the
+    semantic maps and in the class probabilities of predict.py alike."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from src.classes import LABEL2ID
+    from src.inference import MIN_CLAIM, class_probabilities, semantic_maps
+    from src.model import build_processor
+
+    spiral = LABEL2ID["spiral"]
+    classes = torch.full((1, 2, 7), -10.0)
+    classes[0, 0, spiral] = 10.0   # query 0: spiral
+    classes[0, 1, 6] = 10.0        # query 1: no object
+    masks = torch.full((1, 2, 16, 16), -8.0)
+    masks[0, 0, :, :8] = 8.0
+    outputs = SimpleNamespace(class_queries_logits=classes, masks_queries_logits=masks)
+    processor = build_processor()
+    plain = processor.post_process_semantic_segmentation(outputs, target_sizes=[(16, 16)])[0]
+    assert (plain == spiral).all()  # without the rule: the whole image
+    [semantic] = semantic_maps(processor, outputs, [(16, 16)])
+    assert (semantic[:, :7] == spiral).all() and (semantic[:, 9:] == 0).all()
+    [probs] = class_probabilities(outputs, [(16, 16)], native=False)
+    assert np.array_equal(probs.argmax(0).numpy(), semantic)
+    assert float(probs[0, :, 12].min()) > 0.9 and MIN_CLAIM == 0.1
+
+
 def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes, tmp_path, monkeypatch):
     import src.sources
 

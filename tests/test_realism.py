@@ -215,7 +215,7 @@ def test_sdss_scene_files_fits_and_workers(tmp_path):
     assert len(files) > 8 * 4
     for name in files:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
-    clean = render_cutout(3, 0, 64)[0]
+    clean = render_cutout(3, 0, 64, scene="clean")[0]
     assert not np.array_equal(clean, render_cutout(3, 0, 64, scene="sdss")[0])
     for index in range(3):
         bands, record = render_bands(3, index, 64, scene="sdss")
@@ -228,3 +228,17 @@ def test_sdss_scene_files_fits_and_workers(tmp_path):
         assert (tmp_path / "again.jpg").read_bytes() == jpeg.read_bytes()
     with pytest.raises(ValueError, match="scene 'hst'"):
         generate(tmp_path / "bad", n=2, size=64, progress=False, scene="hst")
+
+
+def test_an_outline_larger_than_the_lit_model_takes_the_whole_object():
+    """The drawn area can exceed what a compact, truncated model lights on its stamp (sdss scene, seed 8, cutout
+    164 raised 'model too small' before): the outline then encloses (nearly) every lit pixel."""
+    from src.synthetic.generator import isophote_level
+
+    detection = np.zeros((21, 21))
+    detection[8:13, 8:13] = np.linspace(1.0, 2.0, 25).reshape(5, 5)
+    level = isophote_level(detection, 100.0, (10, 10))               # 25 lit pixels: (nearly) all of them
+    assert level > 0 and (detection >= level).sum() >= 20
+    assert (detection >= isophote_level(detection, 9.0, (10, 10))).sum() == 9
+    rgb, record = render_cutout(8, 164, 256, scene="sdss")
+    assert record["gz2_class"].startswith("SB") and record["area"] > 500

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
-from src.train import (RECIPES, WarmupPolyLR, find_checkpoint, list_checkpoints, main, resolve_config, run_dir,
-                       train)
+from src.train import (RECIPES, EpochSampler, WarmupPolyLR, class_balance_weights, find_checkpoint, list_checkpoints,
+                       main, resolve_config, run_dir, train)
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +119,44 @@ def test_time_budget_stops_and_exports(data, tmp_path):
     assert result["history"][0]["partial"] == 1 and result["history"][0]["step"] < 100
     model = OneFormerForUniversalSegmentation.from_pretrained(tmp_path / "b")
     assert model.config.num_labels == 6
+
+
+def test_class_balance_draws_rare_classes_as_often_as_asked():
+    classes = [1] * 10 + [2] * 90  # 10 % artifacts, 90 % ellipticals
+    weights, drawn = class_balance_weights(classes, 0.0)
+    assert drawn == pytest.approx({1: 0.1, 2: 0.9}) and set(weights) == {1.0}
+    weights, drawn = class_balance_weights(classes, 1.0)
+    assert drawn == pytest.approx({1: 0.5, 2: 0.5}) and weights[0] == pytest.approx(9 * weights[-1])
+    _, drawn = class_balance_weights(classes, 0.5)
+    assert drawn[1] == pytest.approx(0.25)  # sqrt(0.1) / (sqrt(0.1) + sqrt(0.9))
+
+    sampler = EpochSampler(len(classes), seed=3, weights=weights)
+    counts = torch.zeros(3)
+    for epoch in range(50):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == 100 and len(set(order)) < 100  # drawn with replacement
+        counts += torch.bincount(torch.tensor([classes[i] for i in order]), minlength=3)
+    assert abs(counts[1] / counts.sum() - 0.5) < 0.03  # 5,000 draws: the binomial sd is 0.007
+    sampler.set_epoch(7)
+    first = list(sampler)
+    sampler.set_epoch(8)
+    assert list(sampler) != first
+    sampler.set_epoch(7)
+    assert list(sampler) == first  # (seed, epoch) alone fix the draw, as in a resumed run
+    with pytest.raises(ValueError, match="positive weights"):
+        EpochSampler(3, seed=0, weights=[1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="class-balance 1.5 must lie in 0..1"):
+        resolve_config(dict(class_balance=1.5))
+
+
+def test_class_balanced_training_run_records_its_setting(data, tmp_path, caplog):
+    caplog.set_level("INFO")
+    train(dict(TINY, epochs=1, data_root=str(data), output=str(tmp_path / "cb"), class_balance=1.0))
+    assert '"class_balance": 1.0' in (tmp_path / "cb" / "train_config.json").read_text()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("class balance 1:"))
+    shares = [float(part.rsplit(" ", 1)[1].rstrip("%")) for part in line.split(": ", 1)[1].split(", ")]
+    assert len(shares) >= 2 and max(shares) - min(shares) <= 1  # every class of the split equally often
 
 
 def test_schedule_and_recipes():

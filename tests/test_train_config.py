@@ -55,6 +55,7 @@ def test_resume_takes_options_not_given_from_the_checkpoint(run):
     (["--image-size", "128"], None, "image_size 64 -> 128"),
     (["--grad-clip", "1.0"], None, "grad_clip 0.5 -> 1.0"),
     (["--mixed-precision", "bf16"], None, "mixed_precision 'no' -> 'bf16'"),
+    (["--class-balance", "0.5"], None, "class_balance 0.0 -> 0.5"),
     (["--data-root"], "other", "data_root"),
     (["--recipe", "sem_only"], None, "epochs 2 -> 5"),     # a recipe stands for the values it sets
 ])

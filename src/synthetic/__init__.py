@@ -11,11 +11,12 @@ i.e. within [900000000000000000, 999999999999999999]; real SDSS DR7 objids start
 two can never collide.
 
 What it is: images whose classes, sizes, colours and pixel statistics resemble the real GZ2 cutouts, so
-every code path runs unchanged and a model can learn something (the default ``clean`` scene); and, with
-``scene="sdss"``, around the annotated object what real SDSS cutouts hold and real annotations leave out: field stars (saturated ones with violet cores, halos,
-diffraction spikes and bleed trails), faint field galaxies and bright neighbours of every class, drawn with
-per-cutout observing conditions (``conditions.py``) over at least the range measured on a real SDSS frame
-(``bench/realism.py``, ``realism.py``).  What it is not: a model of the real galaxy population, of SDSS
+every code path runs unchanged and a model can learn something.  The default ``sdss`` scene puts around the
+annotated object what real SDSS cutouts hold and real annotations leave out: field stars (saturated ones with
+violet cores, halos, diffraction spikes and bleed trails), faint field galaxies and bright neighbours of every
+class, drawn with per-cutout observing conditions (``conditions.py``) over at least the range measured on a real
+SDSS frame (``bench/realism.py``).  The ``clean`` scene (the earlier default) has the object with a few stars and
+small galaxies under fixed processing.  What it is not: a model of the real galaxy population, of SDSS
 photometry or of volunteer votes; scores on it say nothing about real data.
 """
 from .field import generate_field

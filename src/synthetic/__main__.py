@@ -7,7 +7,7 @@ import json
 
 from ..cli import add_output_options, run_cli, setup_logging
 from . import generate, generate_field
-from .generator import SCENES
+from .generator import DEFAULT_SCENE, SCENES
 
 
 def main(argv=None) -> int:
@@ -26,11 +26,11 @@ def main(argv=None) -> int:
                              "0.396 arcsec/px centred on the catalog ra/dec) as original/fits/Dr7_<objid>_{g,r,i}.fits; "
                              "with --field each field's as field_<k>_{g,r,i}.fits beside its JPEG")
     parser.add_argument("--field", action="store_true", help="large fields with many objects + COCO JSON")
-    parser.add_argument("--scene", choices=SCENES, default="clean",
-                        help="cutouts: clean = the object with a few stars and small galaxies, fixed processing "
-                             "(default; what make demo trains on); sdss = what a real SDSS cutout holds around it "
-                             "(field stars with saturated cores and spikes, faint galaxies, neighbours) under "
-                             "per-cutout seeing, sky, resampling, stretch and JPEG quality")
+    parser.add_argument("--scene", choices=SCENES, default=DEFAULT_SCENE,
+                        help="cutouts: sdss = what a real SDSS cutout holds around the object (field stars with "
+                             "saturated cores and spikes, faint galaxies, neighbours) under per-cutout seeing, sky, "
+                             "resampling, stretch and JPEG quality (default; what make demo trains on); clean = the "
+                             "object with a few stars and small galaxies, fixed processing")
     add_output_options(parser)
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.verbose)

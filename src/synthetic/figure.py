@@ -1,6 +1,9 @@
 """``images/synthetic_examples.png``: synthetic cutouts per class with their VIA polygons.
 
-    python -m src.synthetic.figure [--out images/synthetic_examples.png] [--per-class 6] [--seed 0] [--scene clean]
+    python -m src.synthetic.figure [--out images/synthetic_examples.png] [--per-class 6] [--seed 0] [--scene sdss]
+
+The README's figures: the default (sdss) scene with the defaults; the clean scene with
+``--scene clean --out images/synthetic_clean_examples.png``.
 """
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import COLOURS, GALAXY_CLASSES
-from .generator import SCENES, render_cutout
+from .generator import DEFAULT_SCENE, SCENES, render_cutout
 
 
-def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: str = "clean"):
+def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: str = DEFAULT_SCENE):
     """(rgb, record) pairs, ``per_class`` of each 5-class, in class order."""
     found = {name: [] for name in GALAXY_CLASSES}
     index = 0
@@ -26,7 +29,7 @@ def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: 
 
 
 def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128,
-                  scene: str = "clean") -> Path:
+                  scene: str = DEFAULT_SCENE) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="images/synthetic_examples.png")
     parser.add_argument("--per-class", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scene", choices=SCENES, default="clean")
+    parser.add_argument("--scene", choices=SCENES, default=DEFAULT_SCENE)
     args = parser.parse_args(argv)
     print(plot_examples(args.out, args.per_class, args.seed, scene=args.scene))
     return 0

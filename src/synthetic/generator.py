@@ -23,9 +23,11 @@ from ..via import IMAGE_DIR, polygon_area
 from . import conditions, hart16, labels, neighbours, profiles, render, stars
 
 MIN_SIZE = 32
-#: ``clean``: the annotated object with a few stars and small galaxies, fixed processing (the default, and what
-#: ``make demo`` trains on); ``sdss``: what a real SDSS cutout holds around it, under per-cutout conditions.
+#: ``sdss``: what a real SDSS cutout holds around it, under per-cutout conditions (the default, and what ``make
+#: demo`` trains on); ``clean``: the annotated object with a few stars and small galaxies, fixed processing.
 SCENES = ("clean", "sdss")
+#: The scene of the embedded default (``make demo``, ``python -m src.synthetic``).
+DEFAULT_SCENE = "sdss"
 #: Folder of the FITS band images (``fits=True``), beside ``original/zoo2Main``.
 FITS_DIR = "original/fits"
 VAL_FRACTION = 0.2
@@ -77,13 +79,17 @@ def odd_stamp(half: float, limit: int) -> int:
 
 def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: int = 4) -> float:
     """Level whose isophote around ``centre_rc`` encloses ``area`` px (holes such as inter-arm gaps filled,
-    as a person tracing the outline would): start from the ``area``-th brightest pixel, then correct."""
+    as a person tracing the outline would): start from the ``area``-th brightest pixel, then correct.  Where that
+    ends at a level of 0 or below, because the profile lights fewer than ``area`` pixels of the stamp (a compact,
+    truncated model), the best positive level found is returned, else the faintest lit pixel's: the outline then
+    encloses the whole object, less than ``area``."""
     from scipy import ndimage
 
     flat = detection.ravel()
     target = max(1, int(round(area)))
     rank = target
     level = 0.0
+    best = (np.inf, 0.0)   # (|enclosed - target|, level) of the best positive level
     for _ in range(iterations):
         rank = int(np.clip(rank, 1, flat.size))
         level = float(np.partition(flat, flat.size - rank)[flat.size - rank])
@@ -92,10 +98,15 @@ def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: in
         if label == 0:
             break
         enclosed = int(ndimage.binary_fill_holes(labelled == label).sum())
+        if level > 0 and abs(enclosed - target) < best[0]:
+            best = (abs(enclosed - target), level)
         if abs(enclosed - target) <= 0.02 * target:
             break
         rank = int(round(rank * target / enclosed))
-    return level
+    if level > 0 or best[1] > 0:
+        return level if level > 0 else best[1]
+    lit = flat[flat > 0]
+    return float(lit.min()) if lit.size else 0.0
 
 
 def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, scale: float, limit: int,
@@ -151,7 +162,7 @@ def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | Non
     paste(canvas, bands * (snr / detection.max()), (ix, iy))
 
 
-def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = "clean"):
+def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = DEFAULT_SCENE):
     """Render object ``index`` of run ``seed``: ``(rgb uint8 (size, size, 3), record dict)``.
 
     The record holds the objid, the ``gz2_class`` string, its 15- and 5-class, the VIA polygon
@@ -175,7 +186,7 @@ def composite(bands: np.ndarray, cond: conditions.Conditions) -> np.ndarray:
     return lupton_rgb(smooth, stretch=cond.stretch, q=cond.q)
 
 
-def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = "clean"):
+def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = DEFAULT_SCENE):
     """As :func:`render_cutout`, but the g, r, i band images before the cutout service's resampling and stretch:
     ``(float32 (3, size, size), record)``, in generator flux units (sky noise ``render.SKY_SIGMA`` within
     +-15 %; ``sdss`` scene: within ``conditions.SKY_FACTOR``).  ``scene``: ``clean`` (the annotated object, a few
@@ -360,7 +371,7 @@ def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
 
 
 def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, balance: bool = False,
-             progress: bool = True, fits: bool = False, scene: str = "clean") -> dict:
+             progress: bool = True, fits: bool = False, scene: str = DEFAULT_SCENE) -> dict:
     """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir`` (``scene``: ``SCENES``).
 
     Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``;
