@@ -94,7 +94,10 @@ def main(argv=None) -> None:
     p.add_argument("--dropout", type=float, default=None, help="override the preset's OneFormer dropout")
     p.add_argument("--drop-path", type=float, default=None, help="override the preset's Swin drop-path rate")
     p.add_argument("--class-weight", type=float, default=None, help="override the preset's class loss weight")
-    p.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
+    p.add_argument("--scene", choices=["sdss", "clean"], default="sdss",
+                   help="synthetic scene and its demo recipe (python -m src.demo --scene)")
+    p.add_argument("--data-root", type=Path, default=Path("data/synthetic"),
+                   help="where the scene's 1,000 cutouts are (generated when missing); one folder per scene")
     p.add_argument("--keep", type=Path, default=None, help="keep the trained model in this folder")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -108,9 +111,11 @@ def main(argv=None) -> None:
           f"{preset['backbone']['drop_path_rate']}, class weight {preset['oneformer'].get('class_weight', 2.0)}; "
           f"{args.minutes:g} min, training seed {args.seed}", flush=True)
 
-    demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"])
-    demo.resolve_scene_defaults(demo_args)          # the clean scene's recipe: 128 px crops, batch 4
-    demo.ensure_data(args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False)
+    demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--scene", args.scene,
+                                                "--no-progress"])
+    demo.resolve_scene_defaults(demo_args)          # the scene's demo recipe (sdss: whole cutouts, class balance)
+    demo.ensure_data(args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False,
+                     scene=args.scene)
     demo.ensure_splits(args.data_root, demo_args.size, progress=False)
     output = args.keep or Path(tempfile.mkdtemp(prefix="bench_demo_quality_"))
     demo_args.output, demo_args.minutes, demo_args.seed = output, args.minutes, args.seed

@@ -4,7 +4,7 @@
         [--dir LABEL=DATA_ROOT ...] [--figure images/realism.png] [--json OUT.json]
 
 Real: 256 px crops on a 4 x 4 grid covering the frame (JPEG pixel values).  Synthetic: ``--n`` cutouts of each
-scene of the generator (``clean``, the default, and ``sdss``) rendered in this process and passed through their own
+scene of the generator (``clean`` and ``sdss``, the default) rendered in this process and passed through their own
 JPEG encoding (quality of each cutout), plus, with ``--dir``, the first ``--n`` JPEGs of any generated data root
 (e.g. one written by an older version of the generator from a ``git worktree``).  The statistics are those of
 ``src.synthetic.realism``; the table shows the real value, each set's value (per-crop statistics: the median over
