@@ -54,7 +54,7 @@ REAL_RESULTS = {
 }
 #: The quality target of the demo on the synthetic test split.
 TARGET = {"seed_miou": 0.60, "coco_ap": 0.40}
-#: The sdss scene's class weight (``--class-balance``): spirals and class A were never learnt without it.
+#: The sdss scene's class weight (``--class-balance``): without it most spirals and edge-on galaxies were missed.
 SDSS_CLASS_BALANCE = 0.5
 
 DATA_STAMP = "demo_data.json"

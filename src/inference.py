@@ -165,8 +165,8 @@ def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool 
 
     The semantic mixture of Mask2Former / OneFormer (what ``post_process_semantic_segmentation`` takes the argmax
     of): ``sum_q softmax(class_q)[c] * sigmoid(mask_q)``, bilinearly resized, then normalised over the classes
-    at each pixel (a pixel that no query claims is background: :func:`claim_background`).  ``native``: the images went into the model at
-    their own size (the processor does not resize): the mask logits, at 1/stride of the model's padded input,
+    at each pixel (a pixel that no query claims is background: :func:`claim_background`).  ``native``: the images
+    went into the model at their own size (the processor does not resize): the mask logits, at 1/stride of the model's padded input,
     are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the processor
     resized the images) they are resized to ``sizes`` directly.
     """

@@ -1,4 +1,5 @@
-"""The demo pipeline end to end with tiny settings (96 px cutouts of the default scene, galaxy-tiny, a few seconds of training)."""
+"""The demo pipeline end to end with tiny settings (96 px cutouts of the default scene, galaxy-tiny, a few
+seconds of training)."""
 import json
 import os
 
