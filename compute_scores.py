@@ -54,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     fields.add_argument("--tile-task", default="semantic", choices=("semantic", "instance", "panoptic"),
                         help="tiles: the task the model is conditioned on, which decides what an object is "
                              "(as predict.py --task; default semantic)")
+    fields.add_argument("--outline", default="model", choices=("model", "sep"),
+                        help="cutout: object outlines from the model (default) or sep's segments (predict.py --outline)")
+    fields.add_argument("--stars", default="artifact", choices=("artifact", "model"),
+                        help="point sources scored as class A (default) or with the model's class (predict.py --stars)")
     fields.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
     fields.add_argument("--overlap", type=int, default=224, help="tiles: tile overlap, px (default 224)")
     return parser.parse_args(argv)
@@ -88,7 +92,8 @@ def _fields(args) -> None:
     if args.model is None and args.strategy != "sep":
         raise ValueError(f"--strategy {args.strategy} needs a --model (only --strategy sep runs without one)")
     settings = FieldSettings(strategy=args.strategy, stamp_scale=args.stamp_scale, tile=args.tile,
-                             overlap=args.overlap, batch_size=args.batch_size, task=args.tile_task)
+                             overlap=args.overlap, batch_size=args.batch_size, task=args.tile_task,
+                             outline=args.outline, stars=args.stars)
     metrics = evaluate_fields(args.fields, args.model if args.strategy != "sep" else None, settings, limit=args.limit,
                               device=args.device, base_card=args.base_card,
                               progress=not (args.no_progress or args.quiet))

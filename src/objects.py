@@ -179,9 +179,12 @@ def class_map(objects: np.ndarray, rows: list[dict]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ writers
 def catalog_columns(rows: list[dict]) -> list[str]:
     """The catalog's columns: the sky columns only when some row has them; ``edge`` (survey frames: the object
-    touches the frame border) when rows have it."""
+    touches the frame border) and the star/galaxy columns (``src.field.stars.STAR_COLUMNS``) when rows have them."""
+    from src.field.stars import STAR_COLUMNS
+
     return (list(CATALOG_COLUMNS) + (list(SKY_COLUMNS) if any("ra" in r for r in rows) else [])
-            + (["edge"] if any("edge" in r for r in rows) else []))
+            + (["edge"] if any("edge" in r for r in rows) else [])
+            + (list(STAR_COLUMNS) if any("stellarity" in r for r in rows) else []))
 
 
 def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = None) -> Path:
@@ -200,6 +203,11 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
         frame[col] = frame[col].astype("int64")
     frame["source"] = frame["source"].astype(str)
     frame["class"] = frame["class"].astype(str)
+    if "stellarity" in frame:
+        frame["model_class"] = frame["model_class"].astype(str)
+        frame["stellarity"] = frame["stellarity"].astype(float)     # NaN: not judged (see src.field.stars)
+        for col in ("point_source", "saturated"):
+            frame[col] = frame[col].fillna(False).astype(bool)
     with atomic_path(path, keep_suffix=True) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False, lineterminator="\n")

@@ -37,6 +37,7 @@ from src.images import BANDS, ImageError
 from src.inference import segment
 from src.objects import (CATALOG_FORMATS, MIN_AREA, SCORE_THRESHOLD, class_map, find_objects, measure_objects,
                          write_catalog, write_segmentation)
+from src.field.stars import STAR_AGREEMENT, STAR_RULES, apply_star_rule, separate_image, sources_of_objects
 from src.sources import InputError, Source, discover, load
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ RECORDS = "records"
 #: Settings that change the results: a run can only be resumed with the same ones.
 RESULT_SETTINGS = ("model", "base_card", "task", "tta", "bands", "flux_scale", "min_area", "score_threshold",
                    "field", "strategy", "stamp_pixels", "stamp_scale", "min_candidate_area", "detect_thresh", "tile",
-                   "overlap")
+                   "overlap", "stars", "outline")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class PredictConfig:
     detect_thresh: float | None = None
     tile: int = 512
     overlap: int = 224
+    stars: str = "artifact"               # point sources: class A, or the model's class (src.field.stars)
+    outline: str = "model"                # field cutout strategy: the object's outline from the model or from sep
 
     def field_settings(self):
         """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
@@ -90,7 +93,8 @@ class PredictConfig:
         return FieldSettings(strategy=self.strategy, stamp_pixels=self.stamp_pixels, stamp_scale=self.stamp_scale,
                              min_candidate_area=self.min_candidate_area, detect_thresh=self.detect_thresh,
                              tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, min_area=self.min_area,
-                             task=self.task, score_threshold=self.score_threshold, tta=self.tta)
+                             task=self.task, score_threshold=self.score_threshold, tta=self.tta, stars=self.stars,
+                             outline=self.outline)
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""
@@ -105,6 +109,8 @@ class PredictConfig:
             raise InputError(f"--flux-scale takes 1 or 3 positive factors, got {list(self.flux_scale)}")
         if not self.inputs:
             raise InputError("no INPUT given")
+        if self.stars not in STAR_RULES:
+            raise InputError(f"--stars must be one of {', '.join(STAR_RULES)}, got {self.stars!r}")
         if self.field:
             if self.strategy not in ("cutout", "tiles"):
                 raise InputError(f"--strategy must be cutout or tiles, got {self.strategy!r}")
@@ -163,9 +169,12 @@ def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, ta
     objects, scores, dropped = find_objects(probs, task_result, cfg.task, item["valid"], cfg.min_area,
                                             cfg.score_threshold)
     rows = measure_objects(objects, probs, scores, item["wcs"])
+    table, stars = separate_image(item["rgb"], valid=item["valid"])
+    agreement = apply_star_rule(rows, sources_of_objects(objects, table), stars, cfg.stars)
     rows = [{"source": source.source, **row} for row in rows]
     record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
               "rank": rank, "n_objects": len(rows), "dropped": int(dropped), "rows": rows,
+              "stars": {**stars.summary(), **agreement},
               "size": list(item["rgb"].shape[:2]), "wcs": item["wcs"] is not None if source.is_fits else None,
               **item["info"], "read_s": round(item["read_s"], 4), "model_s": round(model_s, 4)}
 
@@ -197,7 +206,7 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
     try:
         result = predict_field(frame, model, processor, cfg.field_settings(), progress=not cfg.quiet)
         step = time.perf_counter()
-        rows = [{"source": source.source, **row} for row in measure(result, frame.wcs)]
+        rows = [{"source": source.source, **row} for row in measure(result, frame.wcs, cfg.stars)]
         result.timings["measure_s"] = time.perf_counter() - step
         step = time.perf_counter()
         seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
@@ -215,6 +224,8 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
                   "rank": rank, "n_objects": len(rows), "dropped": result.counts.get("duplicate", 0)
                   + result.counts.get("too_small", 0), "rows": rows, "size": list(frame.shape),
                   "wcs": frame.wcs is not None if source.is_fits else None, **frame.info(),
+                  "stars": {**result.stars.summary(),
+                            **{k: result.counts.get(k, 0) for k in STAR_AGREEMENT}},
                   "field": {"strategy": cfg.strategy, "counts": result.counts,
                             "timings": {k: round(v, 4) for k, v in result.timings.items()},
                             "peak_rss_gib": {**result.peak_rss_gib, "written": peak_rss_gib()}},
@@ -426,6 +437,8 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
                    "processed_now": len(pending), "resumed": len(discovery.sources) - len(pending),
                    "duplicates": discovery.duplicates, "ignored_files": discovery.ignored, "objects": len(rows),
                    "by_class": {name: counts.get(name, 0) for name in GALAXY_CLASSES},
+                   "point_sources": sum(bool(r.get("point_source")) for r in rows),
+                   **{key: sum(i.get("stars", {}).get(key, 0) for i in inputs) for key in STAR_AGREEMENT[1:]},
                    "no_wcs": len(no_wcs)},
         "catalog": str(catalog.relative_to(out)), "timings": timings,
         "inputs": inputs + skipped,
@@ -473,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})")
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
+    p.add_argument("--stars", default="artifact", choices=STAR_RULES,
+                   help="point sources (the star/galaxy separation of src.field.stars: each frame's PSF measured from "
+                        "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
+                        "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
+                        "way the catalog has the columns model_class, stellarity, point_source, saturated")
     add_output_options(p)
     f = p.add_argument_group("survey frames (--field; see README)")
     f.add_argument("--field", action="store_true",
@@ -490,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)")
     f.add_argument("--detect-thresh", type=float, default=None,
                    help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)")
+    f.add_argument("--outline", default="model", choices=("model", "sep"),
+                   help="cutout: an object's outline: model = the model's central region of the stamp (default); "
+                        "sep = the candidate's sep isophote segment, the model giving its class")
     f.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
     f.add_argument("--overlap", type=int, default=224,
                    help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)")
@@ -505,7 +526,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card,
         field=args.field, strategy=args.strategy, stamp_pixels=args.stamp_pixels, stamp_scale=args.stamp_scale,
         min_candidate_area=args.min_candidate_area, detect_thresh=args.detect_thresh, tile=args.tile,
-        overlap=args.overlap)
+        overlap=args.overlap, stars=args.stars, outline=args.outline)
 
 
 def main(argv=None, model=None, processor=None) -> int:

@@ -68,12 +68,16 @@ def object_score(probs: np.ndarray, mask: np.ndarray) -> float:
 
 def cutout_objects(frame, detections: Detections, probabilities: Probabilities, input_side: int = GZ2_CUTOUT,
                    batch_size: int = 8, min_area: int = MIN_AREA, scale: str = "fill",
-                   fill: float = GZ2_MEDIAN_FILL, progress: bool = False) -> tuple[list[FieldObject], dict]:
+                   fill: float = GZ2_MEDIAN_FILL, progress: bool = False,
+                   segments: np.ndarray | None = None) -> tuple[list[FieldObject], dict]:
     """One object per candidate that the model confirms (see the module docstring).
 
     ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
     stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``below_min_area``, ``rejected``
-    (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).
+    (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).  ``segments``: sep's
+    segmentation map of the frame (``k`` = row ``k - 1``): when given, every candidate's object is its segment and
+    the model gives its class and score (a candidate the model sees no galaxy in is still counted as ``rejected``,
+    and scores low).
     """
     from src.progress import progress_bar
 
@@ -101,8 +105,12 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
             counts["padded"] += int(window.padded(frame.shape))
             if mask is None:
                 counts["rejected"] += 1
-                continue
-            frame_rows, frame_cols, _, _ = window.clip(frame.shape)
+                if segments is None:
+                    continue
+            frame_rows, frame_cols, wrows, wcols = window.clip(frame.shape)
+            if segments is not None:
+                mask = np.zeros(valid.shape, dtype=bool)
+                mask[wrows, wcols] = segments[frame_rows, frame_cols] == rows[k] + 1
             obj = FieldObject(window.y0, window.x0, mask, probs, object_score(probs, mask),
                               windows=[(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)])
             objects.append(crop_to_mask(obj))

@@ -43,11 +43,15 @@ CHUNK = 2048
 #: Border added around each chunk (px): larger than the largest object expected.
 MARGIN = 256
 
-#: Columns of :class:`Detections.table`: sep's names and types (``x``, ``y``, bounds in frame pixels, 0-based),
-#: plus ``rms``, the background rms of the chunk the source was found in.
+#: Columns of :class:`Detections.table`: sep's names and types (``x``, ``y``, bounds in frame pixels, 0-based);
+#: the shape measurements of ``src.field.stars.measure_shapes`` (``r50``: half-flux radius, px; ``fwhm``: isophotal
+#: FWHM, px; ``nsat``: saturated pixels; ``spikes``: diffraction-spike contrast); and ``rms``, the background rms of
+#: the chunk the source was found in.
+SEP_COLUMNS = ("x", "y", "npix", "a", "b", "theta", "flux", "peak", "xmin", "xmax", "ymin", "ymax", "flag")
 TABLE_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("npix", "i8"), ("a", "f8"), ("b", "f8"), ("theta", "f8"),
                         ("flux", "f8"), ("peak", "f8"), ("xmin", "i8"), ("xmax", "i8"), ("ymin", "i8"),
-                        ("ymax", "i8"), ("flag", "i8"), ("rms", "f8")])
+                        ("ymax", "i8"), ("flag", "i8"), ("r50", "f8"), ("fwhm", "f8"), ("nsat", "i8"),
+                        ("spikes", "f8"), ("rms", "f8")])
 
 
 @dataclass
@@ -86,11 +90,13 @@ def detection_image(pixels: np.ndarray, sky_sigma=None) -> np.ndarray:
 
 
 def detect_array(image: np.ndarray, thresh: float, valid: np.ndarray | None = None, min_pixels: int = MIN_PIXELS,
-                 segmentation: bool = True, deblend_cont: float = DEBLEND_CONT):
+                 segmentation: bool = True, deblend_cont: float = DEBLEND_CONT,
+                 saturated: np.ndarray | None = None):
     """sep on one (h, w) detection image: ``(table, segmentation map or None, background rms)``.
 
-    ``valid``: False where pixels are blank (masked).  A frame where nothing reaches the threshold gives an empty
-    table, not an error; so does a frame with no valid pixel.
+    ``valid``: False where pixels are blank (masked).  ``saturated``: True where a pixel reached the detector's or
+    the image's saturation (counted per source in ``nsat``; None: unknown, 0).  A frame where nothing reaches the
+    threshold gives an empty table, not an error; so does a frame with no valid pixel.
     """
     import sep
 
@@ -112,15 +118,18 @@ def detect_array(image: np.ndarray, thresh: float, valid: np.ndarray | None = No
         return _empty_table(), (np.zeros(data.shape, np.int32) if segmentation else None), 0.0
     sep.set_extract_pixstack(max(300_000, data.size // 4))
     sep.set_sub_object_limit(4096)
-    found = sep.extract(residual, thresh, err=rms, mask=mask if mask.any() else None, minarea=min_pixels,
-                        deblend_nthresh=DEBLEND_NTHRESH, deblend_cont=deblend_cont, segmentation_map=segmentation)
-    table, segmap = found if segmentation else (found, None)
-    return _select(table), (None if segmap is None else segmap.astype(np.int32, copy=False)), rms
+    found, segmap = sep.extract(residual, thresh, err=rms, mask=mask if mask.any() else None, minarea=min_pixels,
+                                deblend_nthresh=DEBLEND_NTHRESH, deblend_cont=deblend_cont, segmentation_map=True)
+    table = _select(found)
+    from src.field.stars import measure_shapes
+
+    measure_shapes(table, residual, segmap, rms, saturated)
+    return table, (segmap.astype(np.int32, copy=False) if segmentation else None), rms
 
 
 def _select(table: np.ndarray) -> np.ndarray:
     out = np.zeros(len(table), dtype=TABLE_DTYPE)
-    for name in TABLE_DTYPE.names[:-1]:
+    for name in SEP_COLUMNS:
         out[name] = table[name]
     return out
 
@@ -131,11 +140,13 @@ def _empty_table() -> np.ndarray:
 
 def detect(read: Callable[[slice, slice], tuple[np.ndarray, np.ndarray | None]], shape: tuple[int, int],
            thresh: float, min_pixels: int = MIN_PIXELS, segmentation: bool = True, chunk: int = CHUNK,
-           margin: int = MARGIN, deblend_cont: float = DEBLEND_CONT) -> Detections:
+           margin: int = MARGIN, deblend_cont: float = DEBLEND_CONT,
+           saturated: Callable[[slice, slice], np.ndarray | None] | None = None) -> Detections:
     """Detect the sources of a frame of ``shape`` (height, width) px.
 
     ``read(rows, cols)`` returns ``(detection image, valid or None)`` of a region (see :func:`detection_image`):
     the frame is read chunk by chunk, so a memory-mapped frame larger than memory is never loaded whole.
+    ``saturated(rows, cols)``: the region's saturated pixels (bool, or None when unknown).
     """
     height, width = shape
     tables, rms_values = [], []
@@ -149,7 +160,8 @@ def detect(read: Callable[[slice, slice], tuple[np.ndarray, np.ndarray | None]],
             if height <= step and width <= step:
                 ry0, ry1, rx0, rx1 = 0, height, 0, width
             image, valid = read(slice(ry0, ry1), slice(rx0, rx1))
-            table, local_seg, rms = detect_array(image, thresh, valid, min_pixels, segmentation, deblend_cont)
+            sat = None if saturated is None else saturated(slice(ry0, ry1), slice(rx0, rx1))
+            table, local_seg, rms = detect_array(image, thresh, valid, min_pixels, segmentation, deblend_cont, sat)
             cx, cy = table["x"] + rx0, table["y"] + ry0
             inside = (cy >= core[0] - 0.5) & (cy < core[1] - 0.5) & (cx >= core[2] - 0.5) & (cx < core[3] - 0.5)
             kept = np.flatnonzero(inside)

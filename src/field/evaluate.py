@@ -12,7 +12,8 @@ from pathlib import Path
 
 from src.field.frame import RgbFrame
 from src.field.run import FieldSettings, predict_field
-from src.field.score import FieldScorer, MaskEncoder, load_truth, object_predictions
+from src.field.score import FieldScorer, MaskEncoder, StarGalaxyScorer, load_truth, object_predictions
+from src.field.stars import sources_of_objects
 
 #: The annotation file looked for in a fields folder (what ``python -m src.synthetic --field`` writes).
 ANNOTATIONS = "field_annotations.json"
@@ -53,7 +54,7 @@ def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = No
         model, processor = load_model(model_path, base_card=base_card, device=pick_device(device))
         model.eval()
         load_s = time.perf_counter() - tic
-    scorer = FieldScorer(classes=uses_model)
+    scorer, star_scorer = FieldScorer(classes=uses_model), StarGalaxyScorer()
     per_frame, counts = [], {}
     for image in images:
         tic = time.perf_counter()
@@ -61,13 +62,21 @@ def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = No
         frame = RgbFrame(rgb, name=str(image["path"]))
         result = predict_field(frame, model, processor, settings, progress=progress)
         seconds = time.perf_counter() - tic
-        predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape), classes=uses_model)
+        artifacts = frozenset()
+        if uses_model and settings.stars == "artifact":
+            sources = sources_of_objects(result.object_map, result.detections.table)
+            artifacts = frozenset(number - 1 for number, k in sources.items() if result.stars.point_source[k])
+        predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape), classes=uses_model,
+                                                    artifacts=artifacts)
+        star_scorer.add(truth["truth"][image["id"]], truth["unannotated"][image["id"]], result.detections,
+                        result.stars)
         scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None, frame=rgb)
         per_frame.append({"image": image["file_name"], "seconds": round(seconds, 3), "objects": len(result.objects),
                           **{k: round(v, 3) for k, v in result.timings.items()}})
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + int(value)
     metrics = scorer.scores()
+    metrics["star_galaxy"] = star_scorer.scores()
     metrics.update({
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "fields": str(path), "model": None if not uses_model else str(model_path or type(model).__name__),
@@ -106,6 +115,17 @@ def format_field_table(metrics: dict) -> str:
             cells = [f"[{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): {_fmt(b['fraction'], 2)} (n={b['n']})"
                      for b in det[key]]
             lines.append(f"{label}: " + "; ".join(cells))
+    separation = metrics.get("star_galaxy", {})
+    if separation.get("n"):
+        high = separation["above_10_sigma"]
+        lines.append(f"star/galaxy above 10 sigma: stars {high['n_stars']} (completeness "
+                     f"{_fmt(high['star_completeness'])}, purity {_fmt(high['star_purity'])}), galaxies "
+                     f"{high['n_galaxies']} (completeness {_fmt(high['galaxy_completeness'])}, purity "
+                     f"{_fmt(high['galaxy_purity'])})")
+        for b in separation["by_snr"]:
+            lines.append(f"  S/N [{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): stars {b['n_stars']} c "
+                         f"{_fmt(b['star_completeness'], 2)} p {_fmt(b['star_purity'], 2)}; galaxies {b['n_galaxies']} "
+                         f"c {_fmt(b['galaxy_completeness'], 2)} p {_fmt(b['galaxy_purity'], 2)}")
     lines.append(f"time: {metrics['timings']['total_s']:.1f} s for {metrics['n_fields']} frames "
                  f"(+ {metrics['timings']['model_load_s']:.1f} s model load)")
     return "\n".join(lines)

@@ -30,6 +30,12 @@ class RgbFrame:
     def detection(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
         return detection_image(self.array[rows, cols]), None
 
+    def saturation(self, rows: slice, cols: slice) -> np.ndarray:
+        """Saturated pixels of a region: a channel at ``src.field.stars.RGB_SATURATION`` or more."""
+        from src.field.stars import rgb_saturation
+
+        return rgb_saturation(self.array[rows, cols])
+
     def info(self) -> dict:
         return {}
 
@@ -46,11 +52,12 @@ class BandFrame:
     detect_thresh = BAND_THRESH
 
     def __init__(self, read, shape: tuple[int, int], level, scale, name: str = "frame", wcs=None, header=None,
-                 close=None, info: dict | None = None):
+                 close=None, info: dict | None = None, band_headers=None):
         self._read, self.shape, self.name, self.wcs, self.header = read, tuple(shape), name, wcs, header
         self.level = np.asarray(level, np.float32)
         self.scale = np.asarray(scale, np.float32)
         self._close, self._info = close, dict(info or {})
+        self.band_headers = list(band_headers) if band_headers is not None else [header] * 3
 
     def _scaled(self, rows, cols) -> np.ndarray:
         bands = self._read(rows, cols)
@@ -68,6 +75,19 @@ class BandFrame:
         scaled = self._scaled(rows, cols)
         valid = np.isfinite(scaled).all(axis=0)
         return detection_image(scaled, TRAINING_SKY_SIGMA), valid
+
+    def saturation(self, rows: slice, cols: slice) -> np.ndarray | None:
+        """Saturated pixels of a region: any band at or above its header's ``SATURATE`` level (None when no band
+        states one)."""
+        levels = [h.get("SATURATE") if h is not None else None for h in self.band_headers]
+        if all(level is None for level in levels):
+            return None
+        bands = self._read(rows, cols)
+        out = np.zeros(bands.shape[1:], dtype=bool)
+        for band, level in zip(bands, levels):
+            if level is not None:
+                out |= band >= float(level)
+        return out
 
     def info(self) -> dict:
         return dict(self._info)
@@ -93,4 +113,5 @@ def open_frame(source, flux_scale=None):
         raise
     info = {"sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}
     return BandFrame(bands.read, bands.shape, level, scale, name=bands.name, wcs=bands.wcs, header=bands.header,
-                     close=bands.close, info=info)
+                     close=bands.close, info=info,
+                    band_headers=bands.headers if len(bands.headers) == 3 else None)

@@ -10,7 +10,13 @@
 
 Both model strategies end with one owner per pixel (``src.field.assemble.resolve``); the objects are then measured
 by ``src.objects.measure_objects`` like the objects of a cutout (class probabilities, score, centroid, bounds,
-area, RA/Dec with a WCS), plus the ``edge`` flag.
+area, RA/Dec with a WCS), plus the ``edge`` flag.  Every strategy runs sep first: its sources give the star/galaxy
+decision (``src.field.stars``: the frame's PSF FWHM, a stellarity per source), and each object takes the
+decision of the brightest source on it; with ``stars="artifact"`` a point source is catalogued as class A.
+
+``outline`` (cutout strategy): ``model``, the object is the model's central region of the stamp; ``sep``, the
+object is the candidate's sep segment (the isophote at the detection threshold, deblended) and the model gives
+its class (probabilities averaged over the segment) and decides whether it is an object at all.
 """
 from __future__ import annotations
 
@@ -25,9 +31,11 @@ from src.field.cutout import MIN_AREA as MIN_CANDIDATE_AREA
 from src.field.cutout import STAMP_SCALES, candidates, cutout_objects, object_score
 from src.field.detect import detect
 from src.field.stamps import GZ2_CUTOUT
+from src.field.stars import STAR_RULES, StarGalaxy, apply_star_rule, separate, sources_of_objects
 from src.field.tiles import OVERLAP, TILE, tile_objects
 
 STRATEGIES = ("cutout", "tiles", "sep")
+OUTLINES = ("model", "sep")
 
 
 @dataclass
@@ -46,6 +54,8 @@ class FieldSettings:
     task: str = "semantic"                # tiles: the task the model is conditioned on (what an object is)
     score_threshold: float = 0.5          # tiles: lowest instance detection score
     tta: bool = False
+    stars: str = "artifact"               # point sources: "artifact" (class A) or "model" (the model's class)
+    outline: str = "model"                # cutout: the object's outline from the "model" or from "sep"
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -54,6 +64,10 @@ class FieldSettings:
             raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {self.stamp_scale!r}")
         if self.stamp_pixels < 32 or self.stamp_pixels % 32:
             raise ValueError(f"stamp side must be a multiple of 32 px (the model's stride), got {self.stamp_pixels}")
+        if self.stars not in STAR_RULES:
+            raise ValueError(f"star rule must be one of {', '.join(STAR_RULES)}, got {self.stars!r}")
+        if self.outline not in OUTLINES:
+            raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {self.outline!r}")
         if self.task not in ("semantic", "instance", "panoptic"):
             raise ValueError(f"task must be semantic, instance or panoptic, got {self.task!r}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:
@@ -64,12 +78,13 @@ class FieldSettings:
 @dataclass
 class FieldResult:
     """``objects`` (numbered 1..n as in ``object_map``), ``object_map`` (int32, the frame), the sep
-    ``detections``, ``counts``, ``timings`` (seconds) and ``peak_rss_gib`` (the process's peak resident memory
-    after each stage, GiB)."""
+    ``detections`` and their star/galaxy decision ``stars``, ``counts``, ``timings`` (seconds) and
+    ``peak_rss_gib`` (the process's peak resident memory after each stage, GiB)."""
 
     objects: list[FieldObject]
     object_map: np.ndarray
     detections: object
+    stars: StarGalaxy | None = None
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     peak_rss_gib: dict = field(default_factory=dict)
@@ -127,12 +142,13 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     timings, counts, memory = {}, {}, {}
     tic = time.perf_counter()
     thresh = settings.detect_thresh if settings.detect_thresh is not None else frame.detect_thresh
-    detections = None
-    if settings.strategy in ("cutout", "sep"):
-        detections = detect(frame.detection, frame.shape, thresh, segmentation=settings.strategy == "sep")
-        counts["sources"] = len(detections)
-        timings["detect_s"] = time.perf_counter() - tic
-        memory["detect"] = peak_rss_gib()
+    segments = settings.strategy == "sep" or (settings.strategy == "cutout" and settings.outline == "sep")
+    detections = detect(frame.detection, frame.shape, thresh, segmentation=segments,
+                        saturated=getattr(frame, "saturation", None))
+    stars = separate(detections.table)
+    counts["sources"] = len(detections)
+    timings["detect_s"] = time.perf_counter() - tic
+    memory["detect"] = peak_rss_gib()
     tic = time.perf_counter()
     if settings.strategy == "sep":
         objects = sep_objects(detections, candidates(detections, settings.min_candidate_area))
@@ -140,7 +156,8 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     elif settings.strategy == "cutout":
         objects, found = cutout_objects(frame, detections, _stamp_probabilities(model, processor, settings),
                                         settings.stamp_pixels, settings.batch_size, settings.min_candidate_area,
-                                        settings.stamp_scale, progress=progress)
+                                        settings.stamp_scale, progress=progress,
+                                        segments=detections.segmentation if settings.outline == "sep" else None)
         counts.update(found)
     else:
         views, found = tile_objects(frame, _tile_objects(model, processor, settings), settings.tile,
@@ -154,7 +171,7 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     counts.update(dropped, objects=len(objects), edge=sum(o.edge for o in objects))
     timings["resolve_s"] = time.perf_counter() - tic
     memory["resolve"] = peak_rss_gib()
-    return FieldResult(objects, object_map, detections, counts, timings, memory)
+    return FieldResult(objects, object_map, detections, stars, counts, timings, memory)
 
 
 def sep_objects(detections, rows) -> list[FieldObject]:
@@ -174,8 +191,10 @@ def sep_objects(detections, rows) -> list[FieldObject]:
     return out
 
 
-def measure(result: FieldResult, wcs=None) -> list[dict]:
-    """Catalog rows of the objects (``src.objects.measure_objects`` on each object's box) with ``edge``."""
+def measure(result: FieldResult, wcs=None, stars: str = "artifact") -> list[dict]:
+    """Catalog rows of the objects (``src.objects.measure_objects`` on each object's box) with ``edge`` and the
+    star/galaxy columns (``src.field.stars.apply_star_rule`` with rule ``stars``; its counts go to
+    ``result.counts``)."""
     from src.objects import measure_objects
 
     rows = []
@@ -185,4 +204,7 @@ def measure(result: FieldResult, wcs=None) -> list[dict]:
         row["score"] = round(float(obj.score), 6)
         row["edge"] = bool(obj.edge)
         rows.append(row)
+    if result.stars is not None:
+        sources = sources_of_objects(result.object_map, result.detections.table)
+        result.counts.update(apply_star_rule(rows, sources, result.stars, stars))
     return rows

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pathlib import Path
+
 import numpy as np
 
-from src.classes import CLASS_NAMES, GALAXY_CLASSES, NUM_LABELS
+from src.classes import CLASS_NAMES, GALAXY_CLASSES, LABEL2ID, NUM_LABELS
 from src.metrics import coco_categories, coco_mask_ap, image_confusion, semantic_scores
 
 MATCH_IOU = 0.5
@@ -35,8 +37,9 @@ def load_truth(path) -> dict:
     """The COCO annotation JSON of a set of fields (``src.synthetic --field``, or any COCO instance file whose
     categories are the ``src.classes`` galaxy classes; read by ``src.dataset.load_coco_fields``).  Returns
     ``{"images": [{"id", "file_name", "height", "width", "path"}], "truth": {image id: [{"rle", "class_id", "area",
-    "flux"}]}}``, polygons and uncompressed RLEs converted to compressed RLEs; ``flux``: r-band ``flux_gri`` or
-    None."""
+    "flux"}]}, "unannotated": {image id: [{"x", "y", "star", "flux_gri"}]}}``, polygons and uncompressed RLEs
+    converted to compressed RLEs; ``flux``: r-band ``flux_gri`` or None; ``unannotated``: the file's extra key of
+    that name (field stars and faint galaxies of ``src.synthetic --field``; empty lists without it)."""
     from pycocotools import mask as mask_utils
 
     from src.dataset import load_coco_fields
@@ -60,7 +63,13 @@ def load_truth(path) -> dict:
             flux = ann["flux_gri"]
             truth[record["id"]].append({"rle": rle, "class_id": ann["class_id"], "area": float(mask_utils.area(rle)),
                                         "flux": None if flux is None else float(flux[1])})
-    return {"images": images, "truth": truth, "path": str(path)}
+    import json
+
+    unannotated = {image["id"]: [] for image in images}
+    for source in json.loads(Path(path).read_text()).get("unannotated", []):
+        if source.get("image_id") in unannotated:
+            unannotated[source["image_id"]].append(source)
+    return {"images": images, "truth": truth, "unannotated": unannotated, "path": str(path)}
 
 
 class MaskEncoder:
@@ -269,15 +278,75 @@ def object_class(probs: np.ndarray, mask: np.ndarray) -> int:
     return int(np.argmax(probs[1:, mask].mean(axis=1))) + 1
 
 
-def object_predictions(objects, encoder: MaskEncoder, classes: bool = True) -> tuple[list[dict], np.ndarray]:
+def object_predictions(objects, encoder: MaskEncoder, classes: bool = True,
+                       artifacts: frozenset = frozenset()) -> tuple[list[dict], np.ndarray]:
     """Predictions of ``src.field.assemble`` objects (after ``resolve``) and the frame's class map; without
-    ``classes`` (sep alone) ``class_id`` is None and the map 1 on every object."""
+    ``classes`` (sep alone) ``class_id`` is None and the map 1 on every object.  ``artifacts``: the indices of
+    the objects catalogued as class A by the star rule (point sources, ``src.field.stars``)."""
     class_map = np.zeros(encoder.shape, dtype=np.uint8)
     out = []
-    for obj in objects:
-        cid = object_class(obj.probs, obj.mask) if classes else None
+    for index, obj in enumerate(objects):
+        cid = (LABEL2ID["artifact"] if index in artifacts else object_class(obj.probs, obj.mask)) if classes else None
         y0, y1, x0, x1 = obj.box
         class_map[y0:y1, x0:x1][obj.mask] = cid or 1
         out.append({"rle": encoder.encode(obj.y0, obj.x0, obj.mask), "class_id": cid, "score": obj.score,
                     "area": obj.area})
     return out, class_map
+
+
+class StarGalaxyScorer:
+    """The star/galaxy decision (``src.field.stars``) against the truth of synthetic fields: the annotated galaxies
+    (each the sep source whose centroid lies on its mask, the brightest) and the unannotated sources (stars and
+    faint galaxies: the sep source nearest to the drawn position, within ``MATCH_PX`` px).  Sources no truth
+    matches are not scored.  By the sources' isophotal signal-to-noise (``src.field.detect.Detections.snr``),
+    in ``SNR_BINS``: star completeness (true stars called point sources / true stars detected), star purity (true
+    stars among the point sources matched to a truth), and the same for galaxies (not point sources)."""
+
+    MATCH_PX = 3.0
+    SNR_BINS = (3.0, 10.0, 30.0, 100.0, np.inf)
+
+    def __init__(self):
+        self.rows = []        # (snr, is star, called point)
+
+    def add(self, truth: list[dict], unannotated: list[dict], detections, decision) -> None:
+        table = detections.table
+        if len(table) == 0:
+            return
+        snr = detections.snr()
+        claimed = set()
+        rows_px = np.floor(table["y"] + 0.5).astype(int)
+        cols_px = np.floor(table["x"] + 0.5).astype(int)
+        for ann in truth:
+            mask, box = decode_boxed(ann["rle"])
+            inside = np.flatnonzero((rows_px >= box[0].start) & (rows_px < box[0].stop) & (cols_px >= box[1].start)
+                                    & (cols_px < box[1].stop))
+            inside = [k for k in inside if mask[rows_px[k] - box[0].start, cols_px[k] - box[1].start]]
+            if inside:
+                k = max(inside, key=lambda j: table["flux"][j])
+                claimed.add(k)
+                self.rows.append((snr[k], False, bool(decision.point_source[k])))
+        for source in unannotated:
+            distance = np.hypot(table["x"] - source["x"], table["y"] - source["y"])
+            k = int(np.argmin(distance))
+            if distance[k] <= self.MATCH_PX and k not in claimed:
+                claimed.add(k)
+                self.rows.append((snr[k], bool(source["star"]), bool(decision.point_source[k])))
+
+    def scores(self) -> dict:
+        if not self.rows:
+            return {"n": 0}
+        snr, star, point = (np.array(v) for v in zip(*self.rows))
+        star, point = star.astype(bool), point.astype(bool)
+
+        def rates(inside):
+            s, p = star & inside, point & inside
+            g, e = ~star & inside, ~point & inside
+            share = lambda hits, total: float(hits.sum() / total.sum()) if total.any() else None  # noqa: E731
+            return {"n_stars": int(s.sum()), "n_galaxies": int(g.sum()),
+                    "star_completeness": share(s & point, s), "star_purity": share(p & star, p),
+                    "galaxy_completeness": share(g & ~point, g), "galaxy_purity": share(e & ~star, e)}
+
+        bins = [{"min": float(lo), "max": None if not np.isfinite(hi) else float(hi),
+                 **rates((snr >= lo) & (snr < hi))} for lo, hi in zip(self.SNR_BINS[:-1], self.SNR_BINS[1:])]
+        return {"n": int(star.size), "above_10_sigma": rates(snr >= 10.0), "by_snr": bins,
+                "snr": "isophotal signal-to-noise of the matched sep source (src.field.detect.Detections.snr)"}

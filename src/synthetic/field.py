@@ -4,7 +4,9 @@ Objects sit on a jittered grid (one per ``CELL`` px cell at most, so isophotes r
 scale of the 256 px cutouts, with the cutout class mix, sizes and isophote polygons.  Stars and faint small
 galaxies are added unannotated.  Field ``k`` of run ``seed`` draws from ``SeedSequence([seed, k, FIELD_TAG])``.
 Each COCO annotation also records ``flux_gri``: the object's total flux in the g, r, i bands (generator units, in
-which the sky noise per pixel is about ``render.SKY_SIGMA``), i.e. its brightness.
+which the sky noise per pixel is about ``render.SKY_SIGMA``), i.e. its brightness.  The unannotated sources are
+listed too, under the COCO file's extra key ``unannotated`` (``image_id``, pixel ``x``, ``y``, ``star``,
+``flux_gri``): the truth of the star/galaxy separation (``src.field.score.StarGalaxyScorer``).
 """
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ def render_field(seed: int, index: int, size: int = 2048, balance: bool = False)
     return lupton_rgb(bands), objects
 
 
-def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = False):
+def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = False, with_extras: bool = False):
     """As :func:`render_field`, but the g, r, i band images before the stretch: ``(float32 (3, size, size),
-    objects)`` in generator flux units."""
+    objects)`` in generator flux units; with ``with_extras`` also the unannotated sources ``[{x, y (px), star,
+    flux_gri}]`` (field stars, and faint galaxies too small to annotate)."""
     main_ss, noise_ss = np.random.SeedSequence([seed, index, FIELD_TAG]).spawn(2)
     rng = np.random.default_rng(main_ss)
     seeing = round(rng.uniform(*render.SEEING_FWHM) * 20) / 20
@@ -60,10 +63,15 @@ def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = 
             xs, ys = render.integer_polygon(vertices, size)
             objects.append({"gz2_class": cls.raw, "base": cls.base, "group": group, "all_points_x": xs,
                             "all_points_y": ys, "flux_gri": placed.bands.sum(axis=(1, 2)).tolist()})
+    extras = []
     for _ in range(int(rng.poisson(1.5 * (size / 256) ** 2))):
-        draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=rng.random() < 0.6)
+        star = rng.random() < 0.6
+        (x, y), flux = draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=star)
+        extras.append({"x": x, "y": y, "star": bool(star), "flux_gri": [round(float(f), 3) for f in flux]})
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
+    if with_extras:
+        return canvas, objects, extras
     return canvas, objects
 
 
@@ -81,12 +89,12 @@ def write_field_fits(out_dir, seed: int, index: int, bands: np.ndarray) -> list[
 
 def _make_field(job):
     seed, index, size, balance, out_dir, fits = job
-    bands, objects = render_field_bands(seed, index, size, balance)
+    bands, objects, extras = render_field_bands(seed, index, size, balance, with_extras=True)
     filename = f"field_{index:04d}.jpg"
     write_jpeg(Path(out_dir) / filename, lupton_rgb(bands))
     if fits:
         write_field_fits(out_dir, seed, index, bands)
-    return filename, objects
+    return filename, objects, extras
 
 
 def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
@@ -118,16 +126,18 @@ def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, k, size, balance, str(out), fits) for k in range(n)]
     results = run_jobs(_make_field, jobs, workers, progress, "synthetic fields")
-    images, annotations = [], []
+    images, annotations, unannotated = [], [], []
     by_class = {name: 0 for name in GALAXY_CLASSES}
-    for image_id, (filename, objects) in enumerate(results, start=1):
+    for image_id, (filename, objects, extras) in enumerate(results, start=1):
         images.append({"id": image_id, "file_name": filename, "width": size, "height": size})
         for obj in objects:
             annotations.append(coco_annotation(len(annotations) + 1, image_id, obj, size))
             by_class[obj["group"]] += 1
+        unannotated += [{"image_id": image_id, **extra} for extra in extras]
     coco = {
         "info": {"description": "Synthetic GZ2 fields (src.synthetic --field)", "seed": seed, "version": "1.0"},
         "images": images, "annotations": annotations,
+        "unannotated": unannotated,
         "categories": [{"id": class_id(name), "name": name, "supercategory": "galaxy"} for name in GALAXY_CLASSES],
     }
     path = out / ANNOTATIONS

@@ -146,20 +146,22 @@ def draw_neighbours(rng, canvas, kernel, sky, scale: float, avoid_xy, avoid_radi
 
 
 def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | None = None):
-    """One unannotated source at ``xy`` with detection peak ``snr`` (sky sigmas, after the PSF)."""
+    """One unannotated source at ``xy`` with detection peak ``snr`` (sky sigmas, after the PSF).  Returns its
+    ``(x, y)`` pixel and its total flux in g, r, i (generator units, before the PSF and clipping at the border)."""
     ix, iy = int(np.floor(xy[0] + 0.5)), int(np.floor(xy[1] + 0.5))
     if star:
         colour = np.array([rng.uniform(0.5, 1.3), 1.0, rng.uniform(0.9, 1.6)])
         peak = kernel.max() * np.dot(colour, 1.0 / sky) / 3.0
         snr = snr or float(np.exp(rng.uniform(np.log(3.0), np.log(200.0))))
         paste(canvas, (colour * snr / peak)[:, None, None], (ix, iy))
-        return
+        return (ix, iy), colour * snr / peak
     stamp = 2 * int(np.ceil(30 * scale)) + kernel.shape[0]      # 6 x the largest neighbour radius, plus the PSF
     model = profiles.neighbour(rng, stamp, (xy[0] - ix, xy[1] - iy), scale)
     bands = model.bands()
     detection = render.convolve(np.tensordot(1.0 / sky, bands, axes=1) / 3.0, kernel)
     snr = snr or float(np.exp(rng.uniform(np.log(1.5), np.log(25.0))))
     paste(canvas, bands * (snr / detection.max()), (ix, iy))
+    return (ix, iy), bands.sum(axis=(1, 2)) * (snr / detection.max())
 
 
 def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = DEFAULT_SCENE):

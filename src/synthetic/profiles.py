@@ -207,11 +207,14 @@ def artifact(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: floa
 
 
 def artifact_sdss(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing: float) -> Model:
-    """Class A, "star or artifact": a bright star (80 %; its spikes, saturated core and bleed trails are added by
-    the generator as for field stars), a satellite trail (10 %) or a reflection ghost (10 %)."""
+    """Class A, "star or artifact": a bright star (50 %; its spikes, saturated core and bleed trails are added by
+    the generator as for field stars), an unsaturated star seen as ``predict.py --field``'s stamp rule shows a
+    field star (30 %: the stamp zooms a point source until its isophote fills the stamp as a median GZ2 galaxy
+    fills its cutout, so the PSF becomes a smooth round blob, FWHM 0.6-1.0 x the outline's radius), a satellite
+    trail (10 %) or a reflection ghost (10 %)."""
     from .stars import FLUX_MAX, HALO_COLOUR, draw_colours
 
-    kind = rng.choice(["star", "trail", "ghost"], p=[0.8, 0.1, 0.1])
+    kind = rng.choice(["star", "blob", "trail", "ghost"], p=[0.5, 0.3, 0.1, 0.1])
     model = Model(major_axis=radius)
     beta = rng.uniform(0, np.pi)
     if kind == "star":   # nearly a point before the PSF, plus a glow (PSF wings, scattered light) as wide as the
@@ -222,6 +225,11 @@ def artifact_sdss(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing:
         glow = galsim.Moffat(beta=1.8, fwhm=max(2.5 * seeing, 0.6 * radius), trunc=min(stamp / 2, 4 * radius), flux=halo)
         model.add(glow, colour * HALO_COLOUR, stamp, offset)
         model.star_flux, model.star_colour = 1.0, colour
+    elif kind == "blob":
+        colour = draw_colours(rng, 1)[0]
+        blob = galsim.Moffat(beta=rng.uniform(2.5, 4.0), fwhm=rng.uniform(0.6, 1.0) * radius,
+                             trunc=min(stamp / 2, 4 * radius))
+        model.add(blob, colour, stamp, offset)
     elif kind == "trail":
         _trail(rng, model, radius, beta, stamp, offset)
     else:

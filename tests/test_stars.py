@@ -1,0 +1,165 @@
+"""Star/galaxy separation (src/field/stars.py) on constructed frames: Moffat stars, Sersic galaxies, a saturated
+star with spikes, a crowded frame, a frame with no stars; and the real frames when ../shared is there."""
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import pytest
+
+from src.field.detect import detect, detection_image
+from src.field.stars import (SPIKE_MIN, StarGalaxy, apply_star_rule, rgb_saturation, separate, separate_image,
+                             sources_of_objects, spike_contrast)
+
+PSF_FWHM = 3.0
+NOISE = 2.0
+
+
+def _draw(size, stars=(), galaxies=(), seed=0, saturation=None):
+    """A linear frame (size x size): Moffat stars ``(x, y, flux)`` and Sersic galaxies ``(x, y, flux, hlr, q,
+    angle_deg)`` convolved with the same PSF, Gaussian noise of ``NOISE``; clipped at ``saturation``."""
+    image = galsim.ImageF(size, size, scale=1.0)
+    psf = galsim.Moffat(beta=3.0, fwhm=PSF_FWHM)
+    for x, y, flux in stars:
+        psf.withFlux(flux).drawImage(image, offset=(x - size / 2 + 0.5, y - size / 2 + 0.5), add_to_image=True)
+    for x, y, flux, hlr, q, angle in galaxies:
+        galaxy = galsim.Sersic(n=1.0, half_light_radius=hlr, flux=flux).shear(q=q, beta=angle * galsim.degrees)
+        galsim.Convolve(galaxy, psf).drawImage(image, offset=(x - size / 2 + 0.5, y - size / 2 + 0.5),
+                                               add_to_image=True)
+    pixels = image.array + np.random.default_rng(seed).normal(0.0, NOISE, (size, size)).astype(np.float32)
+    if saturation is not None:
+        pixels = np.minimum(pixels, saturation)
+    return pixels
+
+
+def _separate(pixels, saturation=None):
+    found = detect(lambda r, c: (pixels[r, c], None), pixels.shape, 3.0,
+                   saturated=None if saturation is None else (lambda r, c: pixels[r, c] >= saturation))
+    return found.table, separate(found.table)
+
+
+def _at(table, xy):
+    return int(np.argmin(np.hypot(table["x"] - xy[0], table["y"] - xy[1])))
+
+
+def _stars_and_galaxies(rng, size, n_stars, n_galaxies, margin=12):
+    xy = rng.uniform(margin, size - margin, (n_stars + n_galaxies, 2))
+    stars = [(x, y, f) for (x, y), f in zip(xy[:n_stars], 10 ** rng.uniform(3.0, 4.5, n_stars))]
+    galaxies = [(x, y, f, h, q, a) for (x, y), f, h, q, a in zip(
+        xy[n_stars:], 10 ** rng.uniform(3.5, 4.5, n_galaxies), rng.uniform(3.0, 6.0, n_galaxies),
+        rng.uniform(0.4, 1.0, n_galaxies), rng.uniform(0, 180, n_galaxies))]
+    return stars, galaxies
+
+
+def _isolated(points, others, distance=10.0):
+    others = np.asarray([(o[0], o[1]) for o in others])
+    return [p for p in points if np.sort(np.hypot(others[:, 0] - p[0], others[:, 1] - p[1]))[1] > distance]
+
+
+def test_moffat_stars_and_sersic_galaxies_are_told_apart_and_the_psf_measured():
+    rng = np.random.default_rng(1)
+    stars, galaxies = _stars_and_galaxies(rng, 512, 80, 12)
+    table, decision = _separate(_draw(512, stars, galaxies))
+    assert isinstance(decision, StarGalaxy)
+    assert decision.psf_fwhm == pytest.approx(PSF_FWHM, rel=0.2)
+    assert decision.star_dominated
+    alone = _isolated(stars + galaxies, stars + galaxies)
+    star_rows = [_at(table, s) for s in stars if s in alone]
+    galaxy_rows = [_at(table, g) for g in galaxies if g in alone]
+    assert np.mean(decision.point_source[star_rows]) >= 0.9
+    assert not decision.point_source[galaxy_rows].any()
+    assert (decision.stellarity[galaxy_rows] < 0.2).all()
+
+
+def test_a_saturated_star_with_spikes_is_a_point_source_and_an_edge_on_galaxy_is_not():
+    rng = np.random.default_rng(2)
+    stars, _ = _stars_and_galaxies(rng, 384, 40, 0)
+    pixels = _draw(384, stars, [(100.0, 100.0, 4e5, 8.0, 0.25, 30.0)])
+    yy, xx = np.mgrid[:384, :384]
+    cx, cy = 260.0, 250.0
+    pixels += _draw(384, [(cx, cy, 2e6)], seed=3) - _draw(384, [], seed=3)
+    for angle in (0.0, 90.0, 180.0, 270.0):      # four spikes, tilted 10 degrees
+        ux, uy = np.cos(np.radians(angle + 10)), np.sin(np.radians(angle + 10))
+        along = (xx - cx) * ux + (yy - cy) * uy
+        across = -(xx - cx) * uy + (yy - cy) * ux
+        pixels += (along > 0) * 400.0 * np.exp(-along / 40.0) * np.exp(-0.5 * (across / 0.8) ** 2)
+    table, decision = _separate(pixels, saturation=5000.0)
+    star, galaxy = _at(table, (cx, cy)), _at(table, (100, 100))
+    assert table["nsat"][star] > 0 and decision.saturated[star]
+    assert table["spikes"][star] >= SPIKE_MIN and decision.spiky[star]
+    assert decision.point_source[star]
+    assert table["spikes"][galaxy] < SPIKE_MIN
+    assert not decision.point_source[galaxy]
+
+
+def test_spike_contrast_of_a_smooth_ellipse_is_small():
+    yy, xx = np.mgrid[:128, :128]
+    ellipse = 500.0 * np.exp(-np.hypot((xx - 64) / 12.0, (yy - 64) / 4.0)).astype(np.float32)
+    assert spike_contrast(ellipse, 64.0, 64.0, 6.0, 30.0, 1.0) < SPIKE_MIN
+
+
+def test_a_crowded_frame_still_gives_the_psf():
+    rng = np.random.default_rng(4)
+    stars, galaxies = _stars_and_galaxies(rng, 256, 300, 5, margin=4)
+    table, decision = _separate(_draw(256, stars, galaxies))
+    assert decision.psf_fwhm == pytest.approx(PSF_FWHM, rel=0.25)
+    alone = [_at(table, s) for s in _isolated(stars, stars + galaxies, 8.0)]
+    assert len(alone) >= 20
+    assert np.mean(decision.point_source[alone]) >= 0.8
+
+
+def test_a_frame_with_no_stars_calls_no_large_galaxy_a_star():
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(16, 496, (60, 2))
+    galaxies = [(x, y, f, h, q, a) for (x, y), f, h, q, a in zip(
+        xy, 10 ** rng.uniform(3.2, 4.8, 60), 10 ** rng.uniform(0.4, 1.0, 60), rng.uniform(0.3, 1.0, 60),
+        rng.uniform(0, 180, 60))]
+    table, decision = _separate(_draw(512, [], galaxies))
+    large = [_at(table, g) for g in _isolated(galaxies, galaxies, 20.0) if g[3] >= 4.0]
+    assert len(large) >= 10
+    assert not decision.point_source[large].any()
+    assert not decision.star_dominated
+
+
+def test_no_sources_gives_an_empty_decision():
+    pixels = np.random.default_rng(6).normal(0, 1, (64, 64)).astype(np.float32)
+    table, decision = _separate(pixels)
+    assert len(table) == 0 and decision.point_source.size == 0
+    assert not np.isfinite(decision.psf_fwhm)
+    assert decision.summary()["psf_fwhm_px"] is None
+
+
+def test_the_star_rule_sets_class_a_and_keeps_the_model_class():
+    table = np.zeros(2, dtype=[("x", "f8"), ("y", "f8"), ("flux", "f8")])
+    table["x"], table["y"], table["flux"] = (5, 20), (5, 20), (100, 50)
+    decision = StarGalaxy(3.0, 10, 0.03, True, np.zeros((0, 2)), np.array([0.9, 0.1]), np.array([True, False]),
+                          np.array([True, False]), np.array([False, False]))
+    objects = np.zeros((32, 32), np.int32)
+    objects[2:9, 2:9], objects[15:25, 15:25], objects[28:, 28:] = 1, 2, 3
+    sources = sources_of_objects(objects, table)
+    assert sources == {1: 0, 2: 1}
+    rows = [{"class": "elliptical"}, {"class": "spiral"}, {"class": "spiral"}]
+    counts = apply_star_rule(rows, sources, decision, "artifact")
+    assert counts == {"point_sources": 1, "reclassified_as_artifact": 1, "point_source_model_galaxy": 1,
+                      "model_artifact_extended": 0}
+    assert rows[0] == {"class": "artifact", "model_class": "elliptical", "stellarity": 0.9, "point_source": True,
+                       "saturated": True}
+    assert rows[1]["class"] == "spiral" and rows[1]["point_source"] is False
+    assert rows[2]["stellarity"] is None and rows[2]["point_source"] is False      # no source on it
+    kept = [{"class": "elliptical"}, {"class": "artifact"}]
+    counts = apply_star_rule(kept, {1: 0, 2: 1}, decision, "model")
+    assert counts["reclassified_as_artifact"] == 0 and kept[0]["class"] == "elliptical"
+    assert counts["model_artifact_extended"] == 1 and kept[1]["class"] == "artifact"     # the model's A stands
+    with pytest.raises(ValueError, match="star rule"):
+        apply_star_rule(kept, {}, decision, "drop")
+
+
+def test_separate_image_on_an_rgb_cutout():
+    rng = np.random.default_rng(7)
+    stars, galaxies = _stars_and_galaxies(rng, 256, 60, 4)
+    pixels = _draw(256, stars, galaxies)
+    grey = np.clip(np.arcsinh(pixels / 20.0) * 40.0, 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    assert rgb_saturation(rgb).sum() == (grey >= 250).sum()
+    table, decision = separate_image(rgb)
+    assert np.allclose(detection_image(rgb), grey)
+    assert len(table) > 40 and np.isfinite(decision.psf_fwhm)
