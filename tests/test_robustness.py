@@ -1,0 +1,170 @@
+"""The findings of the hostile-input review (issue 23), one test each: resumed runs with other inputs, exclusive
+use of --out, what a failed run leaves, path traversal through VIA file names, bad polygons, duplicate keys,
+model files, option ranges, units, symbolic links, broken WCS, non-ASCII paths, huge images, and messages that
+name their file.  The generated bad-input families are in ``tests/test_bad_input.py``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.model import build_config, build_processor
+from src.predict import PredictConfig, main, predict
+from tests.oracle_model import ColourOracle
+from tests.test_predict import scene
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    processor = build_processor(None, config=build_config("galaxy-tiny"))
+    return ColourOracle.for_processor(processor), processor
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for k in range(4):
+        scene(root / f"X{k}.png", (40, 48), [("elliptical", 14, 14, 6, 5), ("spiral", 32, 26, 8, 6)], seed=k)
+    return root
+
+
+def run(oracle, inputs, out, **kwargs) -> dict:
+    model, processor = oracle
+    cfg = PredictConfig(model="oracle", inputs=[str(i) for i in inputs], out=str(out), quiet=True, workers=0, **kwargs)
+    return predict(cfg, model, processor)
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+
+
+def _one_line(capsys, *names) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------ 1: resume, other inputs
+def test_resume_with_other_inputs_extends_the_run_and_keeps_every_row(oracle, images, tmp_path):
+    out = tmp_path / "O"
+    assert run(oracle, [images / "X0.png", images / "X1.png"], out)["exit_status"] == 0
+    report = run(oracle, [images / "X2.png", images / "X3.png"], out, resume=True)
+    assert report["exit_status"] == 0 and report["counts"]["earlier_run"] == {"ok": 2, "failed": 0}
+    catalog = pd.read_csv(out / "catalog.csv")
+    on_disk = [row for r in _records(out).values() if r["status"] == "ok" for row in r["rows"]]
+    assert sorted(catalog["source"].unique()) == [str(images / f"X{k}.png") for k in range(4)]
+    assert len(catalog) == len(on_disk) == 8
+    assert sorted(map(tuple, catalog[["source", "object"]].values.tolist())) == \
+        sorted((r["source"], r["object"]) for r in on_disk)
+
+
+def test_resume_keeps_an_earlier_input_whose_name_a_new_one_takes(oracle, images, tmp_path):
+    """a/x.png then b/x.png: both are named x; the second gets x-2, and x's record and maps stay."""
+    for sub, k in (("a", 0), ("b", 1)):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "x.png").write_bytes((images / f"X{k}.png").read_bytes())
+    out = tmp_path / "O"
+    run(oracle, [tmp_path / "a" / "x.png"], out)
+    first = (out / "segmentation" / "x_objects.png").read_bytes()
+    assert run(oracle, [tmp_path / "b" / "x.png"], out, resume=True)["exit_status"] == 0
+    records = _records(out)
+    assert {n: r["source"] for n, r in records.items()} == {"x": str(tmp_path / "a" / "x.png"),
+                                                           "x-2": str(tmp_path / "b" / "x.png")}
+    assert (out / "segmentation" / "x_objects.png").read_bytes() == first
+    assert set(pd.read_csv(out / "catalog.csv")["source"]) == {str(tmp_path / s / "x.png") for s in "ab"}
+
+
+# ------------------------------------------------------------------------------------------ 14, 16, 17, 20
+def test_a_failed_run_leaves_nothing_and_the_corrected_command_runs(oracle, images, tmp_path, capsys):
+    out = tmp_path / "O"
+    (tmp_path / "garbage.png").write_bytes(b"no image")
+    args = ["--model", "x", "--out", str(out), "--quiet", "--workers", "0"]
+    assert main([str(tmp_path / "garbage.png"), *args], *oracle) == 2
+    _one_line(capsys, "garbage.png")
+    assert not out.exists()
+    out.mkdir()                                               # an existing folder: emptied of what the run wrote
+    assert main([str(tmp_path / "garbage.png"), *args, "--min-area", "3"], *oracle) == 2
+    assert list(out.iterdir()) == []
+    assert main([str(images / "X0.png"), *args], *oracle) == 0           # other settings, same folder, no --resume
+
+
+def test_a_run_killed_before_its_first_record_can_restart_with_other_settings(oracle, images, tmp_path):
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "predict_settings.json").write_text(json.dumps({"model": "old", "min_area": 3}))
+    (out / "records").mkdir()
+    assert run(oracle, [images / "X0.png"], out)["exit_status"] == 0
+
+
+def test_resume_into_a_folder_of_other_files_says_so(oracle, images, tmp_path, capsys):
+    out = tmp_path / "O"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--resume", "--quiet"], *oracle) == 2
+    line = _one_line(capsys, out, "nothing to resume")
+    assert "None ->" not in line
+    (out / "catalog.csv").write_text("mine")
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet"], *oracle) == 2
+    _one_line(capsys, out, "catalog.csv", "not the output of a predict.py run")
+    assert (out / "catalog.csv").read_text() == "mine"
+    (out / "catalog.csv").unlink()
+    (out / "records").mkdir()
+    (out / "records" / "a.json").write_text("{}")
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--resume", "--quiet"], *oracle) == 2
+    _one_line(capsys, out, "no predict_settings.json")
+
+
+def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(oracle, images, tmp_path, capsys):
+    import os
+    import socket
+
+    from src.atomic import folder_lock
+
+    out = tmp_path / "O"
+    with folder_lock(out, ".predict.lock", "predict.py"):       # as a concurrent run holds it
+        assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet"], *oracle) == 2
+        line = _one_line(capsys, out, "in use by another run", f"pid {os.getpid()}", socket.gethostname())
+        assert "predict.py" in line
+        assert not (out / "catalog.csv").exists()
+    assert not (out / ".predict.lock").exists()
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet"], *oracle) == 0
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_out_that_is_a_file_is_named(oracle, images, tmp_path, capsys):
+    (tmp_path / "O").write_text("a file")
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(tmp_path / "O"), "--quiet"], *oracle) == 2
+    line = _one_line(capsys, tmp_path / "O", "not a folder")
+    assert "Errno" not in line
+
+
+def test_a_full_disk_names_the_file(tmp_path, capsys):
+    """write() errors such as ENOSPC carry no file name: the atomic writer adds it, the CLI prints FILE: reason."""
+    import errno
+
+    from src.atomic import atomic_open
+    from src.cli import run_cli
+
+    def body():
+        with atomic_open(tmp_path / "catalog.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert run_cli("prog", body) == 2
+    assert _one_line(capsys) == f"prog: error: {tmp_path / 'catalog.csv'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------ 8
+@pytest.mark.parametrize("value", ["2", "nan", "-0.1", "inf"])
+def test_score_threshold_outside_0_1_is_refused(oracle, images, tmp_path, capsys, value):
+    out = tmp_path / "O"
+    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet", "--task", "instance",
+                 "--score-threshold", value], *oracle) == 2
+    _one_line(capsys, "--score-threshold", "[0, 1]")
+    assert not out.exists()
