@@ -168,3 +168,100 @@ def test_score_threshold_outside_0_1_is_refused(oracle, images, tmp_path, capsys
                  "--score-threshold", value], *oracle) == 2
     _one_line(capsys, "--score-threshold", "[0, 1]")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------ VIA: 2, 3, 7, 13
+def _raw(tmp_path, n=12):
+    from tests.tiny_data import write_tiny_raw
+
+    root = write_tiny_raw(tmp_path / "data", n=n, size=64)
+    train = root / "original" / "train" / "via_region_data.json"
+    return root, train, json.loads(train.read_text())
+
+
+def test_image_paths_outside_the_data_root_are_counted_and_never_read(tmp_path, monkeypatch):
+    import os
+
+    import PIL.Image
+
+    from src.conversion import convert
+    from src.dataset import DatasetError, GalaxyDataset
+
+    root, train, via = _raw(tmp_path)
+    secret = tmp_path / "secret.jpg"
+    PIL.Image.new("RGB", (64, 64)).save(secret)
+    keys = list(via)[:3]
+    via[keys[0]]["filename"] = "../../../secret.jpg"
+    via[keys[1]]["filename"] = str(secret)
+    link = root / "original" / "zoo2Main" / via[keys[2]]["filename"]
+    link.unlink()
+    os.symlink(secret, link)                                  # a link out of the folder
+    train.write_text(json.dumps(via))
+    opened = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda fp, *a, **k: (opened.append(Path(fp).resolve()),
+                                                                 real_open(fp, *a, **k))[1])
+    report = convert(root, image_size=64, min_area=20, check_images=True, stats=True)
+    assert report["skipped"]["outside_data_root"] == 3 and report["kept"] == 9
+    assert secret.resolve() not in opened and opened
+    written = "".join((root / f"galaxy_{s}.json").read_text() for s in ("train", "val", "test"))
+    assert "secret" not in written and keys[2] not in written
+    # a split file edited by hand: the dataset (training, compute_scores, the HF export) refuses it by name
+    split = json.loads((root / "galaxy_train.json").read_text())
+    key = next(iter(split))
+    split[key]["filename"] = "../../../secret.jpg"
+    (root / "galaxy_train.json").write_text(json.dumps(split))
+    (root / "galaxy_splits.json").unlink()                    # the manifest would (rightly) say the file changed
+    with pytest.raises(DatasetError, match=f"{key}.*secret.jpg.*not inside"):
+        GalaxyDataset(root, "train")
+    assert secret.resolve() not in opened
+    dataset = GalaxyDataset(root, "train", skip_bad=True)
+    assert [k for k, _ in dataset.skipped] == [key] and secret.resolve() not in opened
+
+
+def test_a_non_finite_polygon_vertex_is_one_line_naming_the_entry(tmp_path, capsys):
+    from src.conversion import main as conversion_main
+
+    root, train, via = _raw(tmp_path)
+    key = list(via)[1]
+    via[key]["regions"][0]["shape_attributes"]["all_points_x"][3] = float("nan")
+    train.write_text(json.dumps(via))                         # json writes NaN, and reads it back
+    assert conversion_main(["--data-root", str(root), "--quiet"]) == 2
+    _one_line(capsys, train, key, "non-finite")
+    via[key]["regions"][0]["shape_attributes"]["all_points_x"][3] = float("inf")
+    train.write_text(json.dumps(via))
+    assert conversion_main(["--data-root", str(root), "--quiet"]) == 2
+    _one_line(capsys, train, key, "non-finite")
+
+
+def test_a_key_twice_in_one_via_file_is_a_counted_duplicate_keeping_the_first(tmp_path):
+    from src.conversion import convert
+    from src.via import ViaError, load_via
+
+    root, train, via = _raw(tmp_path)
+    key = list(via)[0]
+    first = json.dumps(via[key])
+    second = dict(via[key], file_attributes={"second": True})
+    text = json.dumps(via)
+    train.write_text(text[:-1] + f", {json.dumps(key)}: {json.dumps(second)}}}")
+    report = convert(root, image_size=64, min_area=20)
+    assert report["skipped"] == {"duplicate_entry": 1} and report["annotations"] == 13 and report["kept"] == 12
+    everything = json.loads((root / "galaxy_segment_classes.json").read_text())
+    assert everything[key]["file_attributes"] == json.loads(first)["file_attributes"] == {}
+    with pytest.raises(ViaError, match=f"entry '{key}' appears more than once"):
+        load_via(train)                                       # a split file must not hold one
+    train.write_text(text.replace('"file_attributes": {}', '"file_attributes": {}, "filename": "x.jpg"', 1))
+    with pytest.raises(ViaError, match="key 'filename' appears more than once"):
+        load_via(train, duplicates=[])
+
+
+def test_an_objid_mismatch_between_key_and_filename_is_counted(tmp_path):
+    from src.conversion import convert
+
+    root, train, via = _raw(tmp_path)
+    keys = list(via)
+    via[keys[0]]["filename"] = via[keys[1]]["filename"]       # the key says one galaxy, the file another
+    train.write_text(json.dumps(via))
+    report = convert(root, image_size=64, min_area=20)
+    assert report["skipped"] == {"objid_mismatch": 1} and report["annotations"] == 12
+    assert keys[0] in report["skipped_examples"]["objid_mismatch"][0]
