@@ -265,3 +265,82 @@ def test_an_objid_mismatch_between_key_and_filename_is_counted(tmp_path):
     report = convert(root, image_size=64, min_area=20)
     assert report["skipped"] == {"objid_mismatch": 1} and report["annotations"] == 12
     assert keys[0] in report["skipped_examples"]["objid_mismatch"][0]
+
+
+# ------------------------------------------------------------------------------------------ model files: 4, 9; 18
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    from src.model import load_model, save_export
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    save_export(*load_model("galaxy-tiny"), folder)
+    return folder
+
+
+def _copy_export(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_safetensors_file_is_one_line_in_every_cli(tiny_export, images, tmp_path, capsys, damage):
+    import compute_scores
+    from src.train import main as train_main
+    from tests.tiny_data import write_tiny_splits
+
+    model = _copy_export(tiny_export, tmp_path / "model")
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes(weights.read_bytes())
+    out = tmp_path / "O"
+    assert main([str(images / "X0.png"), "--model", str(model), "--out", str(out), "--quiet"]) == 2
+    _one_line(capsys, weights, "not a readable .safetensors")
+    assert not out.exists()
+    assert main([str(images / "X0.png"), "--model", str(bare), "--base-card", "galaxy-tiny", "--out", str(out),
+                 "--quiet"]) == 2
+    _one_line(capsys, bare, "not a readable .safetensors")
+    split = write_tiny_splits(tmp_path / "data", n_train=1, n_val=1, n_test=1, size=32)
+    assert compute_scores.main(["--model", str(model), "--data-root", str(split), "--quiet", "--task",
+                                "semantic"]) == 2
+    _one_line(capsys, weights)
+    assert train_main(["--data-root", str(split), "--model-card", str(model), "--output", str(tmp_path / "t"),
+                       "--epochs", "1", "--cpu", "--quiet"]) == 2
+    _one_line(capsys, weights)
+
+
+def test_a_config_of_another_architecture_is_refused(tiny_export, images, tmp_path, capsys):
+    model = _copy_export(tiny_export, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "model_type": "mask2former"}))
+    assert main([str(images / "X0.png"), "--model", str(model), "--out", str(tmp_path / "O"), "--quiet"]) == 2
+    _one_line(capsys, model, "'mask2former'", "OneFormer models only")
+    (model / "config.json").write_text("{not json")
+    assert main([str(images / "X0.png"), "--model", str(model), "--out", str(tmp_path / "O"), "--quiet"]) == 2
+    _one_line(capsys, model / "config.json", "unreadable")
+
+
+def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(tiny_export, tmp_path, capsys,
+                                                                                 monkeypatch):
+    import compute_scores
+    from tests.tiny_data import write_tiny_splits
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics.json").write_text("my notes")
+    model = _copy_export(tiny_export, tmp_path / "model")
+    split = write_tiny_splits(tmp_path / "data", n_train=1, n_val=1, n_test=1, size=32)
+    args = ["--data-root", str(split), "--task", "semantic", "--quiet", "--no-progress"]
+    assert compute_scores.main(["--model", str(model), *args]) == 0
+    assert (tmp_path / "metrics.json").read_text() == "my notes"
+    assert json.loads((model / "metrics.json").read_text())["model"] == str(model)
+    capsys.readouterr()
+    assert compute_scores.main(["--model", str(model), *args, "--out", "metrics.json"]) == 2
+    _one_line(capsys, "metrics.json", "not a metrics file of compute_scores.py")
+    assert (tmp_path / "metrics.json").read_text() == "my notes"
+    assert compute_scores.main(["--model", str(model), *args]) == 0             # its own file: replaced, said
+    assert f"replacing {model / 'metrics.json'}" in capsys.readouterr().err
+    assert compute_scores.main(["--model", "galaxy-tiny", *args]) == 2          # a preset: no place beside it
+    _one_line(capsys, "--out is required")
