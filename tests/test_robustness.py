@@ -344,3 +344,29 @@ def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(
     assert f"replacing {model / 'metrics.json'}" in capsys.readouterr().err
     assert compute_scores.main(["--model", "galaxy-tiny", *args]) == 2          # a preset: no place beside it
     _one_line(capsys, "--out is required")
+
+
+# ------------------------------------------------------------------------------------------ 12: links
+def test_dangling_and_looping_links_are_counted_and_named(oracle, images, tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.png").write_bytes((images / "X0.png").read_bytes())
+    os.symlink(tmp_path / "gone.png", folder / "dangling.png")
+    os.symlink(folder / "loop_b.jpg", folder / "loop_a.jpg")
+    os.symlink(folder / "loop_a.jpg", folder / "loop_b.jpg")
+    os.symlink(tmp_path / "gone.txt", folder / "notes.txt")
+    args = ["--model", "x", "--quiet", "--workers", "0"]
+    assert main([str(folder), "--out", str(tmp_path / "a"), *args], *oracle) == 2
+    _one_line(capsys, folder / "dangling.png", "broken symbolic link")
+    assert not (tmp_path / "a").exists()
+    assert main([str(folder), "--out", str(tmp_path / "b"), "--skip-bad", *args], *oracle) == 1
+    assert capsys.readouterr().err.count("broken symbolic link") == 3
+    report = json.loads((tmp_path / "b" / "predict_report.json").read_text())
+    failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
+    assert set(failed) == {"dangling.png", "loop_a.jpg", "loop_b.jpg"}
+    assert all("broken symbolic link" in e for e in failed.values())
+    assert report["counts"]["ok"] == 1 and report["counts"]["ignored_files"] == 1       # notes.txt
+    assert main([str(folder / "*.jpg"), "--out", str(tmp_path / "c"), *args], *oracle) == 2
+    _one_line(capsys, "loop_a.jpg", "broken symbolic link")
