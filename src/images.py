@@ -122,6 +122,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> int:
 # ----------------------------------------------------------------------------------------------- FITS
 #: File name endings read as FITS.
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
+#: Header keywords that say a WCS is meant (a header without any of them simply has none).
+WCS_KEYWORDS = ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CD1_1", "CD2_2", "PC1_1", "PC2_2", "CDELT1", "CDELT2")
 #: Pixels used to measure the sky of one band (a regular grid of them on large frames).
 SKY_SAMPLE = 1_000_000
 
@@ -138,7 +140,8 @@ class FitsBands:
     BSCALE / BZERO here and their BLANK pixels become NaN, as are non-finite pixels of float data.
 
     ``header``: the header of the cube or of the first band (the WCS source); ``wcs``: its celestial
-    ``astropy.wcs.WCS`` (2-D), or None when the header has none.  ``shape``: (height, width) in px.
+    ``astropy.wcs.WCS`` (2-D), or None when the header has none or an unusable one (``wcs_problem`` then says
+    what is wrong with it, naming the file).  ``shape``: (height, width) in px.
     Raises :class:`ImageError` naming the file: unreadable, no image HDU, wrong shape, bands of different shapes,
     bands whose WCS disagree by more than ``max_offset`` px at the frame centre (not aligned: reproject first).
     """
@@ -193,24 +196,47 @@ class FitsBands:
         raise ImageError(f"{path}: no image HDU with data (HDUs: {kinds})")
 
     @staticmethod
-    def _celestial(header):
+    def _celestial(header, shape=(1, 1)):
+        """``(celestial WCS or None, what is wrong with it or None)``: a header without WCS keywords has no problem,
+        one whose WCS cannot be used says why (unreadable, axes not celestial, singular matrix, failing
+        transformation)."""
         import warnings
 
         from astropy.wcs import WCS, FITSFixedWarning
 
+        meant = any(k in header for k in WCS_KEYWORDS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             try:
                 wcs = WCS(header)
-            except Exception:   # noqa: BLE001 - astropy raises many types on broken headers: treated as no WCS
-                return None
-        return wcs.celestial if wcs.has_celestial and wcs.celestial.naxis == 2 else None
+            except Exception as err:   # noqa: BLE001 - astropy raises many types on broken headers
+                return None, f"unreadable WCS ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        if not (wcs.has_celestial and wcs.celestial.naxis == 2):
+            axes = ", ".join(f"CTYPE{k} {header.get(f'CTYPE{k}', '')!r}" for k in (1, 2))
+            return None, (f"{axes}: not a pair of celestial axes" if meant else None)
+        celestial = wcs.celestial
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                det = float(np.linalg.det(celestial.pixel_scale_matrix))
+                centre = ((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
+                back = celestial.world_to_pixel_values(*celestial.pixel_to_world_values(*centre))
+                ok = bool(np.all(np.isfinite(back)) and np.allclose(back, centre, atol=1e-3))
+            except Exception as err:   # noqa: BLE001 - e.g. astropy's SingularMatrixError
+                return None, f"the pixel <-> sky transformation fails ({type(err).__name__}: {err})"
+        if not (np.isfinite(det) and det != 0.0):
+            return None, "singular CD / PC matrix (determinant 0): the pixel <-> sky transformation cannot be inverted"
+        if not ok:
+            return None, "the pixel <-> sky transformation does not invert at the frame centre"
+        return celestial, None
 
     def _check_wcs(self, max_offset: float):
-        systems = [(p, self._celestial(h)) for p, h in zip(self.paths, self.headers)]
-        systems = [(p, w) for p, w in systems if w is not None]
+        found = [(p, *self._celestial(h, self.shape)) for p, h in zip(self.paths, self.headers)]
+        systems = [(p, w) for p, w, _ in found if w is not None]
+        self.wcs_problem = next((f"{p}: {problem}" for p, w, problem in found if problem is not None), None)
         if not systems:
             return None
+        self.wcs_problem = None
         ref_path, ref = systems[0]
         centre = ((self.shape[1] - 1) / 2.0, (self.shape[0] - 1) / 2.0)
         sky = ref.pixel_to_world(*centre)
@@ -255,7 +281,7 @@ class FitsBands:
         for k, band in enumerate(sample):
             finite = band[np.isfinite(band)]
             if finite.size == 0:
-                raise ImageError(f"{self.name}: band {k} has no finite pixel")
+                raise ImageError(f"{self._planes[k][2]}: band {BANDS[k]} has no finite pixel (all blank or NaN)")
             _mean, levels[k], sigmas[k] = sigma_clipped_stats(finite, sigma=3.0, stdfunc="mad_std")
         return levels, sigmas
 
@@ -267,8 +293,8 @@ class FitsBands:
             return level, sigma, np.broadcast_to(np.asarray(flux_scale, float), 3)
         if not np.all(sigma > 0):
             raise ImageError(f"{self.name}: no measurable sky noise in band(s) "
-                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale "
-                             f"(--flux-scale)")
+                             f"{', '.join(BANDS[k] for k in range(3) if not sigma[k] > 0)} (constant sky): give the "
+                             f"flux scale (--flux-scale)")
         return level, sigma, flux_scale_for(sigma)
 
     @property
@@ -318,4 +344,5 @@ def read_fits_rgb(paths, flux_scale=None, max_pixels: int | None = None) -> dict
         level, sigma, scale = frame.scaling(flux_scale)
         rgb, valid = stretch_bands(frame.read(), level, scale)
         return {"rgb": rgb, "valid": valid, "header": frame.header.copy(), "wcs": frame.wcs,
+                "wcs_problem": frame.wcs_problem,
                 "sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}

@@ -356,6 +356,18 @@ def _earlier_records(out: Path, names: set[str]) -> list[dict]:
     return records
 
 
+def _warn_wcs(inputs: list[dict], no_wcs: list[str]) -> None:
+    """FITS inputs without sky coordinates: one line for those without a WCS, one per input whose WCS is broken
+    (saying what is wrong with it)."""
+    broken = {i["source"]: i["wcs_problem"] for i in inputs if i.get("wcs_problem") and i["source"] in no_wcs}
+    plain = [s for s in no_wcs if s not in broken]
+    if plain:
+        logger.warning(f"{len(plain)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
+                       f"only (e.g. {plain[0]})")
+    for problem in broken.values():
+        logger.warning(f"unusable WCS: {problem}; its objects have pixel coordinates only")
+
+
 @contextmanager
 def _claim(out: Path, main_process: bool):
     """The main process's exclusive use of ``out`` (``src.atomic.folder_lock``: a second run into it is refused,
@@ -544,9 +556,7 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
     skipped = [{"source": p["input"], "status": "failed", "error": p["error"]} for p in discovery.problems]
     catalog = write_catalog(rows, out / f"catalog.{cfg.catalog_format}", cfg.catalog_format)
     counts = Counter(r["class"] for r in rows)
-    if no_wcs:
-        logger.warning(f"{len(no_wcs)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
-                       f"only (e.g. {no_wcs[0]})")
+    _warn_wcs(inputs, no_wcs)
     for item in failed + skipped:
         logger.warning(f"skipped: {item.get('error', item['status'])}")
     timings.update(merge_s=round(time.perf_counter() - tic, 3), total_s=round(time.perf_counter() - started, 3))

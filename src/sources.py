@@ -215,6 +215,8 @@ def load(source: Source, flux_scale=None) -> dict:
         frame = read_fits_rgb(source.paths, flux_scale, MAX_PIXELS)
         out = {"rgb": frame["rgb"], "valid": frame["valid"], "wcs": frame["wcs"], "header": frame["header"],
                "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")}}
+        if frame["wcs_problem"]:
+            out["info"]["wcs_problem"] = frame["wcs_problem"]
         out["info"]["masked_px"] = int((~frame["valid"]).sum())
     else:
         out = {"rgb": read_rgb(source.paths[0]), "valid": None, "wcs": None, "header": None, "info": {}}

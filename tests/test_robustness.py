@@ -370,3 +370,58 @@ def test_dangling_and_looping_links_are_counted_and_named(oracle, images, tmp_pa
     assert report["counts"]["ok"] == 1 and report["counts"]["ignored_files"] == 1       # notes.txt
     assert main([str(folder / "*.jpg"), "--out", str(tmp_path / "c"), *args], *oracle) == 2
     _one_line(capsys, "loop_a.jpg", "broken symbolic link")
+
+
+# ------------------------------------------------------------------------------------------ 15, 20: FITS messages
+def _frame(folder: Path, header_cards: dict, nan_band: str | None = None):
+    from astropy.io import fits
+
+    from src.images import write_fits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    header = fits.Header()
+    for key, value in header_cards.items():
+        header[key] = value
+    for band in "gri":
+        data = (rng.normal(0, 1, (40, 48)) + 20 * np.exp(-((np.mgrid[:40, :48][1] - 24) ** 2
+                                                         + (np.mgrid[:40, :48][0] - 20) ** 2) / 20)).astype(np.float32)
+        if band == nan_band:
+            data[:] = np.nan
+        write_fits(folder / f"f_{band}.fits", data, header)
+    return folder
+
+
+TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 24.0, "CRPIX2": 20.0,
+       "CDELT1": -1e-4, "CDELT2": 1e-4}
+
+
+@pytest.mark.parametrize("cards, says", [
+    ({**TAN, "CTYPE1": "GARBAGE", "CTYPE2": "JUNK"}, "CTYPE1 'GARBAGE', CTYPE2 'JUNK': not a pair of celestial axes"),
+    ({**TAN, "PC1_1": 1.0, "PC1_2": 1.0, "PC2_1": 1.0, "PC2_2": 1.0}, "singular"),
+    ({}, None),
+])
+def test_a_broken_wcs_says_what_is_wrong(oracle, tmp_path, capsys, cards, says):
+    from src.images import FitsBands
+
+    folder = _frame(tmp_path / "in", cards)
+    with FitsBands([folder / f"f_{b}.fits" for b in "gri"]) as frame:
+        assert frame.wcs is None
+        assert (frame.wcs_problem is None) if says is None else (says in frame.wcs_problem
+                                                                 and "f_g.fits" in frame.wcs_problem)
+    assert main([str(folder), "--model", "x", "--out", str(tmp_path / "out"), "--quiet", "--workers", "0"],
+                *oracle) == 0
+    err = capsys.readouterr().err
+    [record] = json.loads((tmp_path / "out" / "predict_report.json").read_text())["inputs"]
+    assert record["wcs"] is False and record.get("wcs_problem") == frame.wcs_problem
+    if says is None:
+        assert "have no celestial WCS" in err
+    else:
+        assert f"unusable WCS: {frame.wcs_problem}" in err and "no celestial WCS" not in err
+
+
+def test_an_all_nan_band_is_named_by_band_and_file(oracle, tmp_path, capsys):
+    folder = _frame(tmp_path / "in", TAN, nan_band="r")
+    assert main([str(folder), "--model", "x", "--out", str(tmp_path / "O"), "--quiet", "--workers", "0"], *oracle) == 2
+    line = _one_line(capsys, folder / "f_r.fits", "band r has no finite pixel")
+    assert "band 1" not in line and not (tmp_path / "O").exists()

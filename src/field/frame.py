@@ -92,5 +92,7 @@ def open_frame(source, flux_scale=None):
         bands.close()
         raise
     info = {"sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}
+    if bands.wcs_problem:
+        info["wcs_problem"] = bands.wcs_problem
     return BandFrame(bands.read, bands.shape, level, scale, name=bands.name, wcs=bands.wcs, header=bands.header,
                      close=bands.close, info=info)
