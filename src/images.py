@@ -103,6 +103,17 @@ def tan_header(ra: float, dec: float, shape: tuple[int, int], pixel_scale: float
     return wcs.to_header()
 
 
+def fits_text(text: str) -> tuple[str, bool]:
+    """``(value, encoded)``: ``text`` as a FITS header value, which must be ASCII: non-ASCII text is
+    percent-encoded UTF-8 (``urllib.parse.quote``; ``urllib.parse.unquote`` gives it back) and ``encoded`` is
+    true (the writer says so in a keyword beside it)."""
+    from urllib.parse import quote
+
+    if text.isascii() and text.isprintable():
+        return text, False
+    return quote(text.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~ "), True   # file names: any bytes
+
+
 def write_fits(path: str | os.PathLike, data: np.ndarray, header=None) -> Path:
     """Write one image (primary HDU) atomically."""
     from astropy.io import fits

@@ -425,3 +425,38 @@ def test_an_all_nan_band_is_named_by_band_and_file(oracle, tmp_path, capsys):
     assert main([str(folder), "--model", "x", "--out", str(tmp_path / "O"), "--quiet", "--workers", "0"], *oracle) == 2
     line = _one_line(capsys, folder / "f_r.fits", "band r has no finite pixel")
     assert "band 1" not in line and not (tmp_path / "O").exists()
+
+
+# ------------------------------------------------------------------------------------------ 5, 11: paths, units
+def test_non_ascii_fits_paths_survive_into_every_output(oracle, tmp_path):
+    from urllib.parse import unquote
+
+    from astropy.io import fits
+    from astropy.table import Table
+
+    folder = _frame(tmp_path / "données ñ 星", TAN)
+    report = run(oracle, [folder], tmp_path / "out", catalog_format="fits")
+    assert report["exit_status"] == 0 and report["counts"]["ok"] == 1
+    source = str(folder / "f")
+    catalog = Table.read(tmp_path / "out" / "catalog.fits")
+    values = {v.decode() if isinstance(v, bytes) else v for v in catalog["source"]}
+    assert values == {source} and len(catalog) >= 1
+    with fits.open(tmp_path / "out" / "segmentation" / "f.fits") as hdul:
+        header = hdul[0].header
+        assert header["SRCENC"] == "percent" and unquote(header["SOURCE"]) == source
+
+
+def test_the_parquet_catalog_keeps_its_units(tmp_path):
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    from src.objects import PROB_COLUMNS, write_catalog
+
+    rows = [{"source": "a.fits", "object": 1, "class": "spiral", "score": 0.9, **dict.fromkeys(PROB_COLUMNS, 0.2),
+             "entropy": 1.6, "x": 1.5, "y": 2.5, "x_min": 0, "y_min": 1, "x_max": 3, "y_max": 4, "area_px": 12,
+             "ra": 150.0, "dec": 2.0, "area_arcsec2": 1.88}]
+    table = Table.read(write_catalog(rows, tmp_path / "catalog.parquet"))
+    assert str(table["ra"].unit) == "deg" and str(table["area_px"].unit) == "pix2"
+    sky = SkyCoord(table["ra"], table["dec"])
+    assert abs(sky[0].ra.deg - 150.0) < 1e-12
+    assert pd.read_parquet(tmp_path / "catalog.parquet")["area_px"].tolist() == [12]
