@@ -57,12 +57,41 @@ def lupton_rgb(bands: np.ndarray, stretch: float = LUPTON_STRETCH, q: float = LU
         return make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=q)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An 8-bit image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
-    cannot be decoded (truncated files included) or holds 16-bit or float pixels."""
-    path = Path(path)
+#: The largest JPEG / PNG frame ``predict.py --field`` decodes (1.07 Gpx, 3.2 GB of RGB in memory), above PIL's
+#: decompression-bomb limit (179 Mpx), which it lifts deliberately for frames; the environment variable
+#: ``GALAXY_MAX_FRAME_PIXELS`` raises or lowers it.  FITS frames are memory-mapped and have no such cap.
+FRAME_MAX_PIXELS = 1 << 30
+
+
+def frame_max_pixels() -> int:
+    """:data:`FRAME_MAX_PIXELS`, or the environment's ``GALAXY_MAX_FRAME_PIXELS``."""
+    value = os.environ.get("GALAXY_MAX_FRAME_PIXELS")
+    if value is None:
+        return FRAME_MAX_PIXELS
     try:
+        pixels = int(value)
+    except ValueError:
+        pixels = 0
+    if pixels < 1:
+        raise ImageError(f"GALAXY_MAX_FRAME_PIXELS={value!r}: expected a positive number of pixels")
+    return pixels
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = None, too_large: str = "") -> np.ndarray:
+    """An 8-bit image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
+    cannot be decoded (truncated files included) or holds 16-bit or float pixels.
+
+    ``max_pixels``: the largest image read, checked on the header before anything is decoded (``too_large`` is
+    added to the message); PIL's decompression-bomb limit is lifted for it.  Default: PIL's limit (179 Mpx),
+    a larger image is an ``ImageError`` too."""
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = None     # our own check below; PIL's is global (restored in finally)
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageError(f"{path}: {im.width}x{im.height} px is more than {max_pixels:,} px{too_large}")
             im.load()   # decode now: a truncated body fails here, not later
             if im.mode.startswith(("I", "F")):   # PIL's RGB conversion would clip or zero them, not scale them
                 raise ImageError(f"{path}: {im.mode} (16-bit integer or float) images are not supported: give 8-bit "
@@ -70,8 +99,13 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: {err.args[0] if err.args else err} (predict.py --field reads frames up to "
+                         f"GALAXY_MAX_FRAME_PIXELS = {frame_max_pixels():,} px)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{path}: unreadable image ({err})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _encode(rgb: np.ndarray, fmt: str, **kwargs) -> bytes:

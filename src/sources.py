@@ -21,8 +21,11 @@ from src.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb,
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Smallest image side the models are run on, px.
 MIN_SIDE = 32
-#: Largest image run in one pass (4096 x 4096 px; about 2.5 GB of class probabilities and mask logits).
+#: Largest image run in one pass (4096 x 4096 px), checked on the file's header before it is decoded.  One pass
+#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so ``src.inference.segment``
+#: never puts more than this many pixels into one forward pass, whatever ``--batch-size`` says.
 MAX_PIXELS = 4096 * 4096
+TOO_LARGE = " for one pass of the model; predict.py --field processes frames of any size"
 
 
 class InputError(ValueError):
@@ -219,11 +222,11 @@ def load(source: Source, flux_scale=None) -> dict:
             out["info"]["wcs_problem"] = frame["wcs_problem"]
         out["info"]["masked_px"] = int((~frame["valid"]).sum())
     else:
-        out = {"rgb": read_rgb(source.paths[0]), "valid": None, "wcs": None, "header": None, "info": {}}
+        out = {"rgb": read_rgb(source.paths[0], MAX_PIXELS, TOO_LARGE), "valid": None, "wcs": None, "header": None,
+               "info": {}}
     height, width = out["rgb"].shape[:2]
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")
     if height * width > MAX_PIXELS:
-        raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px for one pass of the "
-                         f"model; predict.py --field processes frames of any size")
+        raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px{TOO_LARGE}")
     return out

@@ -460,3 +460,60 @@ def test_the_parquet_catalog_keeps_its_units(tmp_path):
     sky = SkyCoord(table["ra"], table["dec"])
     assert abs(sky[0].ra.deg - 150.0) < 1e-12
     assert pd.read_parquet(tmp_path / "catalog.parquet")["area_px"].tolist() == [12]
+
+
+# ------------------------------------------------------------------------------------------ 6, 19: image sizes
+def test_field_frames_over_pils_bomb_limit_are_read_up_to_a_cap(oracle, tmp_path, monkeypatch, capsys):
+    """PIL refuses images over 2 x MAX_IMAGE_PIXELS as possible decompression bombs (179 Mpx; here lowered to keep
+    the test small): an ImageError naming the file; --field lifts it deliberately, up to GALAXY_MAX_FRAME_PIXELS."""
+    import PIL.Image
+
+    from tests.tiny_data import write_tiny_field
+
+    write_tiny_field(tmp_path / "f", size=96)                   # 9,216 px
+    frame = tmp_path / "f" / "field_0000.png"
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 2000)
+    args = ["--model", "x", "--quiet", "--workers", "0", "--stamp-pixels", "64", "--min-candidate-area", "20"]
+    from src.images import ImageError, read_rgb
+
+    with pytest.raises(ImageError, match="decompression bomb.*GALAXY_MAX_FRAME_PIXELS"):
+        read_rgb(frame)                                         # e.g. the dataset: PIL's limit stands
+    assert main([str(frame), "--out", str(tmp_path / "b"), "--field", *args], *oracle) == 0
+    assert PIL.Image.MAX_IMAGE_PIXELS == 2000                   # PIL's own limit is left as it was
+    report = json.loads((tmp_path / "b" / "predict_report.json").read_text())
+    assert report["counts"]["objects"] == 3
+    monkeypatch.setenv("GALAXY_MAX_FRAME_PIXELS", "9000")
+    assert main([str(frame), "--out", str(tmp_path / "c"), "--field", *args], *oracle) == 2
+    _one_line(capsys, frame, "96x96 px is more than 9,000 px", "GALAXY_MAX_FRAME_PIXELS")
+    assert not (tmp_path / "c").exists()
+
+
+def test_cutouts_too_large_are_refused_from_the_header(oracle, tmp_path, monkeypatch, capsys):
+    """The header is enough: a file whose body is cut short is refused for its size, not for its body."""
+    import src.sources
+    from src.images import write_png
+
+    write_png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8))
+    data = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "big.png").write_bytes(data[:200])             # header intact, pixels gone
+    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)
+    assert main([str(tmp_path / "big.png"), "--model", "x", "--out", str(tmp_path / "O"), "--quiet"], *oracle) == 2
+    _one_line(capsys, "big.png", "96x80 px is more than 4,000 px", "--field")
+
+
+def test_a_batch_of_large_images_runs_a_few_at_a_time(oracle, monkeypatch):
+    """Memory per forward pass is bounded by PASS_PIXELS, whatever the batch size."""
+    import src.inference
+
+    sizes = []
+    real_forward = src.inference.forward
+
+    def counting(model, processor, images, task):
+        sizes.append(len(images))
+        return real_forward(model, processor, images, task)
+
+    monkeypatch.setattr(src.inference, "forward", counting)
+    monkeypatch.setattr(src.inference, "PASS_PIXELS", 2 * 40 * 48)
+    images = [np.zeros((40, 48, 3), np.uint8)] * 5 + [np.zeros((32, 32, 3), np.uint8)]
+    results = src.inference.segment(oracle[0], oracle[1], images, "semantic", batch_size=8)
+    assert len(results) == 6 and sizes == [2, 2, 1, 1]

@@ -81,10 +81,11 @@ def open_frame(source, flux_scale=None):
     """The reader of a ``src.sources.Source``: FITS bands memory-mapped and stretched region by region
     (:class:`BandFrame`, with the frame's sky level and the flux-scaling rule of ``src.images``), any other image
     decoded whole (:class:`RgbFrame`).  ``ImageError`` names the file when it cannot be used."""
-    from src.images import FitsBands, read_rgb
+    from src.images import FitsBands, frame_max_pixels, read_rgb
 
     if not source.is_fits:
-        return RgbFrame(read_rgb(source.paths[0]), name=source.source)
+        return RgbFrame(read_rgb(source.paths[0], frame_max_pixels(), " (GALAXY_MAX_FRAME_PIXELS raises the cap)"),
+                        name=source.source)
     bands = FitsBands(source.paths)
     try:
         level, sigma, scale = bands.scaling(flux_scale)
