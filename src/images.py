@@ -195,7 +195,7 @@ class FitsBands:
         self.paths = tuple(Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
         if len(self.paths) not in (1, 3):
             raise ImageError(f"{', '.join(map(str, self.paths))}: need one 3-plane cube or three band files")
-        self._files, self._planes = [], []
+        self._files, self._planes, self._notes = [], [], {}
         try:
             if len(self.paths) == 1:
                 hdu = self._image_hdu(self.paths[0])
@@ -227,9 +227,16 @@ class FitsBands:
     def _image_hdu(self, path: Path):
         from astropy.io import fits
 
+        import warnings
+
         try:
-            hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
-            self._files.append(hdul)
+            with warnings.catch_warnings(record=True) as caught:   # astropy would print them on stderr
+                warnings.simplefilter("always")
+                hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
+                self._files.append(hdul)
+                for hdu in hdul:   # reading the headers (lazily) may warn too
+                    hdu.header
+            self._notes[path] = "; ".join(dict.fromkeys(str(w.message) for w in caught))   # said if the data fail
             for hdu in hdul:
                 if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2 and all(s > 0 for s in hdu.shape):
                     return hdu
@@ -301,7 +308,8 @@ class FitsBands:
             try:
                 raw = np.asarray(hdu.section[lead + (rows, cols)])
             except (OSError, ValueError, TypeError) as err:   # e.g. a file cut short after a complete header
-                raise ImageError(f"{path}: unreadable FITS data ({err})") from None
+                note = self._notes.get(Path(path))
+                raise ImageError(f"{path}: unreadable FITS data ({err}{'; ' + note if note else ''})") from None
             header = hdu.header
             data = raw.astype(np.float32)
             if raw.dtype.kind in "iu":
