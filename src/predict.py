@@ -453,11 +453,28 @@ def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, process
                 if not np.isfinite(probs).all():   # a broken model: said, never turned into background
                     fail(source, f"{source.source}: the model's output is not finite (NaN / inf)")
                     continue
-                processed.append(_finish(cfg, out, source, item, probs, task_result, model_s, rank, writer))
+                future = _finish(cfg, out, source, item, probs, task_result, model_s, rank, writer)
+                future.source = source
+                processed.append(future)
             progress(len(batch))
     finally:
         writer.shutdown(wait=True)
-    return [p.result() if isinstance(p, Future) else p for p in processed]   # raises a writer's error
+    return [_written(p, cfg, out, rank) for p in processed]
+
+
+def _written(p, cfg: PredictConfig, out: Path, rank: int) -> dict:
+    """The record of ``p`` (a record, or the future of one).  A ``ValueError`` while writing one input's outputs
+    (a value its formats cannot hold) is that input's failure, skipped with ``--skip-bad`` like an unreadable
+    image; any other error (``OSError``: a full disk) stops the run."""
+    if not isinstance(p, Future):
+        return p
+    try:
+        return p.result()
+    except ValueError as err:
+        message = f"{p.source.source}: its outputs cannot be written ({err})"
+        if not cfg.skip_bad:
+            raise ImageError(message + " (--skip-bad goes on without it)") from None
+        return _failed(out, p.source, message, rank)
 
 
 def predict(cfg: PredictConfig, model=None, processor=None) -> dict:

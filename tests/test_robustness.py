@@ -517,3 +517,28 @@ def test_a_batch_of_large_images_runs_a_few_at_a_time(oracle, monkeypatch):
     images = [np.zeros((40, 48, 3), np.uint8)] * 5 + [np.zeros((32, 32, 3), np.uint8)]
     results = src.inference.segment(oracle[0], oracle[1], images, "semantic", batch_size=8)
     assert len(results) == 6 and sizes == [2, 2, 1, 1]
+
+
+def test_an_input_whose_outputs_cannot_be_written_is_skipped_with_skip_bad(oracle, images, tmp_path, monkeypatch,
+                                                                           capsys):
+    """e.g. a value a FITS header cannot hold (before the fix: non-ASCII paths): that input fails, not the run."""
+    import src.predict
+
+    real = src.predict.write_segmentation
+
+    def refuse_x1(path, *args, **kwargs):
+        if Path(path).stem == "X1":
+            raise ValueError("Illegal value")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(src.predict, "write_segmentation", refuse_x1)
+    inputs = [str(images / f"X{k}.png") for k in range(3)]
+    args = ["--model", "x", "--quiet", "--workers", "0", "--batch-size", "1"]
+    assert main([*inputs, "--out", str(tmp_path / "a"), *args, "--skip-bad"], *oracle) == 1
+    report = json.loads((tmp_path / "a" / "predict_report.json").read_text())
+    assert report["counts"]["ok"] == 2 and report["counts"]["failed"] == 1
+    [failed] = [i for i in report["inputs"] if i["status"] != "ok"]
+    assert failed["source"] == inputs[1] and "Illegal value" in failed["error"]
+    capsys.readouterr()
+    assert main([*inputs, "--out", str(tmp_path / "b"), *args], *oracle) == 2
+    _one_line(capsys, "X1.png", "outputs cannot be written", "--skip-bad")
