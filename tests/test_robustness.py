@@ -542,3 +542,46 @@ def test_an_input_whose_outputs_cannot_be_written_is_skipped_with_skip_bad(oracl
     capsys.readouterr()
     assert main([*inputs, "--out", str(tmp_path / "b"), *args], *oracle) == 2
     _one_line(capsys, "X1.png", "outputs cannot be written", "--skip-bad")
+
+
+# ------------------------------------------------------------------------------------------ 10: the threshold
+def test_the_threshold_calibration_finds_galaxies_the_default_misses(tmp_path):
+    """bench/calibrate_score_threshold.py with a model that finds every galaxy but scores it 0.4 (class
+    probability 0.4, as the review's central galaxies at 0.35 and 0.48): the default 0.5 misses them all, the
+    calibrated threshold finds them all."""
+    import importlib.util
+    import math
+
+    from src.evaluate import ground_truth_dataset
+    from src.objects import SCORE_THRESHOLD
+    from tests.oracle_model import OracleModel
+    from tests.tiny_data import write_tiny_splits
+
+    spec = importlib.util.spec_from_file_location("calibrate", Path(__file__).resolve().parents[1] / "bench"
+                                                  / "calibrate_score_threshold.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+
+    class Unsure(OracleModel):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            logits = out.class_queries_logits
+            winner = logits[..., :-1].argmax(-1, keepdim=True)
+            found = logits[..., -1] < 0                            # queries that answer an object
+            logits[found] = -20.0
+            logits[..., -1][found] = math.log(1.5)                 # p(class) = 1 / (1 + 1.5) = 0.4
+            logits.scatter_(-1, winner, torch.where(found[..., None], 0.0, logits.gather(-1, winner)))
+            return out
+
+    import torch
+
+    data = write_tiny_splits(tmp_path / "data", n_train=1, n_val=6, n_test=1, size=48)
+    dataset = ground_truth_dataset(data, "val")
+    items = [dataset[i] for i in range(len(dataset))]
+    result = calibrate.calibrate(Unsure(items), build_processor(config=build_config("galaxy-tiny")), dataset,
+                                 batch_size=2)
+    rows = {r["threshold"]: r for r in result["thresholds"]}
+    assert rows[0.5]["recall"] == 0 and rows[0.5]["central_recall"] == 0               # the former default
+    assert rows[SCORE_THRESHOLD]["recall"] == 1 and SCORE_THRESHOLD == 0.2
+    assert rows[0.35]["recall"] == 1 and rows[0.35]["precision"] == 1 and rows[0.35]["central_recall"] == 1
+    assert result["best"]["threshold"] <= 0.4 and result["best"]["f1"] == 1
