@@ -220,7 +220,7 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
 
 def _utf8_strings(table) -> None:
     """FITS character columns hold bytes: a ``source`` path in any script is stored as its UTF-8 bytes (astropy
-    would stop at the first non-ASCII character); readers decode them (``Table.read`` gives bytes)."""
+    would stop at the first non-ASCII character); astropy's ``Table.read`` decodes them back."""
     for col in ("source",):
         values = [str(v) for v in table[col]]
         if not all(v.isascii() for v in values):
