@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     def body():
         if args.model is None:
             raise ValueError("--model is required")
+        if args.predictions_out is not None:
+            _check_replace(Path(args.predictions_out), lambda old: isinstance(old, list), "COCO predictions")
         args.out = str(metrics_path(args))
         metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
                            batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
@@ -124,18 +126,25 @@ def metrics_path(args) -> Path:
         else:
             raise ValueError("--out is required (the metrics file) unless --model is an export folder or a "
                              ".safetensors file, beside which they are written")
-    if path.is_dir():
-        raise ValueError(f"{path}: --out is a folder; name the metrics file")
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if not (isinstance(old, dict) and "created" in old and ("model" in old or "strategy" in old)):
-            raise ValueError(f"{path}: exists and is not a metrics file of compute_scores.py; choose another --out "
-                             f"(it is left as it is)")
-        logger.warning(f"replacing {path} (the metrics of an earlier run, created {old['created']})")
+    _check_replace(path, lambda old: isinstance(old, dict) and "created" in old and ("model" in old or "strategy" in old),
+                   "metrics")
     return path
+
+
+def _check_replace(path: Path, ours, what: str) -> None:
+    """An output file may replace only an earlier run's (``ours(its JSON)``), saying so; anything else is refused."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; name the {what} file")
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not ours(old):
+        raise ValueError(f"{path}: exists and is not a {what} file of compute_scores.py; choose another name (it is "
+                         f"left as it is)")
+    logger.warning(f"replacing {path} ({what} of an earlier run)")
 
 
 def _is_main_process() -> bool:

@@ -341,9 +341,14 @@ def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(
     _one_line(capsys, "metrics.json", "not a metrics file of compute_scores.py")
     assert (tmp_path / "metrics.json").read_text() == "my notes"
     assert compute_scores.main(["--model", str(model), *args]) == 0             # its own file: replaced, said
-    assert f"replacing {model / 'metrics.json'}" in capsys.readouterr().err
+    assert f"replacing {model / 'metrics.json'} (metrics of an earlier run)" in capsys.readouterr().err
     assert compute_scores.main(["--model", "galaxy-tiny", *args]) == 2          # a preset: no place beside it
     _one_line(capsys, "--out is required")
+    (tmp_path / "preds.json").write_text("mine")
+    assert compute_scores.main(["--model", str(model), *args, "--task", "instance", "--predictions-out",
+                                "preds.json"]) == 2
+    _one_line(capsys, "preds.json", "not a COCO predictions file")
+    assert (tmp_path / "preds.json").read_text() == "mine"
 
 
 # ------------------------------------------------------------------------------------------ 12: links
