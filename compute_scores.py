@@ -2,7 +2,7 @@
 """Score a trained OneFormer on a split and write metrics.json (thin CLI over src.evaluate).
 
     python compute_scores.py --model safetensors/NAME --data-root DIR [--split test]
-        [--task semantic|instance|panoptic|all ...] [--out metrics.json] [--predictions-out predictions.json]
+        [--task semantic|instance|panoptic|all ...] [--out M.json] [--predictions-out predictions.json]
         [--batch-size B] [--base-card swin-tiny] [--device cpu|cuda] [--limit N]
 
 Several processes (``accelerate launch --num_processes N compute_scores.py ...`` or ``torchrun``): each scores a
@@ -20,10 +20,15 @@ scored for a field strategy, or for sep alone (no model):
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from pathlib import Path
 
 from src.cli import add_output_options, run_cli, setup_logging
 from src.evaluate import TASKS, evaluate, format_table, write_metrics
+
+logger = logging.getLogger("src.compute_scores")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,7 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="test")
     parser.add_argument("--task", nargs="+", default=["semantic", "instance"], choices=[*TASKS, "all"],
                         help="task(s) the model is conditioned on and scored for (default: semantic instance)")
-    parser.add_argument("--out", default="metrics.json", help="metrics JSON (written atomically)")
+    parser.add_argument("--out", default=None,
+                        help="metrics JSON (written atomically; default: MODEL/metrics.json for an export folder, "
+                             "NAME.metrics.json beside a .safetensors file; required otherwise and with --fields). "
+                             "An existing file is replaced only when it is the metrics of an earlier run (said)")
     parser.add_argument("--predictions-out", default=None,
                         help="instance predictions in COCO results format (image_id = objid)")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -73,6 +81,9 @@ def main(argv=None) -> int:
     def body():
         if args.model is None:
             raise ValueError("--model is required")
+        if args.predictions_out is not None:
+            _check_replace(Path(args.predictions_out), lambda old: isinstance(old, list), "COCO predictions")
+        args.out = str(metrics_path(args))
         metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
                            batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
                            progress=not (args.no_progress or args.quiet), device=args.device, limit=args.limit)
@@ -91,6 +102,7 @@ def _fields(args) -> None:
 
     if args.model is None and args.strategy != "sep":
         raise ValueError(f"--strategy {args.strategy} needs a --model (only --strategy sep runs without one)")
+    args.out = str(metrics_path(args))
     settings = FieldSettings(strategy=args.strategy, stamp_scale=args.stamp_scale, tile=args.tile,
                              overlap=args.overlap, batch_size=args.batch_size, task=args.tile_task,
                              outline=args.outline, stars=args.stars)
@@ -100,6 +112,44 @@ def _fields(args) -> None:
     print(format_field_table(metrics))
     write_metrics(metrics, args.out)
     print(f"\nwrote {args.out}")
+
+
+def metrics_path(args) -> Path:
+    """Where the metrics go: ``--out``, else beside the model (an export folder: ``MODEL/metrics.json``, whose model
+    card then shows them; a ``.safetensors`` file: ``NAME.metrics.json``).  Never the current folder by default.
+    An existing file is replaced only when it holds the metrics of an earlier run (a warning says so)."""
+    from src.model import resolve_model_source
+
+    if args.out is not None:
+        path = Path(args.out)
+    else:
+        kind, source = resolve_model_source(args.model) if args.model and args.fields is None else (None, None)
+        if kind == "export":
+            path = Path(source) / "metrics.json"
+        elif kind == "state_dict":
+            path = Path(source).with_suffix(".metrics.json")
+        else:
+            raise ValueError("--out is required (the metrics file) unless --model is an export folder or a "
+                             ".safetensors file, beside which they are written")
+    _check_replace(path, lambda old: isinstance(old, dict) and "created" in old and ("model" in old or "strategy" in old),
+                   "metrics")
+    return path
+
+
+def _check_replace(path: Path, ours, what: str) -> None:
+    """An output file may replace only an earlier run's (``ours(its JSON)``), saying so; anything else is refused."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; name the {what} file")
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not ours(old):
+        raise ValueError(f"{path}: exists and is not a {what} file of compute_scores.py; choose another name (it is "
+                         f"left as it is)")
+    logger.warning(f"replacing {path} ({what} of an earlier run)")
 
 
 def _is_main_process() -> bool:

@@ -6,9 +6,13 @@ format from the name), so a listing of outputs does not show them.
 """
 from __future__ import annotations
 
+import datetime as _dt
+import errno
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +31,11 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem if keep_suffix else path.name}.",
-                               suffix=path.suffix if keep_suffix else ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem if keep_suffix else path.name}.",
+                                   suffix=path.suffix if keep_suffix else ".tmp", dir=path.parent)
+    except OSError as err:
+        raise _named(err, path) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -36,9 +43,20 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False):
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
+    except OSError as err:   # e.g. a full disk: a bare "[Errno 28]" from write() names no file
+        raise _named(err, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when it names no file (``write`` / ``fsync`` errors such as ENOSPC do not)."""
+    if err.filename is not None or err.errno is None:
+        return err
+    named = type(err)(err.errno, err.strerror or os.strerror(err.errno), str(path))
+    named.__traceback__ = err.__traceback__
+    return named
 
 
 @contextmanager
@@ -86,3 +104,62 @@ def replace_folder(staging: str | os.PathLike, final: str | os.PathLike) -> Path
     else:
         os.replace(staging, final)
     return final
+
+
+# ----------------------------------------------------------------------------------------------- exclusive use
+class FolderInUseError(OSError):
+    """Another process holds the lock of an output folder; the message names it (pid, host, since when)."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, name: str = ".lock", what: str = ""):
+    """Exclusive use of ``folder`` (created when absent) while the block runs: an ``fcntl.flock`` on the file
+    ``folder/name``, which holds the holder's pid, host, start time and ``what`` (e.g. the program).
+
+    A second process asking for the same folder gets :class:`FolderInUseError` naming the holder, at once (it does
+    not wait).  The lock file is removed when the block ends; a killed holder leaves the file but not the lock
+    (the kernel drops it), so the next run takes it over.  ``NotADirectoryError`` names ``folder`` when it is a
+    file.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise FolderInUseError(f"{folder}: in use by another run ({holder}); wait for it to end or choose "
+                                   f"another folder") from None
+        try:   # the former holder may have removed the file between our open and our lock: then lock the new one
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what or os.path.basename(sys.argv[0]),
+                "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        yield path
+    finally:
+        try:
+            os.unlink(path)   # still holding the lock: a run waiting on this file sees it gone and retries
+        finally:
+            os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"{info.get('what') or 'a process'}, pid {info['pid']} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"

@@ -33,13 +33,22 @@ def run_cli(prog: str, body: Callable[[], int | None], *, verbose: bool = False,
     except errors as err:
         if verbose:
             traceback.print_exc()
-        message = str(err) or type(err).__name__
+        message = _message(err)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return 0 if status is None else int(status)
+
+
+def _message(err: BaseException) -> str:
+    """One line for a reported error; an ``OSError`` with a file name reads ``FILE: what went wrong`` (its
+    ``[Errno N]`` prefix says nothing to a user)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror}"
+    return str(err) or type(err).__name__
 
 
 class _ConsoleHandler(logging.StreamHandler):

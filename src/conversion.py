@@ -40,7 +40,8 @@ from .cli import add_output_options, run_cli, setup_logging
 from .classes import BASE_CLASSES, GALAXY_CLASSES
 from .atomic import write_json_atomic
 from .splits import SPLITS, reference_membership, write_split_set
-from .via import IMAGE_DIR, VIA_FILES, entry_objid, entry_regions, load_via, polygon_area, region_polygon
+from .via import (IMAGE_DIR, VIA_FILES, OutsideDataRoot, entry_objid, entry_regions, filename_objid, image_path,
+                  load_via, polygon_area, region_polygon)
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 OUTPUT_ALL = "galaxy_segment_classes.json"
@@ -50,6 +51,8 @@ N_EXAMPLES = 5
 
 #: Skip reasons, in the order they are tested.
 SKIP_REASONS = (
+    "objid_mismatch",      # the key's objid differs from the one in the entry's filename
+    "outside_data_root",   # filename leads out of original/zoo2Main (absolute, '..', a link): never read
     "duplicate_entry",     # the same objid annotated twice (the first one is kept)
     "no_catalog_match",    # objid not in gz2_hart16
     "no_regions",
@@ -69,7 +72,9 @@ NOT_ANNOTATED = "not_in_via_files"
 def read_annotations(data_root) -> tuple[dict[int, dict], pd.DataFrame, Counter, dict]:
     """Read the VIA files: ``(entries by objid, frame of objid/source/key, skip counts, examples)``.
 
-    An objid annotated twice is kept once and counted as ``duplicate_entry``.
+    An entry whose key and file name give different objids is skipped as ``objid_mismatch``, one whose image
+    path leads out of ``original/zoo2Main`` as ``outside_data_root`` (never read); an objid annotated twice (in
+    one file, a repeated JSON key, or in both) is kept once and counted as ``duplicate_entry``.
     """
     root = Path(data_root)
     entries: dict[int, dict] = {}
@@ -80,14 +85,27 @@ def read_annotations(data_root) -> tuple[dict[int, dict], pd.DataFrame, Counter,
         path = root / rel
         if not path.is_file():
             raise FileNotFoundError(f"VIA annotations not found: {path}")
-        for key, entry in load_via(path).items():
+        repeated: list[str] = []
+        for key, entry in load_via(path, duplicates=repeated).items():
             objid = entry_objid(key, entry, source=str(path))
-            if objid in entries:
-                skipped["duplicate_entry"] += 1
-                _example(examples, "duplicate_entry", rel, key)
+            named = filename_objid(entry)
+            if str(key).isdigit() and named is not None and named != objid:
+                reason = "objid_mismatch"
+            else:
+                try:
+                    image_path(root, entry["filename"])
+                    reason = "duplicate_entry" if objid in entries else None
+                except OutsideDataRoot:
+                    reason = "outside_data_root"
+            if reason is not None:
+                skipped[reason] += 1
+                _example(examples, reason, rel, key)
                 continue
             entries[objid] = entry
             rows.append((objid, rel, key))
+        skipped["duplicate_entry"] += len(repeated)
+        for key in repeated:
+            _example(examples, "duplicate_entry", rel, key)
     frame = pd.DataFrame(rows, columns=["objid", "source", "key"]).astype({"objid": "int64"})
     return entries, frame, skipped, examples
 
@@ -347,7 +365,8 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         "data_root": str(root),
         "catalog": catalog_path.name,
         "catalog_rows": int(len(catalog)),
-        "annotations": int(len(frame) + skipped["duplicate_entry"]),
+        "annotations": int(len(frame) + sum(skipped[r] for r in ("objid_mismatch", "outside_data_root",
+                                                                  "duplicate_entry"))),
         "kept": int(len(kept)),
         "skipped": {reason: int(skipped[reason]) for reason in SKIP_REASONS if skipped[reason]},
         "skipped_examples": {reason: examples[reason] for reason in SKIP_REASONS if examples[reason]},

@@ -29,8 +29,8 @@ from PIL import Image, UnidentifiedImageError
 from src.classes import class_id
 from src.images import ImageError, read_rgb
 from src.splits import SplitError, check_split_set, split_path
-from src.via import (IMAGE_DIR, ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask,
-                     region_polygon)
+from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask, region_polygon
+from src.via import image_path as via_image_path
 
 TASKS = ("semantic", "instance", "panoptic", "random")
 
@@ -150,7 +150,10 @@ class GalaxyDataset(torch.utils.data.Dataset):
             objid = entry_objid(key, entry, str(self.source))
         except ViaError as err:
             raise DatasetError(str(err)) from None
-        image_path = self.data_root / IMAGE_DIR / entry["filename"]
+        try:
+            image_path = via_image_path(self.data_root, entry["filename"], where)
+        except ViaError as err:
+            raise DatasetError(str(err)) from None
         try:
             if decode:
                 height, width = read_rgb(image_path).shape[:2]

@@ -57,12 +57,41 @@ def lupton_rgb(bands: np.ndarray, stretch: float = LUPTON_STRETCH, q: float = LU
         return make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=q)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An 8-bit image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
-    cannot be decoded (truncated files included) or holds 16-bit or float pixels."""
-    path = Path(path)
+#: The largest JPEG / PNG frame ``predict.py --field`` decodes (1.07 Gpx, 3.2 GB of RGB in memory), above PIL's
+#: decompression-bomb limit (179 Mpx), which it lifts deliberately for frames; the environment variable
+#: ``GALAXY_MAX_FRAME_PIXELS`` raises or lowers it.  FITS frames are memory-mapped and have no such cap.
+FRAME_MAX_PIXELS = 1 << 30
+
+
+def frame_max_pixels() -> int:
+    """:data:`FRAME_MAX_PIXELS`, or the environment's ``GALAXY_MAX_FRAME_PIXELS``."""
+    value = os.environ.get("GALAXY_MAX_FRAME_PIXELS")
+    if value is None:
+        return FRAME_MAX_PIXELS
     try:
+        pixels = int(value)
+    except ValueError:
+        pixels = 0
+    if pixels < 1:
+        raise ImageError(f"GALAXY_MAX_FRAME_PIXELS={value!r}: expected a positive number of pixels")
+    return pixels
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = None, too_large: str = "") -> np.ndarray:
+    """An 8-bit image file as (H, W, 3) uint8 RGB (grey and palette images are converted); ``ImageError`` when it
+    cannot be decoded (truncated files included) or holds 16-bit or float pixels.
+
+    ``max_pixels``: the largest image read, checked on the header before anything is decoded (``too_large`` is
+    added to the message); PIL's decompression-bomb limit is lifted for it.  Default: PIL's limit (179 Mpx),
+    a larger image is an ``ImageError`` too."""
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = None     # our own check below; PIL's is global (restored in finally)
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageError(f"{path}: {im.width}x{im.height} px is more than {max_pixels:,} px{too_large}")
             im.load()   # decode now: a truncated body fails here, not later
             if im.mode.startswith(("I", "F")):   # PIL's RGB conversion would clip or zero them, not scale them
                 raise ImageError(f"{path}: {im.mode} (16-bit integer or float) images are not supported: give 8-bit "
@@ -70,8 +99,13 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: {err.args[0] if err.args else err} (predict.py --field reads frames up to "
+                         f"GALAXY_MAX_FRAME_PIXELS = {frame_max_pixels():,} px)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{path}: unreadable image ({err})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _encode(rgb: np.ndarray, fmt: str, **kwargs) -> bytes:
@@ -103,6 +137,17 @@ def tan_header(ra: float, dec: float, shape: tuple[int, int], pixel_scale: float
     return wcs.to_header()
 
 
+def fits_text(text: str) -> tuple[str, bool]:
+    """``(value, encoded)``: ``text`` as a FITS header value, which must be ASCII: non-ASCII text is
+    percent-encoded UTF-8 (``urllib.parse.quote``; ``urllib.parse.unquote`` gives it back) and ``encoded`` is
+    true (the writer says so in a keyword beside it)."""
+    from urllib.parse import quote
+
+    if text.isascii() and text.isprintable():
+        return text, False
+    return quote(text.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~ "), True   # file names: any bytes
+
+
 def write_fits(path: str | os.PathLike, data: np.ndarray, header=None) -> Path:
     """Write one image (primary HDU) atomically."""
     from astropy.io import fits
@@ -122,6 +167,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> int:
 # ----------------------------------------------------------------------------------------------- FITS
 #: File name endings read as FITS.
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
+#: Header keywords that say a WCS is meant (a header without any of them simply has none).
+WCS_KEYWORDS = ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CD1_1", "CD2_2", "PC1_1", "PC2_2", "CDELT1", "CDELT2")
 #: Pixels used to measure the sky of one band (a regular grid of them on large frames).
 SKY_SAMPLE = 1_000_000
 
@@ -138,7 +185,8 @@ class FitsBands:
     BSCALE / BZERO here and their BLANK pixels become NaN, as are non-finite pixels of float data.
 
     ``header``: the header of the cube or of the first band (the WCS source); ``wcs``: its celestial
-    ``astropy.wcs.WCS`` (2-D), or None when the header has none.  ``shape``: (height, width) in px.
+    ``astropy.wcs.WCS`` (2-D), or None when the header has none or an unusable one (``wcs_problem`` then says
+    what is wrong with it, naming the file).  ``shape``: (height, width) in px.
     Raises :class:`ImageError` naming the file: unreadable, no image HDU, wrong shape, bands of different shapes,
     bands whose WCS disagree by more than ``max_offset`` px at the frame centre (not aligned: reproject first).
     """
@@ -147,7 +195,7 @@ class FitsBands:
         self.paths = tuple(Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
         if len(self.paths) not in (1, 3):
             raise ImageError(f"{', '.join(map(str, self.paths))}: need one 3-plane cube or three band files")
-        self._files, self._planes = [], []
+        self._files, self._planes, self._notes = [], [], {}
         try:
             if len(self.paths) == 1:
                 hdu = self._image_hdu(self.paths[0])
@@ -179,9 +227,16 @@ class FitsBands:
     def _image_hdu(self, path: Path):
         from astropy.io import fits
 
+        import warnings
+
         try:
-            hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
-            self._files.append(hdul)
+            with warnings.catch_warnings(record=True) as caught:   # astropy would print them on stderr
+                warnings.simplefilter("always")
+                hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
+                self._files.append(hdul)
+                for hdu in hdul:   # reading the headers (lazily) may warn too
+                    hdu.header
+            self._notes[path] = "; ".join(dict.fromkeys(str(w.message) for w in caught))   # said if the data fail
             for hdu in hdul:
                 if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2 and all(s > 0 for s in hdu.shape):
                     return hdu
@@ -193,24 +248,47 @@ class FitsBands:
         raise ImageError(f"{path}: no image HDU with data (HDUs: {kinds})")
 
     @staticmethod
-    def _celestial(header):
+    def _celestial(header, shape=(1, 1)):
+        """``(celestial WCS or None, what is wrong with it or None)``: a header without WCS keywords has no problem,
+        one whose WCS cannot be used says why (unreadable, axes not celestial, singular matrix, failing
+        transformation)."""
         import warnings
 
         from astropy.wcs import WCS, FITSFixedWarning
 
+        meant = any(k in header for k in WCS_KEYWORDS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             try:
                 wcs = WCS(header)
-            except Exception:   # noqa: BLE001 - astropy raises many types on broken headers: treated as no WCS
-                return None
-        return wcs.celestial if wcs.has_celestial and wcs.celestial.naxis == 2 else None
+            except Exception as err:   # noqa: BLE001 - astropy raises many types on broken headers
+                return None, f"unreadable WCS ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        if not (wcs.has_celestial and wcs.celestial.naxis == 2):
+            axes = ", ".join(f"CTYPE{k} {header.get(f'CTYPE{k}', '')!r}" for k in (1, 2))
+            return None, (f"{axes}: not a pair of celestial axes" if meant else None)
+        celestial = wcs.celestial
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                det = float(np.linalg.det(celestial.pixel_scale_matrix))
+                centre = ((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
+                back = celestial.world_to_pixel_values(*celestial.pixel_to_world_values(*centre))
+                ok = bool(np.all(np.isfinite(back)) and np.allclose(back, centre, atol=1e-3))
+            except Exception as err:   # noqa: BLE001 - e.g. astropy's SingularMatrixError
+                return None, f"the pixel <-> sky transformation fails ({type(err).__name__}: {err})"
+        if not (np.isfinite(det) and det != 0.0):
+            return None, "singular CD / PC matrix (determinant 0): the pixel <-> sky transformation cannot be inverted"
+        if not ok:
+            return None, "the pixel <-> sky transformation does not invert at the frame centre"
+        return celestial, None
 
     def _check_wcs(self, max_offset: float):
-        systems = [(p, self._celestial(h)) for p, h in zip(self.paths, self.headers)]
-        systems = [(p, w) for p, w in systems if w is not None]
+        found = [(p, *self._celestial(h, self.shape)) for p, h in zip(self.paths, self.headers)]
+        systems = [(p, w) for p, w, _ in found if w is not None]
+        self.wcs_problem = next((f"{p}: {problem}" for p, w, problem in found if problem is not None), None)
         if not systems:
             return None
+        self.wcs_problem = None
         ref_path, ref = systems[0]
         centre = ((self.shape[1] - 1) / 2.0, (self.shape[0] - 1) / 2.0)
         sky = ref.pixel_to_world(*centre)
@@ -230,7 +308,8 @@ class FitsBands:
             try:
                 raw = np.asarray(hdu.section[lead + (rows, cols)])
             except (OSError, ValueError, TypeError) as err:   # e.g. a file cut short after a complete header
-                raise ImageError(f"{path}: unreadable FITS data ({err})") from None
+                note = self._notes.get(Path(path))
+                raise ImageError(f"{path}: unreadable FITS data ({err}{'; ' + note if note else ''})") from None
             header = hdu.header
             data = raw.astype(np.float32)
             if raw.dtype.kind in "iu":
@@ -255,7 +334,7 @@ class FitsBands:
         for k, band in enumerate(sample):
             finite = band[np.isfinite(band)]
             if finite.size == 0:
-                raise ImageError(f"{self.name}: band {k} has no finite pixel")
+                raise ImageError(f"{self._planes[k][2]}: band {BANDS[k]} has no finite pixel (all blank or NaN)")
             _mean, levels[k], sigmas[k] = sigma_clipped_stats(finite, sigma=3.0, stdfunc="mad_std")
         return levels, sigmas
 
@@ -267,8 +346,8 @@ class FitsBands:
             return level, sigma, np.broadcast_to(np.asarray(flux_scale, float), 3)
         if not np.all(sigma > 0):
             raise ImageError(f"{self.name}: no measurable sky noise in band(s) "
-                             f"{[k for k in range(3) if not sigma[k] > 0]} (constant sky): give the flux scale "
-                             f"(--flux-scale)")
+                             f"{', '.join(BANDS[k] for k in range(3) if not sigma[k] > 0)} (constant sky): give the "
+                             f"flux scale (--flux-scale)")
         return level, sigma, flux_scale_for(sigma)
 
     @property
@@ -318,4 +397,5 @@ def read_fits_rgb(paths, flux_scale=None, max_pixels: int | None = None) -> dict
         level, sigma, scale = frame.scaling(flux_scale)
         rgb, valid = stretch_bands(frame.read(), level, scale)
         return {"rgb": rgb, "valid": valid, "header": frame.header.copy(), "wcs": frame.wcs,
+                "wcs_problem": frame.wcs_problem,
                 "sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}

@@ -26,6 +26,9 @@ from src.classes import THING_IDS
 TOP_K = 100
 #: A pixel where no class reaches this share of the semantic mixture is background (:func:`claim_background`).
 MIN_CLAIM = 0.1
+#: Most pixels of native-size images in one forward pass of :func:`segment` (src.sources.MAX_PIXELS: a pass on that
+#: many pixels peaks near 9.4 GB with swin-tiny).
+PASS_PIXELS = 4096 * 4096
 #: The test-time augmentations: (quarter turns, then a left-right flip).
 VIEWS = tuple((k, flip) for flip in (False, True) for k in range(4))
 
@@ -232,9 +235,11 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
     sums = [None] * len(images)
     results = [None] * len(images)
     seconds = np.zeros(len(images))
-    for group in groups.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
+    for shape, group in groups.items():
+        # memory: at most PASS_PIXELS pixels in one forward pass (a batch of large images runs a few at a time)
+        step = max(1, min(batch_size, PASS_PIXELS // (shape[0] * shape[1]))) if shape else batch_size
+        for start in range(0, len(group), step):
+            chunk = group[start:start + step]
             arrays = [_view(images[i], v) for i, v in chunk]
             tic = time.perf_counter()
             outputs = forward(model, processor, arrays, task)

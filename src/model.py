@@ -193,8 +193,15 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
         backbone = SwinConfig(**spec["backbone"])
         config = OneFormerConfig(backbone_config=backbone, **spec["oneformer"])
     elif Path(preset_or_card).is_dir():
+        check_model_type(_read_config_json(Path(preset_or_card) / "config.json"), preset_or_card)
         config = OneFormerConfig.from_pretrained(preset_or_card)
     else:
+        try:
+            raw = OneFormerConfig.get_config_dict(preset_or_card)[0]
+        except (OSError, ValueError):
+            raw = None    # _from_source says why
+        if raw is not None:
+            check_model_type(raw, preset_or_card)
         config = _from_source(OneFormerConfig, preset_or_card)
     check_config(config, preset_or_card)
     config.num_labels = NUM_LABELS
@@ -205,6 +212,36 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
             raise ValueError(f"num_queries={num_queries} must exceed text_encoder_n_ctx={config.text_encoder_n_ctx}")
         config.num_queries = num_queries
     return config
+
+
+def _read_config_json(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(f"{path}: unreadable model configuration ({err})") from None
+    if not isinstance(config, dict):
+        raise ModelSourceError(f"{path}: not a model configuration (a JSON {type(config).__name__})")
+    return config
+
+
+def check_model_type(config: dict, name: str) -> None:
+    """Refuse a configuration of another architecture: transformers would only warn, then build a OneFormer from
+    the other model's settings (random weights where the names differ)."""
+    if config.get("model_type") != OneFormerConfig.model_type:
+        raise ModelSourceError(f"{name}: model_type {config.get('model_type')!r} in its config.json, not "
+                               f"{OneFormerConfig.model_type!r}: this project runs OneFormer models only")
+
+
+def check_weights(path: str | os.PathLike) -> None:
+    """Read the header of a ``.safetensors`` file: a truncated or garbage file is a :class:`ModelSourceError`
+    naming it (the ``safetensors`` library raises its own exception type, which names no file)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelSourceError(f"{path}: not a readable .safetensors file ({err}); truncated or not a model") from None
 
 
 def check_config(config: OneFormerConfig, name: str = "") -> None:
@@ -371,11 +408,18 @@ def _load_export(path: Path, config: OneFormerConfig) -> OneFormerForUniversalSe
     re-initialised silently; any other missing, unexpected or mismatched weight is an error."""
     from transformers.utils import logging as hf_logging
 
+    from safetensors import SafetensorError
+
+    for weights in sorted(path.glob("*.safetensors")):
+        check_weights(weights)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report would list the expected text-mapper keys
     try:
         model, info = OneFormerForUniversalSegmentation.from_pretrained(
             str(path), config=config, ignore_mismatched_sizes=True, output_loading_info=True)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:   # e.g. no weights file, a corrupt .bin
+        raise ModelSourceError(f"{path}: the model's weights cannot be loaded ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", []) if ".text_mapper." not in k]
@@ -389,6 +433,7 @@ def _load_export(path: Path, config: OneFormerConfig) -> OneFormerForUniversalSe
 def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, mean, std):
     from safetensors.torch import load_model as st_load_model
 
+    check_weights(path)
     config = build_config(base_card, num_queries)
     model = _new_model(config)
     try:

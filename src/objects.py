@@ -35,8 +35,9 @@ from src.classes import CLASS_NAMES, GALAXY_CLASSES, NUM_LABELS
 
 #: Objects smaller than this (px of the object map) are dropped.
 MIN_AREA = 10
-#: Instance task: detections scoring below this are not objects (the threshold of the figures, src.visual).
-SCORE_THRESHOLD = 0.5
+#: Instance task: detections scoring below this are not objects.  Calibrated (bench/calibrate_score_threshold.py,
+#: docs/robustness.md): on the synthetic val split the demo model finds 97 % of the galaxies at 0.05-0.2, 40 % at 0.5.
+SCORE_THRESHOLD = 0.2
 #: Instance task: a detection keeps its object if at least this share of its mask is not taken by a better one.
 OVERLAP = 0.8
 #: Catalog column of each galaxy class's probability.
@@ -211,9 +212,7 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
     with atomic_path(path, keep_suffix=True) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False, lineterminator="\n")
-        elif fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
+        else:   # parquet too through astropy: its units are kept in the file's metadata, as for ECSV and FITS
             from astropy.table import Table
 
             table = Table.from_pandas(frame)
@@ -221,8 +220,20 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
                 if col in table.colnames:
                     table[col].unit = unit
             table.meta["COMMENT"] = ["x, y: 0-based pixel coordinates of the input (FITS pixel = x + 1)"]
-            table.write(tmp, format="ascii.ecsv" if fmt == "ecsv" else "fits", overwrite=True)
+            if fmt == "fits":
+                _utf8_strings(table)
+            table.write(tmp, format={"ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}[fmt], overwrite=True)
     return path
+
+
+def _utf8_strings(table) -> None:
+    """FITS character columns hold bytes: a ``source`` path in any script is stored as its UTF-8 bytes (astropy
+    would stop at the first non-ASCII character); astropy's ``Table.read`` decodes them back."""
+    for col in ("source",):
+        values = [str(v) for v in table[col]]
+        if not all(v.isascii() for v in values):
+            table[col] = np.array([v.encode("utf-8", "surrogateescape") for v in values])   # file names: any bytes
+            table.meta["COMMENT"].append(f"{col}: UTF-8 bytes")
 
 
 def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np.ndarray, wcs=None,
@@ -241,7 +252,11 @@ def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np
 
         header = wcs.to_header(relax=True) if wcs is not None else fits.Header()
         if source is not None:
-            header["SOURCE"] = str(source)     # long values continue on CONTINUE cards
+            from src.images import fits_text
+
+            header["SOURCE"], encoded = fits_text(str(source))     # long values continue on CONTINUE cards
+            if encoded:
+                header["SRCENC"] = ("percent", "SOURCE is percent-encoded UTF-8 (urllib.parse.unquote)")
         objects_hdu = fits.PrimaryHDU(objects.astype(np.int32), header=header.copy())
         objects_hdu.header["EXTNAME"] = ("OBJECTS", "object number, 0 = none (catalog column object)")
         classes_hdu = fits.ImageHDU(classes.astype(np.uint8), header=header.copy(), name="CLASSES")

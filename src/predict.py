@@ -22,8 +22,10 @@ import datetime as _dt
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.atomic import write_json_atomic
+from src.atomic import folder_lock, write_json_atomic
 from src.classes import GALAXY_CLASSES
 from src.images import BANDS, ImageError
 from src.inference import segment
@@ -258,18 +260,153 @@ def _done(out: Path, source: Source, overlays: bool) -> bool:
 
 # ------------------------------------------------------------------------------------------ the run
 def _pending(cfg: PredictConfig, out: Path, sources: list[Source]) -> list[Source]:
-    """The sources still to do; refuses an ``out`` that holds another run, or a resume with other settings."""
+    """The sources still to do; refuses an ``out`` that holds another run, or a resume with other settings.
+    An ``out`` whose earlier run wrote no record (it failed or was killed first) counts as new."""
     settings_path = out / SETTINGS_FILE
-    if not (settings_path.is_file() or (out / RECORDS).is_dir()):
+    if not _has_records(out):
+        _refuse_foreign(cfg, out)
         return list(sources)
+    if not settings_path.is_file():
+        raise InputError(f"{out}: holds {RECORDS}/ but no {SETTINGS_FILE}: not the output of a predict.py run; "
+                         f"choose another --out")
     if not cfg.resume:
         raise InputError(f"{out} holds the results of an earlier run: --resume continues it, or choose another --out")
-    previous = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    previous = _read_settings(settings_path)
     settings = cfg.result_settings()
     changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS if previous.get(k) != settings[k]]
     if changed:
         raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
+    _keep_earlier_names(out, sources)
     return [s for s in sources if not _done(out, s, cfg.overlays)]
+
+
+#: What a run writes in --out (besides src.atomic's temporary files and the lock).
+OWN_FILES = (SETTINGS_FILE, REPORT_FILE, *(f"catalog.{fmt}" for fmt in CATALOG_FORMATS))
+OWN_FOLDERS = (RECORDS, "segmentation", "overlays")
+LOCK_FILE = ".predict.lock"
+
+
+def check_values(cfg: PredictConfig) -> None:
+    """``InputError`` for option values outside their range (argparse's ``float`` takes ``nan`` and ``inf``)."""
+    if not 0.0 <= cfg.score_threshold <= 1.0:     # false for NaN too
+        raise InputError(f"--score-threshold must be a number in [0, 1], got {cfg.score_threshold}")
+    if cfg.detect_thresh is not None and not (np.isfinite(cfg.detect_thresh) and cfg.detect_thresh > 0):
+        raise InputError(f"--detect-thresh must be a positive number, got {cfg.detect_thresh}")
+
+
+def _has_records(out: Path) -> bool:
+    return (out / RECORDS).is_dir() and any((out / RECORDS).glob("*.json"))
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable ({err}); not the settings of a predict.py run") from None
+    if not isinstance(settings, dict) or "model" not in settings:
+        raise InputError(f"{path}: not the settings of a predict.py run")
+    return settings
+
+
+def _refuse_foreign(cfg: PredictConfig, out: Path) -> None:
+    """``out`` without a record of a predict.py run: refuse to write over files of the same names that no run
+    wrote (no settings file beside them), and a ``--resume`` of a folder that holds no run."""
+    if not out.is_dir() or (out / SETTINGS_FILE).is_file():
+        return
+    ours = [name for name in (*OWN_FILES, *OWN_FOLDERS) if (out / name).exists()]
+    if ours:
+        raise InputError(f"{out}: holds {', '.join(ours)} but no {SETTINGS_FILE}: not the output of a predict.py "
+                         f"run, which would replace them; choose another --out")
+    others = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
+    if cfg.resume and others:
+        raise InputError(f"{out}: nothing to resume: no predict.py run in this folder (no {SETTINGS_FILE}; it holds "
+                         f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
+
+
+def _read_record(path: Path) -> dict | None:
+    """A record, or None (logged) for a file in ``records/`` that is not one."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        logger.warning(f"{path}: not a record of predict.py, left out ({err})")
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("source"), str) or "status" not in record:
+        logger.warning(f"{path}: not a record of predict.py, left out")
+        return None
+    return record
+
+
+def _keep_earlier_names(out: Path, sources: list[Source]) -> None:
+    """A resumed run may be given other INPUTs than the earlier one (the run is extended; every earlier record
+    stays in the catalog): a source whose output name is taken by a record of another source gets the next free
+    ``NAME-k``, so that no earlier record or segmentation map is replaced."""
+    earlier = {}
+    for path in (out / RECORDS).glob("*.json"):
+        record = _read_record(path)
+        earlier[path.stem] = None if record is None else record["source"]
+    taken = {name.casefold() for name in earlier} | {s.name.casefold() for s in sources}
+    for source in sources:
+        if earlier.get(source.name, source.source) == source.source:
+            continue
+        k = 2
+        while f"{source.name}-{k}".casefold() in taken:
+            k += 1
+        source.name = f"{source.name}-{k}"
+        taken.add(source.name.casefold())
+
+
+def _earlier_records(out: Path, names: set[str]) -> list[dict]:
+    """The records in ``out`` of inputs that are not among this run's (``names``): an earlier run extended with
+    ``--resume`` and other INPUTs.  In name order."""
+    records = []
+    for path in sorted((out / RECORDS).glob("*.json")):
+        if path.stem not in names:
+            record = _read_record(path)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def _warn_wcs(inputs: list[dict], no_wcs: list[str]) -> None:
+    """FITS inputs without sky coordinates: one line for those without a WCS, one per input whose WCS is broken
+    (saying what is wrong with it)."""
+    broken = {i["source"]: i["wcs_problem"] for i in inputs if i.get("wcs_problem") and i["source"] in no_wcs}
+    plain = [s for s in no_wcs if s not in broken]
+    if plain:
+        logger.warning(f"{len(plain)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
+                       f"only (e.g. {plain[0]})")
+    for problem in broken.values():
+        logger.warning(f"unusable WCS: {problem}; its objects have pixel coordinates only")
+
+
+@contextmanager
+def _claim(out: Path, main_process: bool):
+    """The main process's exclusive use of ``out`` (``src.atomic.folder_lock``: a second run into it is refused,
+    naming this one).  When the run fails before any record is written, what it wrote is removed (and ``out``
+    itself when it created it): the corrected command then runs in the same folder, with any settings."""
+    if not main_process:
+        yield
+        return
+    existed = out.exists()
+    before = {name for name in OWN_FOLDERS if (out / name).exists()}
+    failed = False
+    try:
+        with folder_lock(out, LOCK_FILE, "predict.py"):
+            try:
+                yield
+            except BaseException:
+                failed = True
+                if not _has_records(out):
+                    (out / SETTINGS_FILE).unlink(missing_ok=True)
+                    for name in set(OWN_FOLDERS) - before:
+                        shutil.rmtree(out / name, ignore_errors=True)
+                raise
+    finally:
+        if failed and not existed:
+            try:
+                out.rmdir()   # only when empty
+            except OSError:
+                pass
 
 
 def _remove_temporary_files(out: Path) -> None:
@@ -327,11 +464,28 @@ def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, process
                 if not np.isfinite(probs).all():   # a broken model: said, never turned into background
                     fail(source, f"{source.source}: the model's output is not finite (NaN / inf)")
                     continue
-                processed.append(_finish(cfg, out, source, item, probs, task_result, model_s, rank, writer))
+                future = _finish(cfg, out, source, item, probs, task_result, model_s, rank, writer)
+                future.source = source
+                processed.append(future)
             progress(len(batch))
     finally:
         writer.shutdown(wait=True)
-    return [p.result() if isinstance(p, Future) else p for p in processed]   # raises a writer's error
+    return [_written(p, cfg, out, rank) for p in processed]
+
+
+def _written(p, cfg: PredictConfig, out: Path, rank: int) -> dict:
+    """The record of ``p`` (a record, or the future of one).  A ``ValueError`` while writing one input's outputs
+    (a value its formats cannot hold) is that input's failure, skipped with ``--skip-bad`` like an unreadable
+    image; any other error (``OSError``: a full disk) stops the run."""
+    if not isinstance(p, Future):
+        return p
+    try:
+        return p.result()
+    except ValueError as err:
+        message = f"{p.source.source}: its outputs cannot be written ({err})"
+        if not cfg.skip_bad:
+            raise ImageError(message + " (--skip-bad goes on without it)") from None
+        return _failed(out, p.source, message, rank)
 
 
 def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
@@ -343,11 +497,17 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     """
     from accelerate import PartialState
 
-    from src.progress import progress_bar
-
     cfg.check()
+    check_values(cfg)
     started = time.perf_counter()
     state = PartialState(cpu=cfg.cpu or cfg.device == "cpu")
+    with _claim(Path(cfg.out), state.is_main_process):
+        return _predict(cfg, model, processor, state, started)
+
+
+def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dict:
+    from src.progress import progress_bar
+
     out = Path(cfg.out)
     discovery = discover(cfg.inputs, cfg.bands)
     if discovery.problems and not cfg.skip_bad:
@@ -417,12 +577,14 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
         inputs.append({k: v for k, v in record.items() if k not in ("rows", "paths", "name")}
                       | {"resumed": source.name not in pending_names})
     failed = [i for i in inputs if i["status"] != "ok"]
+    earlier = _earlier_records(out, {s.name for s in discovery.sources})   # the catalog holds every record's rows
+    rows = [row for r in earlier if r["status"] == "ok" for row in r.get("rows", [])] + rows
+    inputs = [{k: v for k, v in r.items() if k not in ("rows", "paths", "name")} | {"earlier_run": True}
+              for r in earlier] + inputs
     skipped = [{"source": p["input"], "status": "failed", "error": p["error"]} for p in discovery.problems]
     catalog = write_catalog(rows, out / f"catalog.{cfg.catalog_format}", cfg.catalog_format)
     counts = Counter(r["class"] for r in rows)
-    if no_wcs:
-        logger.warning(f"{len(no_wcs)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
-                       f"only (e.g. {no_wcs[0]})")
+    _warn_wcs(inputs, no_wcs)
     for item in failed + skipped:
         logger.warning(f"skipped: {item.get('error', item['status'])}")
     timings.update(merge_s=round(time.perf_counter() - tic, 3), total_s=round(time.perf_counter() - started, 3))
@@ -433,13 +595,14 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
                                          "overlays": cfg.overlays, "skip_bad": cfg.skip_bad, "resume": cfg.resume},
         "world_size": world_size, "ranks_seen": sorted(ranks),
         "counts": {"inputs": len(discovery.sources) + len(discovery.problems), "images": len(discovery.sources),
-                   "ok": len(inputs) - len(failed), "failed": len(failed) + len(skipped),
+                   "ok": len(discovery.sources) - len(failed), "failed": len(failed) + len(skipped),
                    "processed_now": len(pending), "resumed": len(discovery.sources) - len(pending),
                    "duplicates": discovery.duplicates, "ignored_files": discovery.ignored, "objects": len(rows),
                    "by_class": {name: counts.get(name, 0) for name in GALAXY_CLASSES},
                    "point_sources": sum(bool(r.get("point_source")) for r in rows),
                    **{key: sum(i.get("stars", {}).get(key, 0) for i in inputs) for key in STAR_AGREEMENT[1:]},
-                   "no_wcs": len(no_wcs)},
+                   "no_wcs": len(no_wcs), "earlier_run": {"ok": sum(r["status"] == "ok" for r in earlier),
+                                                          "failed": sum(r["status"] != "ok" for r in earlier)}},
         "catalog": str(catalog.relative_to(out)), "timings": timings,
         "inputs": inputs + skipped,
     }

@@ -21,8 +21,11 @@ from src.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb,
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Smallest image side the models are run on, px.
 MIN_SIDE = 32
-#: Largest image run in one pass (4096 x 4096 px; about 2.5 GB of class probabilities and mask logits).
+#: Largest image run in one pass (4096 x 4096 px), checked on the file's header before it is decoded.  One pass
+#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so ``src.inference.segment``
+#: never puts more than this many pixels into one forward pass, whatever ``--batch-size`` says.
 MAX_PIXELS = 4096 * 4096
+TOO_LARGE = " for one pass of the model; predict.py --field processes frames of any size"
 
 
 class InputError(ValueError):
@@ -77,20 +80,54 @@ def _expand(item: str, base: Path | None, discovery: Discovery, depth: int = 0) 
         return files
     path = Path(item) if base is None or Path(item).is_absolute() else base / item
     if any(c in item for c in "*?["):
-        matches = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-        if not matches:
+        found = sorted(glob.glob(str(path), recursive=True))
+        matches = [p for p in found if Path(p).is_file()]
+        _broken_links([Path(p) for p in found], discovery, every=True)
+        if not matches and not any(_is_broken(Path(p)) for p in found):
             raise InputError(f"{item}: the pattern matches no file")
         return matches
     if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.is_file())
-        files = [str(p) for p in entries if p.name.lower().endswith(IMAGE_SUFFIXES) or is_fits(p)]
-        discovery.ignored += len(entries) - len(files)
-        if not files:
+        listed = sorted(path.iterdir())
+        entries = [p for p in listed if p.is_file()]
+        files = [str(p) for p in entries if _is_image_name(p)]
+        discovery.ignored += len(entries) - len(files) + _broken_links(listed, discovery)
+        if not files and not any(_is_broken(p) and _is_image_name(p) for p in listed):
             raise InputError(f"{path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES + FITS_SUFFIXES[:3])})")
         return files
+    if _is_broken(path):
+        raise InputError(_broken_message(path))
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     return [str(path)]
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES) or is_fits(path)
+
+
+def _is_broken(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()     # exists() follows the link: false when dangling or a loop
+
+
+def _broken_message(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return f"{path}: broken symbolic link (to {target}: missing, or a loop of links)"
+
+
+def _broken_links(paths: list[Path], discovery: "Discovery", every: bool = False) -> int:
+    """Dangling or looping symbolic links among ``paths``: those with an image name (or ``every`` one: a pattern's
+    matches) are problems (listed, fatal without --skip-bad); returns how many others there were (ignored)."""
+    others = 0
+    for path in paths:
+        if _is_broken(path):
+            if every or _is_image_name(path):
+                discovery.problems.append({"input": str(path), "error": _broken_message(path)})
+            else:
+                others += 1
+    return others
 
 
 def _try_expand(item, base, discovery, depth=0):
@@ -181,13 +218,15 @@ def load(source: Source, flux_scale=None) -> dict:
         frame = read_fits_rgb(source.paths, flux_scale, MAX_PIXELS)
         out = {"rgb": frame["rgb"], "valid": frame["valid"], "wcs": frame["wcs"], "header": frame["header"],
                "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")}}
+        if frame["wcs_problem"]:
+            out["info"]["wcs_problem"] = frame["wcs_problem"]
         out["info"]["masked_px"] = int((~frame["valid"]).sum())
     else:
-        out = {"rgb": read_rgb(source.paths[0]), "valid": None, "wcs": None, "header": None, "info": {}}
+        out = {"rgb": read_rgb(source.paths[0], MAX_PIXELS, TOO_LARGE), "valid": None, "wcs": None, "header": None,
+               "info": {}}
     height, width = out["rgb"].shape[:2]
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")
     if height * width > MAX_PIXELS:
-        raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px for one pass of the "
-                         f"model; predict.py --field processes frames of any size")
+        raise ImageError(f"{source.source}: {width}x{height} px is more than {MAX_PIXELS:,} px{TOO_LARGE}")
     return out

@@ -31,12 +31,44 @@ class ViaError(ValueError):
     """A VIA file or entry that cannot be used; the message names the file and the entry."""
 
 
-def load_via(path: str | os.PathLike) -> dict[str, dict]:
-    """Read a VIA 2 JSON file; malformed JSON or a wrong structure (:func:`check_entry`) raises ``ViaError``."""
+class OutsideDataRoot(ViaError):
+    """An entry's ``filename`` that leads out of ``DATA_ROOT/original/zoo2Main`` (absolute, ``..``, a link)."""
+
+
+class _Duplicated(dict):
+    """A JSON object in which some keys appeared more than once (the first value of each is kept)."""
+
+    duplicates: list
+
+
+def load_via(path: str | os.PathLike, duplicates: list | None = None) -> dict[str, dict]:
+    """Read a VIA 2 JSON file; malformed JSON or a wrong structure (:func:`check_entry`) raises ``ViaError``.
+
+    A key that appears twice in one JSON object (which ``json`` would resolve silently, the last one winning):
+    for an entry key, the first entry is kept and the key appended to ``duplicates`` when a list is given, else
+    it is a ``ViaError``; inside an entry, always a ``ViaError`` naming the entry.
+    """
     path = Path(path)
+    flagged: list[_Duplicated] = []
+
+    def pairs(items):
+        obj: dict = {}
+        repeated = []
+        for key, value in items:
+            if key in obj:
+                repeated.append(key)
+            else:
+                obj[key] = value
+        if not repeated:
+            return obj
+        obj = _Duplicated(obj)
+        obj.duplicates = repeated
+        flagged.append(obj)
+        return obj
+
     try:
         with open(path, "rb") as fh:
-            data = json.load(fh)
+            data = json.load(fh, object_pairs_hook=pairs)
     except FileNotFoundError:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -45,9 +77,53 @@ def load_via(path: str | os.PathLike) -> dict[str, dict]:
         data = data["_via_img_metadata"]
     if not isinstance(data, dict):
         raise ViaError(f"{path}: expected a JSON object of VIA entries, got {type(data).__name__}")
+    if isinstance(data, _Duplicated):
+        if duplicates is None:
+            raise ViaError(f"{path}: entry {data.duplicates[0]!r} appears more than once")
+        duplicates.extend(data.duplicates)
+        data = dict(data)
+    if any(obj is not data for obj in flagged):
+        for key, entry in data.items():
+            repeated = _repeated_key(entry)
+            if repeated is not None:
+                raise ViaError(f"{path}: entry {key!r}: key {repeated!r} appears more than once in one object")
     for key, entry in data.items():
         check_entry(key, entry, path)
     return data
+
+
+def _repeated_key(value):
+    if isinstance(value, _Duplicated):
+        return value.duplicates[0]
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        repeated = _repeated_key(child)
+        if repeated is not None:
+            return repeated
+    return None
+
+
+def image_path(data_root: str | os.PathLike, filename: str, where: str = "") -> Path:
+    """``DATA_ROOT/original/zoo2Main/filename``, after checking that it resolves (symbolic links followed) to a
+    file name inside that folder: annotation files come from third parties, and an absolute path, a ``..`` or a
+    link out of the folder would make the tools read (and the dataset export copy) any file.
+    :class:`OutsideDataRoot` otherwise; the file is not opened here."""
+    folder = Path(data_root) / IMAGE_DIR
+    path = folder / filename
+    try:
+        inside = path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):   # not below it; a NUL byte; a link loop (Python < 3.13)
+        inside = None
+    if inside is None or inside == Path("."):
+        raise OutsideDataRoot(f"{where or data_root}: image {filename!r} is not inside {folder} (absolute path, "
+                              f"'..' or a link leading out): not read")
+    return path
+
+
+def filename_objid(entry: dict) -> int | None:
+    """The objid in an entry's file name (``Dr7_<objid>.jpg``), or None when it holds none."""
+    match = _OBJID_IN_NAME.search(os.path.basename(str(entry.get("filename", ""))))
+    return None if match is None else int(match.group(1))
 
 
 def _kind(value) -> str:
@@ -105,6 +181,8 @@ def region_polygon(region: dict, where: str = "") -> tuple[np.ndarray, np.ndarra
         if values.ndim != 1 or (values.size and values.dtype.kind not in "iuf"):  # numbers, not "12" or true
             raise ViaError(f"{where}: {name} must be a list of numbers, got {shape[name]!r:.60}")
     xs, ys = xs.astype(float), ys.astype(float)
+    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        raise ViaError(f"{where}: polygon vertex with a non-finite coordinate (NaN or infinity)")
     if xs.shape != ys.shape:
         raise ViaError(f"{where}: all_points_x and all_points_y differ in length ({xs.size} vs {ys.size})")
     return xs, ys

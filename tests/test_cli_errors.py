@@ -31,7 +31,8 @@ def test_compute_scores_original_command_without_extension(tmp_path, monkeypatch
     save_model(OneFormerForUniversalSegmentation(build_config("galaxy-tiny")), "safetensors/galaxy_sem_5_1.safetensors")
     assert compute_scores.main(["--model", "safetensors/galaxy_sem_5_1", "--base-card", "galaxy-tiny",
                                 "--data-root", str(data), "--task", "semantic", "--no-progress"]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert not (tmp_path / "metrics.json").exists()      # beside the model, never the current folder by default
+    metrics = json.loads((tmp_path / "safetensors" / "galaxy_sem_5_1.metrics.json").read_text())
     assert metrics["model"] == "safetensors/galaxy_sem_5_1" and metrics["n_images"] == 2
     capsys.readouterr()
     # a name that is not there: named, with what was tried; never a download attempt
@@ -39,7 +40,8 @@ def test_compute_scores_original_command_without_extension(tmp_path, monkeypatch
     line = _one_error_line(capsys, "compute_scores.py")
     assert "safetensors/galaxy_sem_inst_10_2.safetensors" in line and "not found" in line
     # a split that does not exist
-    assert compute_scores.main(["--model", "galaxy-tiny", "--data-root", str(data), "--split", "nope"]) == 2
+    assert compute_scores.main(["--model", "galaxy-tiny", "--data-root", str(data), "--split", "nope",
+                                "--out", str(tmp_path / "m.json")]) == 2
     assert "galaxy_nope.json: split file not found" in _one_error_line(capsys, "compute_scores.py")
 
 

@@ -318,5 +318,5 @@ def test_compute_scores_fields_cli(tmp_path, capsys):
     assert metrics["strategy"] == "sep" and metrics["n_truth"] == 3 and metrics["detection"]["completeness"] == 1.0
     assert main(["--fields", str(tmp_path / "fields"), "--strategy", "cutout"]) == 2
     assert "needs a --model" in capsys.readouterr().err
-    assert main(["--fields", str(tmp_path / "nowhere"), "--strategy", "sep"]) == 2
+    assert main(["--fields", str(tmp_path / "nowhere"), "--strategy", "sep", "--out", str(tmp_path / "n.json")]) == 2
     assert "no COCO annotation file" in capsys.readouterr().err

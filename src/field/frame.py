@@ -101,10 +101,11 @@ def open_frame(source, flux_scale=None):
     """The reader of a ``src.sources.Source``: FITS bands memory-mapped and stretched region by region
     (:class:`BandFrame`, with the frame's sky level and the flux-scaling rule of ``src.images``), any other image
     decoded whole (:class:`RgbFrame`).  ``ImageError`` names the file when it cannot be used."""
-    from src.images import FitsBands, read_rgb
+    from src.images import FitsBands, frame_max_pixels, read_rgb
 
     if not source.is_fits:
-        return RgbFrame(read_rgb(source.paths[0]), name=source.source)
+        return RgbFrame(read_rgb(source.paths[0], frame_max_pixels(), " (GALAXY_MAX_FRAME_PIXELS raises the cap)"),
+                        name=source.source)
     bands = FitsBands(source.paths)
     try:
         level, sigma, scale = bands.scaling(flux_scale)
@@ -112,6 +113,8 @@ def open_frame(source, flux_scale=None):
         bands.close()
         raise
     info = {"sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}
+    if bands.wcs_problem:
+        info["wcs_problem"] = bands.wcs_problem
     return BandFrame(bands.read, bands.shape, level, scale, name=bands.name, wcs=bands.wcs, header=bands.header,
                      close=bands.close, info=info,
                     band_headers=bands.headers if len(bands.headers) == 3 else None)
