@@ -82,6 +82,7 @@ class PredictConfig:
     detect_thresh: float | None = None
     tile: int = 512
     overlap: int = 224
+    report: bool = False                  # write OUT/report.html (src.report) after the catalog
 
     def field_settings(self):
         """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
@@ -382,7 +383,12 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     if not state.is_main_process:
         return {"exit_status": int(any(r["status"] != "ok" for r in processed))}
     timings = {"model_load_s": round(load_s, 3), "predict_s": round(predict_s, 3)}
-    return merge(cfg, discovery, pending, state.num_processes, timings, started)
+    report = merge(cfg, discovery, pending, state.num_processes, timings, started)
+    if cfg.report:
+        from src.report import write_report
+
+        write_report(out)
+    return report
 
 
 def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int, timings: dict,
@@ -473,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})")
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html: the image(s), outlines and "
+                                                         "catalog in one offline page (python -m src.report OUT)")
     add_output_options(p)
     f = p.add_argument_group("survey frames (--field; see README)")
     f.add_argument("--field", action="store_true",
@@ -505,7 +513,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card,
         field=args.field, strategy=args.strategy, stamp_pixels=args.stamp_pixels, stamp_scale=args.stamp_scale,
         min_candidate_area=args.min_candidate_area, detect_thresh=args.detect_thresh, tile=args.tile,
-        overlap=args.overlap)
+        overlap=args.overlap, report=args.report)
 
 
 def main(argv=None, model=None, processor=None) -> int:
