@@ -258,16 +258,17 @@ def _columns(rows: list[dict]) -> tuple[list[str], list[str], list[str]]:
     return probs, extra, sky
 
 
-def _table_data(run: Run, layout: Layout, max_side: int) -> tuple[dict, list[str], dict]:
-    """The columns of the shared data source (one row per catalog row, outline coordinates included) and the
-    thumbnails ``[(url, x, y, w, h)]``, with the drawing's facts."""
+def _plot_data(run: Run, layout: Layout) -> tuple[dict, dict]:
+    """``(columns, facts)``: the columns of the data source that the plot and the table share (one row per
+    catalog row, in the catalog's order, with its outline in plot coordinates: empty for inputs not drawn) and
+    what the page says about them (``images``: ``[(data URL, x, y, w, h)]`` in plot coordinates, counts)."""
     rows = [row for item in run.inputs for row in item.rows]
     probs, extra, sky = _columns(rows)
     stars = "point_source" in extra
     data = {k: [] for k in ("index", "source", "name", "object", "class", "group", "colour", "score", "area_px",
                             "x", "y", "xs", "ys", "label_x", "label_y", "label", "drawn", *probs, *extra, *sky)}
     extra_colours: dict = {}
-    images, reductions, tile_labels = [], [], {"x": [], "y": [], "text": []}
+    images, unreadable, tile_labels = [], [], {"x": [], "y": [], "text": []}
     for i, item in enumerate(run.inputs):
         tile = layout.tiles.get(i)
         contours, drawn_here = {}, False
@@ -279,9 +280,8 @@ def _table_data(run: Run, layout: Layout, max_side: int) -> tuple[dict, list[str
             rgb = read_display_image(item, factor)
             height, width = item.size
             if rgb is None:
+                unreadable.append(item.source)
                 rgb = np.zeros((max(1, height // factor), max(1, width // factor), 3), np.uint8)
-            if factor > 1:
-                reductions.append((item, factor, rgb.shape))
             images.append((jpeg_data_url(rgb), x0 - 0.5 * scale, y0 - 0.5 * scale, width * scale, height * scale))
             if not layout.single:
                 tile_labels["x"].append(x0)
@@ -320,7 +320,7 @@ def _table_data(run: Run, layout: Layout, max_side: int) -> tuple[dict, list[str
                 data["label_y"].append(float("nan"))
                 data["drawn"].append(False)
             data["label"].append(f"{row['object']} {ABBREVIATIONS.get(row['class'], row['class'])}")
-    facts = {"images": images, "reductions": reductions, "tile_labels": tile_labels, "probs": probs,
+    facts = {"images": images, "unreadable": unreadable, "tile_labels": tile_labels, "probs": probs,
              "extra": extra, "sky": sky, "stars": stars, "n_rows": len(rows),
              "n_drawn": int(sum(data["drawn"])), "n_stars": data["group"].count(STAR_GROUP)}
     return data, facts
@@ -369,6 +369,9 @@ def _header(run: Run, layout: Layout, facts: dict, max_side: int, max_inline: in
                                            if drawn < n else "."))
     notes.append(f"{facts['n_drawn']} of {facts['n_rows']} catalog objects are outlined. Page size: "
                  f"__REPORT_PAGE_SIZE__ (limit {MAX_BYTES / 2 ** 20:.0f} MB).")
+    if facts["unreadable"]:
+        notes.append(f"Input image not readable (moved?), outlines drawn on black: "
+                     f"{', '.join(facts['unreadable'][:5])}" + (" …" if len(facts["unreadable"]) > 5 else "") + ".")
     missing = [c for c in STAR_COLUMNS if c not in facts["extra"]]
     if missing:
         notes.append("Not in this catalog (an older run?): " + ", ".join(missing) + ".")
@@ -408,13 +411,23 @@ filter.booleans = keep;
 DETAILS_JS = """
 const i = source.selected.indices[0];
 if (i === undefined) { div.text = 'Tap an object or a row.'; return; }
-const d = source.data, lines = [];
+const d = source.data, digits = {ra: 6, dec: 6, x: 2, y: 2}, lines = [];
+const esc = (t) => String(t).replace(/&/g, '&amp;').replace(/</g, '&lt;');
 for (const [key, label] of fields) {
   let v = d[key][i];
-  if (typeof v === 'number') v = Number.isNaN(v) ? '' : (Number.isInteger(v) ? v : v.toFixed(key === 'ra' || key === 'dec' ? 6 : 3));
-  lines.push('<b>' + label + '</b> ' + v);
+  if (typeof v === 'number')
+    v = Number.isNaN(v) ? '' : (key === 'object' || key === 'area_px') ? String(v) : v.toFixed(digits[key] ?? 3);
+  lines.push('<b>' + esc(label) + '</b> ' + esc(v));
 }
 div.text = '<div class="selected-object">' + lines.join('<br>') + '</div>';
+// a row chosen in the table whose object is out of view: centre the view on it
+const x = d['label_x'][i], y = d['label_y'][i];
+const inside = (v, r) => v >= Math.min(r.start, r.end) && v <= Math.max(r.start, r.end);
+if (Number.isFinite(x) && !(inside(x, xr) && inside(y, yr))) {
+  const w = xr.end - xr.start, h = yr.end - yr.start;
+  xr.setv({start: x - w / 2, end: x + w / 2});
+  yr.setv({start: y - h / 2, end: y + h / 2});
+}
 """
 
 
@@ -429,7 +442,7 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     if not run.inputs:
         raise ReportError(f"{run.out}: no input of this run has a record of success: nothing to show")
     layout = _layout(run.inputs, max_inline, max_side)
-    data, facts = _table_data(run, layout, max_side)
+    data, facts = _plot_data(run, layout)
     source = ColumnDataSource(data, name="catalog")
     groups = list(dict.fromkeys([c for c in GALAXY_CLASSES if c in data["group"]]
                                 + sorted(set(data["group"]) - set(GALAXY_CLASSES) - {STAR_GROUP})
@@ -514,8 +527,8 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     checks.js_on_change("active", update)
     slider.js_on_change("value", update)
     details = Div(text="Tap an object or a row.", width=720, name="details")
-    source.selected.js_on_change("indices", CustomJS(args=dict(source=source, div=details, fields=fields),
-                                                     code=DETAILS_JS))
+    source.selected.js_on_change("indices", CustomJS(args=dict(source=source, div=details, fields=fields,
+                                                               xr=plot.x_range, yr=plot.y_range), code=DETAILS_JS))
     header = Div(text=_header(run, layout, facts, max_side, max_inline), width=1500, name="header")
     links = Div(text=_links(run, layout), width=1500, name="links")
     body = column(header, row(plot, column(Div(text="<b>Show</b>"), checks, slider, table, details)), links)

@@ -332,6 +332,41 @@ def test_large_images_are_downsampled_and_positions_kept(browser, oracle, tmp_pa
             page.tap(row["x"], row["y"])
             expect(page.page.locator(".selected-object")).to_contain_text(f"id {row['object']}\n")
             assert re.search(rf"class\s+{row['class']}\n", page.page.locator(".selected-object").inner_text())
+        # zoomed in on one object, a table row of the other brings it into view
+        first, second = catalog.iloc[0], catalog.iloc[1]
+        page.js("""([x, y]) => { const p = Bokeh.documents[0].get_model_by_name('image');
+                  Bokeh.documents[0].get_model_by_name('catalog').selected.indices = [];
+                  p.x_range.setv({start: x - 20, end: x + 20}); p.y_range.setv({start: y + 20, end: y - 20}); }""",
+                [first["x"], first["y"]])
+        page.page.locator(".slick-row", has_text=second["class"]).locator(".slick-cell").nth(2).click()
+        expect(page.page.locator(".selected-object")).to_contain_text(f"class {second['class']}")
+        start, end = page.js("() => { const r = Bokeh.documents[0].get_model_by_name('image').x_range; "
+                             "return [r.start, r.end] }")
+        assert start < second["x"] < end and end - start == pytest.approx(40)
+        page.check_offline()
+    finally:
+        page.close()
+
+
+def test_field_run_shows_edge_flags(browser, oracle, tmp_path):
+    """predict.py --field: the frame's objects with their edge flag (the first touches the left border)."""
+    from tests.tiny_data import write_tiny_field
+
+    write_tiny_field(tmp_path / "field", size=96, centres=[(4, 50), (60, 50)], classes=["spiral", "elliptical"])
+    out = tmp_path / "out"
+    assert predict_main(["--model", "oracle", str(tmp_path / "field" / "field_0000.png"), "--out", str(out),
+                         "--field", "--stamp-pixels", "64", "--min-candidate-area", "20", "--report", "--quiet",
+                         "--workers", "0"], ColourOracle.for_processor(oracle[1], num_queries=24), oracle[1]) == 0
+    catalog = pd.read_csv(out / "catalog.csv")
+    assert sorted(catalog["edge"]) == [False, True]
+    page = Page(browser, out / "report.html")
+    try:
+        assert sum(page.drawn().values()) == page.table_rows()[0] == 2
+        for _, row in catalog.iterrows():
+            page.tap(row["x"], row["y"])
+            details = page.page.locator(".selected-object")
+            expect(details).to_contain_text(f"class {row['class']}")
+            assert re.search(rf"edge\s+{'yes' if row['edge'] else 'no'}\n", details.inner_text())
         page.check_offline()
     finally:
         page.close()
