@@ -376,6 +376,11 @@ def test_page_size_limit_and_errors(frame_run, tmp_path, capsys):
     from src.report import ReportError, main
 
     out, _ = frame_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    text = write_report(copy, max_side=32).read_text()            # FITS read in strips, 3 x 3 block means
+    image = re.search(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", text).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(image))).size == (32, 24) and "downsampled by 3" in text
     with pytest.raises(ReportError, match="limit 0.5 MB"):
         write_report(out, max_bytes=512 * 1024)           # Bokeh alone is larger than that
     assert main([str(tmp_path / "nowhere")]) == 2
