@@ -220,7 +220,7 @@ def _layout(inputs: list[Input], max_inline: int, max_side: int) -> Layout:
         factor = max(1, math.ceil(max(height, width) / max_side))
         return Layout(True, {0: (0.0, 0.0, 1.0, factor)}, float(width), float(height))
     shown = inputs[:max_inline]
-    columns = max(1, math.ceil(math.sqrt(len(shown) * 1.5)))
+    columns = min(8, max(1, math.ceil(math.sqrt(len(shown) * 1.5))))
     pitch = THUMB_SIDE * 1.15
     layout = Layout(False)
     for i, item in enumerate(shown):
@@ -286,7 +286,7 @@ def _plot_data(run: Run, layout: Layout) -> tuple[dict, dict]:
             if not layout.single:
                 tile_labels["x"].append(x0)
                 tile_labels["y"].append(y0 - 0.02 * THUMB_SIDE)
-                tile_labels["text"].append(_short(item.source, 34))
+                tile_labels["text"].append(_short(Path(item.source).name, 24))
             drawn_here = True
         for row in item.rows:
             group = STAR_GROUP if stars and _flag(row.get("point_source")) == "yes" else row["class"]
@@ -449,7 +449,7 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
                                 + ([STAR_GROUP] if STAR_GROUP in data["group"] else [])))
     keep = BooleanFilter(booleans=[True] * len(data["index"]), name="visible")
 
-    frame_width = 760
+    frame_width = 760 if layout.single else 900
     aspect = layout.height / max(layout.width, 1.0)
     frame_height = int(min(900, max(200, frame_width * aspect)))
     frame_width = int(min(frame_width, frame_height / aspect)) if aspect > 0 else frame_width
