@@ -397,8 +397,8 @@ def _links(run: Run, layout: Layout) -> str:
             files.append(overlay)
         links = " ".join(f"<a href='{html.escape(f)}'>{html.escape(Path(f).name)}</a>" for f in files)
         items.append(f"<li>{html.escape(item.source)} ({len(item.rows)} objects): {links}</li>")
-    return (f"<details open class='report-links'><summary><b>{len(rest)} inputs not drawn on this page</b> (their segmentation maps and "
-            f"overlays)</summary><ul>{''.join(items)}</ul></details>")
+    return (f"<details open class='report-links'><summary><b>{len(rest)} inputs not drawn on this page</b> (their "
+            f"segmentation maps and overlays)</summary><ul>{''.join(items)}</ul></details>")
 
 
 FILTER_JS = """
@@ -451,7 +451,7 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
 
     frame_width = 760 if layout.single else 900
     aspect = layout.height / max(layout.width, 1.0)
-    frame_height = int(min(900, max(200, frame_width * aspect)))
+    frame_height = int(min(900, max(60, frame_width * aspect)))
     frame_width = int(min(frame_width, frame_height / aspect)) if aspect > 0 else frame_width
     pad = 0.02 * max(layout.width, layout.height)
     plot = figure(name="image", frame_width=frame_width, frame_height=frame_height,
