@@ -372,6 +372,30 @@ def test_field_run_shows_edge_flags(browser, oracle, tmp_path):
         page.close()
 
 
+def test_real_sdss_frame(browser, oracle, real_dir, tmp_path):
+    """The real SDSS frame (../shared/real/fields/mask_galaxy_bench.jpg, 1000 x 1000 px) through predict.py --field
+    --report, with the colour oracle for a model (it outlines every bright blob): the page opens offline with every
+    object drawn and in the table."""
+    out = tmp_path / "out"
+    model = ColourOracle.for_processor(oracle[1], num_queries=128)
+    assert predict_main(["--model", "oracle", str(real_dir / "fields" / "mask_galaxy_bench.jpg"), "--out", str(out),
+                         "--field", "--stamp-pixels", "128", "--report", "--quiet", "--workers", "0"],
+                        model, oracle[1]) == 0
+    catalog = pd.read_csv(out / "catalog.csv")
+    assert len(catalog) > 50
+    page = Page(browser, out / "report.html")
+    try:
+        assert sum(page.drawn().values()) == page.table_rows()[0] == len(catalog)
+        row = catalog.iloc[0]
+        page.tap(row["x"], row["y"])
+        expect(page.page.locator(".selected-object")).to_contain_text(f"class {row['class']}")
+        page.page.screenshot(path=tmp_path / "real_report.png")
+        assert "1000×1000 px) is shown at full resolution" in page.page.locator(".report-header").inner_text()
+        page.check_offline()
+    finally:
+        page.close()
+
+
 def test_page_size_limit_and_errors(frame_run, tmp_path, capsys):
     from src.report import ReportError, main
 
