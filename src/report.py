@@ -15,7 +15,7 @@ JavaScript and CSS inlined) that opens offline from disk, written from a finishe
 
 The page's size is kept under ``max_bytes`` (default 20 MB): images are JPEG (quality ``JPEG_QUALITY``),
 outlines simplified to a tolerance of half a displayed pixel; when the page is still larger, the image is
-downsampled further.  ``python -m src.report OUT`` rebuilds the page of an existing run folder.
+downsampled further (one input) or fewer thumbnails are inlined (several).  ``python -m src.report OUT`` rebuilds the page of an existing run folder.
 """
 from __future__ import annotations
 
@@ -368,7 +368,7 @@ def _header(run: Run, layout: Layout, facts: dict, max_side: int, max_inline: in
                                            f"{n - drawn} are in the table, their files are linked below."
                                            if drawn < n else "."))
     notes.append(f"{facts['n_drawn']} of {facts['n_rows']} catalog objects are outlined. Page size: "
-                 f"__REPORT_PAGE_SIZE__ (limit {MAX_BYTES / 2 ** 20:.0f} MB).")
+                 f"__REPORT_PAGE_SIZE__.")
     if facts["unreadable"]:
         notes.append(f"Input image not readable (moved?), outlines drawn on black: "
                      f"{', '.join(facts['unreadable'][:5])}" + (" …" if len(facts["unreadable"]) > 5 else "") + ".")
@@ -535,14 +535,17 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     return body, facts
 
 
-def render(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE) -> tuple[str, dict]:
+def render(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE,
+           max_bytes: int = MAX_BYTES) -> tuple[str, dict]:
+    """The page's HTML (Bokeh's ``file_html`` with its resources inlined) and the facts of its drawing."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
     body, facts = build(run, max_side, max_inline)
     page = file_html(body, resources=INLINE, title=f"predict.py report: {run.out.name}")
     size = len(page.encode("utf-8"))
-    return page.replace("__REPORT_PAGE_SIZE__", f"{size / 2 ** 20:.1f} MB"), facts
+    return page.replace("__REPORT_PAGE_SIZE__", f"{size / 2 ** 20:.1f} MB (limit {max_bytes / 2 ** 20:.0f} MB)"), \
+        facts
 
 
 def write_report(out: str | os.PathLike, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE,
@@ -554,7 +557,7 @@ def write_report(out: str | os.PathLike, max_side: int = MAX_SIDE, max_inline: i
 
     run = load_run(out)
     while True:
-        page, facts = render(run, max_side, max_inline)
+        page, facts = render(run, max_side, max_inline, max_bytes)
         size = len(page.encode("utf-8"))
         if size <= max_bytes:
             break
