@@ -475,22 +475,23 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
         plot.text(x="x", y="y", text="text", source=ColumnDataSource(facts["tile_labels"]), text_color="#dddddd",
                   text_font_size="9px", text_baseline="bottom", name="tile_labels")
 
-    items, renderers = [], []
+    items, renderers, labels = [], [], []
+    show_labels = not layout.single or facts["n_drawn"] <= 60
     for group in groups:
-        view = CDSView(filter=GroupFilter(column_name="group", group=group) & keep)
+        in_group = GroupFilter(column_name="group", group=group)
         dashed = group == STAR_GROUP
-        glyph = plot.patches(xs="xs", ys="ys", source=source, view=view, fill_color="colour", fill_alpha=0.08,
-                             line_color="colour", line_width=2, line_dash="dashed" if dashed else "solid",
-                             selection_line_width=4, selection_fill_alpha=0.3, selection_line_color="colour",
-                             nonselection_line_alpha=0.6, nonselection_fill_alpha=0.05,
-                             name=f"outlines:{group}")
+        glyph = plot.patches(xs="xs", ys="ys", source=source, view=CDSView(filter=in_group & keep),
+                             fill_color="colour", fill_alpha=0.08, line_color="colour", line_width=2,
+                             line_dash="dashed" if dashed else "solid", selection_line_width=4,
+                             selection_fill_alpha=0.3, selection_line_color="colour", nonselection_line_alpha=0.6,
+                             nonselection_fill_alpha=0.05, name=f"outlines:{group}")
+        text = plot.text(x="label_x", y="label_y", text="label", source=source, view=CDSView(filter=in_group & keep),
+                         text_color="colour", text_font_size="10px", text_align="center", text_baseline="bottom",
+                         name=f"labels:{group}")
+        text.visible = show_labels
         renderers.append(glyph)
+        labels.append(text)
         items.append(LegendItem(label=f"{group} ({data['group'].count(group)})", renderers=[glyph]))
-    labels = plot.text(x="label_x", y="label_y", text="label", source=source, view=CDSView(filter=keep),
-                       text_color="colour", text_font_size="10px", text_align="center", text_baseline="bottom",
-                       name="labels")
-    labels.visible = not layout.single or facts["n_drawn"] <= 60
-    items.append(LegendItem(label="labels", renderers=[labels]))
     legend = Legend(items=items, click_policy="hide", location="top_left", background_fill_alpha=0.7,
                     label_text_font_size="11px", name="legend")
     plot.add_layout(legend, "right")
@@ -522,6 +523,14 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
         frame_height, 560), sortable=True, reorderable=False, selectable=True, index_position=None, name="table")
 
     checks = CheckboxGroup(labels=groups, active=list(range(len(groups))), inline=True, name="class_filter")
+    # the labels of a class show while its outlines do (legend) and the labels box is ticked
+    label_box = CheckboxGroup(labels=["labels (object number, class)"], active=[0] if show_labels else [],
+                              name="labels_toggle")
+    sync = CustomJS(args=dict(pairs=[[g, t] for g, t in zip(renderers, labels)], box=label_box),
+                    code="for (const [g, t] of pairs) t.visible = g.visible && box.active.length > 0;")
+    label_box.js_on_change("active", sync)
+    for glyph in renderers:
+        glyph.js_on_change("visible", sync)
     slider = Slider(start=0.0, end=1.0, value=0.0, step=0.01, title="lowest score", width=300, name="score_slider")
     update = CustomJS(args=dict(source=source, filter=keep, checks=checks, slider=slider), code=FILTER_JS)
     checks.js_on_change("active", update)
@@ -531,7 +540,8 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
                                                                xr=plot.x_range, yr=plot.y_range), code=DETAILS_JS))
     header = Div(text=_header(run, layout, facts, max_side, max_inline), width=1500, name="header")
     links = Div(text=_links(run, layout), width=1500, name="links")
-    body = column(header, row(plot, column(Div(text="<b>Show</b>"), checks, slider, table, details)), links)
+    body = column(header, row(plot, column(Div(text="<b>Show</b>"), checks, row(slider, label_box), table, details)),
+                  links)
     return body, facts
 
 

@@ -131,6 +131,11 @@ class Page:
           return out;
         }""")
 
+    def labels(self) -> dict:
+        """Whether each class's labels are shown."""
+        return self.js("""() => Object.fromEntries([...Bokeh.documents[0].all_models]
+          .filter(r => r.name && r.name.startsWith('labels:')).map(r => [r.name.slice(7), r.visible]))""")
+
     def table_rows(self) -> tuple[int, int]:
         """(rows in the table's view, rows the grid shows)."""
         n = self.js("() => Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name('table')).data.getLength()")
@@ -221,7 +226,13 @@ def test_frame_report_in_a_browser(browser, frame_run, tmp_path):
         page.page.wait_for_timeout(200)
         assert page.drawn()["elliptical"] == 0
         assert np.abs(page.crop(other["x"], other["y"] - 8) - before_other).max() > 60
+        assert page.labels() == {"elliptical": False, "spiral": True, "spiral barred": True}     # its labels too
         page.page.get_by_text("elliptical (1)", exact=True).click()
+        page.page.wait_for_timeout(200)
+        assert page.labels() == dict.fromkeys(("elliptical", "spiral", "spiral barred"), True)
+        page.page.get_by_role("checkbox", name="labels").uncheck()
+        assert not any(page.labels().values())
+        page.page.get_by_role("checkbox", name="labels").check()
 
         # the score slider drives plot and table
         page.js("() => { Bokeh.documents[0].get_model_by_name('score_slider').value = 1.0 }")
