@@ -15,7 +15,7 @@ DEMO_ARGS ?=
 # e.g. make notebooks NOTEBOOK_ARGS="--no-browser --port 8890"
 NOTEBOOK_ARGS ?=
 
-.PHONY: install test demo notebooks bench clean-demo
+.PHONY: install browser test demo notebooks bench clean-demo
 
 $(STAMP): requirements.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ $(STAMP): requirements.txt Makefile
 
 install: $(STAMP)
 
-test: install
+# headless Chromium for the report's browser test (tests/test_report.py): Debian's package, as root; without it
+# that test is skipped with this reason in pytest's summary.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+		echo "warning: could not install chromium (apt-get install chromium needs root): tests/test_report.py will be skipped"
+
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # synthetic data -> conversion -> CPU training (10 min budget) -> scoring -> figures; re-runs reuse each stage

@@ -87,6 +87,7 @@ class PredictConfig:
     overlap: int = 224
     stars: str = "artifact"               # point sources: class A, or the model's class (src.field.stars)
     outline: str = "model"                # field cutout strategy: the object's outline from the model or from sep
+    report: bool = False                  # write OUT/report.html (src.report) after the catalog
 
     def field_settings(self):
         """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
@@ -553,7 +554,12 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
     if not state.is_main_process:
         return {"exit_status": int(any(r["status"] != "ok" for r in processed))}
     timings = {"model_load_s": round(load_s, 3), "predict_s": round(predict_s, 3)}
-    return merge(cfg, discovery, pending, state.num_processes, timings, started)
+    report = merge(cfg, discovery, pending, state.num_processes, timings, started)
+    if cfg.report:
+        from src.report import write_report
+
+        write_report(out)
+    return report
 
 
 def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int, timings: dict,
@@ -654,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
                         "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
                         "way the catalog has the columns model_class, stellarity, point_source, saturated")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html: the image(s), outlines and "
+                                                         "catalog in one offline page (python -m src.report OUT)")
     add_output_options(p)
     f = p.add_argument_group("survey frames (--field; see README)")
     f.add_argument("--field", action="store_true",
@@ -689,7 +697,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card,
         field=args.field, strategy=args.strategy, stamp_pixels=args.stamp_pixels, stamp_scale=args.stamp_scale,
         min_candidate_area=args.min_candidate_area, detect_thresh=args.detect_thresh, tile=args.tile,
-        overlap=args.overlap, stars=args.stars, outline=args.outline)
+        overlap=args.overlap, stars=args.stars, outline=args.outline, report=args.report)
 
 
 def main(argv=None, model=None, processor=None) -> int:
