@@ -163,3 +163,22 @@ def test_predict_field_cli_outputs(tmp_path, oracle, capsys):
     status = {r["source"].split("/")[-1]: r["status"] for r in report["inputs"]}
     assert status == {"frame": "ok", "other": "failed"}
     assert "other_r.fits: unreadable FITS" in [r for r in report["inputs"] if r["status"] == "failed"][0]["error"]
+
+
+def test_sep_outlines_keep_the_model_class_and_every_candidate(tmp_path, oracle):
+    """--outline sep: each candidate's object is its sep segment (whatever the model outlines), classed by the
+    model; the catalog rows carry the star/galaxy columns."""
+    settings = FieldSettings(strategy="cutout", stamp_pixels=128, min_candidate_area=20, batch_size=4,
+                             outline="sep")
+    result, scores, truth = _score(tmp_path, oracle, settings, size=192, centres=CENTRES, classes=CLASSES,
+                                   semi_axes=(10.0, 6.0))
+    segments = result.detections.segmentation
+    assert segments is not None and len(result.objects) == len(CENTRES)
+    for obj in result.objects:
+        y0, y1, x0, x1 = obj.box
+        labels = np.unique(segments[y0:y1, x0:x1][obj.mask])
+        assert labels.size == 1 and labels[0] > 0                 # exactly one sep segment
+    assert scores["classification"]["accuracy"] == 1.0
+    rows = measure(result)
+    assert all({"model_class", "stellarity", "point_source", "saturated"} <= set(r) for r in rows)
+    assert not any(r["point_source"] for r in rows)               # 7 ellipses: no stellar sequence, no spikes

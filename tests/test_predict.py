@@ -476,3 +476,37 @@ def test_output_names_are_unique_whatever_the_paths(tmp_path):
     names = [s.name for s in discover([str(tmp_path / rel) for rel in paths]).sources]
     assert len({n.casefold() for n in names}) == len(paths), names
     assert names[:2] == ["d__x_y", "d__x_y-2"]     # clashing stems take their paths; then a suffix, in input order
+
+
+def test_cutout_stars_are_catalogued_as_class_a_unless_told_otherwise(oracle, tmp_path):
+    """A crowded cutout of Gaussian stars (one PSF) and one large ellipse: the stars the model outlines become
+    class A (their model class kept in model_class), the ellipse keeps its class; --stars model keeps every class."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:256, :256]
+    image = rng.normal(12, 3, (256, 256))
+    centres = [(x, y) for x in range(12, 250, 24) for y in range(12, 250, 24)
+               if np.hypot(x - 128, y - 128) > 50][:70]
+    for (x, y), peak in zip(centres, rng.uniform(50, 110, len(centres))):
+        image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.6 ** 2))
+    grey = np.clip(image, 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    ellipse = ((xx - 128) / 30) ** 2 + ((yy - 128) / 18) ** 2 <= 1
+    rgb[ellipse] = COLOURS["spiral"]
+    Image.fromarray(rgb).save(tmp_path / "crowded.png")
+    oracle = ColourOracle.for_processor(oracle[1], threshold=35, num_queries=128), oracle[1]
+    report = run(oracle, [tmp_path / "crowded.png"], tmp_path / "a")
+    catalog = pd.read_csv(tmp_path / "a" / "catalog.csv")
+    assert {"model_class", "stellarity", "point_source", "saturated"} <= set(catalog.columns)
+    spiral = catalog[catalog["area_px"] == catalog["area_px"].max()].iloc[0]
+    assert spiral["class"] == "spiral" and not spiral["point_source"] and not spiral["stellarity"] >= 0.5
+    stars = catalog[catalog["area_px"] < 100]
+    assert len(stars) >= 30 and stars["point_source"].mean() >= 0.8
+    assert (stars.loc[stars["point_source"], "class"] == "artifact").all()
+    assert (stars["model_class"] != "artifact").all()
+    [record] = report["inputs"]
+    assert 3.0 <= record["stars"]["psf_fwhm_px"] <= 4.6           # a Gaussian of sigma 1.6 px: FWHM 3.77 px
+    assert report["counts"]["point_sources"] == stars["point_source"].sum()
+    assert report["counts"]["reclassified_as_artifact"] == record["stars"]["point_source_model_galaxy"]
+    run(oracle, [tmp_path / "crowded.png"], tmp_path / "b", stars="model")
+    kept = pd.read_csv(tmp_path / "b" / "catalog.csv")
+    assert (kept["class"] == kept["model_class"]).all() and kept["point_source"].sum() == stars["point_source"].sum()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from src.field.detect import detect, detection_image
-from src.field.stars import (SPIKE_MIN, StarGalaxy, apply_star_rule, rgb_saturation, separate, separate_image,
+from src.field.stars import (RGB_LINEAR_PEAK, SPIKE_MIN, StarGalaxy, apply_star_rule, rgb_saturation, separate, separate_image,
                              sources_of_objects, spike_contrast)
 
 PSF_FWHM = 3.0
@@ -163,3 +163,37 @@ def test_separate_image_on_an_rgb_cutout():
     table, decision = separate_image(rgb)
     assert np.allclose(detection_image(rgb), grey)
     assert len(table) > 40 and np.isfinite(decision.psf_fwhm)
+
+
+# ------------------------------------------------------------------------------------------------ real frames
+def _real_decision(real_dir, name):
+    from src.images import read_rgb
+
+    rgb = read_rgb(real_dir / "fields" / name)
+    found = detect(lambda r, c: (detection_image(rgb[r, c]), None), rgb.shape[:2], 3.0,
+                   saturated=lambda r, c: rgb_saturation(rgb[r, c]))
+    return found.table, separate(found.table, linear_peak=RGB_LINEAR_PEAK)
+
+
+def test_real_sdss_frame_bright_stars_are_point_sources_and_its_galaxies_are_not(real_dir):
+    """The sources of bench/real_frames.py, picked by eye: the 20 brightest stars, the 6 extended galaxies."""
+    from bench.real_frames import SDSS, SDSS_GALAXIES, SDSS_STARS
+
+    table, decision = _real_decision(real_dir, SDSS)
+    assert 3.0 <= decision.psf_fwhm <= 5.0 and decision.star_dominated
+    assert all(decision.point_source[_at(table, xy)] for xy in SDSS_STARS)
+    assert not any(decision.point_source[_at(table, xy)] for xy in SDSS_GALAXIES)
+    candidates = table["npix"] >= 90
+    assert (candidates & ~decision.point_source).sum() <= 36        # "a few dozen at most" may be galaxies
+
+
+def test_real_hst_frame_bright_galaxies_are_not_point_sources(real_dir):
+    from bench.real_frames import HST, HST_BRIGHT, HST_STARS, LARGE_PX
+
+    table, decision = _real_decision(real_dir, HST)
+    stars = {_at(table, xy) for xy in HST_STARS}
+    bright = [k for k in np.argsort(-table["flux"])[:HST_BRIGHT] if k not in stars]
+    assert not decision.point_source[bright].any()
+    large = [k for k in np.flatnonzero(table["npix"] >= LARGE_PX) if k not in stars]
+    assert np.mean(~decision.point_source[large]) >= 0.9
+    assert sum(decision.spiky[k] for k in stars) >= 2       # two of the three stars show their spikes

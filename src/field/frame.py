@@ -9,12 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from src.field.detect import BAND_THRESH, RGB_THRESH, detection_image
+from src.field.stars import RGB_LINEAR_PEAK
 
 
 class RgbFrame:
     """An (H, W, 3) uint8 RGB image held in memory.  ``name``: for messages; ``wcs``: None (no sky coordinates)."""
 
     detect_thresh = RGB_THRESH
+    #: Peaks above this (detection image units) are flattened by the stretch (``src.field.stars``).
+    linear_peak = RGB_LINEAR_PEAK
 
     def __init__(self, rgb: np.ndarray, name: str = "frame", wcs=None, header=None):
         rgb = np.asarray(rgb)

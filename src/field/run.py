@@ -145,7 +145,7 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     segments = settings.strategy == "sep" or (settings.strategy == "cutout" and settings.outline == "sep")
     detections = detect(frame.detection, frame.shape, thresh, segmentation=segments,
                         saturated=getattr(frame, "saturation", None))
-    stars = separate(detections.table)
+    stars = separate(detections.table, linear_peak=getattr(frame, "linear_peak", np.inf))
     counts["sources"] = len(detections)
     timings["detect_s"] = time.perf_counter() - tic
     memory["detect"] = peak_rss_gib()

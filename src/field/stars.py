@@ -20,19 +20,28 @@ background-subtracted image):
 
 The decision (:func:`separate`), frame by frame:
 
-1. **The stellar locus.**  Point sources share one profile, so whatever the image's stretch, they lie on one
-   narrow curve of size against brightness; galaxies lie above it.  In bins of 0.2 dex of flux (unsaturated
-   sources above ``LOCUS_MIN_SNR``), the locus is the densest ridge at the small-size end: the mode of
-   log10 ``r50`` among the bin's smaller half, made non-decreasing with flux.  Bins with fewer than
-   ``LOCUS_MIN_COUNT`` sources are not used, and a frame with fewer than ``LOCUS_MIN_STARS`` sources near its
-   locus has none (no stars to measure: every source is then judged by its spikes alone).
-2. **The PSF FWHM** of the frame: the median isophotal FWHM of the locus stars whose peak lies between
-   ``LOCUS_MIN_SNR`` times the noise and half the brightest peak (unsaturated, in the linear part of any stretch).
-3. **Stellarity** (0: extended, 1: point-like): ``1 / (1 + exp((d - 3 sigma) / sigma))`` with ``d`` the source's
-   size excess over the locus (dex) and ``sigma`` the locus's scatter; 0.5 at 3 sigma above it.  Brighter than the
-   locus's brightest bin (too few sources there to trace it), the size is not used: stellarity is NaN.
-4. **Point source** (catalogued as class A, "star or artifact", as in GZ2): stellarity >= 0.5, or a spike
-   contrast of ``SPIKE_MIN`` or more (a saturated star, whose flat core and spikes put it off any locus).
+1. **The stellar sequence** (:func:`stellar_sequence`).  Stars share one profile, so in the linear part of the
+   image's stretch (unsaturated, peak at most ``linear_peak``, signal-to-noise ``LOCUS_MIN_SNR`` or more) their
+   FWHM is the same at every brightness, as on SExtractor's FWHM-magnitude diagram.  The ridge (mode of the smaller
+   half) of log10 ``fwhm`` in the faintest flux bins of 0.2 dex gives the **PSF FWHM** and its scatter ``sigma``.
+   It is a stellar sequence only if ``LOCUS_MIN_STARS`` sources lie within 0.1 dex of it and they are as
+   concentrated as stars (median FWHM / (2 ``r50``) at least ``SEQUENCE_MIN_CONCENTRATION``); otherwise the frame
+   has no measurable PSF (a deep field of galaxies, a frame with no stars) and the PSF FWHM is NaN.
+2. **Stellarity** of the sources in the linear part: ``1 / (1 + exp((d - 3 sigma) / sigma))`` with ``d`` the
+   excess of log10 ``fwhm`` over the PSF's: 0.5 at 3 sigma above it.
+3. **Bright sources** (saturated, or flattened by the stretch) cannot be judged by their FWHM.  In a
+   **star-dominated** frame (the sequence is flat over its bins, rising at most ``SEQUENCE_MAX_SLOPE`` dex per dex,
+   and most linear-part sources are on it, as at low galactic latitude), the bright end of the size-flux locus is
+   made of stars: the ridge of log10 ``r50`` against log10 flux (:func:`fit_bright_locus`) continues it, and the
+   stellarity of a bright source is the same logistic of its ``r50`` excess over that ridge.  Elsewhere (a deep
+   field, where the bright ridge is made of compact galaxies) bright sources get NaN stellarity.
+4. **Point source** (catalogued as class A, "star or artifact", as in GZ2): stellarity >= ``POINT_SOURCE_MIN``, or
+   a spike contrast of ``SPIKE_MIN`` or more (a saturated star with diffraction spikes, in any frame).
+
+These rules were set on the real SDSS and HST frames of ``../shared/real/fields`` and on GalSim frames
+(``tests/test_stars.py``); ``bench/real_frames.py`` measures their outcome.  A single cutout holds few stars: its
+PSF is measured when it holds ``LOCUS_MIN_STARS`` unsaturated ones, and its bright central star is a point source
+only through its spikes or a star-dominated locus.
 """
 from __future__ import annotations
 
@@ -58,8 +67,9 @@ SEQUENCE_MIN_COUNT = 5
 LOCUS_BIN_DEX = 0.2
 #: Smallest scatter of the locus, dex (pixelisation).
 LOCUS_MIN_SIGMA = 0.02
-#: Sources whose peak is at most this share of the frame's brightest peak are in the linear part of any stretch.
-LINEAR_PEAK = 0.5
+#: 8-bit images (JPEG / PNG): sources whose peak above the background is at most this are in the near-linear part
+#: of the stretch (half the 8-bit range; brighter ones are flattened by the asinh stretch and the 255 clip).
+RGB_LINEAR_PEAK = 127.5
 #: The stellar sequence is traced over this many flux bins (the faintest well-populated ones) ...
 SEQUENCE_BINS = 4
 #: ... and is flat (made of stars) if its FWHM rises by at most this much (dex per dex of flux) over them.
@@ -251,10 +261,12 @@ def stellar_sequence(flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.n
     return log_psf, sigma, bool(slope <= SEQUENCE_MAX_SLOPE)
 
 
-def separate(table: np.ndarray, rms=None) -> StarGalaxy:
+def separate(table: np.ndarray, rms=None, linear_peak: float = np.inf) -> StarGalaxy:
     """The star/galaxy decision for every source of a detection ``table`` (see the module docstring).
 
-    ``rms``: the background rms of each source, image units (default: the table's ``rms`` column).
+    ``rms``: the background rms of each source, image units (default: the table's ``rms`` column);
+    ``linear_peak``: the highest peak (image units above the background) in the linear part of the image's stretch
+    (:data:`RGB_LINEAR_PEAK` for 8-bit images; linear FITS bands: no limit but saturation).
     """
     n = len(table)
     rms = np.broadcast_to(np.asarray(table["rms"] if rms is None else rms, float), (n,))
@@ -263,9 +275,7 @@ def separate(table: np.ndarray, rms=None) -> StarGalaxy:
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = table["peak"] / rms
         log_fwhm = np.log10(table["fwhm"])
-    brightest = table["peak"].max(initial=0.0)
-    linear = (table["nsat"] == 0) & (snr >= LOCUS_MIN_SNR) & (table["fwhm"] > 0) & (table["peak"] <= LINEAR_PEAK
-                                                                                     * brightest)
+    linear = (table["nsat"] == 0) & (snr >= LOCUS_MIN_SNR) & (table["fwhm"] > 0) & (table["peak"] <= linear_peak)
     concentration = table["fwhm"] / (2.0 * np.maximum(table["r50"], 1e-6))
     sequence = stellar_sequence(table["flux"][linear], log_fwhm[linear], concentration[linear])
     if sequence is not None:
@@ -356,4 +366,4 @@ def separate_image(rgb: np.ndarray, thresh: float = 3.0, valid: np.ndarray | Non
     table, _seg, rms = detect_array(detection_image(rgb), thresh, valid, segmentation=False,
                                     saturated=rgb_saturation(rgb))
     table["rms"] = rms
-    return table, separate(table)
+    return table, separate(table, linear_peak=RGB_LINEAR_PEAK)
