@@ -62,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     fields.add_argument("--tile-task", default="semantic", choices=("semantic", "instance", "panoptic"),
                         help="tiles: the task the model is conditioned on, which decides what an object is "
                              "(as predict.py --task; default semantic)")
-    fields.add_argument("--outline", default="model", choices=("model", "sep"),
-                        help="cutout: object outlines from the model (default) or sep's segments (predict.py --outline)")
+    fields.add_argument("--outline", default="sep", choices=("sep", "model"),
+                        help="cutout: object outlines from sep's segments (default) or the model (predict.py --outline)")
     fields.add_argument("--stars", default="artifact", choices=("artifact", "model"),
                         help="point sources scored as class A (default) or with the model's class (predict.py --stars)")
     fields.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")

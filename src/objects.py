@@ -22,6 +22,12 @@ decreasing area.  Their class probabilities come from the per-pixel class probab
 * ``score``: ``instance``: the detection score (class probability x mean mask probability, as scored by COCO AP);
   ``semantic`` and ``panoptic``: the mean over the object's pixels of the probability of its class (background
   included in the normalisation, so a faint or uncertain object scores low).
+
+Star/galaxy columns (``src.field.stars``; fields and cutouts alike): ``model_class`` (the model's class),
+``stellarity`` (0 extended - 1 point-like, from the frame's own PSF; empty where the source's size cannot be
+judged: saturated, stretched flat, or no stellar sequence in the frame), ``point_source`` (stellarity >= 0.5 or
+diffraction spikes; such an object is catalogued as class A, "star or artifact", unless ``predict.py --stars
+model``) and ``saturated`` (the source has saturated pixels).
 """
 from __future__ import annotations
 

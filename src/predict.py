@@ -86,7 +86,7 @@ class PredictConfig:
     tile: int = 512
     overlap: int = 224
     stars: str = "artifact"               # point sources: class A, or the model's class (src.field.stars)
-    outline: str = "model"                # field cutout strategy: the object's outline from the model or from sep
+    outline: str = "sep"                  # field cutout strategy: the object's outline from sep or from the model
     report: bool = False                  # write OUT/report.html (src.report) after the catalog
 
     def field_settings(self):
@@ -679,9 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)")
     f.add_argument("--detect-thresh", type=float, default=None,
                    help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)")
-    f.add_argument("--outline", default="model", choices=("model", "sep"),
-                   help="cutout: an object's outline: model = the model's central region of the stamp (default); "
-                        "sep = the candidate's sep isophote segment, the model giving its class")
+    f.add_argument("--outline", default="sep", choices=("sep", "model"),
+                   help="cutout: an object's outline: sep = the candidate's sep isophote segment (3 sigma, deblended; "
+                        "it reaches the galaxy's visible edge), the model giving its class and score (default); "
+                        "model = the model's central region of the stamp")
     f.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
     f.add_argument("--overlap", type=int, default=224,
                    help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)")

@@ -197,3 +197,35 @@ def test_real_hst_frame_bright_galaxies_are_not_point_sources(real_dir):
     large = [k for k in np.flatnonzero(table["npix"] >= LARGE_PX) if k not in stars]
     assert np.mean(~decision.point_source[large]) >= 0.9
     assert sum(decision.spiky[k] for k in stars) >= 2       # two of the three stars show their spikes
+
+
+def test_star_galaxy_scorer_counts_both_views_by_snr():
+    from types import SimpleNamespace
+
+    from pycocotools import mask as mask_utils
+
+    from src.classes import LABEL2ID
+    from src.field.detect import TABLE_DTYPE
+    from src.field.score import StarGalaxyScorer
+
+    galaxy = np.zeros((64, 64), np.uint8, order="F")
+    galaxy[10:20, 10:20] = 1
+    rle = mask_utils.encode(galaxy)
+    rle["counts"] = rle["counts"].decode("ascii")
+    table = np.zeros(4, dtype=TABLE_DTYPE)
+    table["x"], table["y"] = (15, 40, 50, 5), (15, 40, 10, 60)
+    table["flux"], table["npix"], table["rms"] = (400, 120, 30, 50), (100, 16, 9, 9), 1.0
+    detections = SimpleNamespace(table=table, snr=lambda: np.array([40.0, 30.0, 10.0, 20.0]))
+    decision = SimpleNamespace(point_source=np.array([False, True, False, True]))
+    unannotated = [{"x": 40, "y": 41, "star": True}, {"x": 50, "y": 10, "star": True},
+                   {"x": 5, "y": 58, "star": False}, {"x": 30, "y": 30, "star": True}]     # the last: undetected
+    scorer = StarGalaxyScorer()
+    scorer.add([{"rle": rle}], unannotated, detections, decision,
+               {0: LABEL2ID["elliptical"], 1: LABEL2ID["artifact"], 3: LABEL2ID["spiral"]})
+    scores = scorer.scores()
+    classical = scores["classical"]["above_10_sigma"]
+    assert scores["classical"]["n"] == 4
+    assert classical["n_stars"] == 2 and classical["star_completeness"] == 0.5 and classical["star_purity"] == 0.5
+    assert classical["n_galaxies"] == 2 and classical["galaxy_completeness"] == 0.5
+    catalog = scores["catalog"]["above_10_sigma"]       # source 2 owns no object; 3 is a galaxy called spiral
+    assert scores["catalog"]["n"] == 3 and catalog["star_completeness"] == 1.0 and catalog["galaxy_completeness"] == 1.0

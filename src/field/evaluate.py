@@ -62,14 +62,15 @@ def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = No
         frame = RgbFrame(rgb, name=str(image["path"]))
         result = predict_field(frame, model, processor, settings, progress=progress)
         seconds = time.perf_counter() - tic
+        sources = sources_of_objects(result.object_map, result.detections.table)
         artifacts = frozenset()
         if uses_model and settings.stars == "artifact":
-            sources = sources_of_objects(result.object_map, result.detections.table)
             artifacts = frozenset(number - 1 for number, k in sources.items() if result.stars.point_source[k])
         predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape), classes=uses_model,
                                                     artifacts=artifacts)
         star_scorer.add(truth["truth"][image["id"]], truth["unannotated"][image["id"]], result.detections,
-                        result.stars)
+                        result.stars, {k: predictions[number - 1]["class_id"] for number, k in sources.items()}
+                        if uses_model else None)
         scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None, frame=rgb)
         per_frame.append({"image": image["file_name"], "seconds": round(seconds, 3), "objects": len(result.objects),
                           **{k: round(v, 3) for k, v in result.timings.items()}})
@@ -115,10 +116,12 @@ def format_field_table(metrics: dict) -> str:
             cells = [f"[{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): {_fmt(b['fraction'], 2)} (n={b['n']})"
                      for b in det[key]]
             lines.append(f"{label}: " + "; ".join(cells))
-    separation = metrics.get("star_galaxy", {})
-    if separation.get("n"):
+    for view, label in (("classical", "point sources (src.field.stars)"), ("catalog", "catalogued as class A")):
+        separation = metrics.get("star_galaxy", {}).get(view, {})
+        if not separation.get("n"):
+            continue
         high = separation["above_10_sigma"]
-        lines.append(f"star/galaxy above 10 sigma: stars {high['n_stars']} (completeness "
+        lines.append(f"star/galaxy, stars = {label}, above 10 sigma: stars {high['n_stars']} (completeness "
                      f"{_fmt(high['star_completeness'])}, purity {_fmt(high['star_purity'])}), galaxies "
                      f"{high['n_galaxies']} (completeness {_fmt(high['galaxy_completeness'])}, purity "
                      f"{_fmt(high['galaxy_purity'])})")

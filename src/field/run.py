@@ -14,9 +14,10 @@ area, RA/Dec with a WCS), plus the ``edge`` flag.  Every strategy runs sep first
 decision (``src.field.stars``: the frame's PSF FWHM, a stellarity per source), and each object takes the
 decision of the brightest source on it; with ``stars="artifact"`` a point source is catalogued as class A.
 
-``outline`` (cutout strategy): ``model``, the object is the model's central region of the stamp; ``sep``, the
-object is the candidate's sep segment (the isophote at the detection threshold, deblended) and the model gives
-its class (probabilities averaged over the segment) and decides whether it is an object at all.
+``outline`` (cutout strategy): ``sep`` (default), the object is the candidate's sep segment (the isophote at the
+detection threshold, deblended: it reaches the galaxy's visible edge, as a GZ2 annotator outlines it) and the model
+gives its class and score (probabilities averaged over the segment; a candidate the model sees no galaxy in scores
+low); ``model``, the object is the model's central region of the stamp, and a candidate without one is dropped.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class FieldSettings:
     score_threshold: float = 0.5          # tiles: lowest instance detection score
     tta: bool = False
     stars: str = "artifact"               # point sources: "artifact" (class A) or "model" (the model's class)
-    outline: str = "model"                # cutout: the object's outline from the "model" or from "sep"
+    outline: str = "sep"                  # cutout: the object's outline from "sep" (its segment) or the "model"
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -295,25 +295,30 @@ def object_predictions(objects, encoder: MaskEncoder, classes: bool = True,
 
 
 class StarGalaxyScorer:
-    """The star/galaxy decision (``src.field.stars``) against the truth of synthetic fields: the annotated galaxies
-    (each the sep source whose centroid lies on its mask, the brightest) and the unannotated sources (stars and
-    faint galaxies: the sep source nearest to the drawn position, within ``MATCH_PX`` px).  Sources no truth
-    matches are not scored.  By the sources' isophotal signal-to-noise (``src.field.detect.Detections.snr``),
-    in ``SNR_BINS``: star completeness (true stars called point sources / true stars detected), star purity (true
-    stars among the point sources matched to a truth), and the same for galaxies (not point sources)."""
+    """The star/galaxy decision against the truth of synthetic fields: the annotated galaxies (each the sep source
+    whose centroid lies on its mask, the brightest) and the unannotated sources (stars and faint galaxies: the sep
+    source nearest to the drawn position, within ``MATCH_PX`` px).  Sources no truth matches are not scored.
+
+    Two views, by the sources' isophotal signal-to-noise (``src.field.detect.Detections.snr``) in ``SNR_BINS``:
+    ``classical``, every matched source called a star when ``src.field.stars`` calls it a point source; and
+    ``catalog``, the matched sources that own a catalogued object, called a star when that object is class A (the
+    star rule or the model).  Each gives star completeness (true stars called stars / true stars), star purity
+    (true stars among the sources called stars), and the same for galaxies."""
 
     MATCH_PX = 3.0
     SNR_BINS = (3.0, 10.0, 30.0, 100.0, np.inf)
 
     def __init__(self):
-        self.rows = []        # (snr, is star, called point)
+        self.rows = {"classical": [], "catalog": []}      # (snr, is star, called a star)
 
-    def add(self, truth: list[dict], unannotated: list[dict], detections, decision) -> None:
+    def add(self, truth: list[dict], unannotated: list[dict], detections, decision,
+            object_classes: dict[int, int] | None = None) -> None:
+        """One frame.  ``object_classes``: ``{detection row: class id of the catalogued object it owns}``."""
         table = detections.table
         if len(table) == 0:
             return
         snr = detections.snr()
-        claimed = set()
+        matched: dict[int, bool] = {}          # detection row -> is a star
         rows_px = np.floor(table["y"] + 0.5).astype(int)
         cols_px = np.floor(table["x"] + 0.5).astype(int)
         for ann in truth:
@@ -322,31 +327,35 @@ class StarGalaxyScorer:
                                     & (cols_px < box[1].stop))
             inside = [k for k in inside if mask[rows_px[k] - box[0].start, cols_px[k] - box[1].start]]
             if inside:
-                k = max(inside, key=lambda j: table["flux"][j])
-                claimed.add(k)
-                self.rows.append((snr[k], False, bool(decision.point_source[k])))
+                matched[max(inside, key=lambda j: table["flux"][j])] = False
         for source in unannotated:
             distance = np.hypot(table["x"] - source["x"], table["y"] - source["y"])
             k = int(np.argmin(distance))
-            if distance[k] <= self.MATCH_PX and k not in claimed:
-                claimed.add(k)
-                self.rows.append((snr[k], bool(source["star"]), bool(decision.point_source[k])))
+            if distance[k] <= self.MATCH_PX and k not in matched:
+                matched[k] = bool(source["star"])
+        for k, star in matched.items():
+            self.rows["classical"].append((snr[k], star, bool(decision.point_source[k])))
+            if object_classes is not None and k in object_classes:
+                self.rows["catalog"].append((snr[k], star, object_classes[k] == LABEL2ID["artifact"]))
 
-    def scores(self) -> dict:
-        if not self.rows:
+    @classmethod
+    def _rates(cls, rows) -> dict:
+        if not rows:
             return {"n": 0}
-        snr, star, point = (np.array(v) for v in zip(*self.rows))
-        star, point = star.astype(bool), point.astype(bool)
+        snr, star, called = (np.array(v) for v in zip(*rows))
+        star, called = star.astype(bool), called.astype(bool)
 
         def rates(inside):
-            s, p = star & inside, point & inside
-            g, e = ~star & inside, ~point & inside
+            s, c, g, e = star & inside, called & inside, ~star & inside, ~called & inside
             share = lambda hits, total: float(hits.sum() / total.sum()) if total.any() else None  # noqa: E731
             return {"n_stars": int(s.sum()), "n_galaxies": int(g.sum()),
-                    "star_completeness": share(s & point, s), "star_purity": share(p & star, p),
-                    "galaxy_completeness": share(g & ~point, g), "galaxy_purity": share(e & ~star, e)}
+                    "star_completeness": share(s & called, s), "star_purity": share(c & star, c),
+                    "galaxy_completeness": share(g & ~called, g), "galaxy_purity": share(e & ~star, e)}
 
         bins = [{"min": float(lo), "max": None if not np.isfinite(hi) else float(hi),
-                 **rates((snr >= lo) & (snr < hi))} for lo, hi in zip(self.SNR_BINS[:-1], self.SNR_BINS[1:])]
-        return {"n": int(star.size), "above_10_sigma": rates(snr >= 10.0), "by_snr": bins,
-                "snr": "isophotal signal-to-noise of the matched sep source (src.field.detect.Detections.snr)"}
+                 **rates((snr >= lo) & (snr < hi))} for lo, hi in zip(cls.SNR_BINS[:-1], cls.SNR_BINS[1:])]
+        return {"n": int(star.size), "above_10_sigma": rates(snr >= 10.0), "by_snr": bins}
+
+    def scores(self) -> dict:
+        return {"snr": "isophotal signal-to-noise of the matched sep source (src.field.detect.Detections.snr)",
+                **{view: self._rates(rows) for view, rows in self.rows.items()}}
