@@ -43,11 +43,11 @@ figures: install
 
 # the documentation site (docs/, mkdocs.yml) into site/; warnings are errors, as in the test suite
 docs: install
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # the same site served at http://127.0.0.1:8000 while you edit; Ctrl-C stops it
 docs-serve: install
-	$(PY) -m mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 # JupyterLab in the project venv, on the repository (data_conversion.ipynb, post_training.ipynb); Ctrl-C stops it
 notebooks: install
