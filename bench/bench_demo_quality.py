@@ -4,9 +4,9 @@
                                                  [--class-weight W] [--scene sdss|clean]
                                                  [--data-root data/synthetic] [--keep DIR]
 
-Uses the demo's synthetic set of ``--scene`` (run ``make demo`` first, or it is generated and split here), the demo's training
-settings (``src.demo``'s defaults) and the ``galaxy-small`` preset, with ``--dropout`` / ``--drop-path`` /
-``--class-weight`` overriding the preset to compare variants.  Prints, for the test split:
+Uses the demo's synthetic set of ``--scene`` (run ``make demo`` first, or it is generated and split here), the
+demo's training settings (``src.demo``'s defaults) and the ``galaxy-small`` preset, with ``--dropout`` /
+``--drop-path`` / ``--class-weight`` overriding the preset to compare variants.  Prints, for the test split:
 
 * the seed-protocol mIoU and accuracy (semantic task) and the per-class standard IoU;
 * how well the model ranks spiral vs spiral barred: the area under the ROC curve of p(SB) / (p(S) + p(SB)) of

@@ -321,3 +321,17 @@ def test_the_path_scan_sees_what_it_looks_for():
         assert ABSOLUTE_PATH.search(bad), bad
     for fine in ("data/tmp/x", "../shared/real", "https://example.org/home/x", "safetensors/galaxy_demo"):
         assert not ABSOLUTE_PATH.search(fine), fine
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_docs_and_make_figures_run_what_the_pages_say():
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def dry(target):
+        return subprocess.run(["make", "--no-print-directory", "-n", target, "PY=VENV_PYTHON"],
+                              cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    assert "VENV_PYTHON -m mkdocs build --strict --site-dir site" in dry("docs")
+    figures = dry("figures")
+    assert "VENV_PYTHON -m src.demo --readme-figures" in figures   # the only target that writes into images/
+    assert "VENV_PYTHON -m src.synthetic.figure" in figures
+    assert "--readme-figures" not in dry("demo") and "site" in (REPO / ".gitignore").read_text()
