@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def help_text(kind: str, name: str) -> str:
     argv, cwd, path = sys.argv, os.getcwd(), list(sys.path)
     try:
         os.chdir(REPO)
-        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop, warnings.catch_warnings():
+            # runpy warns when a module it runs as __main__ was imported before (by an earlier --help): harmless here
+            warnings.simplefilter("ignore", RuntimeWarning)
             if kind == "module":
                 sys.argv = [name, "--help"]
                 runpy.run_module(name, run_name="__main__", alter_sys=True)
