@@ -338,3 +338,14 @@ def test_make_docs_and_make_figures_run_what_the_pages_say():
     assert "VENV_PYTHON -m src.demo --readme-figures" in figures   # the only target that writes into images/
     assert "VENV_PYTHON -m src.synthetic.figure" in figures
     assert "--readme-figures" not in dry("demo") and "site" in (REPO / ".gitignore").read_text()
+
+
+def test_each_benchmark_has_its_table():
+    """BENCHMARKS.md: one section per benchmark, each with what it measures, the command, the machine and load,
+    the figure and the date."""
+    sections = (REPO / "BENCHMARKS.md").read_text().split("\n## ")[1:]
+    assert len(sections) >= 10
+    for section in sections:
+        rows = re.findall(r"^\| (measures|command|machine, load|figure|date) \| (.+) \|$", section, re.M)
+        assert [k for k, _ in rows] == ["measures", "command", "machine, load", "figure", "date"], section[:60]
+        assert re.search(r"\d{4}-\d{2}-\d{2}", dict(rows)["date"]), section[:60]
