@@ -15,13 +15,13 @@ DEMO_ARGS ?=
 # e.g. make notebooks NOTEBOOK_ARGS="--no-browser --port 8890"
 NOTEBOOK_ARGS ?=
 
-.PHONY: install browser test demo notebooks bench clean-demo
+.PHONY: install browser test demo figures docs docs-serve notebooks bench clean-demo
 
-$(STAMP): requirements.txt Makefile
+$(STAMP): requirements.txt requirements-docs.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-docs.txt
 	$(PY) -m pip install --quiet --no-deps $(OPEN_CLIP)
 	touch $(STAMP)
 
@@ -40,6 +40,21 @@ test: install browser
 # synthetic data -> conversion -> CPU training (10 min budget) -> scoring -> figures; re-runs reuse each stage
 demo: install
 	$(PY) -m src.demo $(DEMO_ARGS)
+
+# the README's figures in images/: the demo model's comparison grids (the demo runs first where its model is
+# missing or out of date) and the synthetic examples of both scenes
+figures: install
+	$(PY) -m src.demo --readme-figures $(DEMO_ARGS)
+	$(PY) -m src.synthetic.figure
+	$(PY) -m src.synthetic.figure --scene clean --out images/synthetic_clean_examples.png
+
+# the documentation site (docs/, mkdocs.yml) into site/; warnings are errors, as in the test suite
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# the same site served at http://127.0.0.1:8000 while you edit; Ctrl-C stops it
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 # JupyterLab in the project venv, on the repository (data_conversion.ipynb, post_training.ipynb); Ctrl-C stops it
 notebooks: install

@@ -1,11 +1,12 @@
 """Demo model quality: train as ``make demo`` does (optionally with other preset settings), score the test split.
 
     .venv/bin/python bench/bench_demo_quality.py [--minutes 10] [--seed 0] [--dropout D] [--drop-path P]
-                                                 [--class-weight W] [--data-root data/synthetic] [--keep DIR]
+                                                 [--class-weight W] [--scene sdss|clean]
+                                                 [--data-root data/synthetic] [--keep DIR]
 
-Uses the demo's synthetic set (run ``make demo`` first, or it is generated and split here), the demo's training
-settings (``src.demo``'s defaults) and the ``galaxy-small`` preset, with ``--dropout`` / ``--drop-path`` /
-``--class-weight`` overriding the preset to compare variants.  Prints, for the test split:
+Uses the demo's synthetic set of ``--scene`` (run ``make demo`` first, or it is generated and split here), the
+demo's training settings (``src.demo``'s defaults) and the ``galaxy-small`` preset, with ``--dropout`` /
+``--drop-path`` / ``--class-weight`` overriding the preset to compare variants.  Prints, for the test split:
 
 * the seed-protocol mIoU and accuracy (semantic task) and the per-class standard IoU;
 * how well the model ranks spiral vs spiral barred: the area under the ROC curve of p(SB) / (p(S) + p(SB)) of

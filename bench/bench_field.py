@@ -1,13 +1,14 @@
 """Survey-frame speed and memory: ``predict.py --field`` end to end against the original sliding window.
 
     python bench/bench_field.py --model MODEL FRAME... [--strategy cutout|tiles] [--runs 3] [--windows 24]
-        [--predict-args "--tile 512 --overlap 224"]
+        [--predict-args "--tile 512 --overlap 224"] [--wait-idle 60]
     python bench/bench_field.py --model MODEL BIG_g.fits BIG_r.fits BIG_i.fits --peak-rss --windows 0
     python bench/bench_field.py --make-big DIR --from FIELD_STEM [--repeat 4]     # an 8192 px FITS frame
 
 End to end: ``predict.py FRAME... --field --strategy S --cpu --quiet`` in a fresh interpreter (imports, model
 load, reading, detection, the model, catalog and segmentation writing), wall-clock seconds, median of ``--runs``;
-its peak resident memory (the child's ``ru_maxrss``) with ``--peak-rss``.
+its peak resident memory (the child's ``ru_maxrss``) with ``--peak-rss``.  ``--wait-idle S``: before each run, wait
+up to S seconds for a 1-minute load average under 1.5 (the load at the start of each run is printed).
 
 The original method (the seed project's notebook): a 256 px window slid in 5 px steps over the frame, one forward
 pass per window at batch 1, each window normalised by its own mean and standard deviation, then the semantic map

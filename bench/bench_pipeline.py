@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_pipeline.py --presets swin-tiny galaxy-small --tasks semantic instance random
     .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --processor-call   # previous collator
     .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --workers 2          # DataLoader
+    .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --workers 2 --prefetch 8 --in-memory
 
 Data: ``--n`` synthetic GZ2 cutouts (``src.synthetic``: the real formats, real-like polygons of 30-80 vertices),
 converted with ``src.conversion``; cached in ``data/bench_pipeline_<n>_<size>/``.  The training split is read as

@@ -8,7 +8,7 @@ per image (one process) are printed too.
     .venv/bin/python bench/bench_synthetic.py [--n 1000] [--workers 2] [--size 256] [--runs 3]
     .venv/bin/python bench/bench_synthetic.py --baseline OLD_TREE [--n 200] [--runs 3]
 
-``--baseline OLD_TREE`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old COMMIT``) compares
+``--baseline OLD_TREE`` (a checkout of an earlier commit, e.g. ``git worktree add ../old COMMIT``) compares
 the per-image cost instead: in each run, one process per tree renders and writes the same ``--n`` cutouts
 (``_make_one``: render, composite, JPEG), timed with the CPU clock after a warm-up; the trees alternate, so both
 see the same machine load.  Printed last: the median ratio of this tree's cost to the baseline's.

@@ -1,10 +1,12 @@
 """Training throughput: bare model step vs the full pipeline (dataset + augmentation + processor + DataLoader).
 
     .venv/bin/python bench/bench_train.py --preset galaxy-small --image-size 128 --batch-size 4 --threads 2
+    python bench/bench_train.py --preset swin-tiny --image-size 256 --batch-size 8 --device cuda --workers 8
 
 Bare = forward + backward + clip + AdamW step on one pre-collated batch, repeated.  Pipeline = the same step fed by
 the training DataLoader (GalaxyDataset from 256 px JPEG cutouts, resize, flips/rotations, random task,
-OneFormerProcessor encoding), as in ``src.train``.  Both in img/s after warm-up steps; the last line is the figure.
+OneFormerProcessor encoding), as in ``src.train``.  Both in img/s over ``--steps`` steps after ``--warmup``
+untimed ones; the last line is the figure.
 With ``--device cuda`` (GPU machine) it also reports bf16 vs fp32 and the peak GPU memory.
 """
 from __future__ import annotations

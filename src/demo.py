@@ -1,7 +1,7 @@
 """The whole project on the embedded synthetic data, on a CPU: ``make demo`` (= ``python -m src.demo``).
 
     python -m src.demo [--minutes 10] [--n 1000] [--data-root data/synthetic] [--output safetensors/galaxy_demo]
-                       [--images-dir images] [--retrain] [--rescore]
+                       [--images-dir DIR | --readme-figures] [--retrain] [--rescore]
 
 Stages (each one reused when its inputs are the same, so a re-run only re-prints the table):
 
@@ -15,6 +15,9 @@ Stages (each one reused when its inputs are the same, so a re-run only re-prints
                  -> ``OUTPUT/metrics.json``                                              (``src.evaluate``)
 5. **figures**   ``OUTPUT/loss_curve.png``, ``OUTPUT/confusion_matrix.png`` (+ per-class IoU / AP bars),
                  ``IMAGES/seg_comparison.png``, ``IMAGES/seginst_comparison.png``         (``src.visual``)
+                 where IMAGES is ``--images-dir``, by default the model folder ``OUTPUT``, so that a run
+                 leaves the checkout's tracked files alone; ``--readme-figures`` (``make figures``)
+                 writes them to ``images/``, the README's figures
 
 then prints the demo's figures beside the original project's real-data table.  ``OUTPUT/demo_summary.json``
 records the figures, what each stage did, this run's wall times (``timings_s``) and each stage's wall time when
@@ -45,6 +48,9 @@ from src.synthetic.generator import DEFAULT_SCENE, SCENES
 from src.via import IMAGE_DIR, VIA_FILES
 
 logger = logging.getLogger(__name__)
+
+#: Where ``--readme-figures`` (``make figures``) draws the comparison figures: the README's ``images/``.
+README_FIGURES = Path("images")
 
 #: The original project's table (real GZ2 test split, 2,828 images, seed protocol; its AP is a home-made
 #: 11-point AP, not COCO AP).
@@ -313,8 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: data/synthetic (scene clean: data/synthetic_clean)")
     p.add_argument("--output", type=Path, default=None,
                    help="default: safetensors/galaxy_demo (scene clean: safetensors/galaxy_demo_clean)")
-    p.add_argument("--images-dir", type=Path, default=None,
-                   help="where the comparison figures go (default: images; scene clean: the --output folder)")
+    figures = p.add_mutually_exclusive_group()
+    figures.add_argument("--images-dir", type=Path, default=None,
+                         help="where the comparison figures go (default: the --output folder, beside the model)")
+    figures.add_argument("--readme-figures", action="store_true",
+                         help="draw the comparison figures into images/, the README's figures (make figures)")
     p.add_argument("--model-card", default="galaxy-small", help="preset to train from random weights")
     p.add_argument("--task", default="random", choices=["semantic", "instance", "panoptic", "random"],
                    help="training task (random: semantic or instance per image, so both heads learn)")
@@ -346,12 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_scene_defaults(args) -> None:
-    """Fill what was not given.  Folders: a scene other than the default keeps its own data, model and figures, so
-    that it never overwrites the default demo's or the README's.  Recipe: the sdss scene trains on whole cutouts
-    (batch 2), where the galaxy's place at the centre tells it from its neighbours, as in a GZ2 annotation, with
-    rare classes drawn more often (BENCHMARKS.md: 128 px crops reached seed mIoU 0.51, COCO AP 0.27 and called 9 of
-    16 real central stars a galaxy; whole cutouts 0.55, 0.44 and 2 of 16; with the class weight 0.61, 0.52, 3 of
-    16).  The clean scene trains on 128 px crops (batch 4) placed anywhere around the galaxy."""
+    """Fill what was not given.  Folders: a scene other than the default keeps its own data and model, so that it
+    never overwrites the default demo's; the comparison figures go beside the model, so that a run leaves the
+    checkout's tracked files alone, unless ``--readme-figures`` asks for the README's (``images/``).  Recipe: the
+    sdss scene trains on whole cutouts (batch 2), where the galaxy's place at the centre tells it from its
+    neighbours, as in a GZ2 annotation, with rare classes drawn more often (docs/results-history.md: 128 px crops
+    reached seed mIoU 0.51, COCO AP 0.27 and called 9 of 16 real central stars a galaxy; whole cutouts 0.55, 0.44
+    and 2 of 16; with the class weight 0.61, 0.52, 3 of 16).  The clean scene trains on 128 px crops (batch 4)
+    placed anywhere around the galaxy."""
     whole = args.scene == "sdss"
     args.crop_size = (0 if whole else 128) if args.crop_size is None else args.crop_size
     args.batch_size = (2 if whole else 4) if args.batch_size is None else args.batch_size
@@ -360,7 +371,12 @@ def resolve_scene_defaults(args) -> None:
     suffix = "" if args.scene == DEFAULT_SCENE else f"_{args.scene}"
     args.data_root = Path(args.data_root or f"data/synthetic{suffix}")
     args.output = Path(args.output or f"safetensors/galaxy_demo{suffix}")
-    args.images_dir = Path(args.images_dir or ("images" if args.scene == DEFAULT_SCENE else args.output))
+    if getattr(args, "readme_figures", False):
+        if args.scene != DEFAULT_SCENE:
+            raise ValueError(f"--readme-figures draws the README's figures, which show the {DEFAULT_SCENE} scene; "
+                             f"got --scene {args.scene}")
+        args.images_dir = README_FIGURES
+    args.images_dir = Path(args.images_dir or args.output)
 
 
 def run(args) -> dict:

@@ -61,7 +61,7 @@ def claim_background(mixture: torch.Tensor, min_claim: float = MIN_CLAIM) -> tor
     The mixture ``sum_q p_q(class) * mask_q`` is near 1 for the winning class wherever a query covers a pixel,
     background included.  On an image unlike the training set (a deep-field tile with no bright object) it can be
     ~1e-3 everywhere, and the argmax of such noise labelled a whole crop galaxy (bench/real_crops.py).  On the
-    synthetic test split no pixel changes at 0.1 (BENCHMARKS.md).
+    synthetic test split no pixel changes at 0.1 (docs/results-history.md).
     """
     background = mixture.select(-3, 0)
     background[mixture.amax(-3) < min_claim] = min_claim

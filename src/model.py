@@ -63,10 +63,11 @@ PRESETS: dict[str, dict] = {
     # No dropout / drop path: trained from scratch for minutes, the model underfits, and with dropout 0.1 its
     # class logits in eval mode drifted far from those in training mode (the query transformer's post-norm
     # layers see other activation statistics without dropout): validation cross-entropy 19 vs 2.7 on the same
-    # images, see the "dropout" note in BENCHMARKS.md.  Class loss weight 10 (OneFormer's default: 2, against 5 + 5
-    # for the mask losses): the spiral / barred-spiral distinction needs the backbone to learn the bar, and a
-    # larger share of the gradient for the class loss helps it do so within the demo's 10 minutes (weight 5 / 10
-    # with training seeds 0 and 2: spiral IoU 0.09 / 0.59 and 0.00 / 0.29, bench/bench_demo_quality.py).
+    # images, see the "dropout" note in docs/results-history.md.  Class loss weight 10 (OneFormer's default: 2,
+    # against 5 + 5 for the mask losses): the spiral / barred-spiral distinction needs the backbone to learn the
+    # bar, and a larger share of the gradient for the class loss helps it do so within the demo's 10 minutes
+    # (weight 5 / 10 with training seeds 0 and 2: spiral IoU 0.09 / 0.59 and 0.00 / 0.29,
+    # bench/bench_demo_quality.py).
     "galaxy-small": {
         "backbone": dict(embed_dim=48, depths=[1, 1, 2, 1], num_heads=[3, 6, 12, 24], window_size=7,
                          drop_path_rate=0.0, image_size=128, out_features=_OUT),

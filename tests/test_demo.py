@@ -18,9 +18,9 @@ TINY_ARGS = ["--n", "24", "--size", "96", "--workers", "1", "--model-card", "gal
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    paths = {"data": root / "data", "model": root / "model", "images": root / "images"}
-    argv = TINY_ARGS + ["--data-root", str(paths["data"]), "--output", str(paths["model"]),
-                        "--images-dir", str(paths["images"])]
+    # no --images-dir: the comparison figures go beside the model, never into the checkout's images/
+    paths = {"data": root / "data", "model": root / "model", "images": root / "model"}
+    argv = TINY_ARGS + ["--data-root", str(paths["data"]), "--output", str(paths["model"])]
     return paths, argv
 
 
@@ -116,7 +116,14 @@ def test_each_scene_keeps_its_own_files_and_recipe():
     sdss = build_parser().parse_args([])
     resolve_scene_defaults(sdss)
     assert sdss.scene == "sdss" and (sdss.data_root, sdss.output, sdss.images_dir) == (
-        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("images"))
+        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("safetensors/galaxy_demo"))
+    readme = build_parser().parse_args(["--readme-figures"])
+    resolve_scene_defaults(readme)
+    assert (readme.output, readme.images_dir) == (Path("safetensors/galaxy_demo"), Path("images"))
+    with pytest.raises(SystemExit):  # one place for the figures, not two
+        build_parser().parse_args(["--readme-figures", "--images-dir", "elsewhere"])
+    with pytest.raises(ValueError, match="--readme-figures"):
+        resolve_scene_defaults(build_parser().parse_args(["--readme-figures", "--scene", "clean"]))
     clean = build_parser().parse_args(["--scene", "clean"])
     resolve_scene_defaults(clean)
     assert (clean.data_root, clean.output, clean.images_dir) == (
