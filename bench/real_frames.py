@@ -5,6 +5,8 @@
     .venv/bin/python bench/real_frames.py --model safetensors/galaxy_demo [--tree DIR] [--out DIR]
         [--fields ../shared/real/fields] [--json OUT.json] [-- extra predict.py options]
 
+Printed last: one line per frame, then one for the cutouts.
+
 ``--tree``: the checkout whose ``predict.py`` runs (default: this one), so that an older tree can be measured
 beside this one with the same model.  The sources are picked once, with sep (this tree's ``src.field.detect``,
 3 sigma on the channel mean) and by eye on crops of the brightest sources:
@@ -16,10 +18,14 @@ beside this one with the same model.  The sources are picked once, with sep (thi
 * HST bright galaxies: the 40 brightest sep sources less the three stars with diffraction spikes (``HST_STARS``);
 * HST large sources: every sep source of 500 px or more less ``HST_STARS``.
 
+Cutouts: 256 px crops of the SDSS frame centred on ``SDSS_STARS`` and ``SDSS_GALAXIES`` (shifted to stay inside
+the frame) go through ``predict.py`` as cutouts (no ``--field``); the central object is the one on the source's
+position.
+
 A listed source is "catalogued as X" when the catalogued object on its sep centroid (the segmentation map's
 pixel there) has class X; ``missed`` when no object covers it.  Coverage: the IoU of that object's mask with the
-source's sep segment (the 3 sigma isophote, deblended), median over the bright galaxies.  Printed last: one line
-per frame.
+source's sep segment (the 3 sigma isophote, deblended), median over the bright galaxies (1 by construction when the
+outlines are sep's, ``predict.py --outline sep``, the default).
 """
 from __future__ import annotations
 
@@ -49,6 +55,7 @@ SDSS_GALAXIES = ((110, 187), (498, 501), (783, 301), (864, 797), (358, 401), (30
 HST_STARS = ((1769, 1375), (323, 515), (579, 394))
 HST_BRIGHT = 40
 LARGE_PX = 500
+CROP = 256
 
 
 def sep_sources(path: Path):
@@ -66,6 +73,38 @@ def run_predict(tree: Path, model: Path, frame: Path, out: Path, extra: list[str
     command = [sys.executable, "predict.py", "--field", str(frame), "--model", str(model), "--out", str(out),
                "-q", *extra]
     subprocess.run(command, cwd=tree, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
+
+
+def write_crops(frame: Path, picks, folder: Path) -> list[tuple[str, tuple[float, float]]]:
+    """256 px crops of ``frame`` centred on ``picks`` (x, y), kept inside the frame: ``[(name, (x, y) in the crop)]``."""
+    from PIL import Image
+
+    rgb = read_rgb(frame)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for x, y in picks:
+        x0 = int(min(max(x - CROP // 2, 0), rgb.shape[1] - CROP))
+        y0 = int(min(max(y - CROP // 2, 0), rgb.shape[0] - CROP))
+        name = f"crop_{x}_{y}"
+        Image.fromarray(rgb[y0:y0 + CROP, x0:x0 + CROP]).save(folder / f"{name}.png")
+        out.append((name, (x - x0, y - y0)))
+    return out
+
+
+def central_classes(out: Path, crops) -> list[str]:
+    """The class of each crop's object on its central source ("missed" when none covers it; within 3 px)."""
+    rows = {}
+    import pandas as pd
+
+    for r in pd.read_csv(out / "catalog.csv").to_dict("records"):
+        rows[(Path(r["source"]).stem, int(r["object"]))] = r["class"]
+    classes = []
+    for name, (x, y) in crops:
+        objects = read_rgb_any(out / "segmentation" / f"{name}_objects.png")
+        window = objects[max(int(y) - 3, 0):int(y) + 4, max(int(x) - 3, 0):int(x) + 4]
+        numbers = [n for n in np.unique(window) if n]
+        classes.append(rows[(name, int(numbers[0]))] if numbers else "missed")
+    return classes
 
 
 def load_run(out: Path, name: str):
@@ -139,6 +178,17 @@ def main(argv=None) -> int:
             result["galaxies"] = judge(table, segmap, objects, rows, [(table["x"][k], table["y"][k]) for k in bright])
             result["large"] = judge(table, segmap, objects, rows, [(table["x"][k], table["y"][k]) for k in large])
         results[frame] = result
+    crops_dir = args.out.resolve() / "sdss_crops"
+    stars = write_crops(args.fields / SDSS, SDSS_STARS, crops_dir / "stars")
+    galaxies = write_crops(args.fields / SDSS, SDSS_GALAXIES, crops_dir / "galaxies")
+    for kind, crops in (("stars", stars), ("galaxies", galaxies)):
+        out = crops_dir / f"run_{kind}"
+        if not (out / "catalog.csv").is_file():
+            command = [sys.executable, "predict.py", str(crops_dir / kind), "--model", str(args.model.resolve()),
+                       "--out", str(out), "-q"]
+            subprocess.run(command, cwd=args.tree.resolve(), check=True,
+                           env={**os.environ, "PYTHONPATH": str(args.tree.resolve())})
+        results[f"sdss_crops_{kind}"] = central_classes(out, crops)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     s, h = results[SDSS], results[HST]
@@ -151,6 +201,10 @@ def main(argv=None) -> int:
           f"{h['galaxies']['classes'].count('missed')}), median IoU with sep {np.median(h['galaxies']['iou']):.2f}; "
           f"large sources as a galaxy {galaxy_count(h['large']['classes'])}/{len(h['large']['classes'])}; "
           f"PSF FWHM {h['psf_fwhm_px']} px")
+    cs, cg = results["sdss_crops_stars"], results["sdss_crops_galaxies"]
+    print(f"SDSS 256 px cutouts: central bright star called a galaxy {galaxy_count(cs)}/{len(cs)} (A "
+          f"{cs.count('artifact')}, missed {cs.count('missed')}); central galaxy called a galaxy "
+          f"{galaxy_count(cg)}/{len(cg)}")
     return 0
 
 
