@@ -31,7 +31,8 @@ The decision (:func:`separate`), frame by frame:
    excess of log10 ``fwhm`` over the PSF's: 0.5 at 3 sigma above it.
 3. **Bright sources** (saturated, or flattened by the stretch) cannot be judged by their FWHM.  In a
    **star-dominated** frame (the sequence is flat over its bins, rising at most ``SEQUENCE_MAX_SLOPE`` dex per dex,
-   and most linear-part sources are on it, as at low galactic latitude), the bright end of the size-flux locus is
+   or holds too few bins to show a slope, as in a cutout; and most linear-part sources are on it, as at low
+   galactic latitude), the bright end of the size-flux locus is
    made of stars: the ridge of log10 ``r50`` against log10 flux (:func:`fit_bright_locus`) continues it, and the
    stellarity of a bright source is the same logistic of its ``r50`` excess over that ridge.  Elsewhere (a deep
    field, where the bright ridge is made of compact galaxies) bright sources get NaN stellarity.
@@ -205,15 +206,16 @@ def _logistic(excess: np.ndarray, sigma: float) -> np.ndarray:
 
 def fit_bright_locus(table: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, float]:
     """The locus of log10 ``r50`` against log10 ``flux`` of the sources ``use``: ``((m, 2) points, scatter dex)``,
-    the ridge of each 0.2 dex flux bin holding at least ``LOCUS_MIN_COUNT`` sources (3 once the locus has
-    started), made non-decreasing with flux (a brighter star is never smaller in a stretched image)."""
+    the ridge of each 0.2 dex flux bin holding at least ``LOCUS_MIN_COUNT`` sources (a tenth of the sources, at
+    least 3, when there are fewer than 80: a cutout; 3 once the locus has started), made non-decreasing with flux (a brighter star is never smaller in a stretched image)."""
     lf, lr = np.log10(table["flux"][use]), np.log10(table["r50"][use])
-    if lf.size < LOCUS_MIN_COUNT:
+    first = min(LOCUS_MIN_COUNT, max(3, lf.size // 10))       # a cutout's few sources: 3 to 8 per bin
+    if lf.size < first:
         return np.zeros((0, 2)), LOCUS_MIN_SIGMA
     points, spreads = [], []
     for lo in np.arange(lf.min(), lf.max() + LOCUS_BIN_DEX, LOCUS_BIN_DEX):
         inside = (lf >= lo) & (lf < lo + LOCUS_BIN_DEX)
-        if inside.sum() < (3 if points else LOCUS_MIN_COUNT):
+        if inside.sum() < (3 if points else first):
             continue
         ridge = _ridge(lr[inside])
         points.append((float(np.median(lf[inside])), ridge))
@@ -228,15 +230,15 @@ def fit_bright_locus(table: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def stellar_sequence(flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.ndarray
-                     ) -> tuple[float, float, bool] | None:
+                     ) -> tuple[float, float, bool | None] | None:
     """The stellar sequence of unsaturated sources in the linear part of the stretch: ``(log10 PSF FWHM, scatter
     dex, flat)``, or None when too few sources lie on it or they are not concentrated like stars (the median of
     their ``concentration`` = FWHM / (2 r50) is under ``SEQUENCE_MIN_CONCENTRATION``: a ridge of galaxies, as in
     a frame with no stars or a deep field).  The PSF FWHM is the ridge of the faintest ``SEQUENCE_BINS`` flux bins
     holding ``SEQUENCE_MIN_COUNT`` sources or more (after the faintest, whose half-maximum areas the noise shrinks);
-    ``flat``: the ridge rises by at most ``SEQUENCE_MAX_SLOPE`` dex
-    per dex of flux over them (stars keep one FWHM at every brightness; a sequence that grows is made of
-    barely resolved galaxies)."""
+    ``flat``: the ridge rises by at most ``SEQUENCE_MAX_SLOPE`` dex per dex of flux over them (stars keep one FWHM
+    at every brightness; a sequence that grows is made of barely resolved galaxies); None when fewer than three
+    bins are populated (a cutout), so that the slope cannot be seen."""
     if flux.size < LOCUS_MIN_STARS:
         return None
     lf = np.log10(flux)
@@ -257,8 +259,9 @@ def stellar_sequence(flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.n
     if near.sum() < LOCUS_MIN_STARS or np.median(concentration[near]) < SEQUENCE_MIN_CONCENTRATION:
         return None
     sigma = max(LOCUS_MIN_SIGMA, 1.4826 * float(np.median(np.abs(log_fwhm[near] - log_psf))))
-    slope = np.polyfit(centres, ridges, 1)[0] if len(ridges) >= 3 else np.inf
-    return log_psf, sigma, bool(slope <= SEQUENCE_MAX_SLOPE)
+    if len(ridges) < 3:      # too few bins to see a slope (a cutout): flatness unknown
+        return log_psf, sigma, None
+    return log_psf, sigma, bool(np.polyfit(centres, ridges, 1)[0] <= SEQUENCE_MAX_SLOPE)
 
 
 def separate(table: np.ndarray, rms=None, linear_peak: float = np.inf) -> StarGalaxy:
@@ -283,7 +286,7 @@ def separate(table: np.ndarray, rms=None, linear_peak: float = np.inf) -> StarGa
         stars = linear & (np.abs(log_fwhm - log_psf) <= 2 * sigma)
         psf_fwhm, n_stars = float(10 ** log_psf), int(stars.sum())
         stellarity[linear] = _logistic(log_fwhm[linear] - log_psf, sigma)
-        dominated = flat and bool(np.mean(stellarity[linear] >= POINT_SOURCE_MIN) >= STAR_DOMINATED)
+        dominated = flat is not False and bool(np.mean(stellarity[linear] >= POINT_SOURCE_MIN) >= STAR_DOMINATED)
     if dominated:
         locus, locus_sigma = fit_bright_locus(table, (snr >= LOCUS_MIN_SNR) & (table["r50"] > 0))
         bright = np.isnan(stellarity) & (table["r50"] > 0) & (table["flux"] > 0)
