@@ -182,3 +182,17 @@ def test_sep_outlines_keep_the_model_class_and_every_candidate(tmp_path, oracle)
     rows = measure(result)
     assert all({"model_class", "stellarity", "point_source", "saturated"} <= set(r) for r in rows)
     assert not any(r["point_source"] for r in rows)               # 7 ellipses: no stellar sequence, no spikes
+
+
+def test_sep_outlined_objects_are_ranked_by_their_detection_signal_to_noise(tmp_path, oracle):
+    from src.field.cutout import SCORE_SNR, detection_score
+    from src.field.stars import sources_of_objects
+
+    assert detection_score(0) == 0.0 and detection_score(SCORE_SNR) == pytest.approx(1 - np.exp(-1))
+    assert detection_score(10) < detection_score(100) < 1.0
+    settings = FieldSettings(strategy="cutout", stamp_pixels=128, min_candidate_area=20, batch_size=4)
+    result, _scores, _truth = _score(tmp_path, oracle, settings, size=192, centres=CENTRES, classes=CLASSES,
+                                     semi_axes=(10.0, 6.0))
+    snr = result.detections.snr()
+    for number, k in sources_of_objects(result.object_map, result.detections.table).items():
+        assert result.objects[number - 1].score == pytest.approx(detection_score(snr[k]))

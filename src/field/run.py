@@ -16,8 +16,8 @@ decision of the brightest source on it; with ``stars="artifact"`` a point source
 
 ``outline`` (cutout strategy): ``sep`` (default), the object is the candidate's sep segment (the isophote at the
 detection threshold, deblended: it reaches the galaxy's visible edge, as a GZ2 annotator outlines it) and the model
-gives its class and score (probabilities averaged over the segment; a candidate the model sees no galaxy in scores
-low); ``model``, the object is the model's central region of the stamp, and a candidate without one is dropped.
+gives its class (probabilities averaged over the segment) and the score is the detection's confidence from its
+signal-to-noise (``src.field.cutout.detection_score``); ``model``, the object is the model's central region of the stamp, and a candidate without one is dropped.
 """
 from __future__ import annotations
 
