@@ -151,6 +151,11 @@ class SourceDataset(torch.utils.data.Dataset):
         except Exception as err:   # noqa: BLE001 - any library failure on a bad file is that file's error
             return {"index": i, "error": f"{self.sources[i].source}: unreadable ({type(err).__name__}: {err})"}
         item.update(index=i, read_s=time.perf_counter() - start)
+        try:   # the star/galaxy measurements need only the image: here, beside the model
+            item["stars"] = separate_image(item["rgb"], valid=item["valid"])
+        except Exception as err:   # noqa: BLE001 - sep failing on an odd image is that image's error
+            return {"index": i, "error": f"{self.sources[i].source}: star/galaxy measurement failed "
+                                         f"({type(err).__name__}: {err})"}
         return item
 
 
@@ -172,7 +177,7 @@ def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, ta
     objects, scores, dropped = find_objects(probs, task_result, cfg.task, item["valid"], cfg.min_area,
                                             cfg.score_threshold)
     rows = measure_objects(objects, probs, scores, item["wcs"])
-    table, stars = separate_image(item["rgb"], valid=item["valid"])
+    table, stars = item["stars"]
     agreement = apply_star_rule(rows, sources_of_objects(objects, table), stars, cfg.stars)
     rows = [{"source": source.source, **row} for row in rows]
     record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
