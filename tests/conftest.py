@@ -17,3 +17,14 @@ def real_dir() -> Path:
     if not REAL.is_dir():
         pytest.skip(f"real reference data not found at {REAL}")
     return REAL
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """A stand-in OneFormer that segments what it sees by colour (tests.oracle_model.ColourOracle) and the tiny
+    preset's processor; modules needing other settings define their own ``oracle``."""
+    from src.model import build_config, build_processor
+    from tests.oracle_model import ColourOracle
+
+    processor = build_processor(None, config=build_config("galaxy-tiny"))
+    return ColourOracle.for_processor(processor), processor

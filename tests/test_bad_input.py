@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.model import build_config, build_processor
 from src.predict import main as predict_main
-from tests.oracle_model import ColourOracle
 from tests.tiny_data import write_tiny_raw
 
 
@@ -137,12 +135,6 @@ def _fits_constant(d):
 
 FITS = [_fits_table, _fits_four_planes, _fits_shapes, _fits_missing_band, _fits_nan_band, _fits_truncated,
         _fits_garbage, _fits_constant]
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    processor = build_processor(None, config=build_config("galaxy-tiny"))
-    return ColourOracle.for_processor(processor), processor
 
 
 def _check(capsys, status: int, names: str, out: Path | None) -> None:

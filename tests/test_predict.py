@@ -41,12 +41,6 @@ def scene(path: Path, shape, objects, grey=False, seed=0) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def oracle():
-    processor = build_processor(None, config=build_config("galaxy-tiny"))
-    return ColourOracle.for_processor(processor), processor
-
-
-@pytest.fixture(scope="module")
 def bright_oracle(oracle):
     """For stretched FITS images, whose sky noise reaches the default threshold here and there."""
     return ColourOracle.for_processor(oracle[1], threshold=120, num_queries=64), oracle[1]

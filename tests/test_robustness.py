@@ -13,14 +13,7 @@ import pytest
 
 from src.model import build_config, build_processor
 from src.predict import PredictConfig, main, predict
-from tests.oracle_model import ColourOracle
 from tests.test_predict import scene
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    processor = build_processor(None, config=build_config("galaxy-tiny"))
-    return ColourOracle.for_processor(processor), processor
 
 
 @pytest.fixture(scope="module")
