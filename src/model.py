@@ -40,6 +40,7 @@ from transformers import (
 )
 
 from src.classes import ID2LABEL, LABEL2ID, NUM_LABELS, class_info
+from src.patches import contiguous_query_memory, install_fast_deformable_attention
 
 HUB_SWIN_TINY = "shi-labs/oneformer_ade20k_swin_tiny"
 #: Sequence lengths of the hub cards' processor (``max_seq_length``, ``task_seq_length``) and config.
@@ -399,6 +400,8 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
             processor = build_processor(image_size, mean, std, card=None if kind == "export" else source,
                                         config=config)
     set_training_mode(model, False)
+    install_fast_deformable_attention()
+    contiguous_query_memory(model)
     if device is not None:
         model.to(device)
     return model, processor

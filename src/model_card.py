@@ -156,7 +156,8 @@ def model_card(folder, path: str | None = None) -> str:
     lines += ["", "## Training procedure", ""]
     if train:
         keys = ("task", "epochs", "batch_size", "image_size", "crop_size", "lr", "weight_decay", "grad_clip",
-                "warmup_steps", "poly_power", "grad_accum", "mixed_precision", "seed", "augment", "max_minutes")
+                "warmup_steps", "poly_power", "grad_accum", "mixed_precision", "ema_decay", "seed", "augment",
+                "max_minutes")
         lines += ["| setting | value |", "|---|---|"] + [f"| `{k}` | {train.get(k)} |" for k in keys]
         lines += ["", "AdamW, linear warmup then polynomial decay (power 0.9), gradient clipping; flips and 90° "
                   "rotations when `augment`. The full configuration is `train_config.json` (re-run it with "

@@ -34,8 +34,8 @@ CPU, tests/test_distributed.py).  See :func:`freeze_unused_parameters` and :func
 two changes to the model that this needs.
 
 Time budget (``--max-minutes``): after a few optimiser steps the run measures its speed and, if the planned
-schedule does not fit, shortens the schedule's horizon to the steps that fit in 85 % of the budget (the rest is
-left for validation and export), so warmup + polynomial decay still ends near lr 0 when time is up; the horizon
+schedule does not fit, shortens the schedule's horizon to the steps that fit in the budget less a reserve for
+the last validation and the export (15 %, then 1.25 x the measured validation pass + 2 %), so warmup + polynomial decay still ends near lr 0 when time is up; the horizon
 is refitted every 10 steps to the mean speed so far (validation included), and a default warmup keeps its 5 %
 share of the fitted horizon.  Training
 stops at that horizon or at the budget, validates, and exports.  A budget-limited run is not meant to be resumed
@@ -62,6 +62,7 @@ from src.classes import CLASS_NAMES, NUM_LABELS
 from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
                          loader_worker_init)
 from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
+from src.patches import count_masks_per_process, freeze_unused_parameters
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
@@ -82,6 +83,9 @@ def _info(accelerator, message: str, level: int = logging.INFO) -> None:
 
 #: Default warmup, as a share of the optimiser steps of the schedule.
 WARMUP_FRACTION = 0.05
+#: Share of a time budget kept for the last validation and the export until a validation pass has been timed;
+#: then 1.25 x that pass + 2 % of the budget (never more than this share).
+BUDGET_RESERVE = 0.15
 
 
 @dataclass
@@ -119,6 +123,7 @@ class TrainConfig:
     val_coco: str | None = None   # validation fields (default: every 5th image of ``coco``)
     crops_per_image: int = 16     # COCO fields: crops per image and epoch
     class_balance: float = 0.0    # draw training images with weight (share of their class) ** -class_balance
+    ema_decay: float = 0.0        # export an exponential moving average of the weights (decay per step); 0: off
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -192,45 +197,6 @@ def batch_seed(seed: int, epoch: int, position: int, stream: int = 0) -> int:
     training, 1 = validation.
     """
     return int(np.random.SeedSequence([seed, epoch, stream, position]).generate_state(1)[0])
-
-
-def freeze_unused_parameters(model) -> list[str]:
-    """Switch off the gradient of parameters that no forward pass uses; returns their names.
-
-    The Swin backbone builds a ``SwinModel`` whose final LayerNorm (``swin.layernorm``, for image
-    classification) never sees a tensor: ``SwinBackbone`` normalises each stage with its own
-    ``hidden_states_norms`` (transformers lists ``swin.layernorm`` in ``_keys_to_ignore_on_load_missing``).
-    DistributedDataParallel waits for a gradient of every parameter that requires one, so it stops at the
-    second step.  The graph is the same for every task and image, so freezing (rather than DDP's per-step
-    unused-parameter search) is enough; in one process nothing changes, since AdamW skips parameters without a
-    gradient.  The weights stay in the state dict.
-    """
-    frozen = []
-    backbone = model.model.pixel_level_module.encoder
-    swin = getattr(backbone, "swin", None)
-    if swin is not None and getattr(swin, "layernorm", None) is not None:
-        for name, param in swin.layernorm.named_parameters():
-            param.requires_grad_(False)
-            frozen.append(f"model.pixel_level_module.encoder.swin.layernorm.{name}")
-    return frozen
-
-
-def count_masks_per_process(model) -> None:
-    """Normalise the mask losses by this process's own number of target masks, as one process does.
-
-    transformers 5.23's ``OneFormerLoss.get_num_masks`` averages the count over the processes with Accelerate's
-    ``reduce`` (whose default reduction is the mean) and then divides by the number of processes again, so with
-    N processes the mask and Dice losses weigh N times more than in one process (measured on the same images:
-    a loss of 37.0 with 2 processes, 22.9 with one).  With the count of each process's own batch instead, N
-    processes with batch size B compute what one process computes with batch size B and ``--grad-accum N``
-    (same batches, same normalisation; DDP averages the gradients as accumulation does), and the loss has no
-    collective call, so validation needs no lockstep.  One process is unchanged.
-    """
-    def get_num_masks(class_labels, device):
-        count = torch.as_tensor([float(sum(len(classes) for classes in class_labels))], device=device)
-        return torch.clamp(count, min=1)
-
-    model.criterion.get_num_masks = get_num_masks
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -427,7 +393,7 @@ def load_config_file(path) -> dict:
 _RESUME_FIXED = ("data_root", "model_card", "base_card", "task", "random_tasks", "epochs", "batch_size",
                  "image_size", "crop_size", "num_queries", "lr", "weight_decay", "grad_clip", "warmup_steps",
                  "poly_power", "grad_accum", "mixed_precision", "seed", "augment", "skip_bad", "val_split", "coco",
-                 "val_coco", "crops_per_image", "class_balance")
+                 "val_coco", "crops_per_image", "class_balance", "ema_decay")
 #: Options of one invocation: a resumed run does not take them from the checkpoint.
 _PER_RUN = ("resume", "end_epoch", "max_minutes", "cpu", "num_workers")
 
@@ -521,6 +487,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
     override (``--config``).  Resuming (``resume``) takes every option not given from the checkpoint's recorded
     configuration (:func:`resume_config`) and refuses changed split files (:func:`data_fingerprint`)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from src.progress import progress_bar
 
@@ -546,6 +513,9 @@ def train(args_or_config, base: dict | None = None) -> dict:
     fingerprint = data_fingerprint(cfg)
     if saved_state is not None:
         _check_fingerprint(saved_state.get("data_fingerprint"), fingerprint, resume_dir)
+    # Accelerate keeps one state per process; a second run in this process (a notebook, the tests) may ask for
+    # another precision, which that state refuses unless it is cleared (the process group is kept).
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=cfg.cpu)
     set_seed(cfg.seed)
@@ -604,7 +574,9 @@ def train(args_or_config, base: dict | None = None) -> dict:
     val_loader = DataLoader(val_ds, batch_sampler=ShardBatches(len(val_ds), cfg.batch_size, rank, world),
                             collate_fn=val_ds.collator(training=False), **loader_kwargs)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters instead of ~10 per tensor (the optimiser step was 13 % of a CPU step)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=accelerator.device.type in ("cpu", "cuda"))
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
@@ -612,6 +584,9 @@ def train(args_or_config, base: dict | None = None) -> dict:
     schedule = WarmupPolyLR(min(warmup, max(0, total_steps - 1)), total_steps, cfg.poly_power)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     accelerator.register_for_checkpointing(scheduler)
+    ema = moving_average(accelerator.unwrap_model(model), cfg.ema_decay)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
 
     start_epoch, step, history = 0, 0, []
     if resume_dir is not None:
@@ -628,6 +603,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     probe_steps, probe_start, stopped = 3, None, False
+    reserve_s = None if budget_s is None else BUDGET_RESERVE * budget_s   # for the last validation and the export
 
     for epoch in range(start_epoch, end_epoch):
         # Accelerate's loader keeps its own epoch counter (from 0 in a resumed run) and passes it to the sampler
@@ -648,6 +624,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad()
+            if ema is not None and accelerator.sync_gradients:
+                ema.update_parameters(unwrapped)
             loss_sum += loss.detach().float().item()
             n_batches += 1
             n_images += batch["pixel_values"].shape[0]
@@ -657,7 +635,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
                 bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if budget_s is not None:
                     stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start,
-                                            planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None)
+                                            planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None,
+                                            reserve_s=reserve_s)
                     if world > 1:  # every process follows the main process's clock, or they would part ways
                         stopped = _follow_main_process(accelerator, schedule, stopped)
                     if probe_start is None:  # first step of this process excluded (warm-up of kernels)
@@ -666,7 +645,10 @@ def train(args_or_config, base: dict | None = None) -> dict:
                         break
         bar.close()
         train_loss = _mean_across(accelerator, loss_sum, n_batches)
+        val_start = time.monotonic()
         val_loss = evaluate_loss(model, val_loader, accelerator, seed=cfg.seed, epoch=epoch)
+        if budget_s is not None:   # keep what one more validation takes (measured), plus a margin for the export
+            reserve_s = min(BUDGET_RESERVE * budget_s, 1.25 * (time.monotonic() - val_start) + 0.02 * budget_s)
         seconds = time.monotonic() - epoch_start
         history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
@@ -690,36 +672,53 @@ def train(args_or_config, base: dict | None = None) -> dict:
                         model_config=unwrapped.config)
 
     accelerator.wait_for_everyone()
+    exported = ema.module if ema is not None else unwrapped
     if accelerator.is_main_process:
-        save_export(unwrapped, processor, output, extra_files={name: run / name for name in RUN_FILES},
+        save_export(exported, processor, output, extra_files={name: run / name for name in RUN_FILES},
                     extra_json={"training_data.json": training_data(cfg, train_ds, val_ds, fingerprint)})
     accelerator.wait_for_everyone()
     ckpts = list_checkpoints(output)
     return {"output": output, "history": history, "stopped_by_budget": stopped,
-            "checkpoint": ckpts[max(ckpts)] if ckpts else None}
+            "checkpoint": ckpts[max(ckpts)] if ckpts else None, "last_weights": unwrapped}
+
+
+def moving_average(model, decay: float):
+    """An exponential moving average of ``model``'s weights and buffers (``torch.optim.swa_utils``), updated after
+    each optimiser step: ``ema = decay * ema + (1 - decay) * weights``; ``None`` when ``decay`` is 0.  A short run
+    ends on weights that still move from batch to batch; their average over the last ~1 / (1 - decay) steps is
+    the usual remedy."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise ValueError(f"--ema-decay {decay}: must be in [0, 1) (0: no moving average)")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _apply_budget(schedule: WarmupPolyLR, step: int, start_time: float, budget_s: float, probe_steps: int,
                   probe_start, planned_total: int | None = None, rescale_warmup: bool = False,
-                  refit_every: int = 10) -> bool:
+                  refit_every: int = 10, reserve_s: float | None = None) -> bool:
     """Fit the LR horizon to the time left; ``True`` when training must stop now.
 
     From ``probe_steps`` steps after ``probe_start`` (time, step) on, and every ``refit_every`` steps after, the
-    horizon becomes the steps that fit in 85 % of the budget at the mean speed since the probe started (which
-    includes the validation passes so far), never beyond ``planned_total``.  Refitting follows a speed that
+    horizon becomes the steps that fit in the budget less ``reserve_s`` (default :data:`BUDGET_RESERVE` of it: the
+    last validation and the export) at the mean speed since the probe started (which includes the validation
+    passes so far), never beyond ``planned_total``.  Refitting follows a speed that
     changes during the run (first-step warm-up, other processes on the machine), so the LR still ends near 0.
     ``rescale_warmup``: the warmup is the default share of the schedule; while it is not over it is cut to that
     share (5 %) of the fitted horizon.
     """
     now = time.monotonic()
-    if now - start_time >= 0.85 * budget_s or step >= schedule.total:
+    train_s = budget_s - (BUDGET_RESERVE * budget_s if reserve_s is None else reserve_s)
+    if now - start_time >= train_s or step >= schedule.total:
         return True
     if probe_start is None:
         return False
     done = step - probe_start[1]
     if done >= probe_steps and (done - probe_steps) % refit_every == 0:
         per_step = (now - probe_start[0]) / done
-        fit = step + int((0.85 * budget_s - (now - start_time)) / per_step)
+        fit = step + int((train_s - (now - start_time)) / per_step)
         if planned_total is not None:
             fit = min(fit, planned_total)
         schedule.total = max(step + 1, fit)
@@ -761,7 +760,8 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
     total, count = 0.0, 0
     for local_index, batch in enumerate(loader):
         torch.manual_seed(batch_seed(seed, epoch, local_index * world + rank, stream=1))
-        total += unwrapped(**_to_device(batch, accelerator.device)).loss.mean().float().item()
+        with accelerator.autocast():   # the training's precision (--mixed-precision)
+            total += unwrapped(**_to_device(batch, accelerator.device)).loss.mean().float().item()
         count += 1
     set_training_mode(unwrapped, True)
     return _mean_across(accelerator, total, count)
@@ -803,6 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, help="default 5%% of the optimiser steps")
     p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="(default: no)")
+    p.add_argument("--ema-decay", type=float, help="export the exponential moving average of the weights with "
+                   "this decay per optimiser step, e.g. 0.995 (default: 0, the last weights)")
     p.add_argument("--seed", type=int, help="data order, augmentations, init (default: 0)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no flips / 90° rotations")

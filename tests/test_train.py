@@ -203,3 +203,44 @@ def test_recipe_applies_to_a_trainconfig_object():
     assert config.data_root == "somewhere"
     # an explicit non-default value still wins over the recipe
     assert resolve_config(TrainConfig(recipe="sem_only", batch_size=8)).batch_size == 8
+
+
+def test_budget_keeps_the_measured_reserve():
+    from src.train import _apply_budget
+
+    now = time.monotonic()
+    # 90 s of a 100 s budget spent: the default reserve (15 %) stops the run, a measured 5 s reserve does not
+    assert _apply_budget(WarmupPolyLR(warmup=1, total=10_000), 20, now - 90, 100, 3, (now - 80, 1))
+    s = WarmupPolyLR(warmup=1, total=10_000)
+    assert not _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), reserve_s=5)
+    assert s.total in (14 + 12, 14 + 13)   # 45 s left at 45/13 s per step (the clock moved a little since "now")
+
+
+def test_moving_average_of_the_weights():
+    from src.train import moving_average
+
+    model = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(model.weight)
+    assert moving_average(model, 0) is None
+    with pytest.raises(ValueError, match="ema-decay"):
+        moving_average(model, 1.0)
+    ema = moving_average(model, 0.9)
+    ema.update_parameters(model)                 # the first update copies the weights
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update_parameters(model)
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.1))
+
+
+def test_ema_run_exports_the_average_and_resumes_exactly(data, tmp_path):
+    settings = dict(TINY, data_root=str(data), ema_decay=0.5)
+    straight = train(dict(settings, output=str(tmp_path / "straight")))
+    exported = _weights(tmp_path / "straight")
+    last = straight["last_weights"].state_dict()
+    assert any(not torch.equal(exported[k], last[k]) for k in exported)   # the average, not the last weights
+    train(dict(settings, output=str(tmp_path / "split"), end_epoch=1))
+    train(dict(settings, output=str(tmp_path / "split"), resume="latest"))
+    resumed = _weights(tmp_path / "split")
+    assert all(torch.equal(exported[k], resumed[k]) for k in exported)    # the average was checkpointed too
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(dict(settings, ema_decay=0.9, output=str(tmp_path / "split"), resume="latest"))
