@@ -4,9 +4,10 @@ two that several training processes need.
 * :func:`install_fast_deformable_attention` replaces the pure-PyTorch multi-scale deformable attention of the
   pixel decoder by one that never builds the stacked ``(batch x heads, dim, queries, levels, points)`` tensor;
   the forward pass of ``galaxy-small`` at 256 px runs 1.3x faster on 2 cores (``bench/bench_inference.py``).
-* :func:`contiguous_query_memory` hands the query transformer its memory in contiguous layout: under bf16
-  autocast, a linear layer on the permuted ``(tokens, batch, dim)`` view made PyTorch expand its weight to one
-  copy per token (a 4096 x 128 x 128 batched matmul), which is why the bf16 forward ran 3x slower than fp32.
+* :func:`contiguous_attention_inputs` hands the query transformer and the decoder's cross-attention layers their
+  memory in contiguous layout: under bf16 autocast, a linear layer on the permuted ``(tokens, batch, dim)`` view
+  made PyTorch expand its weight to one copy per token (a 4096 x 128 x 128 batched matmul), which is why the bf16
+  forward ran 3x slower than fp32.
 * :func:`freeze_unused_parameters` and :func:`count_masks_per_process`: see their docstrings.
 """
 from __future__ import annotations
@@ -80,14 +81,15 @@ def _contiguous_inputs(module, args, kwargs):
     return args, kwargs
 
 
-def contiguous_query_memory(model) -> None:
-    """Give the query transformer's decoder contiguous inputs (its memory is a permuted view of the mask
-    features).  Values are unchanged; only the layout, which decides the matmul kernel, is."""
-    from transformers.models.oneformer.modeling_oneformer import OneFormerTransformerDecoderQueryTransformerDecoder
+def contiguous_attention_inputs(model) -> None:
+    """Give the query transformer's decoder and the cross-attention layers contiguous inputs (their memory is a
+    permuted view of image features).  Values are unchanged; only the layout, which decides the matmul kernel, is."""
+    from transformers.models.oneformer import modeling_oneformer as oneformer
 
+    kinds = (oneformer.OneFormerTransformerDecoderQueryTransformerDecoder,
+             oneformer.OneFormerTransformerDecoderCrossAttentionLayer)
     for module in model.modules():
-        if isinstance(module, OneFormerTransformerDecoderQueryTransformerDecoder) and not getattr(
-                module, "_contiguous_inputs", False):
+        if isinstance(module, kinds) and not getattr(module, "_contiguous_inputs", False):
             module.register_forward_pre_hook(_contiguous_inputs, with_kwargs=True)
             module._contiguous_inputs = True
 

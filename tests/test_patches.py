@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers.models.oneformer import modeling_oneformer
 
-from src.patches import (contiguous_query_memory, fast_deformable_attention, install_fast_deformable_attention,
+from src.patches import (contiguous_attention_inputs, fast_deformable_attention, install_fast_deformable_attention,
                          transformers_deformable_attention)
 
 
@@ -37,20 +37,21 @@ def test_load_model_installs_the_patches():
 
     model, _ = load_model("galaxy-tiny")
     assert modeling_oneformer.multi_scale_deformable_attention is fast_deformable_attention
-    hooked = [m for m in model.modules() if getattr(m, "_contiguous_inputs", False)]
-    assert len(hooked) == 1
+    hooked = [type(m).__name__ for m in model.modules() if getattr(m, "_contiguous_inputs", False)]
+    assert hooked.count("OneFormerTransformerDecoderQueryTransformerDecoder") == 1
+    assert hooked.count("OneFormerTransformerDecoderCrossAttentionLayer") == model.config.decoder_layers - 1
 
 
-def test_contiguous_query_memory_changes_no_value():
+def test_contiguous_attention_inputs_changes_no_value():
     from src.model import _new_model, build_config, set_training_mode
 
     torch.manual_seed(0)
     plain = _new_model(build_config("galaxy-tiny"))
     set_training_mode(plain, False)
     hooked = copy.deepcopy(plain)
-    contiguous_query_memory(hooked)
-    contiguous_query_memory(hooked)   # idempotent: one hook
-    assert sum(len(m._forward_pre_hooks) for m in hooked.modules()) == 1
+    contiguous_attention_inputs(hooked)
+    contiguous_attention_inputs(hooked)   # idempotent: one hook
+    assert sum(len(m._forward_pre_hooks) for m in hooked.modules()) == hooked.config.decoder_layers
     pixels = torch.randn(2, 3, 64, 64)
     task = torch.randint(0, 100, (2, 77))
     with torch.no_grad():

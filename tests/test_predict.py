@@ -289,6 +289,8 @@ def test_settings_errors_and_refusals(oracle, scenes, tmp_path, capsys):
     assert "--resume continues it" in capsys.readouterr().err
     assert main(args + ["--resume", "--min-area", "30"], *oracle) == 2
     assert "min_area: 10 -> 30" in capsys.readouterr().err
+    assert main(args + ["--resume", "--precision", "bf16"], *oracle) == 2
+    assert "precision: 'auto' -> 'bf16'" in capsys.readouterr().err
     assert main(args + ["--resume"], *oracle) == 0
     report = json.loads((tmp_path / "o" / "predict_report.json").read_text())
     assert report["counts"]["resumed"] == 1 and report["counts"]["processed_now"] == 0
@@ -504,3 +506,41 @@ def test_cutout_stars_are_catalogued_as_class_a_unless_told_otherwise(oracle, tm
     run(oracle, [tmp_path / "crowded.png"], tmp_path / "b", stars="model")
     kept = pd.read_csv(tmp_path / "b" / "catalog.csv")
     assert (kept["class"] == kept["model_class"]).all() and kept["point_source"].sum() == stars["point_source"].sum()
+
+
+def test_inference_precision_choice_and_parity():
+    """auto is bf16 only on AMX CPUs; bf16 logits come back as float32 and give the fp32 labels."""
+    import torch
+
+    from src.inference import class_probabilities, forward, resolve_precision, set_precision
+    from src.model import load_model
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if torch.cpu._is_amx_tile_supported() else None)
+    assert resolve_precision("auto", torch.device("cuda")) is None
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", cpu)
+    torch.manual_seed(0)
+    model, processor = load_model("galaxy-small")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 40, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    images[0][24:40, 20:44] += 120
+    probs = {}
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        set_precision(model, dtype)
+        outputs = forward(model, processor, images, "semantic")
+        assert outputs.masks_queries_logits.dtype == outputs.class_queries_logits.dtype == torch.float32
+        probs[name] = torch.stack(class_probabilities(outputs, [(64, 64)] * 2))
+    agree = (probs["fp32"].argmax(1) == probs["bf16"].argmax(1)).float().mean().item()
+    assert agree >= 0.995 and (probs["fp32"] - probs["bf16"]).abs().max() < 0.1
+    assert not torch.equal(probs["fp32"], probs["bf16"])   # bf16 did run
+
+
+def test_default_workers_leave_two_cores_to_the_model(monkeypatch):
+    from src import predict as predict_module
+
+    monkeypatch.setattr(predict_module.os, "cpu_count", lambda: 2)
+    assert predict_module.default_workers() == 0
+    monkeypatch.setattr(predict_module.os, "cpu_count", lambda: 16)
+    assert predict_module.default_workers() == 1
