@@ -1,7 +1,7 @@
 """An earlier tree against this one, side by side in one run: the same measurement in each tree, alternating.
 
     git worktree add ../old <commit>           # the tree to compare with, beside this one
-    .venv/bin/python bench/old_vs_new.py ../old train [--minutes 5]
+    .venv/bin/python bench/old_vs_new.py ../old [../older ...] train [--minutes 5]
     .venv/bin/python bench/old_vs_new.py ../old predict [--n 256] [--model safetensors/galaxy_demo]
     .venv/bin/python bench/old_vs_new.py ../old convert|score|field [--rounds 3]
 
@@ -121,13 +121,18 @@ def one(args) -> None:
 def in_tree(args, tree: Path) -> float:
     if args.what not in ("train", "predict"):
         return measure_cli(args, tree)
-    command = [sys.executable, str(HERE), str(args.old), args.what, "--one", str(tree), "--minutes", str(args.minutes),
+    command = [sys.executable, str(HERE), str(tree), args.what, "--one", str(tree), "--minutes", str(args.minutes),
                "--n", str(args.n), "--model", str(args.model), "--data-root", str(args.data_root),
                "--cutouts", str(args.cutouts)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"measuring {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["value"]
+
+
+def git_head(tree: Path) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
 
 
 def ensure_inputs(args) -> None:
@@ -143,7 +148,7 @@ def ensure_inputs(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("old", type=Path, help="the earlier tree (a git worktree)")
+    p.add_argument("old", type=Path, nargs="+", help="the earlier tree(s) (git worktrees)")
     p.add_argument("what", choices=("train", "predict", "convert", "score", "field"))
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--minutes", type=float, default=5.0, help="train: the time budget of each run")
@@ -160,19 +165,25 @@ def main(argv=None) -> None:
         return one(args)
     sys.path.insert(0, str(REPO))
     ensure_inputs(args)
-    old, new = args.old.resolve(), REPO
-    figures = {"old": [], "new": []}
+    trees = [(f"old {tree.name} ({git_head(tree)})", tree.resolve()) for tree in args.old]
+    trees.append((f"new {REPO.name} ({git_head(REPO)})", REPO))
+    figures = {name: [] for name, _tree in trees}
     for round_ in range(args.rounds):
-        for name, tree in (("old", old), ("new", new)):
+        for name, tree in trees:
             value = in_tree(args, tree)
             figures[name].append(value)
-            print(f"round {round_ + 1} {name} ({tree.name}): {value:.3f}", flush=True)
-    old_m, new_m = (statistics.median(figures[k]) for k in ("old", "new"))
+            print(f"round {round_ + 1} {name}: {value:.3f}", flush=True)
     unit = {"train": "steps", "predict": "cutouts/s"}.get(args.what, "s")
-    ratio = new_m / old_m if unit != "s" else old_m / new_m
-    print(f"{args.what}: old {old_m:.3f} {unit}, new {new_m:.3f} {unit} (medians of {args.rounds}); "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"RESULT {args.what} new vs old: {ratio:.2f}x")
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    new_name = trees[-1][0]
+    for name, value in medians.items():
+        print(f"{args.what}: {name} {value:.3f} {unit} (median of {args.rounds})")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    ratios = []
+    for name, _tree in trees[:-1]:
+        ratio = medians[new_name] / medians[name] if unit != "s" else medians[name] / medians[new_name]
+        ratios.append(f"{ratio:.2f}x vs {name.split()[1]}")
+    print(f"RESULT {args.what} new vs old: {', '.join(ratios)}")
 
 
 if __name__ == "__main__":

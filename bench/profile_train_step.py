@@ -1,12 +1,13 @@
 """Where a demo training step spends its time: data, forward (with the loss and the matcher), backward, optimiser;
 then the top operators of ``torch.profiler``.
 
-    .venv/bin/python bench/profile_train_step.py [--steps 30] [--mixed-precision no|bf16] [--data-root data/synthetic]
+    .venv/bin/python bench/profile_train_step.py [--steps 30] [--mixed-precision no|bf16] [--threads 2]
+                                                   [--data-root data/synthetic]
     .venv/bin/python bench/profile_train_step.py --inference [--batch-size 8]
 
 Training: ``galaxy-small`` from random weights on the demo's split files (``make demo`` writes them), batch 2 whole
-256 px cutouts, random task, augmentation, in memory, as ``src.train`` runs it (fused AdamW, clipping 1.0), 2
-threads.  The phases are timed with ``time.perf_counter`` over ``--steps`` steps after 3 warm-up steps; then 8
+256 px cutouts, random task, augmentation, in memory, as ``src.train`` runs it (fused AdamW, clipping 1.0),
+``--threads`` torch threads.  The phases are timed with ``time.perf_counter`` over ``--steps`` steps after 3 warm-up steps; then 8
 steps run under ``torch.profiler`` and its 15 most expensive operators (self CPU time) are printed.
 ``--inference``: the forward pass of the same model in inference mode on a batch of the test split, profiled the
 same way.  The last line is the figure: milliseconds per training step (per image with ``--inference``).
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.dataset import GalaxyDataset, load_stats  # noqa: E402
 from src.model import load_model, set_training_mode  # noqa: E402
+from src.patches import attention_kernels  # noqa: E402
 from src.train import EpochSampler  # noqa: E402
 
 
@@ -46,8 +48,9 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
     p.add_argument("--inference", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     mean, std = load_stats(args.data_root)
     model, processor = load_model("galaxy-small", mean=mean, std=std)
@@ -86,7 +89,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         batch = next(batches)
         t1 = time.perf_counter()
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16), attention_kernels(torch.device("cpu")):
             loss = model(**batch).loss.mean()
         t2 = time.perf_counter()
         loss.backward()

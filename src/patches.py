@@ -8,6 +8,7 @@ two that several training processes need.
   memory in contiguous layout: under bf16 autocast, a linear layer on the permuted ``(tokens, batch, dim)`` view
   made PyTorch expand its weight to one copy per token (a 4096 x 128 x 128 batched matmul), which is why the bf16
   forward ran 3x slower than fp32.
+* :func:`attention_kernels`: the attention kernel of a CPU training step.
 * :func:`freeze_unused_parameters` and :func:`count_masks_per_process`: see their docstrings.
 """
 from __future__ import annotations
@@ -92,6 +93,17 @@ def contiguous_attention_inputs(model) -> None:
         if isinstance(module, kinds) and not getattr(module, "_contiguous_inputs", False):
             module.register_forward_pre_hook(_contiguous_inputs, with_kwargs=True)
             module._contiguous_inputs = True
+
+
+def attention_kernels(device: torch.device):
+    """The scaled-dot-product-attention kernels of a training step: on the CPU the plain (math) one, whose backward
+    pass ran the ``galaxy-small`` step 4 % faster than the flash kernel's at these sizes
+    (``bench/profile_train_step.py``); elsewhere PyTorch's choice."""
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH]) if torch.device(device).type == "cpu" else contextlib.nullcontext()
 
 
 def freeze_unused_parameters(model) -> list[str]:

@@ -62,7 +62,7 @@ from src.classes import CLASS_NAMES, NUM_LABELS
 from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
                          loader_worker_init)
 from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
-from src.patches import count_masks_per_process, freeze_unused_parameters
+from src.patches import attention_kernels, count_masks_per_process, freeze_unused_parameters
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
@@ -124,6 +124,7 @@ class TrainConfig:
     crops_per_image: int = 16     # COCO fields: crops per image and epoch
     class_balance: float = 0.0    # draw training images with weight (share of their class) ** -class_balance
     ema_decay: float = 0.0        # export an exponential moving average of the weights (decay per step); 0: off
+    val_limit: int | None = None  # validate on the first N images of the validation split only (default: all)
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -571,7 +572,8 @@ def train(args_or_config, base: dict | None = None) -> dict:
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                               collate_fn=train_ds.collator(training=True), **loader_kwargs)
     # validation is sharded here, not by Accelerate (whose even_batches would count some images twice)
-    val_loader = DataLoader(val_ds, batch_sampler=ShardBatches(len(val_ds), cfg.batch_size, rank, world),
+    n_val = len(val_ds) if cfg.val_limit is None else min(len(val_ds), cfg.val_limit)   # the first n_val images
+    val_loader = DataLoader(val_ds, batch_sampler=ShardBatches(n_val, cfg.batch_size, rank, world),
                             collate_fn=val_ds.collator(training=False), **loader_kwargs)
 
     # fused: one kernel for all parameters instead of ~10 per tensor (the optimiser step was 13 % of a CPU step)
@@ -617,7 +619,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
                        disable=not accelerator.is_local_main_process, dynamic_ncols=True)
         for local_index, batch in enumerate(bar):
             torch.manual_seed(batch_seed(cfg.seed, epoch, local_index * world + rank))
-            with accelerator.accumulate(model):
+            with accelerator.accumulate(model), attention_kernels(accelerator.device):
                 loss = model(**batch).loss.mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip:
@@ -760,7 +762,7 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
     total, count = 0.0, 0
     for local_index, batch in enumerate(loader):
         torch.manual_seed(batch_seed(seed, epoch, local_index * world + rank, stream=1))
-        with accelerator.autocast():   # the training's precision (--mixed-precision)
+        with accelerator.autocast(), attention_kernels(accelerator.device):   # as in training
             total += unwrapped(**_to_device(batch, accelerator.device)).loss.mean().float().item()
         count += 1
     set_training_mode(unwrapped, True)
@@ -805,6 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="(default: no)")
     p.add_argument("--ema-decay", type=float, help="export the exponential moving average of the weights with "
                    "this decay per optimiser step, e.g. 0.995 (default: 0, the last weights)")
+    p.add_argument("--val-limit", type=int, help="validate on the first N validation images only (default: all)")
     p.add_argument("--seed", type=int, help="data order, augmentations, init (default: 0)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no flips / 90° rotations")

@@ -244,3 +244,11 @@ def test_ema_run_exports_the_average_and_resumes_exactly(data, tmp_path):
     assert all(torch.equal(exported[k], resumed[k]) for k in exported)    # the average was checkpointed too
     with pytest.raises(ValueError, match="ema_decay"):
         train(dict(settings, ema_decay=0.9, output=str(tmp_path / "split"), resume="latest"))
+
+
+def test_val_limit_validates_on_the_first_images(data, tmp_path):
+    settings = dict(TINY, data_root=str(data), epochs=1)
+    full = train(dict(settings, output=str(tmp_path / "full")))["history"][0]["val_loss"]
+    first = train(dict(settings, output=str(tmp_path / "first"), val_limit=1))["history"][0]["val_loss"]
+    again = train(dict(settings, output=str(tmp_path / "again"), val_limit=1))["history"][0]["val_loss"]
+    assert first == again and first != full   # same training, validated on 1 of the 2 validation images
