@@ -2,7 +2,7 @@
 per-pixel labels, the difference of the class probabilities, and the speed of each.
 
     .venv/bin/python bench/precision_parity.py [--model safetensors/galaxy_demo] [--data-root data/synthetic]
-                                               [--split test] [--batch-size 8]
+                                               [--split test] [--batch-size 8] [--device cpu|cuda]
 
 Each image of the split goes through ``src.inference.segment`` (what ``predict.py`` runs) once per precision; the
 label of a pixel is the argmax of its class probabilities.  Printed: the share of pixels with the same label
@@ -35,6 +35,7 @@ def main(argv=None) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     import json
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
     entries = json.loads(split_path(args.data_root, args.split).read_text())   # VIA: {key: {"filename": ...}}
     images = [np.asarray(Image.open(args.data_root / IMAGE_DIR / entry["filename"]).convert("RGB"))
               for entry in entries.values()]
-    model, processor = load_model(args.model)
+    model, processor = load_model(args.model, device=args.device)
     probs, speed = {}, {}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         set_precision(model, dtype)

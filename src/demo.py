@@ -10,7 +10,8 @@ Stages (each one reused when its inputs are the same, so a re-run only re-prints
 2. **convert**   join + filters + 70/20/10 split + pixel statistics                    (``src.conversion``)
 3. **train**     the ``galaxy-small`` preset from random weights, ``--minutes`` of CPU time: random
                  semantic / instance task per image, whole cutouts (batch 2), classes drawn with weight
-                 share ** -0.5 (``src.train``; ``--scene clean``: 128 px crops, batch 4, no class weight)
+                 share ** -0.5, bf16 autocast, the moving average of the weights exported, validation on
+                 the first 100 images (``src.train``; ``--scene clean``: 128 px crops, batch 4, no class weight)
 4. **score**     the test split, semantic task (seed protocol, standard mIoU) and instance task (COCO mask AP)
                  -> ``OUTPUT/metrics.json``                                              (``src.evaluate``)
 5. **figures**   ``OUTPUT/loss_curve.png``, ``OUTPUT/confusion_matrix.png`` (+ per-class IoU / AP bars),
