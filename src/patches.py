@@ -3,7 +3,8 @@ two that several training processes need.
 
 * :func:`install_fast_deformable_attention` replaces the pure-PyTorch multi-scale deformable attention of the
   pixel decoder by one that never builds the stacked ``(batch x heads, dim, queries, levels, points)`` tensor;
-  the forward pass of ``galaxy-small`` at 256 px runs 1.3x faster on 2 cores (``bench/bench_inference.py``).
+  the demo model's forward pass at 256 px, batch 8, runs 1.13x faster on 2 cores (``bench/bench_inference.py``,
+  the tree before against this one).
 * :func:`contiguous_attention_inputs` hands the query transformer and the decoder's cross-attention layers their
   memory in contiguous layout: under bf16 autocast, a linear layer on the permuted ``(tokens, batch, dim)`` view
   made PyTorch expand its weight to one copy per token (a 4096 x 128 x 128 batched matmul), which is why the bf16
