@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)")
     p.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of the fitted schedule")
     p.add_argument("--mixed-precision", choices=["no", "bf16"], default=DEMO_PRECISION,
-                   help=f"training precision (default: {DEMO_PRECISION}, see BENCHMARKS.md 'Demo training speed')")
+                   help=f"training precision (default: {DEMO_PRECISION}, see BENCHMARKS.md 'CPU speed')")
     p.add_argument("--ema-decay", type=float, default=DEMO_EMA_DECAY,
                    help=f"export the moving average of the weights (default: {DEMO_EMA_DECAY}; 0: last weights)")
     p.add_argument("--epochs", type=int, default=100, help="planned epochs (the time budget ends training first)")

@@ -166,7 +166,8 @@ def default_workers() -> int:
     """DataLoader workers reading the inputs when ``--workers`` is not given: 0 on a machine of 2 cores or fewer
     (reading and the star measurements then run between forward passes: on 2 cores a worker process only takes a
     core from the model's two threads, 15 against 17 cutouts/s, BENCHMARKS.md), else 1."""
-    return 0 if (os.cpu_count() or 1) <= 2 else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else 1
 
 
 def _collate(items):

@@ -35,7 +35,8 @@ two changes to the model that this needs.
 
 Time budget (``--max-minutes``): after a few optimiser steps the run measures its speed and, if the planned
 schedule does not fit, shortens the schedule's horizon to the steps that fit in the budget less a reserve for
-the last validation and the export (15 %, then 1.25 x the measured validation pass + 2 %), so warmup + polynomial decay still ends near lr 0 when time is up; the horizon
+the last validation and the export (15 %, then 1.25 x the measured validation pass + 2 %), so warmup + polynomial
+decay still ends near lr 0 when time is up; the horizon
 is refitted every 10 steps to the mean speed so far (validation included), and a default warmup keeps its 5 %
 share of the fitted horizon.  Training
 stops at that horizon or at the budget, validates, and exports.  A budget-limited run is not meant to be resumed
@@ -367,6 +368,8 @@ def resolve_config(args_or_config, base: dict | None = None) -> TrainConfig:
         raise ValueError("epochs, batch size and gradient accumulation must be >= 1")
     if not 0 <= config.class_balance <= 1:
         raise ValueError(f"--class-balance {config.class_balance:g} must lie in 0..1")
+    if config.val_limit is not None and config.val_limit < 1:
+        raise ValueError(f"--val-limit {config.val_limit} must be >= 1 (leave it out to validate on every image)")
     return config
 
 
@@ -688,7 +691,8 @@ def moving_average(model, decay: float):
     """An exponential moving average of ``model``'s weights and buffers (``torch.optim.swa_utils``), updated after
     each optimiser step: ``ema = decay * ema + (1 - decay) * weights``; ``None`` when ``decay`` is 0.  A short run
     ends on weights that still move from batch to batch; their average over the last ~1 / (1 - decay) steps is
-    the usual remedy."""
+    the usual remedy.  The export holds the average; the checkpoints and the validation losses of the history are
+    those of the last weights (the average is checkpointed beside them)."""
     if not decay:
         return None
     if not 0 < decay < 1:

@@ -540,7 +540,7 @@ def test_inference_precision_choice_and_parity():
 def test_default_workers_leave_two_cores_to_the_model(monkeypatch):
     from src import predict as predict_module
 
-    monkeypatch.setattr(predict_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(predict_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert predict_module.default_workers() == 0
-    monkeypatch.setattr(predict_module.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(predict_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert predict_module.default_workers() == 1

@@ -252,3 +252,5 @@ def test_val_limit_validates_on_the_first_images(data, tmp_path):
     first = train(dict(settings, output=str(tmp_path / "first"), val_limit=1))["history"][0]["val_loss"]
     again = train(dict(settings, output=str(tmp_path / "again"), val_limit=1))["history"][0]["val_loss"]
     assert first == again and first != full   # same training, validated on 1 of the 2 validation images
+    with pytest.raises(ValueError, match="--val-limit 0 must be >= 1"):
+        resolve_config(dict(settings, output=str(tmp_path / "zero"), val_limit=0))
