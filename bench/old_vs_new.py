@@ -12,7 +12,8 @@ see the same packages, data and model:
   files (``--data-root``, from ``make demo``) for ``--minutes`` of wall clock; the figure is the optimiser steps
   done.
 * ``predict``: ``src.predict.predict`` on ``--n`` synthetic 256 px cutouts with the model already loaded (as
-  ``bench/bench_predict.py``): reading, star measurements, the model, catalog and files; cutouts per second.
+  ``bench/bench_predict.py``), each tree's default settings (precision, loader workers): reading, star
+  measurements, the model, catalog and files; cutouts per second.
 * ``convert``: ``python -m src.conversion --data-root COPY --quiet`` on a copy of the demo's data; seconds.
 * ``score``: ``python compute_scores.py --model MODEL --data-root DATA --split test`` (semantic task); seconds.
 * ``field``: ``python predict.py FRAME --field --cpu --quiet`` on a 2048 px synthetic field (``--frame``); seconds.
@@ -63,8 +64,8 @@ def measure_predict(args) -> float:
     model, processor = load_model(str(args.model))
     out = Path(tempfile.mkdtemp(prefix="old_vs_new_predict_"))
     start = time.perf_counter()
-    predict(PredictConfig(model=str(args.model), inputs=inputs, out=str(out / "run"), workers=1),
-            model=model, processor=processor)
+    predict(PredictConfig(model=str(args.model), inputs=inputs, out=str(out / "run")), model=model,
+            processor=processor)
     seconds = time.perf_counter() - start
     shutil.rmtree(out, ignore_errors=True)
     return len(inputs) / seconds

@@ -1,18 +1,24 @@
-"""Inference precision: bf16 autocast against float32, the same model on the same images: agreement of the
-per-pixel labels, the difference of the class probabilities, and the speed of each.
+"""Inference parity: bf16 autocast against float32, or this project's model patches against transformers' own
+modules; the same model on the same images: agreement of the per-pixel labels, the difference of the class
+probabilities, and the speed of each.
 
     .venv/bin/python bench/precision_parity.py [--model safetensors/galaxy_demo] [--data-root data/synthetic]
                                                [--split test] [--batch-size 8] [--device cpu|cuda]
+                                               [--compare precision|patches] [--precision fp32|bf16]
 
-Each image of the split goes through ``src.inference.segment`` (what ``predict.py`` runs) once per precision; the
-label of a pixel is the argmax of its class probabilities.  Printed: the share of pixels with the same label
-(target >= 99.5 %), the largest and the 99.9th-percentile absolute difference of a class probability, and the
-images per second of the segmentation (forward pass + probabilities) of each precision, 2 threads.  The last line
-is the figure: the label agreement.
+Each image of the split goes through ``src.inference.segment`` (what ``predict.py`` runs) once per variant; the
+label of a pixel is the argmax of its class probabilities.  ``--compare precision`` (default): float32 against
+bf16 autocast.  ``--compare patches``: transformers' own OneFormer (its deformable attention, no
+``src.patches`` hooks) against the model as ``src.model.load_model`` patches it, both at ``--precision``
+(default fp32).  Printed: the share of pixels with the same label (target >= 99.5 %), the largest and the
+99.9th-percentile absolute difference of a class probability, and the images per second of the segmentation
+(forward pass + probabilities) of each variant, 2 threads.  The last line is the figure: the label agreement.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import sys
 import time
 from pathlib import Path
@@ -25,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.inference import segment, set_precision  # noqa: E402
 from src.model import load_model  # noqa: E402
+from src.patches import fast_deformable_attention, transformers_deformable_attention  # noqa: E402
 from src.splits import split_path  # noqa: E402
 from src.via import IMAGE_DIR  # noqa: E402
 
@@ -36,6 +43,8 @@ def main(argv=None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--compare", choices=("precision", "patches"), default="precision")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="with --compare patches")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     import json
@@ -44,21 +53,48 @@ def main(argv=None) -> None:
     images = [np.asarray(Image.open(args.data_root / IMAGE_DIR / entry["filename"]).convert("RGB"))
               for entry in entries.values()]
     model, processor = load_model(args.model, device=args.device)
+    dtypes = {"fp32": None, "bf16": torch.bfloat16}
+    if args.compare == "precision":
+        variants = {name: (model, dtype, contextlib.nullcontext) for name, dtype in dtypes.items()}
+    else:
+        reference = copy.deepcopy(model)
+        for module in reference.modules():
+            module._forward_pre_hooks.clear()
+        dtype = dtypes[args.precision]
+        variants = {"transformers": (reference, dtype, transformers_attention), "patched": (model, dtype,
+                                                                                         contextlib.nullcontext)}
     probs, speed = {}, {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        set_precision(model, dtype)
-        segment(model, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)   # warm-up
-        start = time.perf_counter()
-        results = segment(model, processor, images, "semantic", batch_size=args.batch_size)
-        speed[name] = len(images) / (time.perf_counter() - start)
+    for name, (net, dtype, context) in variants.items():
+        set_precision(net, dtype)
+        with context():
+            segment(net, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)   # warm-up
+            start = time.perf_counter()
+            results = segment(net, processor, images, "semantic", batch_size=args.batch_size)
+            speed[name] = len(images) / (time.perf_counter() - start)
         probs[name] = [r[0] for r in results]
-    same = sum(int((a.argmax(0) == b.argmax(0)).sum()) for a, b in zip(probs["fp32"], probs["bf16"]))
-    total = sum(a.shape[1] * a.shape[2] for a in probs["fp32"])
-    diff = np.concatenate([np.abs(a - b).ravel() for a, b in zip(probs["fp32"], probs["bf16"])])
+    (a_name, a_probs), (b_name, b_probs) = probs.items()
+    same = sum(int((a.argmax(0) == b.argmax(0)).sum()) for a, b in zip(a_probs, b_probs))
+    total = sum(a.shape[1] * a.shape[2] for a in a_probs)
+    diff = np.concatenate([np.abs(a - b).ravel() for a, b in zip(a_probs, b_probs)])
     print(f"{args.model} on {len(images)} {args.split} images ({args.data_root}), batch {args.batch_size}, 2 threads")
-    print(f"speed: fp32 {speed['fp32']:.2f} img/s, bf16 {speed['bf16']:.2f} img/s ({speed['bf16'] / speed['fp32']:.2f}x)")
+    if args.compare == "patches":
+        print(f"both at {args.precision}")
+    print(f"speed: {a_name} {speed[a_name]:.2f} img/s, {b_name} {speed[b_name]:.2f} img/s "
+          f"({speed[b_name] / speed[a_name]:.2f}x)")
     print(f"class probabilities: largest difference {diff.max():.4f}, 99.9th percentile {np.quantile(diff, 0.999):.4f}")
     print(f"RESULT same label on {100 * same / total:.3f} % of {total} pixels")
+
+
+@contextlib.contextmanager
+def transformers_attention():
+    """transformers' own multi-scale deformable attention for the duration (``load_model`` installs the fast one)."""
+    from transformers.models.oneformer import modeling_oneformer
+
+    modeling_oneformer.multi_scale_deformable_attention = transformers_deformable_attention()
+    try:
+        yield
+    finally:
+        modeling_oneformer.multi_scale_deformable_attention = fast_deformable_attention
 
 
 if __name__ == "__main__":

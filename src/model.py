@@ -40,7 +40,7 @@ from transformers import (
 )
 
 from src.classes import ID2LABEL, LABEL2ID, NUM_LABELS, class_info
-from src.patches import contiguous_attention_inputs, install_fast_deformable_attention
+from src.patches import contiguous_attention_inputs, install_fast_deformable_attention, unweighted_query_attention
 
 HUB_SWIN_TINY = "shi-labs/oneformer_ade20k_swin_tiny"
 #: Sequence lengths of the hub cards' processor (``max_seq_length``, ``task_seq_length``) and config.
@@ -402,6 +402,7 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
     set_training_mode(model, False)
     install_fast_deformable_attention()
     contiguous_attention_inputs(model)
+    unweighted_query_attention(model)
     if device is not None:
         model.to(device)
     return model, processor

@@ -6,7 +6,7 @@ import torch
 from transformers.models.oneformer import modeling_oneformer
 
 from src.patches import (contiguous_attention_inputs, fast_deformable_attention, install_fast_deformable_attention,
-                         transformers_deformable_attention)
+                         transformers_deformable_attention, unweighted_query_attention)
 
 
 @pytest.mark.parametrize("shapes", [[(8, 8), (4, 4), (2, 2)], [(6, 5), (3, 3)]])
@@ -40,6 +40,8 @@ def test_load_model_installs_the_patches():
     hooked = [type(m).__name__ for m in model.modules() if getattr(m, "_contiguous_inputs", False)]
     assert hooked.count("OneFormerTransformerDecoderQueryTransformerDecoder") == 1
     assert hooked.count("OneFormerTransformerDecoderCrossAttentionLayer") == model.config.decoder_layers - 1
+    unweighted = [m for m in model.modules() if getattr(m, "_no_attention_weights", False)]
+    assert len(unweighted) == 2 * model.config.query_dec_layers
 
 
 def test_contiguous_attention_inputs_changes_no_value():
@@ -58,4 +60,31 @@ def test_contiguous_attention_inputs_changes_no_value():
         a = plain(pixel_values=pixels, task_inputs=task)
         b = hooked(pixel_values=pixels, task_inputs=task)
     assert torch.equal(a.class_queries_logits, b.class_queries_logits)
+    assert torch.equal(a.masks_queries_logits, b.masks_queries_logits)
+
+
+def test_unweighted_query_attention_same_output_and_training_untouched():
+    from src.model import _new_model, build_config, set_training_mode
+
+    torch.manual_seed(0)
+    plain = _new_model(build_config("galaxy-tiny"))
+    set_training_mode(plain, False)
+    hooked = copy.deepcopy(plain)
+    unweighted_query_attention(hooked)
+    unweighted_query_attention(hooked)   # idempotent: one hook per attention layer
+    attentions = [m for m in hooked.modules() if getattr(m, "_no_attention_weights", False)]
+    assert attentions and all(len(m._forward_pre_hooks) == 1 for m in attentions)
+    calls = []
+    attentions[0].register_forward_hook(lambda module, args, output: calls.append(output[1]))
+    pixels = torch.randn(2, 3, 64, 64)
+    task = torch.randint(0, 100, (2, 77))
+    with torch.no_grad():
+        a = plain(pixel_values=pixels, task_inputs=task)
+        b = hooked(pixel_values=pixels, task_inputs=task)
+    assert calls == [None]                   # the map was not computed
+    torch.testing.assert_close(b.class_queries_logits, a.class_queries_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.masks_queries_logits, a.masks_queries_logits, rtol=1e-4, atol=1e-4)
+    a = plain(pixel_values=pixels, task_inputs=task)
+    b = hooked(pixel_values=pixels, task_inputs=task)
+    assert calls[-1] is not None             # with gradients on, nothing changes
     assert torch.equal(a.masks_queries_logits, b.masks_queries_logits)
