@@ -15,13 +15,13 @@ DEMO_ARGS ?=
 # e.g. make notebooks NOTEBOOK_ARGS="--no-browser --port 8890"
 NOTEBOOK_ARGS ?=
 
-.PHONY: install browser test demo figures docs docs-serve notebooks bench clean-demo
+.PHONY: install browser lint format test demo figures docs docs-serve notebooks bench clean-demo
 
-$(STAMP): requirements.txt requirements-docs.txt Makefile
+$(STAMP): requirements.txt requirements-docs.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-docs.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-docs.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps $(OPEN_CLIP)
 	touch $(STAMP)
 
@@ -34,8 +34,17 @@ browser:
 		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
 		echo "warning: could not install chromium (apt-get install chromium needs root): tests/test_report.py will be skipped"
 
-test: install browser
+test: install browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (pyproject.toml): the lint rules and the formatting; make format applies both fixes
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # synthetic data -> conversion -> CPU training (10 min budget) -> scoring -> figures; re-runs reuse each stage
 demo: install

@@ -17,6 +17,7 @@ scored for a field strategy, or for sep alone (no model):
     python compute_scores.py --fields DIR [--model M] [--strategy cutout|tiles|sep] [--stamp-scale fill|native]
         [--tile 512] [--overlap 224] [--limit N] [--out metrics.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,18 +34,29 @@ logger = logging.getLogger("src.compute_scores")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="compute_scores.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="save_pretrained directory, .safetensors file or preset (needed except for "
-                                        "--fields with --strategy sep)")
+    parser.add_argument(
+        "--model",
+        help="save_pretrained directory, .safetensors file or preset (needed except for --fields with --strategy sep)",
+    )
     parser.add_argument("--data-root", default=".", help="folder with galaxy_<split>.json and original/zoo2Main")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--task", nargs="+", default=["semantic", "instance"], choices=[*TASKS, "all"],
-                        help="task(s) the model is conditioned on and scored for (default: semantic instance)")
-    parser.add_argument("--out", default=None,
-                        help="metrics JSON (written atomically; default: MODEL/metrics.json for an export folder, "
-                             "NAME.metrics.json beside a .safetensors file; required otherwise and with --fields). "
-                             "An existing file is replaced only when it is the metrics of an earlier run (said)")
-    parser.add_argument("--predictions-out", default=None,
-                        help="instance predictions in COCO results format (image_id = objid)")
+    parser.add_argument(
+        "--task",
+        nargs="+",
+        default=["semantic", "instance"],
+        choices=[*TASKS, "all"],
+        help="task(s) the model is conditioned on and scored for (default: semantic instance)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="metrics JSON (written atomically; default: MODEL/metrics.json for an export folder, "
+        "NAME.metrics.json beside a .safetensors file; required otherwise and with --fields). "
+        "An existing file is replaced only when it is the metrics of an earlier run (said)",
+    )
+    parser.add_argument(
+        "--predictions-out", default=None, help="instance predictions in COCO results format (image_id = objid)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     parser.add_argument("--device", default=None, help="default: cuda, else mps, else cpu")
@@ -52,20 +64,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_output_options(parser)
     fields = parser.add_argument_group("survey fields (README: 'Survey fields')")
-    fields.add_argument("--fields", help="score on annotated fields instead of a split: a folder with "
-                                         "field_annotations.json (COCO), or the file")
-    fields.add_argument("--strategy", default="cutout", choices=("cutout", "tiles", "sep"),
-                        help="cutout (model trained on cutouts), tiles (model trained on fields) or sep alone "
-                             "(default cutout)")
-    fields.add_argument("--stamp-scale", default="fill", choices=("fill", "native"),
-                        help="cutout: the GZ2 stamp rule, or stamps at the frame's scale (default fill)")
-    fields.add_argument("--tile-task", default="semantic", choices=("semantic", "instance", "panoptic"),
-                        help="tiles: the task the model is conditioned on, which decides what an object is "
-                             "(as predict.py --task; default semantic)")
-    fields.add_argument("--outline", default="sep", choices=("sep", "model"),
-                        help="cutout: object outlines from sep's segments (default) or the model (predict.py --outline)")
-    fields.add_argument("--stars", default="artifact", choices=("artifact", "model"),
-                        help="point sources scored as class A (default) or with the model's class (predict.py --stars)")
+    fields.add_argument(
+        "--fields",
+        help="score on annotated fields instead of a split: a folder with field_annotations.json (COCO), or the file",
+    )
+    fields.add_argument(
+        "--strategy",
+        default="cutout",
+        choices=("cutout", "tiles", "sep"),
+        help="cutout (model trained on cutouts), tiles (model trained on fields) or sep alone (default cutout)",
+    )
+    fields.add_argument(
+        "--stamp-scale",
+        default="fill",
+        choices=("fill", "native"),
+        help="cutout: the GZ2 stamp rule, or stamps at the frame's scale (default fill)",
+    )
+    fields.add_argument(
+        "--tile-task",
+        default="semantic",
+        choices=("semantic", "instance", "panoptic"),
+        help="tiles: the task the model is conditioned on, which decides what an object is "
+        "(as predict.py --task; default semantic)",
+    )
+    fields.add_argument(
+        "--outline",
+        default="sep",
+        choices=("sep", "model"),
+        help="cutout: object outlines from sep's segments (default) or the model (predict.py --outline)",
+    )
+    fields.add_argument(
+        "--stars",
+        default="artifact",
+        choices=("artifact", "model"),
+        help="point sources scored as class A (default) or with the model's class (predict.py --stars)",
+    )
     fields.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
     fields.add_argument("--overlap", type=int, default=224, help="tiles: tile overlap, px (default 224)")
     return parser.parse_args(argv)
@@ -84,9 +117,18 @@ def main(argv=None) -> int:
         if args.predictions_out is not None:
             _check_replace(Path(args.predictions_out), lambda old: isinstance(old, list), "COCO predictions")
         args.out = str(metrics_path(args))
-        metrics = evaluate(args.model, args.data_root, split=args.split, tasks=args.task,
-                           batch_size=args.batch_size, base_card=args.base_card, predictions_out=args.predictions_out,
-                           progress=not (args.no_progress or args.quiet), device=args.device, limit=args.limit)
+        metrics = evaluate(
+            args.model,
+            args.data_root,
+            split=args.split,
+            tasks=args.task,
+            batch_size=args.batch_size,
+            base_card=args.base_card,
+            predictions_out=args.predictions_out,
+            progress=not (args.no_progress or args.quiet),
+            device=args.device,
+            limit=args.limit,
+        )
         if metrics["n_processes"] > 1 and not _is_main_process():
             return  # several processes (torchrun / accelerate launch): the main one reports and writes
         print(format_table(metrics))
@@ -103,12 +145,25 @@ def _fields(args) -> None:
     if args.model is None and args.strategy != "sep":
         raise ValueError(f"--strategy {args.strategy} needs a --model (only --strategy sep runs without one)")
     args.out = str(metrics_path(args))
-    settings = FieldSettings(strategy=args.strategy, stamp_scale=args.stamp_scale, tile=args.tile,
-                             overlap=args.overlap, batch_size=args.batch_size, task=args.tile_task,
-                             outline=args.outline, stars=args.stars)
-    metrics = evaluate_fields(args.fields, args.model if args.strategy != "sep" else None, settings, limit=args.limit,
-                              device=args.device, base_card=args.base_card,
-                              progress=not (args.no_progress or args.quiet))
+    settings = FieldSettings(
+        strategy=args.strategy,
+        stamp_scale=args.stamp_scale,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        task=args.tile_task,
+        outline=args.outline,
+        stars=args.stars,
+    )
+    metrics = evaluate_fields(
+        args.fields,
+        args.model if args.strategy != "sep" else None,
+        settings,
+        limit=args.limit,
+        device=args.device,
+        base_card=args.base_card,
+        progress=not (args.no_progress or args.quiet),
+    )
     print(format_field_table(metrics))
     write_metrics(metrics, args.out)
     print(f"\nwrote {args.out}")
@@ -129,10 +184,15 @@ def metrics_path(args) -> Path:
         elif kind == "state_dict":
             path = Path(source).with_suffix(".metrics.json")
         else:
-            raise ValueError("--out is required (the metrics file) unless --model is an export folder or a "
-                             ".safetensors file, beside which they are written")
-    _check_replace(path, lambda old: isinstance(old, dict) and "created" in old and ("model" in old or "strategy" in old),
-                   "metrics")
+            raise ValueError(
+                "--out is required (the metrics file) unless --model is an export folder or a "
+                ".safetensors file, beside which they are written"
+            )
+    _check_replace(
+        path,
+        lambda old: isinstance(old, dict) and "created" in old and ("model" in old or "strategy" in old),
+        "metrics",
+    )
     return path
 
 
@@ -147,8 +207,9 @@ def _check_replace(path: Path, ours, what: str) -> None:
     except (OSError, ValueError):
         old = None
     if not ours(old):
-        raise ValueError(f"{path}: exists and is not a {what} file of compute_scores.py; choose another name (it is "
-                         f"left as it is)")
+        raise ValueError(
+            f"{path}: exists and is not a {what} file of compute_scores.py; choose another name (it is left as it is)"
+        )
     logger.warning(f"replacing {path} ({what} of an earlier run)")
 
 

@@ -8,6 +8,7 @@
 
 Several processes: ``accelerate launch predict.py ...`` (or ``torchrun --nproc_per_node N predict.py ... --cpu``).
 """
+
 from src.predict import main
 
 if __name__ == "__main__":

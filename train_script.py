@@ -2,6 +2,7 @@
 
 Several GPUs or nodes: ``accelerate launch train_script.py ...``.
 """
+
 import sys
 
 from src.train import main

@@ -15,6 +15,7 @@ fixed-seed training's weights, of ``compute_scores.py``'s metrics and of ``predi
 Printed: one SHA-256 per part; ``--json`` keeps them, ``--compare`` checks them against an earlier run's (exit 1
 on a difference).  The last line says whether all parts match.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,35 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: Keys whose values are timings, paths or versions: left out of the fingerprint.
-VOLATILE = {"seconds", "wall_s", "read_s", "model_s", "post_s", "images_per_second", "date", "created", "elapsed",
-            "model", "data_root", "out", "predictions", "path", "paths", "source", "outputs", "versions", "python",
-            "torch", "transformers", "host", "argv", "command", "started", "finished", "run_s"}
+VOLATILE = {
+    "seconds",
+    "wall_s",
+    "read_s",
+    "model_s",
+    "post_s",
+    "images_per_second",
+    "date",
+    "created",
+    "elapsed",
+    "model",
+    "data_root",
+    "out",
+    "predictions",
+    "path",
+    "paths",
+    "source",
+    "outputs",
+    "versions",
+    "python",
+    "torch",
+    "transformers",
+    "host",
+    "argv",
+    "command",
+    "started",
+    "finished",
+    "run_s",
+}
 
 
 def digest(data: bytes) -> str:
@@ -56,12 +83,47 @@ def train_part(work: Path) -> str:
     from safetensors.numpy import load_file
 
     python = sys.executable
-    run([python, "-m", "src.synthetic", "--out", str(work / "data"), "--n", "40", "--size", "64", "--seed", "3",
-         "--quiet"])
+    run(
+        [
+            python,
+            "-m",
+            "src.synthetic",
+            "--out",
+            str(work / "data"),
+            "--n",
+            "40",
+            "--size",
+            "64",
+            "--seed",
+            "3",
+            "--quiet",
+        ]
+    )
     run([python, "-m", "src.conversion", "--data-root", str(work / "data"), "--image-size", "64", "--quiet"])
-    run([python, "train_script.py", "--data-root", str(work / "data"), "--output", str(work / "model"),
-         "--model-card", "galaxy-tiny", "--task", "random", "--epochs", "1", "--batch-size", "2", "--image-size",
-         "64", "--seed", "0", "--cpu", "--quiet"])
+    run(
+        [
+            python,
+            "train_script.py",
+            "--data-root",
+            str(work / "data"),
+            "--output",
+            str(work / "model"),
+            "--model-card",
+            "galaxy-tiny",
+            "--task",
+            "random",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "64",
+            "--seed",
+            "0",
+            "--cpu",
+            "--quiet",
+        ]
+    )
     tensors = load_file(str(work / "model" / "model.safetensors"))
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -72,8 +134,27 @@ def train_part(work: Path) -> str:
 
 def scores_part(work: Path, model: str, data_root: Path) -> str:
     out = work / "metrics.json"
-    run([sys.executable, "compute_scores.py", "--model", model, "--data-root", str(data_root), "--split", "test",
-         "--task", "semantic", "instance", "--limit", "32", "--out", str(out), "--no-progress", "--quiet"])
+    run(
+        [
+            sys.executable,
+            "compute_scores.py",
+            "--model",
+            model,
+            "--data-root",
+            str(data_root),
+            "--split",
+            "test",
+            "--task",
+            "semantic",
+            "instance",
+            "--limit",
+            "32",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--quiet",
+        ]
+    )
     return digest(json.dumps(stable(json.loads(out.read_text())), sort_keys=True).encode())
 
 
@@ -81,8 +162,20 @@ def predict_part(work: Path, model: str, data_root: Path, precision: str | None)
     entries = json.loads((data_root / "galaxy_test.json").read_text())
     images = [str(data_root / "original" / "zoo2Main" / e["filename"]) for e in entries.values()][:32]
     out = work / f"predict_{precision or 'default'}"
-    run([sys.executable, "predict.py", *images, "--model", model, "--out", str(out), "--cpu", "--quiet",
-         *(["--precision", precision] if precision else [])])
+    run(
+        [
+            sys.executable,
+            "predict.py",
+            *images,
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--cpu",
+            "--quiet",
+            *(["--precision", precision] if precision else []),
+        ]
+    )
     h = hashlib.sha256()
     for path in sorted(out.rglob("*")):
         if path.suffix == ".png" and "segmentation" in path.parts:
@@ -107,10 +200,12 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     work = Path(tempfile.mkdtemp(prefix="fingerprint_"))
     try:
-        parts = {"train": train_part(work),
-                 "scores": scores_part(work, args.model, args.data_root.resolve()),
-                 "predict_fp32": predict_part(work, args.model, args.data_root.resolve(), "fp32"),
-                 "predict_default": predict_part(work, args.model, args.data_root.resolve(), None)}
+        parts = {
+            "train": train_part(work),
+            "scores": scores_part(work, args.model, args.data_root.resolve()),
+            "predict_fp32": predict_part(work, args.model, args.data_root.resolve(), "fp32"),
+            "predict_default": predict_part(work, args.model, args.data_root.resolve(), None),
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, value in parts.items():

@@ -8,6 +8,7 @@ the geometry filter (``geometry_problems``, rasterising included) is printed too
     .venv/bin/python bench/bench_conversion.py [--runs 3] [--data-root data/bench_real_scale]
     .venv/bin/python bench/bench_conversion.py --real-polygons ../shared/real [--data-root data/bench_real_polygons]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,7 @@ def geometry_seconds(root: Path) -> float:
     from src.conversion import geometry_problems
     from src.via import VIA_FILES, entry_regions, load_via, region_polygon
 
-    polygons = [region_polygon(entry_regions(entry)[0]) for rel in VIA_FILES
-                for entry in load_via(root / rel).values()]
+    polygons = [region_polygon(entry_regions(entry)[0]) for rel in VIA_FILES for entry in load_via(root / rel).values()]
     shapes = np.full((len(polygons), 2), 256)
     start = time.perf_counter()
     geometry_problems(polygons, shapes, 90)
@@ -41,8 +41,11 @@ def geometry_seconds(root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data-root", default=None,
-                        help="default: data/bench_real_scale, or data/bench_real_polygons with --real-polygons")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="default: data/bench_real_scale, or data/bench_real_polygons with --real-polygons",
+    )
     parser.add_argument("--real-polygons", metavar="DIR", help="folder of galaxy_test_via.json (../shared/real)")
     args = parser.parse_args()
     default = "data/bench_real_polygons" if args.real_polygons else "data/bench_real_scale"

@@ -16,6 +16,7 @@ demo's training settings (``src.demo``'s defaults) and the ``galaxy-small`` pres
 
 The last line is the figure: seed mIoU.  One run takes ``--minutes`` plus about a minute.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def spiral_auc(model, processor, dataset) -> tuple[float, int]:
     items = [dataset[i] for i in range(len(dataset))]
     items = [it for it in items if it["class_ids"] and it["class_ids"][0] in (SPIRAL, BARRED)]
     for start in range(0, len(items), 8):
-        chunk = items[start:start + 8]
+        chunk = items[start : start + 8]
         probs = forward(model, processor, [it["image"] for it in chunk], "semantic").class_queries_logits.softmax(-1)
         for it, p in zip(chunk, probs):
             q = int(p[:, 1:-1].sum(-1).argmax())
@@ -62,6 +63,7 @@ def spiral_auc(model, processor, dataset) -> tuple[float, int]:
 def mode_gap(model, processor, data_root, n: int = 16) -> dict:
     """Class cross-entropy (weighted as in training) of ``n`` validation crops in eval and in training mode."""
     import transformers.models.oneformer.modeling_oneformer as oneformer
+
     from src.dataset import GalaxyDataset
 
     dataset = GalaxyDataset(data_root, "val", processor, task="semantic", augment=False, crop_size=128)
@@ -95,10 +97,18 @@ def main(argv=None) -> None:
     p.add_argument("--dropout", type=float, default=None, help="override the preset's OneFormer dropout")
     p.add_argument("--drop-path", type=float, default=None, help="override the preset's Swin drop-path rate")
     p.add_argument("--class-weight", type=float, default=None, help="override the preset's class loss weight")
-    p.add_argument("--scene", choices=["sdss", "clean"], default="sdss",
-                   help="synthetic scene and its demo recipe (python -m src.demo --scene)")
-    p.add_argument("--data-root", type=Path, default=Path("data/synthetic"),
-                   help="where the scene's 1,000 cutouts are (generated when missing); one folder per scene")
+    p.add_argument(
+        "--scene",
+        choices=["sdss", "clean"],
+        default="sdss",
+        help="synthetic scene and its demo recipe (python -m src.demo --scene)",
+    )
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("data/synthetic"),
+        help="where the scene's 1,000 cutouts are (generated when missing); one folder per scene",
+    )
     p.add_argument("--keep", type=Path, default=None, help="keep the trained model in this folder")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -108,15 +118,20 @@ def main(argv=None) -> None:
     preset["oneformer"].update(overrides)
     if args.drop_path is not None:
         preset["backbone"]["drop_path_rate"] = args.drop_path
-    print(f"galaxy-small: dropout {preset['oneformer'].get('dropout', 0.1)}, drop path "
-          f"{preset['backbone']['drop_path_rate']}, class weight {preset['oneformer'].get('class_weight', 2.0)}; "
-          f"{args.minutes:g} min, training seed {args.seed}", flush=True)
+    print(
+        f"galaxy-small: dropout {preset['oneformer'].get('dropout', 0.1)}, drop path "
+        f"{preset['backbone']['drop_path_rate']}, class weight {preset['oneformer'].get('class_weight', 2.0)}; "
+        f"{args.minutes:g} min, training seed {args.seed}",
+        flush=True,
+    )
 
-    demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--scene", args.scene,
-                                                "--no-progress"])
-    demo.resolve_scene_defaults(demo_args)          # the scene's demo recipe (sdss: whole cutouts, class balance)
-    demo.ensure_data(args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False,
-                     scene=args.scene)
+    demo_args = demo.build_parser().parse_args(
+        ["--data-root", str(args.data_root), "--scene", args.scene, "--no-progress"]
+    )
+    demo.resolve_scene_defaults(demo_args)  # the scene's demo recipe (sdss: whole cutouts, class balance)
+    demo.ensure_data(
+        args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False, scene=args.scene
+    )
     demo.ensure_splits(args.data_root, demo_args.size, progress=False)
     output = args.keep or Path(tempfile.mkdtemp(prefix="bench_demo_quality_"))
     demo_args.output, demo_args.minutes, demo_args.seed = output, args.minutes, args.seed
@@ -129,8 +144,16 @@ def main(argv=None) -> None:
     result = train(demo.train_settings(demo_args))
     trained = time.monotonic() - start
     model, processor = load_model(str(output), device="cpu")
-    metrics = evaluate(str(output), args.data_root, "test", tasks=("semantic",), progress=False, device="cpu",
-                       model=model, processor=processor)
+    metrics = evaluate(
+        str(output),
+        args.data_root,
+        "test",
+        tasks=("semantic",),
+        progress=False,
+        device="cpu",
+        model=model,
+        processor=processor,
+    )
     auc, n_spirals = spiral_auc(model, processor, ground_truth_dataset(args.data_root, "test"))
     gap = mode_gap(model, processor, args.data_root)
     if args.keep is None:
@@ -143,7 +166,9 @@ def main(argv=None) -> None:
     print(f"{result['history'][-1]['step']} steps in {trained:.0f} s")
     print("per-class IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in iou.items() if v is not None))
     print(f"spiral vs spiral barred ranking AUC: {auc:.3f} ({n_spirals} test spirals)")
-    print(f"class cross-entropy of 16 validation crops: eval mode {gap['eval']:.2f}, training mode {gap['training']:.2f}")
+    print(
+        f"class cross-entropy of 16 validation crops: eval mode {gap['eval']:.2f}, training mode {gap['training']:.2f}"
+    )
     print(f"RESULT seed mIoU {seed['mean_iou']:.4f}  accuracy {seed['accuracy']:.4f}")
 
 

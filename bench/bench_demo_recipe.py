@@ -5,10 +5,12 @@ weights (the moving average when ``--ema-decay`` > 0) and of the last weights of
                                                 [--ema-decay 0.995] [--data-root data/synthetic] [--n N]
 
 Trains as ``make demo`` does (``src.demo``'s settings; the options above override them) on the demo's synthetic
-set (``make demo`` writes it; generated and split here when its split files are missing), then scores the test split (semantic: seed-protocol mIoU;
+set (``make demo`` writes it; generated and split here when its split files are missing), then scores the test split
+(semantic: seed-protocol mIoU;
 instance: COCO mask AP) with both sets of weights.  Run it alone on the machine: the budget is wall-clock.
 The last line is the figure: steps, then seed mIoU / COCO AP of the exported and of the last weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +33,11 @@ def score(folder: Path, data_root: Path) -> tuple[float, float]:
     metrics = evaluate(str(folder), data_root, "test", tasks=("semantic", "instance"), progress=False, device="cpu")
     figures = demo.headline(metrics)
     iou = metrics["semantic"]["semantic"]["per_class_iou"]
-    print(f"{folder.name}: {metrics['n_images']} test images; per-class IoU "
-          + ", ".join(f"{k} {v:.3f}" for k, v in iou.items() if v is not None), flush=True)
+    print(
+        f"{folder.name}: {metrics['n_images']} test images; per-class IoU "
+        + ", ".join(f"{k} {v:.3f}" for k, v in iou.items() if v is not None),
+        flush=True,
+    )
     return figures["seed_miou"], figures["coco_ap"]
 
 
@@ -46,10 +51,11 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=None, help="cutouts of the synthetic set (default: the demo's)")
     args = p.parse_args(argv)
 
-    demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"]
-                                               + (["--n", str(args.n)] if args.n else []))
+    demo_args = demo.build_parser().parse_args(
+        ["--data-root", str(args.data_root), "--no-progress"] + (["--n", str(args.n)] if args.n else [])
+    )
     demo.resolve_scene_defaults(demo_args)
-    if not (args.data_root / "galaxy_test.json").is_file():   # the demo's set, as make demo writes it
+    if not (args.data_root / "galaxy_test.json").is_file():  # the demo's set, as make demo writes it
         demo.ensure_data(args.data_root, demo_args.n, 0, demo_args.size, demo_args.workers, progress=False)
         demo.ensure_splits(args.data_root, demo_args.size, progress=False)
     output = Path(tempfile.mkdtemp(prefix="bench_demo_recipe_")) / "model"
@@ -65,8 +71,10 @@ def main(argv=None):
     result = train(demo.train_settings(demo_args))
     seconds = time.monotonic() - start
     steps = result["history"][-1]["step"]
-    print(f"{steps} steps in {seconds:.0f} s (precision {demo_args.mixed_precision}, EMA decay {demo_args.ema_decay})",
-          flush=True)
+    print(
+        f"{steps} steps in {seconds:.0f} s (precision {demo_args.mixed_precision}, EMA decay {demo_args.ema_decay})",
+        flush=True,
+    )
     torch.set_num_threads(2)
     exported = score(output, args.data_root)
     last = exported
@@ -78,8 +86,10 @@ def main(argv=None):
         last = score(last_folder, args.data_root)
     shutil.rmtree(output.parent, ignore_errors=True)
     shutil.rmtree(run_dir(output), ignore_errors=True)
-    print(f"exported weights: seed mIoU {exported[0]:.4f}, COCO AP {exported[1]:.4f}; "
-          f"last weights: seed mIoU {last[0]:.4f}, COCO AP {last[1]:.4f}")
+    print(
+        f"exported weights: seed mIoU {exported[0]:.4f}, COCO AP {exported[1]:.4f}; "
+        f"last weights: seed mIoU {last[0]:.4f}, COCO AP {last[1]:.4f}"
+    )
     print(f"RESULT {steps} steps: exported {exported[0]:.4f} / {exported[1]:.4f}, last {last[0]:.4f} / {last[1]:.4f}")
 
 

@@ -17,6 +17,7 @@ process with the same model and ``--threads`` torch threads (after 2 warm-up win
 the number of windows of the frame is the method's time for the frame.  The speed-up (original / end to end) is
 printed last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,21 @@ def end_to_end(model: str, frames: list[str], strategy: str, out: Path, extra: l
     import json
 
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, str(REPO / "predict.py"), *frames, "--model", model, "--out", str(out), "--field",
-           "--strategy", strategy, "--cpu", "--quiet", *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "predict.py"),
+        *frames,
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--field",
+        "--strategy",
+        strategy,
+        "--cpu",
+        "--quiet",
+        *extra,
+    ]
     tic = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - tic
@@ -60,8 +74,9 @@ def end_to_end(model: str, frames: list[str], strategy: str, out: Path, extra: l
     return seconds, json.loads((out / "predict_report.json").read_text())
 
 
-def original_window_seconds(model_path: str, frame_paths: list[str], windows: int, threads: int,
-                            seed: int = 0) -> tuple[float, tuple[int, int]]:
+def original_window_seconds(
+    model_path: str, frame_paths: list[str], windows: int, threads: int, seed: int = 0
+) -> tuple[float, tuple[int, int]]:
     """Median seconds of one sliding-window step of the original method, and the frame's shape."""
     import torch
 
@@ -84,8 +99,8 @@ def original_window_seconds(model_path: str, frame_paths: list[str], windows: in
         tic = time.perf_counter()
         rgb, _ = frame.region(slice(y0, y0 + WINDOW), slice(x0, x0 + WINDOW))
         window = rgb.astype(np.float32)
-        window = (window - window.mean()) / max(float(window.std()), 1e-6)        # its own statistics
-        window = np.clip(window * 40 + 128, 0, 255).astype(np.uint8)              # back to the processor's input
+        window = (window - window.mean()) / max(float(window.std()), 1e-6)  # its own statistics
+        window = np.clip(window * 40 + 128, 0, 255).astype(np.uint8)  # back to the processor's input
         outputs = forward(model, processor, [window], "semantic")
         semantic_maps(processor, outputs, [(WINDOW, WINDOW)])
         if k >= 2:
@@ -117,12 +132,17 @@ def main(argv=None) -> None:
     p.add_argument("--windows", type=int, default=24, help="sliding windows timed (0: skip the original method)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peak-rss", action="store_true", help="report the peak resident memory of predict.py")
-    p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                   help="before each timed run, wait up to this long for a 1-minute load average under 1.5")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each timed run, wait up to this long for a 1-minute load average under 1.5",
+    )
     p.add_argument("--make-big", type=Path, help="write an FITS mosaic into this folder and stop")
     p.add_argument("--from", dest="source_stem", help="--make-big: FIELD_STEM of FIELD_STEM_{g,r,i}.fits")
     p.add_argument("--repeat", type=int, default=4)
-    p.add_argument("--predict-args", default="", help="more options for predict.py, e.g. \"--tile 512\"")
+    p.add_argument("--predict-args", default="", help='more options for predict.py, e.g. "--tile 512"')
     args = p.parse_args(argv)
     if args.make_big:
         make_big(args.make_big, args.source_stem, args.repeat)
@@ -130,8 +150,10 @@ def main(argv=None) -> None:
     if not args.frames or not args.model:
         p.error("FRAME and --model are needed")
     extra = shlex.split(args.predict_args)
-    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; predict.py threads: torch default "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    print(
+        f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; predict.py threads: torch default "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+    )
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
@@ -139,15 +161,19 @@ def main(argv=None) -> None:
             s, report = end_to_end(args.model, args.frames, args.strategy, Path(tmp) / "out", extra)
             seconds.append(s)
             [record] = report["inputs"]
-            print(f"run {run + 1} (load {load:.2f} at start): {s:.2f} s end to end, {record['n_objects']} objects, "
-                  f"field counts {record['field']['counts']}, timings {record['field']['timings']}, peak RSS "
-                  f"{record['field']['peak_rss_gib']} GiB")
+            print(
+                f"run {run + 1} (load {load:.2f} at start): {s:.2f} s end to end, {record['n_objects']} objects, "
+                f"field counts {record['field']['counts']}, timings {record['field']['timings']}, peak RSS "
+                f"{record['field']['peak_rss_gib']} GiB"
+            )
     wall = float(np.median(seconds))
-    print(f"end to end ({args.strategy}): median {wall:.2f} s of {args.runs} run(s): "
-          + ", ".join(f"{s:.2f}" for s in seconds))
+    print(
+        f"end to end ({args.strategy}): median {wall:.2f} s of {args.runs} run(s): "
+        + ", ".join(f"{s:.2f}" for s in seconds)
+    )
     if args.peak_rss:
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(f"peak RSS of predict.py: {peak_kib / 1024 ** 2:.2f} GiB")
+        print(f"peak RSS of predict.py: {peak_kib / 1024**2:.2f} GiB")
     if args.windows:
         if args.wait_idle:
             wait_for_idle(args.wait_idle)
@@ -155,10 +181,14 @@ def main(argv=None) -> None:
         per_window, (height, width) = original_window_seconds(args.model, args.frames, args.windows, args.threads)
         n = ((height - WINDOW) // STEP + 1) * ((width - WINDOW) // STEP + 1)
         total = per_window * n
-        print(f"original method: {n:,} windows of {WINDOW} px at {STEP} px steps on {width}x{height}, "
-              f"{per_window * 1000:.1f} ms per window (median of {args.windows}) -> {total:,.0f} s "
-              f"({total / 3600:.1f} h)")
-        print(f"speed-up of predict.py --field --strategy {args.strategy} over the original method: {total / wall:,.0f}x")
+        print(
+            f"original method: {n:,} windows of {WINDOW} px at {STEP} px steps on {width}x{height}, "
+            f"{per_window * 1000:.1f} ms per window (median of {args.windows}) -> {total:,.0f} s "
+            f"({total / 3600:.1f} h)"
+        )
+        print(
+            f"speed-up of predict.py --field --strategy {args.strategy} over the original method: {total / wall:,.0f}x"
+        )
 
 
 if __name__ == "__main__":

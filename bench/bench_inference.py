@@ -10,6 +10,7 @@ processor encoding of the batch (normalisation, task tokens) and the model's for
 Each repeat runs ``--batches`` batches after ``--warmup`` untimed ones; the figure is the median over
 ``--repeats`` repeats, in images per second (the last line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,10 @@ from src.model import count_parameters, load_model  # noqa: E402
 def synthetic_batch(batch_size: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """Images with the real cutouts' pixel statistics (the speed does not depend on the content)."""
     rng = np.random.default_rng(seed)
-    return [np.clip(rng.normal((8.6, 6.0, 4.9), (14.7, 12.4, 8.7), (size, size, 3)), 0, 255).astype(np.uint8)
-            for _ in range(batch_size)]
+    return [
+        np.clip(rng.normal((8.6, 6.0, 4.9), (14.7, 12.4, 8.7), (size, size, 3)), 0, 255).astype(np.uint8)
+        for _ in range(batch_size)
+    ]
 
 
 def run(model, processor, images, task: str, batches: int, bf16: bool = False) -> float:
@@ -71,10 +74,12 @@ def main(argv=None) -> float:
         rates.append(run(model, processor, images, args.task, args.batches, args.bf16))
         print(f"repeat {r + 1}: {rates[-1]:.2f} img/s", flush=True)
     load = os.getloadavg()
-    print(f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.image_size} px, batch "
-          f"{args.batch_size}, task {args.task}, {args.threads} threads, device {args.device}"
-          f"{' bf16' if args.bf16 else ''}, torch {torch.__version__}; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.image_size} px, batch "
+        f"{args.batch_size}, task {args.task}, {args.threads} threads, device {args.device}"
+        f"{' bf16' if args.bf16 else ''}, torch {torch.__version__}; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     median = statistics.median(rates)
     print(f"{args.device} inference: {median:.2f} img/s (median of {args.repeats})")
     return median

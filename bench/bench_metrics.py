@@ -11,6 +11,7 @@ inference), median of the runs; COCO mask AP: RLE encoding of ``--detections`` m
 ``--reference`` also scores the last run's detections with pycocotools and prints the largest difference.
 Arrays and detection masks are built before the clock starts.  The total is printed last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.evaluate import coco_results  # noqa: E402
-from src.metrics import (COCO_BACKENDS, PanopticAccumulator, coco_ground_truth, coco_mask_ap,  # noqa: E402
-                         image_confusions, semantic_report)
+from src.metrics import (  # noqa: E402
+    COCO_BACKENDS,
+    PanopticAccumulator,
+    coco_ground_truth,
+    coco_mask_ap,
+    image_confusions,
+    semantic_report,
+)
 
 
 def synthetic(n: int, size: int, seed: int = 0):
@@ -55,8 +62,8 @@ def time_panoptic(gts, preds, classes) -> float:
     start = time.perf_counter()
     acc = PanopticAccumulator()
     for g, p, c in zip(gts, preds, classes):
-        gt_seg = (g > 0).astype(np.int32)          # segment 1 = the galaxy, 0 = background
-        pred_seg = (p > 0).astype(np.int32) + 1    # 1 = background, 2 = the galaxy
+        gt_seg = (g > 0).astype(np.int32)  # segment 1 = the galaxy, 0 = background
+        pred_seg = (p > 0).astype(np.int32) + 1  # 1 = background, 2 = the galaxy
         acc.update(gt_seg, {0: 0, 1: int(c)}, pred_seg, {1: 0, 2: int(p.max())})
     acc.scores()
     return time.perf_counter() - start
@@ -70,16 +77,19 @@ def detection_masks(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return windows[shifts[:, 0], shifts[:, 1]]
 
 
-def time_coco(gts, preds, classes, detections: int, backend: str, seed: int = 0,
-              distinct: int | None = None) -> tuple[dict, dict, list]:
+def time_coco(
+    gts, preds, classes, detections: int, backend: str, seed: int = 0, distinct: int | None = None
+) -> tuple[dict, dict, list]:
     """Seconds for: RLE encoding of the detections (``evaluate.coco_results``), the ground truth
     (``coco_ground_truth``) and ``coco_mask_ap``.  Per image: the predicted ellipse with the predicted class
     and a score in 0.5-1, then ``detections - 1`` lower-scored (0-0.5) shifted copies with random classes, built
     before the clock starts.  ``distinct``: the detections share that many masks (as OneFormer's top-k
     (query, class) pairs share their query's mask); default: all different."""
     rng = np.random.default_rng(seed)
-    images = [{"id": 587_000_000_000_000_000 + i, "height": g.shape[0], "width": g.shape[1],
-               "objects": [(int(c), g > 0)]} for i, (g, c) in enumerate(zip(gts, classes))]
+    images = [
+        {"id": 587_000_000_000_000_000 + i, "height": g.shape[0], "width": g.shape[1], "objects": [(int(c), g > 0)]}
+        for i, (g, c) in enumerate(zip(gts, classes))
+    ]
     n_masks = min(distinct or detections, detections)
     seconds = {"encode": 0.0}
     results = []
@@ -112,14 +122,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--n-images", type=int, default=2828)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--detections", type=int, default=100,
-                        help="COCO detections per image (evaluate keeps up to 100, COCO's maxDets; 0: skip COCO)")
-    parser.add_argument("--distinct-masks", type=int, default=None,
-                        help="the detections of an image share this many masks (galaxy-small: at most 32 "
-                             "queries); default: every detection has its own")
+    parser.add_argument(
+        "--detections",
+        type=int,
+        default=100,
+        help="COCO detections per image (evaluate keeps up to 100, COCO's maxDets; 0: skip COCO)",
+    )
+    parser.add_argument(
+        "--distinct-masks",
+        type=int,
+        default=None,
+        help="the detections of an image share this many masks (galaxy-small: at most 32 "
+        "queries); default: every detection has its own",
+    )
     parser.add_argument("--backend", choices=COCO_BACKENDS, default=COCO_BACKENDS[0])
-    parser.add_argument("--reference", action="store_true",
-                        help="also score the last run's detections with pycocotools (timed) and compare the figures")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also score the last run's detections with pycocotools (timed) and compare the figures",
+    )
     args = parser.parse_args()
     gts, preds, classes = synthetic(args.n_images, args.size)
     print(f"{args.n_images} images of {args.size}x{args.size} px built; {args.runs} runs")
@@ -129,8 +150,10 @@ def main() -> None:
         times.append(seconds)
         print(f"semantic run: {seconds:.2f} s")
     seed = report["seed_protocol"]
-    print(f"(seed mIoU {seed['mean_iou']:.4f}, accuracy {seed['accuracy']:.4f}, "
-          f"standard mIoU {report['semantic']['mean_iou']:.4f})")
+    print(
+        f"(seed mIoU {seed['mean_iou']:.4f}, accuracy {seed['accuracy']:.4f}, "
+        f"standard mIoU {report['semantic']['mean_iou']:.4f})"
+    )
     semantic = statistics.median(times)
     panoptic = time_panoptic(gts, preds, classes)
     print(f"panoptic quality: {panoptic:.2f} s")
@@ -138,27 +161,39 @@ def main() -> None:
     if args.detections > 0:
         runs = []
         for _ in range(args.runs):
-            seconds, scores, (ground_truth, results) = time_coco(gts, preds, classes, args.detections, args.backend,
-                                                                  distinct=args.distinct_masks)
+            seconds, scores, (ground_truth, results) = time_coco(
+                gts, preds, classes, args.detections, args.backend, distinct=args.distinct_masks
+            )
             runs.append(seconds)
             print(f"COCO run ({args.backend}): " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()) + " s")
         coco = statistics.median(r["total"] for r in runs)
-        print(_per_run(f"COCO mask AP, {args.detections} detections/image, {args.backend}", runs)
-              + f"; AP {scores['ap']:.6f} AP50 {scores['ap50']:.6f} AP75 {scores['ap75']:.6f}")
+        print(
+            _per_run(f"COCO mask AP, {args.detections} detections/image, {args.backend}", runs)
+            + f"; AP {scores['ap']:.6f} AP50 {scores['ap50']:.6f} AP75 {scores['ap75']:.6f}"
+        )
         if args.reference and args.backend != "pycocotools":
             start = time.perf_counter()
             ref = coco_mask_ap(ground_truth, results, backend="pycocotools")
-            print(f"pycocotools on the same detections: evaluate {time.perf_counter() - start:.2f} s; "
-                  f"AP {ref['ap']:.6f} AP50 {ref['ap50']:.6f} AP75 {ref['ap75']:.6f}")
+            print(
+                f"pycocotools on the same detections: evaluate {time.perf_counter() - start:.2f} s; "
+                f"AP {ref['ap']:.6f} AP50 {ref['ap50']:.6f} AP75 {ref['ap75']:.6f}"
+            )
             keys = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
             diffs = [abs(scores[k] - ref[k]) for k in keys if ref[k] is not None] + [
-                abs(scores["per_class_ap"][c] - v) for c, v in ref["per_class_ap"].items() if v is not None]
-            print(f"largest |faster-coco-eval - pycocotools| over AP, AP50, AP75, AP by area, per-class AP: "
-                  f"{max(diffs):.2e}")
-    print(f"semantic metrics (confusion + seed protocol + standard + classification): median {semantic:.2f} s; "
-          f"COCO mask AP ({args.detections}/image): median {coco:.2f} s; panoptic {panoptic:.2f} s")
-    print(f"metric code total, {args.n_images} images of {args.size}x{args.size} (semantic + COCO AP + panoptic): "
-          f"{semantic + coco + panoptic:.2f} s (target <= 5 s)")
+                abs(scores["per_class_ap"][c] - v) for c, v in ref["per_class_ap"].items() if v is not None
+            ]
+            print(
+                f"largest |faster-coco-eval - pycocotools| over AP, AP50, AP75, AP by area, per-class AP: "
+                f"{max(diffs):.2e}"
+            )
+    print(
+        f"semantic metrics (confusion + seed protocol + standard + classification): median {semantic:.2f} s; "
+        f"COCO mask AP ({args.detections}/image): median {coco:.2f} s; panoptic {panoptic:.2f} s"
+    )
+    print(
+        f"metric code total, {args.n_images} images of {args.size}x{args.size} (semantic + COCO AP + panoptic): "
+        f"{semantic + coco + panoptic:.2f} s (target <= 5 s)"
+    )
 
 
 if __name__ == "__main__":

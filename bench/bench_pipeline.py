@@ -14,13 +14,16 @@ tokens; ``num_text`` = queries - n_ctx = 134 prompts per image for swin-tiny, 24
 Without ``--workers``: one process with one torch thread, i.e. what one DataLoader worker (one core) does; the
 tokeniser cache is warmed by one batch first, as it is after the first batches of an epoch.  Each run is one pass
 over the split with another epoch's augmentations; the median of ``--runs`` is reported, as images per second of
-wall-clock time and per second of CPU time (the latter does not depend on other jobs sharing the cores).  ``--in-memory``:
+wall-clock time and per second of CPU time (the latter does not depend on other jobs sharing the cores).
+``--in-memory``:
 decoded images and masks cached (``GalaxyDataset(in_memory=True)``).  ``--processor-call``: the previous collator
 (``OneFormerProcessor.__call__``, which tokenises every image's prompts).  ``--workers K``: a DataLoader with K
-worker processes (total img/s, over ``--passes`` copies of the split) and the time to its first batch (the worker start-up, paid at every epoch because
+worker processes (total img/s, over ``--passes`` copies of the split) and the time to its first batch (the worker
+start-up, paid at every epoch because
 workers are not persistent); its CPU time counts the workers and the main process (which unpickles the batches).
 The last line is the figure: the slowest task of the first preset, per core (CPU time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,12 +49,20 @@ class ProcessorCallCollator(OneFormerCollator):
 
     def __call__(self, items):
         maps = [item["semantic"] if item["task"] == "semantic" else item["instance"] for item in items]
-        mappings = [None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))}
-                    for item in items]
+        mappings = [
+            None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))} for item in items
+        ]
         kwargs = {"do_resize": False} if self.resized else {}
-        return dict(self.processor(images=[item["image"] for item in items], task_inputs=[i["task"] for i in items],
-                                   segmentation_maps=maps, instance_id_to_semantic_id=mappings, return_tensors="pt",
-                                   **kwargs))
+        return dict(
+            self.processor(
+                images=[item["image"] for item in items],
+                task_inputs=[i["task"] for i in items],
+                segmentation_maps=maps,
+                instance_id_to_semantic_id=mappings,
+                return_tensors="pt",
+                **kwargs,
+            )
+        )
 
 
 def bench_data(n: int, size: int) -> Path:
@@ -88,15 +99,22 @@ def per_worker_rate(dataset, collate, batch_size: int, runs: int) -> tuple[float
     return statistics.median(wall), statistics.median(cpu)
 
 
-def loader_rate(dataset, collate, batch_size: int, workers: int, prefetch: int,
-                passes: int) -> tuple[float, float, float]:
+def loader_rate(
+    dataset, collate, batch_size: int, workers: int, prefetch: int, passes: int
+) -> tuple[float, float, float]:
     """``(images per wall-clock second, images per CPU second, seconds to the first batch)`` of one DataLoader
     epoch with ``workers`` processes over ``passes`` shuffled copies of the split (so that the worker start-up is
     spread as over a real epoch); CPU: the workers, reaped at the end, and this process."""
     order = [i for k in range(passes) for i in EpochSampler(len(dataset), k)]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order,
-                                         collate_fn=collate, num_workers=workers, prefetch_factor=prefetch,
-                                         worker_init_fn=loader_worker_init)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=order,
+        collate_fn=collate,
+        num_workers=workers,
+        prefetch_factor=prefetch,
+        worker_init_fn=loader_worker_init,
+    )
     start, start_cpu = time.perf_counter(), cpu_seconds()
     it = iter(loader)
     images = next(it)["pixel_values"].shape[0]
@@ -126,34 +144,44 @@ def main(argv=None):
 
     root = bench_data(args.n, args.image_size)
     mean, std = load_stats(root)
-    print(f"data {root} ({args.image_size} px), batch {args.batch_size}, "
-          f"{'processor call' if args.processor_call else 'collator'}, in-memory {args.in_memory}, "
-          f"workers {args.workers}; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"data {root} ({args.image_size} px), batch {args.batch_size}, "
+        f"{'processor call' if args.processor_call else 'collator'}, in-memory {args.in_memory}, "
+        f"workers {args.workers}; load average {os.getloadavg()[0]:.2f}"
+    )
     figures = {}
     for preset in args.presets:
         config = build_config(preset)
         processor = build_processor(args.image_size, mean, std, config=config)
         for task in args.tasks:
-            dataset = GalaxyDataset(root, "train", processor, task=task, image_size=args.image_size, augment=True,
-                                    in_memory=args.in_memory)
+            dataset = GalaxyDataset(
+                root, "train", processor, task=task, image_size=args.image_size, augment=True, in_memory=args.in_memory
+            )
             cls = ProcessorCallCollator if args.processor_call else OneFormerCollator
             collate = cls(processor, training=True, resized=True)
             label = f"{preset} ({config.num_queries} queries, {processor.image_processor.num_text} texts) {task}"
             if args.workers:
-                wall, cpu, first = loader_rate(dataset, collate, args.batch_size, args.workers, args.prefetch,
-                                               args.passes)
-                print(f"{label}: {wall:.1f} img/s with {args.workers} workers (wall clock), {cpu:.1f} img per CPU "
-                      f"second (workers + main), first batch after {first:.2f} s "
-                      f"({args.passes} x {len(dataset)} images)")
+                wall, cpu, first = loader_rate(
+                    dataset, collate, args.batch_size, args.workers, args.prefetch, args.passes
+                )
+                print(
+                    f"{label}: {wall:.1f} img/s with {args.workers} workers (wall clock), {cpu:.1f} img per CPU "
+                    f"second (workers + main), first batch after {first:.2f} s "
+                    f"({args.passes} x {len(dataset)} images)"
+                )
             else:
                 wall, cpu = per_worker_rate(dataset, collate, args.batch_size, args.runs)
-                print(f"{label}: {wall:.1f} img/s per worker process (wall clock); {cpu:.1f} img per CPU second "
-                      f"({1000 / cpu:.2f} ms CPU per image)")
+                print(
+                    f"{label}: {wall:.1f} img/s per worker process (wall clock); {cpu:.1f} img per CPU second "
+                    f"({1000 / cpu:.2f} ms CPU per image)"
+                )
             figures[(preset, task)] = cpu
     preset = args.presets[0]
     slowest = min((rate, task) for (name, task), rate in figures.items() if name == preset)
-    print(f"RESULT {preset} {args.image_size}px: {slowest[0]:.1f} img/s per core, CPU time (slowest task: "
-          f"{slowest[1]}; goal >= 60 for swin-tiny); load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"RESULT {preset} {args.image_size}px: {slowest[0]:.1f} img/s per core, CPU time (slowest task: "
+        f"{slowest[1]}; goal >= 60 for swin-tiny); load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

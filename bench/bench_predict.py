@@ -9,6 +9,7 @@ Bare: ``bench/bench_inference.py``'s timed loop (processor encoding + forward pa
 post-processing) on images of the same size and batch.  The two alternate over ``--repeats`` rounds; the
 medians and their ratio (the target: >= 90 %) are printed, the ratio last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_inference import run as bare_run, synthetic_batch  # noqa: E402
+from bench_inference import run as bare_run  # noqa: E402
+from bench_inference import synthetic_batch
+
 from src.model import count_parameters, load_model  # noqa: E402
 from src.predict import PredictConfig, predict  # noqa: E402
 
@@ -45,8 +48,16 @@ def cutouts(n: int, size: int) -> Path:
 def end_to_end(model, processor, images: Path, args) -> float:
     out = Path(tempfile.mkdtemp(prefix="bench_predict."))
     try:
-        cfg = PredictConfig(model=args.model, inputs=[str(images)], out=str(out / "run"), task=args.task,
-                            batch_size=args.batch_size, workers=args.workers, quiet=True, tta=args.tta)
+        cfg = PredictConfig(
+            model=args.model,
+            inputs=[str(images)],
+            out=str(out / "run"),
+            task=args.task,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            quiet=True,
+            tta=args.tta,
+        )
         start = time.perf_counter()
         report = predict(cfg, model, processor)
         elapsed = time.perf_counter() - start
@@ -74,7 +85,7 @@ def main(argv=None) -> float:
     model, processor = load_model(args.model, device="cpu")
     model.eval()
     batch = synthetic_batch(args.batch_size, args.size)
-    bare_run(model, processor, batch, args.task, 2)                    # warm-up
+    bare_run(model, processor, batch, args.task, 2)  # warm-up
     end_to_end(model, processor, images, args)
     bare, e2e = [], []
     for r in range(args.repeats):
@@ -82,9 +93,11 @@ def main(argv=None) -> float:
         e2e.append(end_to_end(model, processor, images, args))
         print(f"repeat {r + 1}: bare {bare[-1]:.2f} img/s, end to end {e2e[-1]:.2f} img/s", flush=True)
     load = os.getloadavg()
-    print(f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.n} cutouts of {args.size} px, "
-          f"batch {args.batch_size}, {args.workers} worker(s), task {args.task}{' + TTA' if args.tta else ''}, "
-          f"{args.threads} threads, torch {torch.__version__}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"{args.model}: {count_parameters(model) / 1e6:.1f}M parameters, {args.n} cutouts of {args.size} px, "
+        f"batch {args.batch_size}, {args.workers} worker(s), task {args.task}{' + TTA' if args.tta else ''}, "
+        f"{args.threads} threads, torch {torch.__version__}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     bare_median, e2e_median = statistics.median(bare), statistics.median(e2e)
     print(f"bare forward: {bare_median:.2f} img/s; end to end: {e2e_median:.2f} img/s (medians of {args.repeats})")
     ratio = e2e_median / bare_median

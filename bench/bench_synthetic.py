@@ -13,6 +13,7 @@ the per-image cost instead: in each run, one process per tree renders and writes
 (``_make_one``: render, composite, JPEG), timed with the CPU clock after a warm-up; the trees alternate, so both
 see the same machine load.  Printed last: the median ratio of this tree's cost to the baseline's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ def cpu_per_image(size: int, n: int) -> float:
     from src.synthetic.generator import _make_one
 
     with tempfile.TemporaryDirectory(prefix="bench_synthetic_") as out:
-        for index in range(10):   # warm-up: imports, GalSim tables, PSF cache
+        for index in range(10):  # warm-up: imports, GalSim tables, PSF cache
             _make_one((99, index, size, False, out))
         start = time.process_time()
         for index in range(n):
@@ -67,14 +68,19 @@ def compare(baseline: Path, n: int, size: int, runs: int) -> None:
     for run in range(runs):
         cost = {}
         for label, tree in (("baseline", baseline), ("this tree", REPO)):
-            done = subprocess.run([sys.executable, "-c", _COST, str(tree), str(n), str(size)], check=True,
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", _COST, str(tree), str(n), str(size)], check=True, capture_output=True, text=True
+            )
             cost[label] = float(done.stdout.strip().splitlines()[-1])
         ratios.append(cost["this tree"] / cost["baseline"])
-        print(f"run {run}: baseline {cost['baseline']:.1f} ms, this tree {cost['this tree']:.1f} ms per cutout "
-              f"(x{ratios[-1]:.2f}, load average {os.getloadavg()[0]:.1f})")
-    print(f"per-image cost ({size} px, CPU time, JPEG written): median x{statistics.median(ratios):.2f} "
-          f"of the baseline over {runs} runs")
+        print(
+            f"run {run}: baseline {cost['baseline']:.1f} ms, this tree {cost['this tree']:.1f} ms per cutout "
+            f"(x{ratios[-1]:.2f}, load average {os.getloadavg()[0]:.1f})"
+        )
+    print(
+        f"per-image cost ({size} px, CPU time, JPEG written): median x{statistics.median(ratios):.2f} "
+        f"of the baseline over {runs} runs"
+    )
 
 
 def main() -> None:
@@ -83,8 +89,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="compare the per-image cost with this checkout (another commit's worktree)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="compare the per-image cost with this checkout (another commit's worktree)",
+    )
     args = parser.parse_args()
     if args.baseline is not None:
         compare(args.baseline.resolve(), args.n, args.size, args.runs)
@@ -93,18 +103,39 @@ def main() -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench_synthetic_") as out:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "src.synthetic", "--out", out, "--n", str(args.n),
-                            "--seed", str(run), "--size", str(args.size), "--workers", str(args.workers),
-                            "--quiet"], cwd=REPO, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "src.synthetic",
+                    "--out",
+                    out,
+                    "--n",
+                    str(args.n),
+                    "--seed",
+                    str(run),
+                    "--size",
+                    str(args.size),
+                    "--workers",
+                    str(args.workers),
+                    "--quiet",
+                ],
+                cwd=REPO,
+                check=True,
+            )
             seconds = time.perf_counter() - start
         rates.append(args.n / seconds)
-        load = os.getloadavg()[0]   # other jobs on the machine lower the figure: report the context
+        load = os.getloadavg()[0]  # other jobs on the machine lower the figure: report the context
         print(f"run {run}: {args.n} images in {seconds:.2f} s = {rates[-1]:.1f} images/s (load average {load:.1f})")
     cpu_ms = cpu_per_image(args.size, min(args.n, 200))
-    print(f"CPU time per image (one process, JPEG written): {cpu_ms:.1f} ms -> at most "
-          f"{1000 * args.workers / cpu_ms:.0f} images/s on {args.workers} free cores")
-    print(f"synthetic GZ2 ({args.size} px, {args.workers} workers): median {statistics.median(rates):.1f} images/s "
-          f"over {args.runs} runs")
+    print(
+        f"CPU time per image (one process, JPEG written): {cpu_ms:.1f} ms -> at most "
+        f"{1000 * args.workers / cpu_ms:.0f} images/s on {args.workers} free cores"
+    )
+    print(
+        f"synthetic GZ2 ({args.size} px, {args.workers} workers): median {statistics.median(rates):.1f} images/s "
+        f"over {args.runs} runs"
+    )
 
 
 if __name__ == "__main__":

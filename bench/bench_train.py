@@ -9,6 +9,7 @@ OneFormerProcessor encoding), as in ``src.train``.  Both in img/s over ``--steps
 untimed ones; the last line is the figure.
 With ``--device cuda`` (GPU machine) it also reports bf16 vs fp32 and the peak GPU memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,13 +95,20 @@ def main(argv=None):
     set_training_mode(model, True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     dataset = GalaxyDataset(root, "train", processor, task=args.task, image_size=args.image_size, augment=True)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=EpochSampler(len(dataset), 0),
-                                         collate_fn=dataset.collator(training=True), num_workers=args.workers,
-                                         pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.train
-                                         worker_init_fn=loader_worker_init if args.workers else None)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        sampler=EpochSampler(len(dataset), 0),
+        collate_fn=dataset.collator(training=True),
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.train
+        worker_init_fn=loader_worker_init if args.workers else None,
+    )
     fixed = next(iter(loader))
-    print(f"preset {args.preset}: {count_parameters(model) / 1e6:.2f} M parameters; {args.image_size} px, "
-          f"batch {args.batch_size}, {args.threads} threads, {args.workers} workers, device {device}")
+    print(
+        f"preset {args.preset}: {count_parameters(model) / 1e6:.2f} M parameters; {args.image_size} px, "
+        f"batch {args.batch_size}, {args.threads} threads, {args.workers} workers, device {device}"
+    )
 
     results = {}
     precisions = [("fp32", None)] + ([("bf16", torch.bfloat16)] if device.type == "cuda" else [])
@@ -111,13 +119,17 @@ def main(argv=None):
         pipe = bench_pipeline(model, optimizer, loader, device, args.steps, args.warmup, dtype)
         results[name] = (bare, pipe)
         peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
-        print(f"{name}: bare model step {bare:.2f} img/s; full pipeline {pipe:.2f} img/s "
-              f"({100 * pipe / bare:.0f} % of bare){peak}")
+        print(
+            f"{name}: bare model step {bare:.2f} img/s; full pipeline {pipe:.2f} img/s "
+            f"({100 * pipe / bare:.0f} % of bare){peak}"
+        )
     if "bf16" in results:
         print(f"bf16 / fp32 (bare): {results['bf16'][0] / results['fp32'][0]:.2f}x")
     bare, pipe = results["fp32"]
-    print(f"RESULT {args.preset} {args.image_size}px bs{args.batch_size}: bare {bare:.2f} img/s, "
-          f"pipeline {pipe:.2f} img/s = {100 * pipe / bare:.0f} % of bare")
+    print(
+        f"RESULT {args.preset} {args.image_size}px bs{args.batch_size}: bare {bare:.2f} img/s, "
+        f"pipeline {pipe:.2f} img/s = {100 * pipe / bare:.0f} % of bare"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ rotations.  Scored for each:
 
 The last line gives the seed mIoU, accuracy and object ECE without -> with TTA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.classes import GALAXY_CLASSES  # noqa: E402
 from src.evaluate import ground_truth_dataset  # noqa: E402
+from src.inference import segment  # noqa: E402
 from src.metrics import ConfusionAccumulator, semantic_report  # noqa: E402
 from src.model import load_model  # noqa: E402
 from src.objects import measure_objects, object_map_semantic  # noqa: E402
-from src.inference import segment  # noqa: E402
 
 
 class Calibration:
@@ -51,7 +52,7 @@ class Calibration:
 
     def ece(self) -> float:
         seen = self.count > 0
-        gap = np.abs(self.correct[seen] - self.conf[seen])          # = n_b |acc_b - conf_b|
+        gap = np.abs(self.correct[seen] - self.conf[seen])  # = n_b |acc_b - conf_b|
         return float(gap.sum() / self.count.sum())
 
 
@@ -84,10 +85,18 @@ def score(model, processor, dataset, tta: bool, batch_size: int) -> dict:
             true_class = GALAXY_CLASSES[int(np.bincount(truth[galaxy]).argmax()) - 1]
             objects.update(p.max(keepdims=True), np.array([row["class"] == true_class]))
     seed = semantic_report(confusion.per_image)["seed_protocol"]
-    return {"mIoU": seed["mean_iou"], "dice": seed["dice"], "accuracy": seed["accuracy"],
-            "pixel_ece": pixels.ece(), "galaxy_pixel_ece": galaxy_pixels.ece(), "pixel_nll": nll / n_pixels,
-            "object_ece": objects.ece(), "objects_scored": int(objects.count.sum()), "missed": missed,
-            "seconds": time.perf_counter() - start}
+    return {
+        "mIoU": seed["mean_iou"],
+        "dice": seed["dice"],
+        "accuracy": seed["accuracy"],
+        "pixel_ece": pixels.ece(),
+        "galaxy_pixel_ece": galaxy_pixels.ece(),
+        "pixel_nll": nll / n_pixels,
+        "object_ece": objects.ece(),
+        "objects_scored": int(objects.count.sum()),
+        "missed": missed,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main(argv=None) -> dict:
@@ -102,20 +111,26 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     model, processor = load_model(args.model, device="cpu")
     dataset = ground_truth_dataset(args.data_root, args.split, args.limit)
-    rows = {name: score(model, processor, dataset, tta, args.batch_size) for name, tta in (("plain", False),
-                                                                                          ("tta", True))}
+    rows = {
+        name: score(model, processor, dataset, tta, args.batch_size) for name, tta in (("plain", False), ("tta", True))
+    }
     keys = list(rows["plain"])
     print(f"{'':<8}" + "".join(f"{k:>17}" for k in keys))
     for name, row in rows.items():
-        print(f"{name:<8}" + "".join(f"{row[k]:>17.4f}" if isinstance(row[k], float) else f"{row[k]:>17}"
-                                     for k in keys))
+        print(
+            f"{name:<8}" + "".join(f"{row[k]:>17.4f}" if isinstance(row[k], float) else f"{row[k]:>17}" for k in keys)
+        )
     load = os.getloadavg()
-    print(f"{args.model} on {args.data_root} {args.split} ({len(dataset)} images), {args.threads} threads, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"{args.model} on {args.data_root} {args.split} ({len(dataset)} images), {args.threads} threads, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     a, b = rows["plain"], rows["tta"]
-    print(f"TTA: seed mIoU {a['mIoU']:.4f} -> {b['mIoU']:.4f}, accuracy {a['accuracy']:.4f} -> {b['accuracy']:.4f}, "
-          f"object ECE {a['object_ece']:.4f} -> {b['object_ece']:.4f}, pixel ECE {a['pixel_ece']:.4f} -> "
-          f"{b['pixel_ece']:.4f}")
+    print(
+        f"TTA: seed mIoU {a['mIoU']:.4f} -> {b['mIoU']:.4f}, accuracy {a['accuracy']:.4f} -> {b['accuracy']:.4f}, "
+        f"object ECE {a['object_ece']:.4f} -> {b['object_ece']:.4f}, pixel ECE {a['pixel_ece']:.4f} -> "
+        f"{b['pixel_ece']:.4f}"
+    )
     return rows
 
 

@@ -11,6 +11,7 @@ is whether the galaxy is found).  Per threshold: precision, recall, F1; and the 
 annotated object nearest the image centre; the real data hold one per cutout).  The last line gives the threshold
 of best F1 and the figures at it and at the default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,18 @@ def _matches(objects: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, boo
     n_pred, n_true = int(objects.max(initial=0)), int(truth.max(initial=0))
     if n_pred == 0 or n_true == 0:
         return 0, n_pred, n_true, False
-    joint = np.bincount(objects.ravel().astype(np.int64) * (n_true + 1) + truth.ravel(),
-                        minlength=(n_pred + 1) * (n_true + 1)).reshape(n_pred + 1, n_true + 1)
+    joint = np.bincount(
+        objects.ravel().astype(np.int64) * (n_true + 1) + truth.ravel(), minlength=(n_pred + 1) * (n_true + 1)
+    ).reshape(n_pred + 1, n_true + 1)
     inter = joint[1:, 1:].astype(float)
     union = joint[1:, :].sum(1)[:, None] + joint[:, 1:].sum(0)[None, :] - inter
     iou = inter / np.maximum(union, 1)
     height, width = truth.shape
     ys, xs = np.mgrid[:height, :width]
-    centres = [(np.mean(ys[truth == k]), np.mean(xs[truth == k])) if (truth == k).any() else (1e9, 1e9)
-               for k in range(1, n_true + 1)]
+    centres = [
+        (np.mean(ys[truth == k]), np.mean(xs[truth == k])) if (truth == k).any() else (1e9, 1e9)
+        for k in range(1, n_true + 1)
+    ]
     central = int(np.argmin([np.hypot(y - (height - 1) / 2, x - (width - 1) / 2) for y, x in centres]))
     matched, found_central = 0, False
     while iou.size and iou.max() >= 0.5:
@@ -52,27 +56,34 @@ def _matches(objects: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, boo
     return matched, n_pred, n_true, found_central
 
 
-def calibrate(model, processor, dataset, thresholds=THRESHOLDS, batch_size: int = 4,
-              min_area: int = MIN_AREA) -> dict:
+def calibrate(model, processor, dataset, thresholds=THRESHOLDS, batch_size: int = 4, min_area: int = MIN_AREA) -> dict:
     """``{"thresholds": [{"threshold", "precision", "recall", "f1", "central_recall"}], "best": {...},
     "n_images": N}`` over ``dataset`` (items with ``image`` and ``instance``)."""
-    totals = np.zeros((len(thresholds), 4))       # matched, predicted, annotated, central found
+    totals = np.zeros((len(thresholds), 4))  # matched, predicted, annotated, central found
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         results = segment(model, processor, [item["image"] for item in items], "instance", batch_size=batch_size)
         for item, (probs, detections, _seconds) in zip(items, results):
             truth = np.asarray(item["instance"], np.int64)
             for row, threshold in enumerate(thresholds):
-                objects, _scores, _dropped = object_map_instance(detections, probs.shape[1:], None, threshold,
-                                                                 OVERLAP, min_area)
+                objects, _scores, _dropped = object_map_instance(
+                    detections, probs.shape[1:], None, threshold, OVERLAP, min_area
+                )
                 totals[row] += _matches(objects, truth)
     table = []
     for threshold, (matched, predicted, annotated, central) in zip(thresholds, totals):
         precision = matched / predicted if predicted else 1.0
         recall = matched / annotated if annotated else 1.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        table.append({"threshold": float(threshold), "precision": precision, "recall": recall, "f1": f1,
-                      "central_recall": central / len(dataset)})
+        table.append(
+            {
+                "threshold": float(threshold),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "central_recall": central / len(dataset),
+            }
+        )
     best = max(table, key=lambda r: (r["f1"], -abs(r["threshold"] - SCORE_THRESHOLD)))
     return {"thresholds": table, "best": best, "n_images": len(dataset)}
 
@@ -90,17 +101,22 @@ def main(argv=None) -> None:
     parser.add_argument("--base-card", default=None)
     args = parser.parse_args(argv)
     model, processor = load_model(args.model, base_card=args.base_card)
-    result = calibrate(model, processor, ground_truth_dataset(args.data_root, args.split, args.limit),
-                       batch_size=args.batch_size)
+    result = calibrate(
+        model, processor, ground_truth_dataset(args.data_root, args.split, args.limit), batch_size=args.batch_size
+    )
     print(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6} {'central':>7}")
     for r in result["thresholds"]:
-        print(f"{r['threshold']:>9.2f} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} "
-              f"{r['central_recall']:>7.3f}")
+        print(
+            f"{r['threshold']:>9.2f} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} "
+            f"{r['central_recall']:>7.3f}"
+        )
     default = next(r for r in result["thresholds"] if abs(r["threshold"] - SCORE_THRESHOLD) < 1e-9)
     best = result["best"]
-    print(f"{args.split} ({result['n_images']} images): best F1 {best['f1']:.3f} at {best['threshold']:.2f} "
-          f"(central recall {best['central_recall']:.3f}); default {SCORE_THRESHOLD}: F1 {default['f1']:.3f}, "
-          f"central recall {default['central_recall']:.3f}")
+    print(
+        f"{args.split} ({result['n_images']} images): best F1 {best['f1']:.3f} at {best['threshold']:.2f} "
+        f"(central recall {best['central_recall']:.3f}); default {SCORE_THRESHOLD}: F1 {default['f1']:.3f}, "
+        f"central recall {default['central_recall']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ DIR: ``python -m src.synthetic --field --fits`` output.  For each threshold and 
 median IoU of the matches and median (annotated area / sep area), which is 1 when sep's isophote is the
 annotation's.  The last line prints the threshold whose median area ratio is nearest 1, per kind.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,18 @@ def main(argv=None) -> None:
                 rles, areas = [], []
                 for k in rows:
                     t = found.table[k]
-                    mask = found.segmentation[t["ymin"]:t["ymax"] + 1, t["xmin"]:t["xmax"] + 1] == k + 1
+                    mask = found.segmentation[t["ymin"] : t["ymax"] + 1, t["xmin"] : t["xmax"] + 1] == k + 1
                     rles.append(encoder.encode(int(t["ymin"]), int(t["xmin"]), mask))
                     areas.append(mask.sum())
-                ious = np.asarray(mask_utils.iou(rles, gt, [0] * len(gt))).reshape(len(rles), len(gt)) \
-                    if rles and gt else np.zeros((len(rles), len(gt)))
+                ious = (
+                    np.asarray(mask_utils.iou(rles, gt, [0] * len(gt))).reshape(len(rles), len(gt))
+                    if rles and gt
+                    else np.zeros((len(rles), len(gt)))
+                )
                 pairs = match(ious)
-                s = stats.setdefault((kind, thresh), {"sources": 0, "candidates": 0, "truth": 0, "iou": [],
-                                                      "ratio": []})
+                s = stats.setdefault(
+                    (kind, thresh), {"sources": 0, "candidates": 0, "truth": 0, "iou": [], "ratio": []}
+                )
                 s["sources"] += len(found)
                 s["candidates"] += len(rows)
                 s["truth"] += len(gt)
@@ -74,8 +79,10 @@ def main(argv=None) -> None:
     best = {}
     for (kind, thresh), s in sorted(stats.items()):
         ratio = float(np.median(s["ratio"])) if s["ratio"] else float("nan")
-        print(f"{kind:5} {thresh:6.2f} {s['sources']:8d} {s['candidates']:6d} {len(s['iou']) / s['truth']:8.3f} "
-              f"{np.median(s['iou']) if s['iou'] else float('nan'):8.3f} {ratio:10.3f}")
+        print(
+            f"{kind:5} {thresh:6.2f} {s['sources']:8d} {s['candidates']:6d} {len(s['iou']) / s['truth']:8.3f} "
+            f"{np.median(s['iou']) if s['iou'] else float('nan'):8.3f} {ratio:10.3f}"
+        )
         if np.isfinite(ratio) and abs(np.log(ratio)) < abs(np.log(best.get(kind, (0, np.inf))[1])):
             best[kind] = (thresh, ratio)
     print("threshold with area ratio nearest 1: " + ", ".join(f"{k} {t:g} ({r:.2f})" for k, (t, r) in best.items()))

@@ -21,6 +21,7 @@ see the same packages, data and model:
 Rounds alternate old, new; the medians and the ratio new / old (for seconds: old / new, so > 1 is faster) are
 printed, the ratio last.  Run it alone on the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,7 @@ def measure_predict(args) -> float:
     model, processor = load_model(str(args.model))
     out = Path(tempfile.mkdtemp(prefix="old_vs_new_predict_"))
     start = time.perf_counter()
-    predict(PredictConfig(model=str(args.model), inputs=inputs, out=str(out / "run")), model=model,
-            processor=processor)
+    predict(PredictConfig(model=str(args.model), inputs=inputs, out=str(out / "run")), model=model, processor=processor)
     seconds = time.perf_counter() - start
     shutil.rmtree(out, ignore_errors=True)
     return len(inputs) / seconds
@@ -86,8 +86,16 @@ def measure_cli(args, tree: Path) -> float:
         for item in args.data_root.iterdir():
             if item.suffix in (".csv", ".json") or item.is_dir():
                 (copy / item.name).symlink_to(item.resolve())
-        for name in ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json",
-                     "galaxy_splits.json", "conversion_report.json", "demo_convert.json", "demo_data.json"):
+        for name in (
+            "galaxy_train.json",
+            "galaxy_val.json",
+            "galaxy_test.json",
+            "dataset_stats.json",
+            "galaxy_splits.json",
+            "conversion_report.json",
+            "demo_convert.json",
+            "demo_data.json",
+        ):
             (copy / name).unlink(missing_ok=True)
         try:
             return run_command([python, "-m", "src.conversion", "--data-root", str(copy), "--quiet"], tree)
@@ -96,15 +104,41 @@ def measure_cli(args, tree: Path) -> float:
     if args.what == "score":
         out = Path(tempfile.mkdtemp(prefix="old_vs_new_score_"))
         try:
-            return run_command([python, "compute_scores.py", "--model", str(args.model), "--data-root",
-                                str(args.data_root), "--split", "test", "--out", str(out / "metrics.json"),
-                                "--quiet"], tree)
+            return run_command(
+                [
+                    python,
+                    "compute_scores.py",
+                    "--model",
+                    str(args.model),
+                    "--data-root",
+                    str(args.data_root),
+                    "--split",
+                    "test",
+                    "--out",
+                    str(out / "metrics.json"),
+                    "--quiet",
+                ],
+                tree,
+            )
         finally:
             shutil.rmtree(out, ignore_errors=True)
     out = Path(tempfile.mkdtemp(prefix="old_vs_new_field_"))
     try:
-        return run_command([python, "predict.py", str(args.frame), "--model", str(args.model), "--field", "--cpu",
-                            "--out", str(out / "run"), "--quiet"], tree)
+        return run_command(
+            [
+                python,
+                "predict.py",
+                str(args.frame),
+                "--model",
+                str(args.model),
+                "--field",
+                "--cpu",
+                "--out",
+                str(out / "run"),
+                "--quiet",
+            ],
+            tree,
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -122,9 +156,24 @@ def one(args) -> None:
 def in_tree(args, tree: Path) -> float:
     if args.what not in ("train", "predict"):
         return measure_cli(args, tree)
-    command = [sys.executable, str(HERE), str(tree), args.what, "--one", str(tree), "--minutes", str(args.minutes),
-               "--n", str(args.n), "--model", str(args.model), "--data-root", str(args.data_root),
-               "--cutouts", str(args.cutouts)]
+    command = [
+        sys.executable,
+        str(HERE),
+        str(tree),
+        args.what,
+        "--one",
+        str(tree),
+        "--minutes",
+        str(args.minutes),
+        "--n",
+        str(args.n),
+        "--model",
+        str(args.model),
+        "--data-root",
+        str(args.data_root),
+        "--cutouts",
+        str(args.cutouts),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"measuring {tree} failed:\n{done.stderr[-3000:]}")
@@ -143,8 +192,11 @@ def ensure_inputs(args) -> None:
         shutil.rmtree(args.cutouts, ignore_errors=True)
         generate(args.cutouts, args.n, seed=1, size=256, workers=2, progress=False)
     if args.what == "field" and not args.frame.is_file():
-        subprocess.run([sys.executable, "-m", "src.synthetic", "--field", "--out", str(args.frame.parent), "--n", "1",
-                        "--quiet"], cwd=REPO, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "src.synthetic", "--field", "--out", str(args.frame.parent), "--n", "1", "--quiet"],
+            cwd=REPO,
+            check=True,
+        )
 
 
 def main(argv=None) -> None:

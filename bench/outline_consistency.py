@@ -10,6 +10,7 @@ t by the sky level left in the composite (``src.synthetic.conditions``).
 
     .venv/bin/python bench/outline_consistency.py DATA_ROOT [DATA_ROOT ...] [--split val] [--n 150] [--by-pedestal]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ def best_thresholds(image: np.ndarray, outline: np.ndarray) -> np.ndarray:
 
     grey = image.astype(float).mean(2)
     sky = np.median(grey)
-    noise = 1.4826 * np.median(np.abs(grey - sky)) + 0.5        # + half a JPEG unit: never zero
+    noise = 1.4826 * np.median(np.abs(grey - sky)) + 0.5  # + half a JPEG unit: never zero
     snr = ndimage.gaussian_filter((grey - sky) / noise, 1.0)
     cy, cx = (int(v) for v in np.array(outline.nonzero()).mean(1))
     ious = []
@@ -46,7 +47,7 @@ def pedestal_of(objid: int, seed: int = 0) -> float:
     from src.synthetic import conditions, hart16
 
     index = objid - hart16.objid(seed, 0)
-    field_ss = np.random.SeedSequence([seed, index]).spawn(4)[3]       # the stream conditions are drawn from
+    field_ss = np.random.SeedSequence([seed, index]).spawn(4)[3]  # the stream conditions are drawn from
     return conditions.draw(np.random.default_rng(field_ss)).pedestal
 
 
@@ -65,16 +66,20 @@ def main(argv=None) -> int:
         ious = np.array([best_thresholds(item["image"], item["semantic"] > 0) for item in items])
         best = THRESHOLDS[ious.argmax(1)]
         common = ious.mean(0).argmax()
-        print(f"{root}: {len(items)} cutouts; one threshold for all (t = {THRESHOLDS[common]:.2f}) IoU "
-              f"{ious[:, common].mean():.3f}; each cutout's best IoU {ious.max(1).mean():.3f}; best t p10-p90 "
-              f"{np.percentile(best, 10):.2f}-{np.percentile(best, 90):.2f}")
+        print(
+            f"{root}: {len(items)} cutouts; one threshold for all (t = {THRESHOLDS[common]:.2f}) IoU "
+            f"{ious[:, common].mean():.3f}; each cutout's best IoU {ious.max(1).mean():.3f}; best t p10-p90 "
+            f"{np.percentile(best, 10):.2f}-{np.percentile(best, 90):.2f}"
+        )
         if args.by_pedestal:
             pedestal = np.array([pedestal_of(int(item["objid"])) for item in items])
             for lo, hi in ((0, 0.02), (0.02, 0.08), (0.08, 0.2), (0.2, 0.5)):
                 inside = (pedestal >= lo) & (pedestal < hi)
                 if inside.any():
-                    print(f"  pedestal {lo}-{hi} sky sigma: best t median {np.median(best[inside]):.2f} "
-                          f"({inside.sum()} cutouts)")
+                    print(
+                        f"  pedestal {lo}-{hi} sky sigma: best t median {np.median(best[inside]):.2f} "
+                        f"({inside.sum()} cutouts)"
+                    )
     return 0
 
 

@@ -14,6 +14,7 @@ bf16 autocast.  ``--compare patches``: transformers' own OneFormer (its deformab
 99.9th-percentile absolute difference of a class probability, and the images per second of the segmentation
 (forward pass + probabilities) of each variant, 2 threads.  The last line is the figure: the label agreement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(2)
     import json
 
-    entries = json.loads(split_path(args.data_root, args.split).read_text())   # VIA: {key: {"filename": ...}}
-    images = [np.asarray(Image.open(args.data_root / IMAGE_DIR / entry["filename"]).convert("RGB"))
-              for entry in entries.values()]
+    entries = json.loads(split_path(args.data_root, args.split).read_text())  # VIA: {key: {"filename": ...}}
+    images = [
+        np.asarray(Image.open(args.data_root / IMAGE_DIR / entry["filename"]).convert("RGB"))
+        for entry in entries.values()
+    ]
     model, processor = load_model(args.model, device=args.device)
     dtypes = {"fp32": None, "bf16": torch.bfloat16}
     if args.compare == "precision":
@@ -61,13 +64,15 @@ def main(argv=None) -> None:
         for module in reference.modules():
             module._forward_pre_hooks.clear()
         dtype = dtypes[args.precision]
-        variants = {"transformers": (reference, dtype, transformers_attention), "patched": (model, dtype,
-                                                                                         contextlib.nullcontext)}
+        variants = {
+            "transformers": (reference, dtype, transformers_attention),
+            "patched": (model, dtype, contextlib.nullcontext),
+        }
     probs, speed = {}, {}
     for name, (net, dtype, context) in variants.items():
         set_precision(net, dtype)
         with context():
-            segment(net, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)   # warm-up
+            segment(net, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)  # warm-up
             start = time.perf_counter()
             results = segment(net, processor, images, "semantic", batch_size=args.batch_size)
             speed[name] = len(images) / (time.perf_counter() - start)
@@ -79,8 +84,10 @@ def main(argv=None) -> None:
     print(f"{args.model} on {len(images)} {args.split} images ({args.data_root}), batch {args.batch_size}, 2 threads")
     if args.compare == "patches":
         print(f"both at {args.precision}")
-    print(f"speed: {a_name} {speed[a_name]:.2f} img/s, {b_name} {speed[b_name]:.2f} img/s "
-          f"({speed[b_name] / speed[a_name]:.2f}x)")
+    print(
+        f"speed: {a_name} {speed[a_name]:.2f} img/s, {b_name} {speed[b_name]:.2f} img/s "
+        f"({speed[b_name] / speed[a_name]:.2f}x)"
+    )
     print(f"class probabilities: largest difference {diff.max():.4f}, 99.9th percentile {np.quantile(diff, 0.999):.4f}")
     print(f"RESULT same label on {100 * same / total:.3f} % of {total} pixels")
 

@@ -8,6 +8,7 @@ Stages, in milliseconds per cutout, 2 threads, the demo's synthetic cutouts of `
 segmentation (``src.inference.segment``: processor, forward pass at ``predict.py``'s automatic precision, class
 probabilities).  The last line is the sum, as cutouts per second with no overlap.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,18 +55,28 @@ def main(argv=None) -> None:
         import sep
 
         data = detect.detection_image(rgb)
-        background = sep.Background(data, bw=detect.BACK_SIZE, bh=detect.BACK_SIZE, fw=detect.BACK_FILTER,
-                                    fh=detect.BACK_FILTER)
-        sep.extract(data - background.back(), 3.0, err=background.globalrms, minarea=detect.MIN_PIXELS,
-                    deblend_nthresh=detect.DEBLEND_NTHRESH, deblend_cont=detect.DEBLEND_CONT, segmentation_map=True)
+        background = sep.Background(
+            data, bw=detect.BACK_SIZE, bh=detect.BACK_SIZE, fw=detect.BACK_FILTER, fh=detect.BACK_FILTER
+        )
+        sep.extract(
+            data - background.back(),
+            3.0,
+            err=background.globalrms,
+            minarea=detect.MIN_PIXELS,
+            deblend_nthresh=detect.DEBLEND_NTHRESH,
+            deblend_cont=detect.DEBLEND_CONT,
+            segmentation_map=True,
+        )
 
     sep_ms = per_cutout_ms(extract, images)
     model, processor = load_model(args.model)
     set_precision(model, resolve_precision("auto", torch.device("cpu")))
-    segment(model, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)   # warm-up
-    batches = [images[i:i + args.batch_size] for i in range(0, len(images), args.batch_size)]
-    model_ms = per_cutout_ms(lambda batch: segment(model, processor, batch, "semantic",
-                                                   batch_size=args.batch_size), batches) / args.batch_size
+    segment(model, processor, images[: args.batch_size], "semantic", batch_size=args.batch_size)  # warm-up
+    batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
+    model_ms = (
+        per_cutout_ms(lambda batch: segment(model, processor, batch, "semantic", batch_size=args.batch_size), batches)
+        / args.batch_size
+    )
     total = read + stars + model_ms
     print(f"{len(images)} cutouts, {args.model}, batch {args.batch_size}, 2 threads, ms per cutout:")
     print(f"reading {read:.1f}; star/galaxy {stars:.1f} (sep.extract {sep_ms:.1f}); segmentation {model_ms:.1f}")

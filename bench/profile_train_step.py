@@ -7,11 +7,13 @@ then the top operators of ``torch.profiler``.
 
 Training: ``galaxy-small`` from random weights on the demo's split files (``make demo`` writes them), batch 2 whole
 256 px cutouts, random task, augmentation, in memory, as ``src.train`` runs it (fused AdamW, clipping 1.0),
-``--threads`` torch threads.  The phases are timed with ``time.perf_counter`` over ``--steps`` steps after 3 warm-up steps; then 8
+``--threads`` torch threads.  The phases are timed with ``time.perf_counter`` over ``--steps`` steps after 3 warm-up
+steps; then 8
 steps run under ``torch.profiler`` and its 15 most expensive operators (self CPU time) are printed.
 ``--inference``: the forward pass of the same model in inference mode on a batch of the test split, profiled the
 same way.  The last line is the figure: milliseconds per training step (per image with ``--inference``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +39,8 @@ def time_modules(modules: dict) -> dict:
     for name, module in modules.items():
         module.register_forward_pre_hook(lambda m, a, name=name: started.__setitem__(name, time.perf_counter()))
         module.register_forward_hook(
-            lambda m, a, o, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - started[name]))
+            lambda m, a, o, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - started[name])
+        )
     return spent
 
 
@@ -56,10 +59,21 @@ def main(argv=None) -> None:
     model, processor = load_model("galaxy-small", mean=mean, std=std)
     bf16 = args.mixed_precision == "bf16"
     split = "test" if args.inference else "train"
-    dataset = GalaxyDataset(args.data_root, split, processor, task="semantic" if args.inference else "random",
-                            augment=not args.inference, in_memory=True, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=EpochSampler(len(dataset), 0),
-                                         collate_fn=dataset.collator(training=not args.inference))
+    dataset = GalaxyDataset(
+        args.data_root,
+        split,
+        processor,
+        task="semantic" if args.inference else "random",
+        augment=not args.inference,
+        in_memory=True,
+        seed=0,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        sampler=EpochSampler(len(dataset), 0),
+        collate_fn=dataset.collator(training=not args.inference),
+    )
     batches = iter(loader)
 
     if args.inference:
@@ -69,6 +83,7 @@ def main(argv=None) -> None:
         def run():
             with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 model(**inputs)
+
         for _ in range(2):
             run()
         start = time.perf_counter()
@@ -99,8 +114,9 @@ def main(argv=None) -> None:
         optimizer.zero_grad()
         t4 = time.perf_counter()
         if times is not None:
-            for name, seconds in zip(("data", "forward + loss", "backward", "clip + optimiser"),
-                                     (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for name, seconds in zip(
+                ("data", "forward + loss", "backward", "clip + optimiser"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+            ):
                 times[name] += seconds
 
     for _ in range(3):
@@ -116,8 +132,10 @@ def main(argv=None) -> None:
         for _ in range(8):
             step()
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    print(f"RESULT training step, batch {args.batch_size}, {args.mixed_precision}: {1000 * total / args.steps:.0f} ms "
-          f"({args.batch_size * args.steps / total:.2f} img/s)")
+    print(
+        f"RESULT training step, batch {args.batch_size}, {args.mixed_precision}: {1000 * total / args.steps:.0f} ms "
+        f"({args.batch_size * args.steps / total:.2f} img/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ segment's area: "galaxy pixels on neighbours and stars") and ``galaxy_share`` (g
 over 0.5 = ``flooded``).  Printed per model: SDSS galaxies found and their median ``outside``; central stars
 called a galaxy (target: at most a third) or A; crops of each kind flooded (target on the deep field: none).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,7 @@ def window(frame: np.ndarray, x: float, y: float, size: int = CROP) -> tuple[np.
     height, width = frame.shape[:2]
     x0 = int(np.clip(round(x) - size // 2, 0, width - size))
     y0 = int(np.clip(round(y) - size // 2, 0, height - size))
-    return frame[y0:y0 + size, x0:x0 + size], (x - x0, y - y0)
+    return frame[y0 : y0 + size, x0 : x0 + size], (x - x0, y - y0)
 
 
 def detect(rgb: np.ndarray):
@@ -74,8 +75,9 @@ def detect(rgb: np.ndarray):
 
     image = np.ascontiguousarray(rgb.astype(np.float32).mean(axis=2))
     background = sep.Background(image, bw=64, bh=64, fw=3, fh=3)
-    return sep.extract(image - background.back(), 3.0, err=background.globalrms, minarea=5,
-                       segmentation_map=True, deblend_cont=0.005)
+    return sep.extract(
+        image - background.back(), 3.0, err=background.globalrms, minarea=5, segmentation_map=True, deblend_cont=0.005
+    )
 
 
 def bright_stars(frame: np.ndarray, limit: int = MAX_STARS, spacing: float = 30.0) -> list[tuple[float, float]]:
@@ -113,8 +115,14 @@ def select_crops(fields: Path) -> list[Crop]:
     deep = read_rgb(fields / "astrocv.jpg")
     for y0 in range(0, deep.shape[0] - CROP + 1, CROP):
         for x0 in range(0, deep.shape[1] - CROP + 1, CROP):
-            crops.append(Crop("hst", f"astrocv tile ({x0}, {y0})", deep[y0:y0 + CROP, x0:x0 + CROP],
-                              ((CROP - 1) / 2, (CROP - 1) / 2)))
+            crops.append(
+                Crop(
+                    "hst",
+                    f"astrocv tile ({x0}, {y0})",
+                    deep[y0 : y0 + CROP, x0 : x0 + CROP],
+                    ((CROP - 1) / 2, (CROP - 1) / 2),
+                )
+            )
     return crops
 
 
@@ -161,7 +169,7 @@ def run_model(path: str, crops: list[Crop], device=None, batch_size: int = 8) ->
     model, processor = load_model(path, device=device)
     maps = []
     for start in range(0, len(crops), batch_size):
-        batch = [c.rgb for c in crops[start:start + batch_size]]
+        batch = [c.rgb for c in crops[start : start + batch_size]]
         outputs = forward(model, processor, batch, "semantic")
         maps += semantic_maps(processor, outputs, [im.shape[:2] for im in batch])
     return maps
@@ -189,16 +197,33 @@ def table(summaries: dict[str, dict]) -> str:
         lines.append(f"| {text} | " + " | ".join(fn(s) for s in summaries.values()) + " |")
 
     row("SDSS galaxies: central galaxy found", lambda s: f"{s['sdss-galaxy']['found']} / {s['sdss-galaxy']['crops']}")
-    row("SDSS galaxies: galaxy pixels outside the central object (median, x its area)",
-        lambda s: f"{s['sdss-galaxy']['outside_median']:.2f}")
-    row("SDSS bright stars: central star called a galaxy (target <= 1/3)",
-        lambda s: f"{s['sdss-star']['found']} / {s['sdss-star']['crops']}")
-    row("SDSS bright stars: central star called A", lambda s: f"{s['sdss-star']['artifact']} / {s['sdss-star']['crops']}")
-    row("SDSS bright stars: galaxy pixels elsewhere (median, x the star's area)",
-        lambda s: f"{s['sdss-star']['outside_median']:.2f}")
-    row("SDSS crops flooded (> half galaxy)", lambda s: f"{s['sdss-galaxy']['flooded'] + s['sdss-star']['flooded']} / "
-        f"{s['sdss-galaxy']['crops'] + s['sdss-star']['crops']}")
-    row("HST deep field: crops flooded (> half galaxy; target 0)", lambda s: f"{s['hst']['flooded']} / {s['hst']['crops']}")
+    row(
+        "SDSS galaxies: galaxy pixels outside the central object (median, x its area)",
+        lambda s: f"{s['sdss-galaxy']['outside_median']:.2f}",
+    )
+    row(
+        "SDSS bright stars: central star called a galaxy (target <= 1/3)",
+        lambda s: f"{s['sdss-star']['found']} / {s['sdss-star']['crops']}",
+    )
+    row(
+        "SDSS bright stars: central star called A",
+        lambda s: f"{s['sdss-star']['artifact']} / {s['sdss-star']['crops']}",
+    )
+    row(
+        "SDSS bright stars: galaxy pixels elsewhere (median, x the star's area)",
+        lambda s: f"{s['sdss-star']['outside_median']:.2f}",
+    )
+    row(
+        "SDSS crops flooded (> half galaxy)",
+        lambda s: (
+            f"{s['sdss-galaxy']['flooded'] + s['sdss-star']['flooded']} / "
+            f"{s['sdss-galaxy']['crops'] + s['sdss-star']['crops']}"
+        ),
+    )
+    row(
+        "HST deep field: crops flooded (> half galaxy; target 0)",
+        lambda s: f"{s['hst']['flooded']} / {s['hst']['crops']}",
+    )
     row("HST deep field: galaxy share of a crop (median)", lambda s: f"{s['hst']['galaxy_share_median']:.2f}")
     return "\n".join(lines)
 
@@ -244,8 +269,10 @@ def figure(path: Path, crops: list[Crop], maps: dict[str, list[np.ndarray]], pic
             axes[r, base + 1 + j].set_title(f"{label}: gal {s['galaxy_share']:.0%}", fontsize=6)
     handles = [Patch(color=np.asarray(COLOURS[name]) / 255, label=name) for name in list(ID2LABEL.values())[1:]]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.suptitle("Real crops (SDSS frame: galaxies, bright stars; HST deep field) and semantic predictions "
-                 "(+ = central object)", fontsize=8)
+    fig.suptitle(
+        "Real crops (SDSS frame: galaxies, bright stars; HST deep field) and semantic predictions (+ = central object)",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     save_figure(fig, path, dpi=80, palette=True, bbox_inches=None)
     plt.close(fig)
@@ -254,17 +281,22 @@ def figure(path: Path, crops: list[Crop], maps: dict[str, list[np.ndarray]], pic
 def figure_picks(crops: list[Crop], per_kind: int = 4) -> list[int]:
     """Crops shown in the figure: the SDSS galaxies, the first SDSS stars and the two HST crops of the original
     project's figures, plus deep-field tiles, ``per_kind`` of each at most (in order)."""
-    picks = [i for i, c in enumerate(crops) if c.kind == "sdss-galaxy"][:per_kind + 1]
-    picks += [i for i, c in enumerate(crops) if c.kind == "sdss-star"][:per_kind + 1]
+    picks = [i for i, c in enumerate(crops) if c.kind == "sdss-galaxy"][: per_kind + 1]
+    picks += [i for i, c in enumerate(crops) if c.kind == "sdss-star"][: per_kind + 1]
     hst = [i for i, c in enumerate(crops) if c.kind == "hst"]
-    picks += hst[:2] + hst[2::max(1, (len(hst) - 2) // 3)][:3]
+    picks += hst[:2] + hst[2 :: max(1, (len(hst) - 2) // 3)][:3]
     return picks
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", required=True, metavar="LABEL=PATH",
-                        help="a model to run (repeatable): LABEL=anything src.model.load_model accepts")
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="LABEL=PATH",
+        help="a model to run (repeatable): LABEL=anything src.model.load_model accepts",
+    )
     parser.add_argument("--fields", type=Path, default=DEFAULT_FIELDS, help="folder of the real frames")
     parser.add_argument("--figure", type=Path, default=None, help="write the crops-and-predictions figure here")
     parser.add_argument("--json", type=Path, default=None, help="write the per-crop scores and summaries here")
@@ -277,8 +309,11 @@ def main(argv=None) -> int:
             print(f"bench/real_crops.py: --model wants LABEL=PATH, got {spec!r}", file=sys.stderr)
             return 2
         models[label] = path
-    missing = [n for n in ("mask_galaxy_bench.jpg", "astrocv.jpg", "astrocv_0.jpg", "astrocv_xs_1_c.jpg")
-               if not (args.fields / n).is_file()]
+    missing = [
+        n
+        for n in ("mask_galaxy_bench.jpg", "astrocv.jpg", "astrocv_0.jpg", "astrocv_xs_1_c.jpg")
+        if not (args.fields / n).is_file()
+    ]
     if missing:
         print(f"bench/real_crops.py: not found under {args.fields}: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -295,21 +330,36 @@ def main(argv=None) -> int:
     print(f"crops: {counts} (load average {os.getloadavg()[0]:.1f})")
     for crop in crops:
         if crop.kind != "hst" or crop.name.startswith("astrocv_"):
-            print(f"  {crop.kind:12s} {crop.name:24s} " + "  ".join(
-                f"{label}: found={s['found']:d} A={s['artifact']:d} out={s['outside']:.2f} gal={s['galaxy_share']:.2f} "
-                f"{s['central_classes']}" for label, s in crop.scores.items()))
+            print(
+                f"  {crop.kind:12s} {crop.name:24s} "
+                + "  ".join(
+                    f"{label}: found={s['found']:d} A={s['artifact']:d} out={s['outside']:.2f} "
+                    f"gal={s['galaxy_share']:.2f} "
+                    f"{s['central_classes']}"
+                    for label, s in crop.scores.items()
+                )
+            )
     print(table(summaries))
     if args.json:
         from src.atomic import write_json_atomic
 
-        write_json_atomic(args.json, {"models": models, "summaries": summaries, "crops": [
-            {"kind": c.kind, "name": c.name, "xy": list(c.xy), "scores": c.scores} for c in crops]}, indent=1)
+        write_json_atomic(
+            args.json,
+            {
+                "models": models,
+                "summaries": summaries,
+                "crops": [{"kind": c.kind, "name": c.name, "xy": list(c.xy), "scores": c.scores} for c in crops],
+            },
+            indent=1,
+        )
     if args.figure:
         figure(args.figure, crops, maps, figure_picks(crops))
         print(f"figure: {args.figure}")
     last = list(summaries.values())[-1]
-    print(f"{list(summaries)[-1]}: central stars called a galaxy {last['sdss-star']['found']}/"
-          f"{last['sdss-star']['crops']}, deep-field crops flooded {last['hst']['flooded']}/{last['hst']['crops']}")
+    print(
+        f"{list(summaries)[-1]}: central stars called a galaxy {last['sdss-star']['found']}/"
+        f"{last['sdss-star']['crops']}, deep-field crops flooded {last['hst']['flooded']}/{last['hst']['crops']}"
+    )
     return 0
 
 

@@ -27,6 +27,7 @@ pixel there) has class X; ``missed`` when no object covers it.  Coverage: the Io
 source's sep segment (the 3 sigma isophote, deblended), median over the bright galaxies (1 by construction when the
 outlines are sep's, ``predict.py --outline sep``, the default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,28 @@ DEFAULT_FIELDS = REPO.parent / "shared" / "real" / "fields"
 SDSS = "mask_galaxy_bench.jpg"
 HST = "astrocv.jpg"
 #: (x, y) px, picked by eye among the brightest sep sources of the SDSS frame (see the module docstring).
-SDSS_STARS = ((753, 761), (9, 848), (970, 24), (918, 66), (598, 624), (636, 21), (739, 68), (19, 970),
-              (482, 524), (509, 293), (486, 173), (521, 605), (905, 770), (953, 439), (394, 573), (712, 162),
-              (282, 785), (782, 243), (503, 61), (467, 677))
+SDSS_STARS = (
+    (753, 761),
+    (9, 848),
+    (970, 24),
+    (918, 66),
+    (598, 624),
+    (636, 21),
+    (739, 68),
+    (19, 970),
+    (482, 524),
+    (509, 293),
+    (486, 173),
+    (521, 605),
+    (905, 770),
+    (953, 439),
+    (394, 573),
+    (712, 162),
+    (282, 785),
+    (782, 243),
+    (503, 61),
+    (467, 677),
+)
 SDSS_GALAXIES = ((110, 187), (498, 501), (783, 301), (864, 797), (358, 401), (301, 498))
 HST_STARS = ((1769, 1375), (323, 515), (579, 394))
 HST_BRIGHT = 40
@@ -70,13 +90,24 @@ def nearest(table, xy) -> int:
 
 
 def run_predict(tree: Path, model: Path, frame: Path, out: Path, extra: list[str]) -> None:
-    command = [sys.executable, "predict.py", "--field", str(frame), "--model", str(model), "--out", str(out),
-               "-q", *extra]
+    command = [
+        sys.executable,
+        "predict.py",
+        "--field",
+        str(frame),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+    ]
     subprocess.run(command, cwd=tree, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
 
 
 def write_crops(frame: Path, picks, folder: Path) -> list[tuple[str, tuple[float, float]]]:
-    """256 px crops of ``frame`` centred on ``picks`` (x, y), kept inside the frame: ``[(name, (x, y) in the crop)]``."""
+    """256 px crops of ``frame`` centred on ``picks`` (x, y), kept inside the frame: ``[(name, (x, y) in the
+    crop)]``."""
     from PIL import Image
 
     rgb = read_rgb(frame)
@@ -86,7 +117,7 @@ def write_crops(frame: Path, picks, folder: Path) -> list[tuple[str, tuple[float
         x0 = int(min(max(x - CROP // 2, 0), rgb.shape[1] - CROP))
         y0 = int(min(max(y - CROP // 2, 0), rgb.shape[0] - CROP))
         name = f"crop_{x}_{y}"
-        Image.fromarray(rgb[y0:y0 + CROP, x0:x0 + CROP]).save(folder / f"{name}.png")
+        Image.fromarray(rgb[y0 : y0 + CROP, x0 : x0 + CROP]).save(folder / f"{name}.png")
         out.append((name, (x - x0, y - y0)))
     return out
 
@@ -101,7 +132,7 @@ def central_classes(out: Path, crops) -> list[str]:
     classes = []
     for name, (x, y) in crops:
         objects = read_rgb_any(out / "segmentation" / f"{name}_objects.png")
-        window = objects[max(int(y) - 3, 0):int(y) + 4, max(int(x) - 3, 0):int(x) + 4]
+        window = objects[max(int(y) - 3, 0) : int(y) + 4, max(int(x) - 3, 0) : int(x) + 4]
         numbers = [n for n in np.unique(window) if n]
         classes.append(rows[(name, int(numbers[0]))] if numbers else "missed")
     return classes
@@ -165,9 +196,12 @@ def main(argv=None) -> int:
         report = json.loads((out / "predict_report.json").read_text())
         stars = report["inputs"][0].get("stars", {})
         catalogued = [r["class"] for r in rows.values()]
-        result = {"objects": len(rows), "galaxy_class": galaxy_count(catalogued),
-                  "by_class": {c: catalogued.count(c) for c in sorted(set(catalogued))},
-                  "psf_fwhm_px": stars.get("psf_fwhm_px")}
+        result = {
+            "objects": len(rows),
+            "galaxy_class": galaxy_count(catalogued),
+            "by_class": {c: catalogued.count(c) for c in sorted(set(catalogued))},
+            "psf_fwhm_px": stars.get("psf_fwhm_px"),
+        }
         if frame == SDSS:
             result["stars"] = judge(table, segmap, objects, rows, SDSS_STARS)
             result["galaxies"] = judge(table, segmap, objects, rows, SDSS_GALAXIES)
@@ -184,27 +218,42 @@ def main(argv=None) -> int:
     for kind, crops in (("stars", stars), ("galaxies", galaxies)):
         out = crops_dir / f"run_{kind}"
         if not (out / "catalog.csv").is_file():
-            command = [sys.executable, "predict.py", str(crops_dir / kind), "--model", str(args.model.resolve()),
-                       "--out", str(out), "-q"]
-            subprocess.run(command, cwd=args.tree.resolve(), check=True,
-                           env={**os.environ, "PYTHONPATH": str(args.tree.resolve())})
+            command = [
+                sys.executable,
+                "predict.py",
+                str(crops_dir / kind),
+                "--model",
+                str(args.model.resolve()),
+                "--out",
+                str(out),
+                "-q",
+            ]
+            subprocess.run(
+                command, cwd=args.tree.resolve(), check=True, env={**os.environ, "PYTHONPATH": str(args.tree.resolve())}
+            )
         results[f"sdss_crops_{kind}"] = central_classes(out, crops)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     s, h = results[SDSS], results[HST]
-    print(f"SDSS {SDSS}: {s['objects']} objects, {s['galaxy_class']} of a galaxy class; bright stars called a galaxy "
-          f"{galaxy_count(s['stars']['classes'])}/{len(SDSS_STARS)}; galaxies kept as a galaxy "
-          f"{galaxy_count(s['galaxies']['classes'])}/{len(SDSS_GALAXIES)}, median IoU with sep "
-          f"{np.median(s['galaxies']['iou']):.2f}; PSF FWHM {s['psf_fwhm_px']} px")
-    print(f"HST {HST}: {h['objects']} objects, {h['galaxy_class']} of a galaxy class; bright galaxies catalogued as a "
-          f"galaxy {galaxy_count(h['galaxies']['classes'])}/{len(h['galaxies']['classes'])} (missed "
-          f"{h['galaxies']['classes'].count('missed')}), median IoU with sep {np.median(h['galaxies']['iou']):.2f}; "
-          f"large sources as a galaxy {galaxy_count(h['large']['classes'])}/{len(h['large']['classes'])}; "
-          f"PSF FWHM {h['psf_fwhm_px']} px")
+    print(
+        f"SDSS {SDSS}: {s['objects']} objects, {s['galaxy_class']} of a galaxy class; bright stars called a galaxy "
+        f"{galaxy_count(s['stars']['classes'])}/{len(SDSS_STARS)}; galaxies kept as a galaxy "
+        f"{galaxy_count(s['galaxies']['classes'])}/{len(SDSS_GALAXIES)}, median IoU with sep "
+        f"{np.median(s['galaxies']['iou']):.2f}; PSF FWHM {s['psf_fwhm_px']} px"
+    )
+    print(
+        f"HST {HST}: {h['objects']} objects, {h['galaxy_class']} of a galaxy class; bright galaxies catalogued as a "
+        f"galaxy {galaxy_count(h['galaxies']['classes'])}/{len(h['galaxies']['classes'])} (missed "
+        f"{h['galaxies']['classes'].count('missed')}), median IoU with sep {np.median(h['galaxies']['iou']):.2f}; "
+        f"large sources as a galaxy {galaxy_count(h['large']['classes'])}/{len(h['large']['classes'])}; "
+        f"PSF FWHM {h['psf_fwhm_px']} px"
+    )
     cs, cg = results["sdss_crops_stars"], results["sdss_crops_galaxies"]
-    print(f"SDSS 256 px cutouts: central bright star called a galaxy {galaxy_count(cs)}/{len(cs)} (A "
-          f"{cs.count('artifact')}, missed {cs.count('missed')}); central galaxy called a galaxy "
-          f"{galaxy_count(cg)}/{len(cg)}")
+    print(
+        f"SDSS 256 px cutouts: central bright star called a galaxy {galaxy_count(cs)}/{len(cs)} (A "
+        f"{cs.count('artifact')}, missed {cs.count('missed')}); central galaxy called a galaxy "
+        f"{galaxy_count(cg)}/{len(cg)}"
+    )
     return 0
 
 

@@ -11,6 +11,7 @@
 
 ``python bench/real_scale.py DIR [REAL_DIR]`` writes them (once; reused when present).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,39 @@ N_VIA = 29_995
 N_COLUMNS = 231
 #: Bumped when the generated inputs change, so a cached older set is rewritten.
 VERSION = 2
-CLASSES = ["Er", "Ei", "Ec", "Sc2m", "Sb+t", "Sb?t", "SBb2m", "SBc3m(r)", "Sen", "Ser", "Seb(u)", "Sd1l", "A",
-           "Sa2t(d)", "SBa4m", "SBd?l"]
+CLASSES = [
+    "Er",
+    "Ei",
+    "Ec",
+    "Sc2m",
+    "Sb+t",
+    "Sb?t",
+    "SBb2m",
+    "SBc3m(r)",
+    "Sen",
+    "Ser",
+    "Seb(u)",
+    "Sd1l",
+    "A",
+    "Sa2t(d)",
+    "SBa4m",
+    "SBd?l",
+]
 WEIGHTS = np.array([15, 15, 5, 8, 6, 4, 9, 6, 5, 6, 3, 3, 0.3, 3, 3, 2], dtype=float)
 
 
 def _column_names() -> list[str]:
-    names = ["dr7objid", "ra", "dec", "rastring", "decstring", "sample", "gz2_class",
-             "total_classifications", "total_votes"]
+    names = [
+        "dr7objid",
+        "ra",
+        "dec",
+        "rastring",
+        "decstring",
+        "sample",
+        "gz2_class",
+        "total_classifications",
+        "total_votes",
+    ]
     answer = 0
     while len(names) < N_COLUMNS:
         answer += 1
@@ -51,12 +77,17 @@ def write_catalog(path: Path, rng: np.random.Generator) -> np.ndarray:
     dec = np.round(rng.uniform(-10, 70, N_ROWS), 6)
     classes = np.asarray(CLASSES)[rng.choice(len(CLASSES), N_ROWS, p=WEIGHTS / WEIGHTS.sum())]
     columns = {
-        "dr7objid": objids, "ra": ra, "dec": dec,
-        "rastring": np.char.mod("%011.6f", ra), "decstring": np.char.mod("%+010.6f", dec),
-        "sample": np.where(rng.random(N_ROWS) < 0.9, "original", "extra"), "gz2_class": classes,
-        "total_classifications": rng.integers(20, 80, N_ROWS), "total_votes": rng.integers(100, 400, N_ROWS),
+        "dr7objid": objids,
+        "ra": ra,
+        "dec": dec,
+        "rastring": np.char.mod("%011.6f", ra),
+        "decstring": np.char.mod("%+010.6f", dec),
+        "sample": np.where(rng.random(N_ROWS) < 0.9, "original", "extra"),
+        "gz2_class": classes,
+        "total_classifications": rng.integers(20, 80, N_ROWS),
+        "total_votes": rng.integers(100, 400, N_ROWS),
     }
-    for name in _column_names()[len(columns):]:
+    for name in _column_names()[len(columns) :]:
         if name.endswith(("count", "flag")):
             columns[name] = rng.integers(0, 600, N_ROWS)
         else:
@@ -83,7 +114,7 @@ def _polygon(rng, size=256):
     x = np.round(size / 2 + r * np.cos(t)).astype(int)
     y = np.round(size / 2 + q * r * np.sin(t)).astype(int)
     if rng.random() < SELF_INTERSECTING:
-        for _ in range(20):   # a swap between near-collinear pixels may not cross: try another place
+        for _ in range(20):  # a swap between near-collinear pixels may not cross: try another place
             i = int(rng.integers(n - 2))
             cx, cy = x.copy(), y.copy()
             cx[[i, i + 2]], cy[[i, i + 2]] = x[[i + 2, i]], y[[i + 2, i]]
@@ -112,9 +143,17 @@ def write_via(root: Path, objids: np.ndarray, rng: np.random.Generator, polygons
             xs, ys = (list(v) for v in polygons[int(rng.integers(len(polygons)))])
         if i % 97 == 0:
             xs[0] = 260  # outside the image
-        entry = {"filename": f"Dr7_{objid}.jpg", "size": 1501648, "file_attributes": {},
-                 "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
-                              "region_attributes": {}}]}
+        entry = {
+            "filename": f"Dr7_{objid}.jpg",
+            "size": 1501648,
+            "file_attributes": {},
+            "regions": [
+                {
+                    "shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+                    "region_attributes": {},
+                }
+            ],
+        }
         splits["train" if i % 5 else "val"][str(objid)] = entry
     for name, data in splits.items():
         (root / "original" / name).mkdir(parents=True, exist_ok=True)
@@ -138,5 +177,8 @@ def ensure(root, real_polygons=None) -> Path:
 
 
 if __name__ == "__main__":
-    print(ensure(sys.argv[1] if len(sys.argv) > 1 else "data/bench_real_scale",
-                 sys.argv[2] if len(sys.argv) > 2 else None))
+    print(
+        ensure(
+            sys.argv[1] if len(sys.argv) > 1 else "data/bench_real_scale", sys.argv[2] if len(sys.argv) > 2 else None
+        )
+    )

@@ -17,6 +17,7 @@ interval of the real median; ``off`` otherwise.  A second table
 compares the pixel mean and standard deviation with the real GZ2 cutouts (DEVELOPERS.md facts).  Printed last: the
 verdict counts of the ``sdss`` scene.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,9 +64,18 @@ ROWS = (
 )
 #: Rows that depend on where the frame lies on the sky (star density: galactic latitude) or on its sky level,
 #: which the generator draws over a range: there the real value must lie within the synthetic p10-p90.
-RANGE_ROWS = {"n_sources": "latitude", "n_point": "latitude", "n_extended": "latitude", "cover": "latitude",
-              "blended": "latitude", "saturated_per_crop": "latitude", "brightest_star": "latitude",
-              "noise_corr3": "latitude", "sky_level": "sky", "sky_sigma": "sky"}
+RANGE_ROWS = {
+    "n_sources": "latitude",
+    "n_point": "latitude",
+    "n_extended": "latitude",
+    "cover": "latitude",
+    "blended": "latitude",
+    "saturated_per_crop": "latitude",
+    "brightest_star": "latitude",
+    "noise_corr3": "latitude",
+    "sky_level": "sky",
+    "sky_sigma": "sky",
+}
 #: Rows measured on the frame's few saturated stars: their real median has a sampling spread (bootstrap).
 SAMPLED_ROWS = ("spikes", "bleed")
 #: The real GZ2 cutouts' pixel statistics (DEVELOPERS.md facts: the seed's real cutouts, 0-255).
@@ -114,8 +124,14 @@ def real_sampling(sources: dict, key: str, draws: int = 2000) -> tuple[float, fl
     return float(np.percentile(medians, 16)), float(np.percentile(medians, 84))
 
 
-def verdict(key: str, real: float, value: float, spread: tuple[float, float] | None, real_summary: dict,
-            real_interval: tuple[float, float] | None = None):
+def verdict(
+    key: str,
+    real: float,
+    value: float,
+    spread: tuple[float, float] | None,
+    real_summary: dict,
+    real_interval: tuple[float, float] | None = None,
+):
     """(comparison text, verdict): ``ok`` within 20 % (colours: within 20 % of the real stars' colour spread),
     ``in range`` for a range row whose real value lies in the synthetic p10-p90, ``within real sampling`` where
     the real value rests on a handful of stars and the synthetic one lies in its bootstrap interval, else
@@ -137,12 +153,22 @@ def verdict(key: str, real: float, value: float, spread: tuple[float, float] | N
     return text, "**off**"
 
 
-def table(summaries: dict[str, dict], ranges: dict[str, tuple[float, float]], current: str,
-          real_intervals: dict[str, tuple[float, float]]):
+def table(
+    summaries: dict[str, dict],
+    ranges: dict[str, tuple[float, float]],
+    current: str,
+    real_intervals: dict[str, tuple[float, float]],
+):
     """The comparison table (markdown) and the verdict counts of the ``current`` set."""
     labels = list(summaries)
-    lines = ["| statistic | " + " | ".join(labels) + f" | {current} p10-p90 | " + " | ".join(
-        f"{x} / real" for x in labels[1:]) + " | verdict |", "|---|" + "---|" * (2 * len(labels) + 1)]
+    lines = [
+        "| statistic | "
+        + " | ".join(labels)
+        + f" | {current} p10-p90 | "
+        + " | ".join(f"{x} / real" for x in labels[1:])
+        + " | verdict |",
+        "|---|" + "---|" * (2 * len(labels) + 1),
+    ]
     real = summaries[labels[0]]
     counts = {}
     for key, label in ROWS:
@@ -151,29 +177,36 @@ def table(summaries: dict[str, dict], ranges: dict[str, tuple[float, float]], cu
         spread_text = f"{spread[0]:.3g}-{spread[1]:.3g}" if spread else "-"
         ratios, verdict_text = [], ""
         for name in labels[1:]:
-            text, judged = verdict(key, real[key], summaries[name][key], spread if name == current else None, real,
-                                   real_intervals.get(key))
+            text, judged = verdict(
+                key, real[key], summaries[name][key], spread if name == current else None, real, real_intervals.get(key)
+            )
             ratios.append(text + (" (within 20 %)" if name != current and judged == "ok" else ""))
             if name == current:
                 verdict_text = judged
                 counts[judged.split(" (")[0]] = counts.get(judged.split(" (")[0], 0) + 1
             elif judged == "ok":
                 counts[f"{name} within 20 %"] = counts.get(f"{name} within 20 %", 0) + 1
-        lines.append(f"| {label} | " + " | ".join(values) + f" | {spread_text} | " + " | ".join(ratios)
-                     + f" | {verdict_text} |")
+        lines.append(
+            f"| {label} | " + " | ".join(values) + f" | {spread_text} | " + " | ".join(ratios) + f" | {verdict_text} |"
+        )
     return "\n".join(lines), counts
 
 
 def pixel_table(images: dict[str, list[np.ndarray]]) -> str:
     """Pixel mean / std per channel of each synthetic set against the real GZ2 cutouts."""
-    lines = ["| set | mean R, G, B | std R, G, B | mean / real GZ2 | std / real GZ2 |", "|---|---|---|---|---|",
-             f"| real GZ2 cutouts (2,828, DEVELOPERS.md) | {', '.join(f'{v:.1f}' for v in GZ2_MEAN)} | "
-             f"{', '.join(f'{v:.1f}' for v in GZ2_STD)} | | |"]
+    lines = [
+        "| set | mean R, G, B | std R, G, B | mean / real GZ2 | std / real GZ2 |",
+        "|---|---|---|---|---|",
+        f"| real GZ2 cutouts (2,828, DEVELOPERS.md) | {', '.join(f'{v:.1f}' for v in GZ2_MEAN)} | "
+        f"{', '.join(f'{v:.1f}' for v in GZ2_STD)} | | |",
+    ]
     for name, imgs in images.items():
         pixels = np.concatenate([im.reshape(-1, 3) for im in imgs]).astype(float)
         mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-        lines.append(f"| {name} | {', '.join(f'{v:.1f}' for v in mean)} | {', '.join(f'{v:.1f}' for v in std)} | "
-                     f"{', '.join(f'{v:.2f}' for v in mean / GZ2_MEAN)} | {', '.join(f'{v:.2f}' for v in std / GZ2_STD)} |")
+        lines.append(
+            f"| {name} | {', '.join(f'{v:.1f}' for v in mean)} | {', '.join(f'{v:.1f}' for v in std)} | "
+            f"{', '.join(f'{v:.2f}' for v in mean / GZ2_MEAN)} | {', '.join(f'{v:.2f}' for v in std / GZ2_STD)} |"
+        )
     return "\n".join(lines)
 
 
@@ -195,21 +228,31 @@ def figure(path: Path, sets: dict[str, tuple[list, list, dict]], examples: dict[
             ax.imshow(rgb)
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"{name} #{col + 1}", fontsize=8)
-    panels = [("n_sources", "log10(1 + sources per crop)", "crop"), ("log_flux", "log10 source flux", "source"),
-              ("colour", "colour -2.5 log(R/B), point-like", "star"), ("sky_sigma", "sky sigma (JPEG)", "crop"),
-              ("noise_corr1", "noise correlation, lag 1", "crop"), ("r50", "half-light radius (px) vs log peak",
-                                                                     "scatter")]
+    panels = [
+        ("n_sources", "log10(1 + sources per crop)", "crop"),
+        ("log_flux", "log10 source flux", "source"),
+        ("colour", "colour -2.5 log(R/B), point-like", "star"),
+        ("sky_sigma", "sky sigma (JPEG)", "crop"),
+        ("noise_corr1", "noise correlation, lag 1", "crop"),
+        ("r50", "half-light radius (px) vs log peak", "scatter"),
+    ]
     for k, (key, title, kind) in enumerate(panels):
-        ax = fig.add_subplot(grid[k // 2, 2 + 2 * (k % 2):4 + 2 * (k % 2)])
-        for name in names[1:] + names[:1]:     # the real frame drawn last, on top
+        ax = fig.add_subplot(grid[k // 2, 2 + 2 * (k % 2) : 4 + 2 * (k % 2)])
+        for name in names[1:] + names[:1]:  # the real frame drawn last, on top
             crops, sources = sets[name]
             if kind == "crop":
                 values = np.asarray([c[key] for c in crops], float)
             elif kind == "star":
                 values = sources["colour"][sources["point"] & ~sources["saturated"].astype(bool)]
             elif kind == "scatter":
-                ax.scatter(np.log10(np.maximum(sources["peak"], 1)), sources["r50"], s=4 if name == "real" else 1,
-                           alpha=0.8 if name == "real" else 0.2, color=colours[name], label=name)
+                ax.scatter(
+                    np.log10(np.maximum(sources["peak"], 1)),
+                    sources["r50"],
+                    s=4 if name == "real" else 1,
+                    alpha=0.8 if name == "real" else 0.2,
+                    color=colours[name],
+                    label=name,
+                )
                 continue
             else:
                 values = sources[key]
@@ -218,17 +261,25 @@ def figure(path: Path, sets: dict[str, tuple[list, list, dict]], examples: dict[
                 values, bins = np.log10(values + 1), np.linspace(0, 2.5, 26)
             else:
                 bins = 30
-            if len(values):   # share of the set per bin (not a density: a spike would hide the rest)
-                ax.hist(values, bins=bins, histtype="step", weights=np.full(len(values), 1 / len(values)),
-                        color=colours[name], label=name, lw=1.5 if name == "real" else 1.0)
+            if len(values):  # share of the set per bin (not a density: a spike would hide the rest)
+                ax.hist(
+                    values,
+                    bins=bins,
+                    histtype="step",
+                    weights=np.full(len(values), 1 / len(values)),
+                    color=colours[name],
+                    label=name,
+                    lw=1.5 if name == "real" else 1.0,
+                )
         if kind == "scatter":
             ax.set_ylim(0, 8)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         if k == 0:
             ax.legend(fontsize=7)
-    fig.suptitle("Real SDSS frame crops vs synthetic cutouts, measured the same way (sep, JPEG pixel values)",
-                 fontsize=10)
+    fig.suptitle(
+        "Real SDSS frame crops vs synthetic cutouts, measured the same way (sep, JPEG pixel values)", fontsize=10
+    )
     fig.tight_layout()
     save_figure(fig, path, dpi=70, palette=True, bbox_inches=None)
     plt.close(fig)
@@ -239,8 +290,13 @@ def main(argv=None) -> int:
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="real SDSS colour JPEG frame")
     parser.add_argument("--n", type=int, default=300, help="synthetic cutouts per set")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dir", action="append", default=[], metavar="LABEL=DATA_ROOT",
-                        help="also measure the JPEGs of a generated data root (repeatable)")
+    parser.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="LABEL=DATA_ROOT",
+        help="also measure the JPEGs of a generated data root (repeatable)",
+    )
     parser.add_argument("--figure", type=Path, default=None, help="write the comparison figure here (PNG)")
     parser.add_argument("--json", type=Path, default=None, help="write the summaries here")
     args = parser.parse_args(argv)
@@ -267,8 +323,10 @@ def main(argv=None) -> int:
     real_intervals = {key: real_sampling(sets["real"][1], key) for key in SAMPLED_ROWS}
     text, counts = table(summaries, ranges, JUDGED, real_intervals)
     load = os.getloadavg()[0]
-    print(f"real: {args.real.name}, {len(real_crops)} crops of 256 px; synthetic: {args.n} cutouts per set "
-          f"(load average {load:.1f})")
+    print(
+        f"real: {args.real.name}, {len(real_crops)} crops of 256 px; synthetic: {args.n} cutouts per set "
+        f"(load average {load:.1f})"
+    )
     print(text)
     print()
     print(pixel_table(images))
@@ -283,8 +341,11 @@ def main(argv=None) -> int:
     others = {k: v for k, v in counts.items() if k.endswith("within 20 %")}
     mine = {k: v for k, v in counts.items() if k not in others}
     print("; ".join(f"{k}: {v} of {len(ROWS)}" for k, v in others.items()))
-    print(f"{JUDGED} scene against the real frame: " + ", ".join(f"{v} {k}" for k, v in mine.items())
-          + f" of {len(ROWS)} statistics")
+    print(
+        f"{JUDGED} scene against the real frame: "
+        + ", ".join(f"{v} {k}" for k, v in mine.items())
+        + f" of {len(ROWS)} statistics"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ A killed process therefore leaves either the old file or the new one, never a ha
 temporary names start with a dot and end in ``.tmp`` (or the target's suffix, for libraries that pick the
 format from the name), so a listing of outputs does not show them.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -32,8 +33,11 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem if keep_suffix else path.name}.",
-                                   suffix=path.suffix if keep_suffix else ".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem if keep_suffix else path.name}.",
+            suffix=path.suffix if keep_suffix else ".tmp",
+            dir=path.parent,
+        )
     except OSError as err:
         raise _named(err, path) from None
     os.close(fd)
@@ -43,7 +47,7 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False):
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
-    except OSError as err:   # e.g. a full disk: a bare "[Errno 28]" from write() names no file
+    except OSError as err:  # e.g. a full disk: a bare "[Errno 28]" from write() names no file
         raise _named(err, path) from None
     finally:
         if os.path.exists(tmp):
@@ -135,9 +139,10 @@ def folder_lock(folder: str | os.PathLike, name: str = ".lock", what: str = ""):
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise FolderInUseError(f"{folder}: in use by another run ({holder}); wait for it to end or choose "
-                                   f"another folder") from None
-        try:   # the former holder may have removed the file between our open and our lock: then lock the new one
+            raise FolderInUseError(
+                f"{folder}: in use by another run ({holder}); wait for it to end or choose another folder"
+            ) from None
+        try:  # the former holder may have removed the file between our open and our lock: then lock the new one
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
@@ -145,14 +150,18 @@ def folder_lock(folder: str | os.PathLike, name: str = ".lock", what: str = ""):
             break
         os.close(fd)
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what or os.path.basename(sys.argv[0]),
-                "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "what": what or os.path.basename(sys.argv[0]),
+            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         yield path
     finally:
         try:
-            os.unlink(path)   # still holding the lock: a run waiting on this file sees it gone and retries
+            os.unlink(path)  # still holding the lock: a run waiting on this file sees it gone and retries
         finally:
             os.close(fd)
 

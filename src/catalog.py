@@ -11,6 +11,7 @@ Grammar (Willett et al. 2013, Appendix A)::
     ...(<r|l|d|i|o|m|u>)                optional odd feature: ring, lens/arc, disturbed,
                                         irregular, other, merger, dust lane
 """
+
 from __future__ import annotations
 
 import os
@@ -21,15 +22,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classes import BASE_TO_GROUP
+from src.classes import BASE_TO_GROUP
 
 #: Columns read from the catalog; the other ~225 are never parsed.
 CATALOG_COLUMNS = ("dr7objid", "ra", "dec", "sample", "gz2_class")
 CATALOG_NAMES = ("gz2_hart16.csv", "gz2_hart16.csv.gz")
 
 ODD_FEATURES = {
-    "r": "ring", "l": "lens or arc", "d": "disturbed", "i": "irregular",
-    "o": "other", "m": "merger", "u": "dust lane",
+    "r": "ring",
+    "l": "lens or arc",
+    "d": "disturbed",
+    "i": "irregular",
+    "o": "other",
+    "m": "merger",
+    "u": "dust lane",
 }
 WINDINGS = {"t": "tight", "m": "medium", "l": "loose"}
 
@@ -53,11 +59,11 @@ class GZ2Class:
     """One parsed ``gz2_class`` string."""
 
     raw: str
-    base: str               #: one of the 15 base classes (``src.classes.BASE_CLASSES``)
-    group: str              #: one of the 5 galaxy classes
-    arms: str | None = None     #: "1".."4", "+" (more than four) or "?" (can't tell)
+    base: str  #: one of the 15 base classes (``src.classes.BASE_CLASSES``)
+    group: str  #: one of the 5 galaxy classes
+    arms: str | None = None  #: "1".."4", "+" (more than four) or "?" (can't tell)
     winding: str | None = None  #: "t", "m" or "l"
-    odd: str | None = None      #: odd-feature code, see ``ODD_FEATURES``
+    odd: str | None = None  #: odd-feature code, see ``ODD_FEATURES``
 
     @property
     def barred(self) -> bool:
@@ -71,8 +77,12 @@ def parse_gz2_class(text: str) -> GZ2Class:
         raise ValueError(f"unknown gz2_class string {text!r} (not in the Willett et al. 2013 grammar)")
     base = match["artifact"] or match["smooth"] or match["edgeon"] or match["spiral"]
     return GZ2Class(
-        raw=text, base=base, group=BASE_TO_GROUP[base],
-        arms=match["arms"], winding=match["winding"], odd=match["odd"],
+        raw=text,
+        base=base,
+        group=BASE_TO_GROUP[base],
+        arms=match["arms"],
+        winding=match["winding"],
+        odd=match["odd"],
     )
 
 

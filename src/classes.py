@@ -3,6 +3,7 @@
 Galaxy Zoo 2 ``gz2_class`` strings (Willett et al. 2013, Appendix A) reduce to 15 base classes, which
 group into the 5 classes the models learn.  Id 0 is the background of the semantic maps.
 """
+
 from __future__ import annotations
 
 BACKGROUND = "background"
@@ -36,10 +37,20 @@ ABBREVIATIONS: dict[str, str] = {
 #: The 15 base classes of the first aggregation, in a stable order.
 BASE_CLASSES: tuple[str, ...] = (
     "A",
-    "Ec", "Ei", "Er",
-    "Sa", "Sb", "Sc", "Sd",
-    "SBa", "SBb", "SBc", "SBd",
-    "Sen", "Seb", "Ser",
+    "Ec",
+    "Ei",
+    "Er",
+    "Sa",
+    "Sb",
+    "Sc",
+    "Sd",
+    "SBa",
+    "SBb",
+    "SBc",
+    "SBd",
+    "Sen",
+    "Seb",
+    "Ser",
 )
 
 

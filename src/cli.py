@@ -11,6 +11,7 @@
 The project's input errors derive from ``ValueError`` (``ViaError``, ``DatasetError``, ``ImageError``,
 ``CatalogError``, ``ModelSourceError``) and file-system problems are ``OSError``; both are reported this way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,13 @@ USER_ERROR = 2
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
-def run_cli(prog: str, body: Callable[[], int | None], *, verbose: bool = False,
-            errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
+def run_cli(
+    prog: str,
+    body: Callable[[], int | None],
+    *,
+    verbose: bool = False,
+    errors: tuple[type[BaseException], ...] = USER_ERRORS,
+) -> int:
     """Call ``body()``; its return value (``None`` -> 0) is the exit status.  An exception in ``errors`` becomes
     one line on stderr and :data:`USER_ERROR`; ``verbose`` prints its traceback first."""
     try:
@@ -78,13 +84,15 @@ class _ConsoleFormatter(logging.Formatter):
 def add_output_options(parser) -> None:
     """``-q/--quiet`` and ``-v/--verbose`` (see :func:`setup_logging`)."""
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug messages too, and the traceback of a reported error")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug messages too, and the traceback of a reported error"
+    )
 
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Console output of a CLI: the ``src`` loggers' messages as plain lines, on stdout below WARNING and on
-    stderr from WARNING on (INFO and up; ``quiet``: WARNING and up; ``verbose``: DEBUG too).  Off a terminal, the Hugging Face libraries' own progress bars are switched off (our
+    stderr from WARNING on (INFO and up; ``quiet``: WARNING and up; ``verbose``: DEBUG too).  Off a terminal, the
+    Hugging Face libraries' own progress bars are switched off (our
     bars turn into periodic status lines there, ``src.progress``)."""
     from src.progress import interactive
 
@@ -99,6 +107,9 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
         for name in ("transformers", "datasets"):
             module = sys.modules.get(name)
             if module is not None:  # already imported: switch its bars off directly
-                toggle = (module.utils.logging.disable_progress_bar if name == "transformers"
-                          else module.disable_progress_bars)
+                toggle = (
+                    module.utils.logging.disable_progress_bar
+                    if name == "transformers"
+                    else module.disable_progress_bars
+                )
                 toggle()

@@ -24,6 +24,7 @@ the catalog lacks or the filters drop are listed by key and reason in the report
 CLI: ``python -m src.conversion --data-root DIR [--image-size 256] [--min-area 90] [--seed 42]
 [--check-images] [--stats] [--splits-from DIR2]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,23 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from .catalog import find_catalog, load_catalog
-from .cli import add_output_options, run_cli, setup_logging
-from .classes import BASE_CLASSES, GALAXY_CLASSES
-from .atomic import write_json_atomic
-from .splits import SPLITS, reference_membership, write_split_set
-from .via import (IMAGE_DIR, VIA_FILES, OutsideDataRoot, entry_objid, entry_regions, filename_objid, image_path,
-                  load_via, polygon_area, region_polygon)
+from src.atomic import write_json_atomic
+from src.catalog import find_catalog, load_catalog
+from src.classes import BASE_CLASSES, GALAXY_CLASSES
+from src.cli import add_output_options, run_cli, setup_logging
+from src.splits import SPLITS, reference_membership, write_split_set
+from src.via import (
+    IMAGE_DIR,
+    VIA_FILES,
+    OutsideDataRoot,
+    entry_objid,
+    entry_regions,
+    filename_objid,
+    image_path,
+    load_via,
+    polygon_area,
+    region_polygon,
+)
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 OUTPUT_ALL = "galaxy_segment_classes.json"
@@ -51,18 +62,18 @@ N_EXAMPLES = 5
 
 #: Skip reasons, in the order they are tested.
 SKIP_REASONS = (
-    "objid_mismatch",      # the key's objid differs from the one in the entry's filename
-    "outside_data_root",   # filename leads out of original/zoo2Main (absolute, '..', a link): never read
-    "duplicate_entry",     # the same objid annotated twice (the first one is kept)
-    "no_catalog_match",    # objid not in gz2_hart16
+    "objid_mismatch",  # the key's objid differs from the one in the entry's filename
+    "outside_data_root",  # filename leads out of original/zoo2Main (absolute, '..', a link): never read
+    "duplicate_entry",  # the same objid annotated twice (the first one is kept)
+    "no_catalog_match",  # objid not in gz2_hart16
     "no_regions",
-    "several_regions",     # the catalog classifies one object per cutout: no class for the others
+    "several_regions",  # the catalog classifies one object per cutout: no class for the others
     "not_polygon",
-    "too_few_vertices",    # fewer than 3
-    "outside_image",       # a vertex outside 0..size-1
-    "small_area",          # rasterised area below --min-area
-    "missing_image",       # only with --check-images
-    "unreadable_image",    # only with --check-images
+    "too_few_vertices",  # fewer than 3
+    "outside_image",  # a vertex outside 0..size-1
+    "small_area",  # rasterised area below --min-area
+    "missing_image",  # only with --check-images
+    "unreadable_image",  # only with --check-images
     "not_in_reference_splits",  # only with --splits-from giving all three splits: in none of them
 )
 #: Why an objid of a reference split (``--splits-from``) is in none of the converted splits, besides a skip reason.
@@ -138,8 +149,7 @@ def structural_problem(entry: dict) -> str | None:
     return None
 
 
-def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.ndarray,
-                      min_area: int) -> np.ndarray:
+def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.ndarray, min_area: int) -> np.ndarray:
     """Skip reason per polygon (``None`` when usable), vectorised over all polygons at once.
 
     ``shapes`` is an (N, 2) array of image (height, width).  A polygon is skipped when it has fewer
@@ -178,14 +188,16 @@ def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.
     perimeter[nonempty] = np.add.reduceat(edge, starts[nonempty])
     simple = np.zeros(len(polygons), dtype=bool)
     first_is_last = np.zeros(len(polygons), dtype=bool)
-    first_is_last[nonempty] = ((xs[starts[nonempty]] == xs[starts[nonempty] + lengths[nonempty] - 1])
-                               & (ys[starts[nonempty]] == ys[starts[nonempty] + lengths[nonempty] - 1]))
-    rings = (lengths >= 4) | ((lengths == 3) & ~first_is_last)   # at least 3 distinct corners once closed
+    first_is_last[nonempty] = (xs[starts[nonempty]] == xs[starts[nonempty] + lengths[nonempty] - 1]) & (
+        ys[starts[nonempty]] == ys[starts[nonempty] + lengths[nonempty] - 1]
+    )
+    rings = (lengths >= 4) | ((lengths == 3) & ~first_is_last)  # at least 3 distinct corners once closed
     if rings.any():
         vertex = rings[owner]
         ring_index = (np.cumsum(rings) - 1)[owner[vertex]]
-        simple[rings] = shapely.is_simple(shapely.linearrings(np.column_stack([xs[vertex], ys[vertex]]),
-                                                              indices=ring_index))
+        simple[rings] = shapely.is_simple(
+            shapely.linearrings(np.column_stack([xs[vertex], ys[vertex]]), indices=ring_index)
+        )
     region = np.where(simple, area, 0.0)
     for i in np.flatnonzero((reasons == None) & rings & ~simple):  # noqa: E711
         region[i] = even_odd_area(*polygons[i])
@@ -206,18 +218,19 @@ def even_odd_area(xs: np.ndarray, ys: np.ndarray) -> float:
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.node(shapely.linestrings(ring)))))
     if faces.size == 0:
         return 0.0
-    points = shapely.get_coordinates(shapely.point_on_surface(faces))          # (F, 2), inside each face
+    points = shapely.get_coordinates(shapely.point_on_surface(faces))  # (F, 2), inside each face
     x1, y1, x2, y2 = ring[:-1, 0], ring[:-1, 1], ring[1:, 0], ring[1:, 1]
     px, py = points[:, :1], points[:, 1:]
-    spans = (y1 > py) != (y2 > py)                                              # (F, E): edge spans the ray's y
+    spans = (y1 > py) != (y2 > py)  # (F, E): edge spans the ray's y
     with np.errstate(divide="ignore", invalid="ignore"):
         crossing_x = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
     odd = (spans & (px < crossing_x)).sum(1) % 2 == 1
     return float(shapely.area(faces[odd]).sum())
 
 
-def stratified_split(objids: np.ndarray, labels: np.ndarray, seed: int = 42,
-                     fractions=SPLIT_FRACTIONS, names=SPLITS) -> np.ndarray:
+def stratified_split(
+    objids: np.ndarray, labels: np.ndarray, seed: int = 42, fractions=SPLIT_FRACTIONS, names=SPLITS
+) -> np.ndarray:
     """Deterministic class-stratified split: an array of split names aligned with ``objids``.
 
     Within each class the objids are sorted, shuffled with ``seed`` and cut at the cumulative
@@ -245,7 +258,9 @@ def _output_entry(entry: dict, gz2_class: str, base: str, group: str) -> dict:
     region = dict(entry_regions(entry)[0])
     region["region_attributes"] = {
         **(region.get("region_attributes") or {}),
-        "object_name": group, "gz2_class_15": base, "gz2_class": gz2_class,
+        "object_name": group,
+        "gz2_class_15": base,
+        "gz2_class": gz2_class,
     }
     out["regions"] = [region]
     return out
@@ -254,7 +269,8 @@ def _output_entry(entry: dict, gz2_class: str, base: str, group: str) -> dict:
 def image_stats(image_dir, filenames, progress: bool = True) -> dict:
     """Per-channel mean and std (0-255 units) of RGB images, in one streaming pass (float64 sums)."""
     from PIL import Image
-    from .progress import progress_bar
+
+    from src.progress import progress_bar
 
     total = np.zeros(3)
     total_sq = np.zeros(3)
@@ -273,8 +289,13 @@ def image_stats(image_dir, filenames, progress: bool = True) -> dict:
         raise ValueError("no training images to compute statistics from")
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-    return {"mean": mean.tolist(), "std": std.tolist(), "n_images": len(filenames), "split": "train",
-            "units": "pixel values 0-255, RGB"}
+    return {
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "n_images": len(filenames),
+        "split": "train",
+        "units": "pixel values 0-255, RGB",
+    }
 
 
 def reference_split(objids: np.ndarray, labels: np.ndarray, reference: dict, seed: int) -> np.ndarray:
@@ -288,13 +309,22 @@ def reference_split(objids: np.ndarray, labels: np.ndarray, reference: dict, see
     rest = np.flatnonzero(out == None)  # noqa: E711 (object array)
     if missing and rest.size:
         fractions = np.array([SPLIT_FRACTIONS[SPLITS.index(name)] for name in missing])
-        out[rest] = stratified_split(objids[rest], labels[rest], seed=seed, fractions=fractions / fractions.sum(),
-                                     names=missing)
+        out[rest] = stratified_split(
+            objids[rest], labels[rest], seed=seed, fractions=fractions / fractions.sum(), names=missing
+        )
     return out
 
 
-def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int = 42,
-            check_images: bool = False, stats: bool = False, progress: bool = False, splits_from=None) -> dict:
+def convert(
+    data_root=".",
+    image_size: int = 256,
+    min_area: int = 90,
+    seed: int = 42,
+    check_images: bool = False,
+    stats: bool = False,
+    progress: bool = False,
+    splits_from=None,
+) -> dict:
     """Join, filter, split and write the training JSON files under ``data_root``; returns the report.
 
     ``splits_from``: a folder with reference split files (the original project's ``galaxy_{train,val,test}.json``
@@ -311,7 +341,10 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
     # Vectorised join on the objid.
     joined = frame.merge(
         catalog[["dr7objid", "gz2_class", "gz2_class_15", "gz2_class_5"]],
-        left_on="objid", right_on="dr7objid", how="left", sort=False,
+        left_on="objid",
+        right_on="dr7objid",
+        how="left",
+        sort=False,
     )
     unmatched = joined["dr7objid"].isna().to_numpy()
     reason_of = dict.fromkeys(joined["objid"][unmatched].tolist(), "no_catalog_match")
@@ -355,8 +388,9 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         split_of = reference_split(objids, kept["gz2_class_5"].to_numpy(), reference, seed)
     outputs = {name: {} for name in SPLITS}
     everything = {}
-    for objid, gz2, base, group, split in zip(objids, kept["gz2_class"], kept["gz2_class_15"],
-                                              kept["gz2_class_5"], split_of):
+    for objid, gz2, base, group, split in zip(
+        objids, kept["gz2_class"], kept["gz2_class_15"], kept["gz2_class_5"], split_of
+    ):
         out = _output_entry(entries[objid], gz2, base, group)
         everything[str(objid)] = out
         outputs[split][str(objid)] = out
@@ -365,18 +399,28 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         "data_root": str(root),
         "catalog": catalog_path.name,
         "catalog_rows": int(len(catalog)),
-        "annotations": int(len(frame) + sum(skipped[r] for r in ("objid_mismatch", "outside_data_root",
-                                                                  "duplicate_entry"))),
+        "annotations": int(
+            len(frame) + sum(skipped[r] for r in ("objid_mismatch", "outside_data_root", "duplicate_entry"))
+        ),
         "kept": int(len(kept)),
         "skipped": {reason: int(skipped[reason]) for reason in SKIP_REASONS if skipped[reason]},
         "skipped_examples": {reason: examples[reason] for reason in SKIP_REASONS if examples[reason]},
-        "options": {"image_size": image_size, "min_area": min_area, "seed": seed,
-                    "check_images": check_images, "splits_from": None if splits_from is None else str(splits_from)},
+        "options": {
+            "image_size": image_size,
+            "min_area": min_area,
+            "seed": seed,
+            "check_images": check_images,
+            "splits_from": None if splits_from is None else str(splits_from),
+        },
         "by_class": _counts(kept["gz2_class_5"], GALAXY_CLASSES),
         "by_class_15": _counts(kept["gz2_class_15"], BASE_CLASSES),
-        "splits": {name: {"total": len(outputs[name]),
-                          "by_class": _counts(kept["gz2_class_5"][split_of == name], GALAXY_CLASSES)}
-                   for name in SPLITS},
+        "splits": {
+            name: {
+                "total": len(outputs[name]),
+                "by_class": _counts(kept["gz2_class_5"][split_of == name], GALAXY_CLASSES),
+            }
+            for name in SPLITS
+        },
     }
     if reference is not None:
         report["splits_from"] = _reference_report(reference, reason_of, set(objids.tolist()))
@@ -385,8 +429,11 @@ def convert(data_root=".", image_size: int = 256, min_area: int = 90, seed: int 
         write_json_atomic(root / STATS_FILE, image_stats(image_dir, files, progress=progress), indent=2)
         report["stats_file"] = STATS_FILE
     write_json_atomic(root / OUTPUT_ALL, everything)
-    membership = ({"method": "reference", "splits_from": report["splits_from"]["files"]} if reference is not None
-                  else {"method": "stratified", "seed": seed, "fractions": list(SPLIT_FRACTIONS)})
+    membership = (
+        {"method": "reference", "splits_from": report["splits_from"]["files"]}
+        if reference is not None
+        else {"method": "stratified", "seed": seed, "fractions": list(SPLIT_FRACTIONS)}
+    )
     write_split_set(root, outputs, {"membership": membership})
     write_json_atomic(root / REPORT_FILE, report, indent=2)
     return report
@@ -407,7 +454,7 @@ def _reference_report(reference: dict, reason_of: dict, kept: set) -> dict:
 
 def _image_problem(path: Path) -> str | None:
     """``missing_image`` / ``unreadable_image`` (decoded in full: a truncated body counts), or ``None``."""
-    from .images import ImageError, read_rgb
+    from src.images import ImageError, read_rgb
 
     if not path.is_file():
         return "missing_image"
@@ -424,8 +471,7 @@ def _counts(values: pd.Series, order) -> dict[str, int]:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"kept {report['kept']} of {report['annotations']} annotations "
-             f"({report['catalog_rows']} catalog rows)"]
+    lines = [f"kept {report['kept']} of {report['annotations']} annotations ({report['catalog_rows']} catalog rows)"]
     for reason, count in report["skipped"].items():
         lines.append(f"  skipped {count:>7}  {reason}   e.g. {report['skipped_examples'][reason][0]}")
     header = f"{'class':<16}" + "".join(f"{s:>8}" for s in ("all",) + SPLITS)
@@ -439,8 +485,10 @@ def format_report(report: dict) -> str:
         for name, info in reference["files"].items():
             lost = reference["not_kept"][name]
             detail = "; ".join(f"{reason} {len(keys)} (e.g. {keys[0]})" for reason, keys in lost.items())
-            lines.append(f"{name}: membership of {info['file']} ({info['entries']} entries)"
-                         + (f"; not kept: {detail}" if lost else "; all kept"))
+            lines.append(
+                f"{name}: membership of {info['file']} ({info['entries']} entries)"
+                + (f"; not kept: {detail}" if lost else "; all kept")
+            )
     return "\n".join(lines)
 
 
@@ -452,20 +500,32 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
     parser.add_argument("--check-images", action="store_true", help="open every image; skip unreadable ones")
     parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
-    parser.add_argument("--splits-from", metavar="DIR2", help="reproduce the split membership of "
-                        "galaxy_{train,val,test}.json (or galaxy_<split>_via.json) in DIR2")
+    parser.add_argument(
+        "--splits-from",
+        metavar="DIR2",
+        help="reproduce the split membership of galaxy_{train,val,test}.json (or galaxy_<split>_via.json) in DIR2",
+    )
     add_output_options(parser)
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.verbose)
 
     def body():
-        report = convert(args.data_root, image_size=args.image_size, min_area=args.min_area, seed=args.seed,
-                         check_images=args.check_images, stats=args.stats, progress=not args.quiet,
-                         splits_from=args.splits_from)
+        report = convert(
+            args.data_root,
+            image_size=args.image_size,
+            min_area=args.min_area,
+            seed=args.seed,
+            check_images=args.check_images,
+            stats=args.stats,
+            progress=not args.quiet,
+            splits_from=args.splits_from,
+        )
         if not args.quiet:
             print(format_report(report))
-            print(f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json, galaxy_splits.json and {REPORT_FILE} "
-                  f"in {args.data_root}")
+            print(
+                f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json, galaxy_splits.json and {REPORT_FILE} "
+                f"in {args.data_root}"
+            )
 
     return run_cli("python -m src.conversion", body, verbose=args.verbose)
 

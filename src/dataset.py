@@ -14,6 +14,7 @@ items into the model's batch with the processor (normalisation with the dataset 
 Randomness (augmentation, the task of the ``random`` mode) is a function of ``(seed, epoch, index)`` only, so
 it does not depend on DataLoader workers and a resumed run sees the same samples as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,9 @@ def build_augment(image_size: int | None, augment: bool) -> A.Compose | None:
     """Optional square resize (bilinear image, nearest masks), then h/v flips and 90/180/270 degree rotations."""
     ops = []
     if image_size is not None:
-        ops.append(A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR,
-                            mask_interpolation=cv2.INTER_NEAREST))
+        ops.append(
+            A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
+        )
     if augment:
         ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)]
     return A.Compose(ops, seed=0) if ops else None
@@ -107,9 +109,20 @@ class GalaxyDataset(torch.utils.data.Dataset):
     ``processor`` is kept for :meth:`collator`.
     """
 
-    def __init__(self, data_root, split: str, processor=None, task: str = "semantic", image_size: int | None = None,
-                 augment: bool = False, in_memory: bool = False, skip_bad: bool = False, seed: int = 0,
-                 random_tasks: tuple[str, ...] = ("semantic", "instance"), crop_size: int | None = None):
+    def __init__(
+        self,
+        data_root,
+        split: str,
+        processor=None,
+        task: str = "semantic",
+        image_size: int | None = None,
+        augment: bool = False,
+        in_memory: bool = False,
+        skip_bad: bool = False,
+        seed: int = 0,
+        random_tasks: tuple[str, ...] = ("semantic", "instance"),
+        crop_size: int | None = None,
+    ):
         if task not in TASKS:
             raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
         if not random_tasks or any(t not in TASKS[:3] for t in random_tasks):
@@ -178,8 +191,10 @@ class GalaxyDataset(torch.utils.data.Dataset):
             if xs.size < 3:
                 raise DatasetError(f"{where} region {r}: polygon has {xs.size} vertices (needs 3)")
             if not polygon_inside(xs, ys, (height, width)):
-                raise DatasetError(f"{where} region {r}: polygon outside the {width}x{height} image "
-                                   f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})")
+                raise DatasetError(
+                    f"{where} region {r}: polygon outside the {width}x{height} image "
+                    f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})"
+                )
             name = (region.get("region_attributes") or {}).get("object_name")
             try:
                 classes.append(class_id(name))
@@ -188,8 +203,14 @@ class GalaxyDataset(torch.utils.data.Dataset):
             if classes[-1] == 0:
                 raise DatasetError(f"{where} region {r}: 'background' is not an object class")
             polygons.append((xs, ys))
-        return {"key": key, "objid": objid, "path": image_path, "shape": (height, width),
-                "polygons": polygons, "classes": classes}
+        return {
+            "key": key,
+            "objid": objid,
+            "path": image_path,
+            "shape": (height, width),
+            "polygons": polygons,
+            "classes": classes,
+        }
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(image, semantic, instance)`` at native size."""
@@ -228,11 +249,11 @@ class GalaxyDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([seed, 1])
         start = []
         for lo_obj, hi_obj, extent in ((ys.min(), ys.max(), height), (xs.min(), xs.max(), width)):
-            lo, hi = hi_obj + 1 - size, lo_obj          # offsets that keep [lo_obj, hi_obj] inside the crop
-            if lo > hi:                                 # object larger than the crop: centre it
+            lo, hi = hi_obj + 1 - size, lo_obj  # offsets that keep [lo_obj, hi_obj] inside the crop
+            if lo > hi:  # object larger than the crop: centre it
                 lo = hi = (lo_obj + hi_obj + 1 - size) // 2
             lo, hi = max(0, lo), min(extent - size, hi)
-            if lo > hi:                                 # image edge: the nearest valid offset
+            if lo > hi:  # image edge: the nearest valid offset
                 lo = hi = min(max(0, lo), max(0, extent - size))
             start.append(int(rng.integers(lo, hi + 1)) if self.augment else (lo + hi) // 2)
         return start[0], start[1]
@@ -243,8 +264,10 @@ class GalaxyDataset(torch.utils.data.Dataset):
         seed = self._rng_seed(index)
         if self.crop_size is not None:
             if min(image.shape[:2]) < self.crop_size:
-                raise DatasetError(f"{self.source}: entry {rec['key']!r}: image {image.shape[1]}x{image.shape[0]} "
-                                   f"is smaller than crop_size {self.crop_size}")
+                raise DatasetError(
+                    f"{self.source}: entry {rec['key']!r}: image {image.shape[1]}x{image.shape[0]} "
+                    f"is smaller than crop_size {self.crop_size}"
+                )
             y0, x0 = self._crop_box(instance, seed)
             window = (slice(y0, y0 + self.crop_size), slice(x0, x0 + self.crop_size))
             image, semantic, instance = image[window], semantic[window], instance[window]
@@ -255,11 +278,16 @@ class GalaxyDataset(torch.utils.data.Dataset):
         task = self.task
         if task == "random":
             task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
-        return {"image": np.ascontiguousarray(image), "semantic": np.ascontiguousarray(semantic),
-                "instance": np.ascontiguousarray(instance), "class_ids": list(rec["classes"]),
-                "objid": rec["objid"], "task": task}
+        return {
+            "image": np.ascontiguousarray(image),
+            "semantic": np.ascontiguousarray(semantic),
+            "instance": np.ascontiguousarray(instance),
+            "class_ids": list(rec["classes"]),
+            "objid": rec["objid"],
+            "task": task,
+        }
 
-    def collator(self, training: bool = True) -> "OneFormerCollator":
+    def collator(self, training: bool = True) -> OneFormerCollator:
         if self.processor is None:
             raise ValueError("GalaxyDataset(processor=...) is needed to build OneFormer batches")
         return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
@@ -281,10 +309,21 @@ class CocoFieldDataset(torch.utils.data.Dataset):
     missing, unreadable, smaller than the crop or without annotation, instead of stopping at the first.
     """
 
-    def __init__(self, annotation_file, processor=None, task: str = "semantic", crop_size: int = 256,
-                 crops_per_image: int = 16, image_size: int | None = None, augment: bool = False,
-                 in_memory: bool = False, skip_bad: bool = False, seed: int = 0,
-                 random_tasks: tuple[str, ...] = ("semantic", "instance"), image_ids=None):
+    def __init__(
+        self,
+        annotation_file,
+        processor=None,
+        task: str = "semantic",
+        crop_size: int = 256,
+        crops_per_image: int = 16,
+        image_size: int | None = None,
+        augment: bool = False,
+        in_memory: bool = False,
+        skip_bad: bool = False,
+        seed: int = 0,
+        random_tasks: tuple[str, ...] = ("semantic", "instance"),
+        image_ids=None,
+    ):
         if task not in TASKS:
             raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
         if int(crop_size) < 1 or int(crops_per_image) < 1:
@@ -316,8 +355,9 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         if not record["path"].is_file():
             raise DatasetError(f"{where}: file not found")
         if min(record["shape"]) < self.crop_size:
-            raise DatasetError(f"{where}: {record['shape'][1]}x{record['shape'][0]} px is smaller than the crop "
-                               f"({self.crop_size} px)")
+            raise DatasetError(
+                f"{where}: {record['shape'][1]}x{record['shape'][0]} px is smaller than the crop ({self.crop_size} px)"
+            )
 
     def _read(self, record: dict) -> np.ndarray:
         try:
@@ -327,8 +367,10 @@ class CocoFieldDataset(torch.utils.data.Dataset):
             raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} unreadable ({err})") from None
         if image.shape[:2] != record["shape"]:
             height, width = record["shape"]
-            raise DatasetError(f"{self.source}: image {record['id']}: {record['path']} is {image.shape[1]}x"
-                               f"{image.shape[0]} px, the annotation file says {width}x{height}")
+            raise DatasetError(
+                f"{self.source}: image {record['id']}: {record['path']} is {image.shape[1]}x"
+                f"{image.shape[0]} px, the annotation file says {width}x{height}"
+            )
         return image
 
     def set_epoch(self, epoch: int) -> None:
@@ -365,7 +407,7 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         y0, x0 = self._crop_origin(record, k, rng)
         size = self.crop_size
         image = self._images[image_index] if self._images is not None else self._read(record)
-        image = image[y0:y0 + size, x0:x0 + size]
+        image = image[y0 : y0 + size, x0 : x0 + size]
         instance = np.zeros((size, size), dtype=np.int32)
         classes = []
         for ann in record["annotations"]:
@@ -373,14 +415,17 @@ class CocoFieldDataset(torch.utils.data.Dataset):
             if x >= x0 + size or y >= y0 + size or x + w <= x0 or y + h <= y0:
                 continue
             segmentation = ann["segmentation"]
-            if isinstance(segmentation, list):   # polygons: shifted into the crop, clipped by the rasteriser
+            if isinstance(segmentation, list):  # polygons: shifted into the crop, clipped by the rasteriser
                 shifted = [[v - (x0 if i % 2 == 0 else y0) for i, v in enumerate(poly)] for poly in segmentation]
                 mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(shifted, size, size)))
             else:
                 height, width = record["shape"]
-                rle = segmentation if isinstance(segmentation.get("counts"), str) else \
-                    mask_utils.frPyObjects(segmentation, height, width)
-                mask = mask_utils.decode(rle)[y0:y0 + size, x0:x0 + size]
+                rle = (
+                    segmentation
+                    if isinstance(segmentation.get("counts"), str)
+                    else mask_utils.frPyObjects(segmentation, height, width)
+                )
+                mask = mask_utils.decode(rle)[y0 : y0 + size, x0 : x0 + size]
             classes.append(ann["class_id"])
             instance[mask.astype(bool)] = len(classes)
         visible = np.unique(instance[instance > 0])
@@ -399,11 +444,16 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         task = self.task
         if task == "random":
             task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
-        return {"image": np.ascontiguousarray(image), "semantic": np.ascontiguousarray(semantic),
-                "instance": np.ascontiguousarray(instance), "class_ids": class_ids, "objid": record["id"],
-                "task": task}
+        return {
+            "image": np.ascontiguousarray(image),
+            "semantic": np.ascontiguousarray(semantic),
+            "instance": np.ascontiguousarray(instance),
+            "class_ids": class_ids,
+            "objid": record["id"],
+            "task": task,
+        }
 
-    def collator(self, training: bool = True) -> "OneFormerCollator":
+    def collator(self, training: bool = True) -> OneFormerCollator:
         if self.processor is None:
             raise ValueError("CocoFieldDataset(processor=...) is needed to build OneFormer batches")
         return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
@@ -429,8 +479,10 @@ def load_coco_fields(path, image_ids=None) -> list[dict]:
         except ValueError as err:
             raise DatasetError(f"{path}: category {cat.get('id')}: {err}") from None
         if cid == 0 or cat.get("id") != cid:
-            raise DatasetError(f"{path}: category {cat.get('name')!r} has id {cat.get('id')}; the project's id is "
-                               f"{cid} (src/classes.py) and 'background' is not a category")
+            raise DatasetError(
+                f"{path}: category {cat.get('name')!r} has id {cat.get('id')}; the project's id is "
+                f"{cid} (src/classes.py) and 'background' is not a category"
+            )
         known[cid] = cat["name"]
     wanted = None if image_ids is None else {int(i) for i in image_ids}
     records = {}
@@ -440,8 +492,13 @@ def load_coco_fields(path, image_ids=None) -> list[dict]:
         except (KeyError, TypeError, ValueError) as err:
             raise DatasetError(f"{path}: image entry {k}: needs id, file_name, height, width ({err})") from None
         if wanted is None or image_id in wanted:
-            records[image_id] = {"id": image_id, "path": path.parent / name, "file_name": name, "shape": shape,
-                                 "annotations": []}
+            records[image_id] = {
+                "id": image_id,
+                "path": path.parent / name,
+                "file_name": name,
+                "shape": shape,
+                "annotations": [],
+            }
     for k, ann in enumerate(annotations):
         where = f"{path}: annotation {k} (id {ann.get('id')})"
         if ann.get("category_id") not in known:
@@ -455,8 +512,14 @@ def load_coco_fields(path, image_ids=None) -> list[dict]:
             continue
         if ann.get("iscrowd", 0):
             raise DatasetError(f"{where}: crowd regions (iscrowd 1) are not supported: annotate each galaxy")
-        record["annotations"].append({"bbox": [float(v) for v in ann["bbox"]], "segmentation": ann["segmentation"],
-                                      "class_id": int(ann["category_id"]), "flux_gri": ann.get("flux_gri")})
+        record["annotations"].append(
+            {
+                "bbox": [float(v) for v in ann["bbox"]],
+                "segmentation": ann["segmentation"],
+                "class_id": int(ann["category_id"]),
+                "flux_gri": ann.get("flux_gri"),
+            }
+        )
     return [records[i] for i in sorted(records)]
 
 
@@ -500,13 +563,21 @@ class OneFormerCollator:
                 mappings.append(None)
             else:
                 maps.append(item["instance"])
-                mappings.append({0: 0, **{k: c for k, c in enumerate(item["class_ids"], start=1)}})
+                mappings.append({0: 0, **dict(enumerate(item["class_ids"], start=1))})
         kwargs = {"do_resize": False} if self.resized else {}
-        batch = dict(self.processor.image_processor(
-            images=[item["image"] for item in items], task_inputs=tasks, segmentation_maps=maps,
-            instance_id_to_semantic_id=mappings, return_tensors="pt", **kwargs))
-        batch["task_inputs"] = torch.cat([self.tokens((f"the task is {task}",), self.processor.task_seq_length)
-                                          for task in tasks])
+        batch = dict(
+            self.processor.image_processor(
+                images=[item["image"] for item in items],
+                task_inputs=tasks,
+                segmentation_maps=maps,
+                instance_id_to_semantic_id=mappings,
+                return_tensors="pt",
+                **kwargs,
+            )
+        )
+        batch["task_inputs"] = torch.cat(
+            [self.tokens((f"the task is {task}",), self.processor.task_seq_length) for task in tasks]
+        )
         texts = batch.pop("text_inputs", None)
         if self.training and texts is not None:
             batch["text_inputs"] = torch.stack([self.tokens(tuple(t), self.processor.max_seq_length) for t in texts])

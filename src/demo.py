@@ -27,11 +27,13 @@ it last ran (``stage_seconds``).
 Re-use rule, by content, never by file presence or times: each stage writes a stamp (``DATA/demo_data.json``,
 ``DATA/demo_convert.json``, ``OUTPUT/demo_train.json``, ``OUTPUT/demo_score.json``, ``OUTPUT/demo_figures.json``)
 holding the fingerprint of its inputs (SHA-256 of the settings, of the files it reads and of all of ``src/``, so
-that editing any module runs the stages again) and the SHA-256 of what it wrote.  A stage is reused only when both still hold: same
+that editing any module runs the stages again) and the SHA-256 of what it wrote.  A stage is reused only when both
+still hold: same
 inputs, outputs untouched; otherwise it runs again, and so does every stage after it (their inputs changed).
 ``--retrain`` and ``--rescore`` force the training and the scoring.  The training's checkpoints folder
 (``OUTPUT.run/``) is removed after training unless ``--keep-checkpoints``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +81,7 @@ TRAIN_STAMP = "demo_train.json"
 SCORE_STAMP = "demo_score.json"
 FIGURES_STAMP = "demo_figures.json"
 SUMMARY_FILE = "demo_summary.json"
-SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json",
-               "galaxy_splits.json")
+SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json", "galaxy_splits.json")
 MODEL_FILES = ("config.json", "model.safetensors")
 SRC = Path(__file__).resolve().parent
 
@@ -102,8 +103,9 @@ def code_digest() -> str:
 
 def fingerprint(stage: str, settings: dict, inputs=()) -> str:
     """The fingerprint of a stage's inputs: its settings, the files it reads, its source code."""
-    blob = json.dumps({"settings": settings, "inputs": files_digest(inputs), "code": code_digest()},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"settings": settings, "inputs": files_digest(inputs), "code": code_digest()}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -123,8 +125,11 @@ def write_stamp(stamp: Path, wanted: str, outputs, info: dict) -> None:
 
 def data_files(data_root: Path) -> list[Path]:
     """What the generator writes and the conversion reads: catalog, VIA files, cutouts."""
-    return ([data_root / "gz2_hart16.csv"] + [data_root / f for f in VIA_FILES]
-            + sorted((data_root / IMAGE_DIR).glob("*.jpg")))
+    return (
+        [data_root / "gz2_hart16.csv"]
+        + [data_root / f for f in VIA_FILES]
+        + sorted((data_root / IMAGE_DIR).glob("*.jpg"))
+    )
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -132,8 +137,9 @@ def _say(message: str) -> None:
     logger.info(f"[demo] {message}")
 
 
-def ensure_data(data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool,
-                scene: str = DEFAULT_SCENE) -> dict:
+def ensure_data(
+    data_root: Path, n: int, seed: int, size: int, workers: int, progress: bool, scene: str = DEFAULT_SCENE
+) -> dict:
     """Generate the synthetic set unless the same one is there (same settings and generator code, files
     untouched)."""
     stamp = data_root / DATA_STAMP
@@ -171,13 +177,27 @@ def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
 
 def train_settings(args) -> dict:
     """The ``src.train`` configuration of the demo model (the schedule is fitted to ``--minutes``)."""
-    return dict(data_root=str(args.data_root), output=str(args.output), model_card=args.model_card,
-                task=args.task, random_tasks=tuple(args.random_tasks), epochs=args.epochs,
-                batch_size=args.batch_size,
-                image_size=args.image_size, crop_size=args.crop_size or None, lr=args.lr,
-                warmup_steps=args.warmup_steps, class_balance=args.class_balance, seed=args.seed, in_memory=True,
-                max_minutes=args.minutes, cpu=args.cpu, mixed_precision=args.mixed_precision,
-                ema_decay=args.ema_decay, val_limit=DEMO_VAL_LIMIT)
+    return dict(
+        data_root=str(args.data_root),
+        output=str(args.output),
+        model_card=args.model_card,
+        task=args.task,
+        random_tasks=tuple(args.random_tasks),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        crop_size=args.crop_size or None,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        class_balance=args.class_balance,
+        seed=args.seed,
+        in_memory=True,
+        max_minutes=args.minutes,
+        cpu=args.cpu,
+        mixed_precision=args.mixed_precision,
+        ema_decay=args.ema_decay,
+        val_limit=DEMO_VAL_LIMIT,
+    )
 
 
 def ensure_model(args) -> dict:
@@ -196,18 +216,26 @@ def ensure_model(args) -> dict:
 
     (output / TRAIN_STAMP).unlink(missing_ok=True)
     shutil.rmtree(run_dir(output), ignore_errors=True)  # a demo run starts afresh, never resumes
-    _say(f"training {args.model_card} for at most {args.minutes:g} min on "
-         f"{'crops of ' + str(args.crop_size) + ' px' if args.crop_size else 'whole images'} "
-         f"(task {args.task}, batch {args.batch_size}, lr {args.lr:g})")
+    _say(
+        f"training {args.model_card} for at most {args.minutes:g} min on "
+        f"{'crops of ' + str(args.crop_size) + ' px' if args.crop_size else 'whole images'} "
+        f"(task {args.task}, batch {args.batch_size}, lr {args.lr:g})"
+    )
     start = time.monotonic()
     result = train(settings)
     seconds = time.monotonic() - start
     if not args.keep_checkpoints:
         shutil.rmtree(run_dir(output), ignore_errors=True)
     last = result["history"][-1]
-    info = {"settings": settings, "seconds": round(seconds, 1), "epochs": len(result["history"]),
-            "steps": last["step"], "train_loss": last["train_loss"], "val_loss": last["val_loss"],
-            "stopped_by_budget": bool(result["stopped_by_budget"])}
+    info = {
+        "settings": settings,
+        "seconds": round(seconds, 1),
+        "epochs": len(result["history"]),
+        "steps": last["step"],
+        "train_loss": last["train_loss"],
+        "val_loss": last["val_loss"],
+        "stopped_by_budget": bool(result["stopped_by_budget"]),
+    }
     write_stamp(output / TRAIN_STAMP, wanted, [output / f for f in MODEL_FILES], info)
     return {"skipped": False, **info}
 
@@ -220,14 +248,24 @@ def ensure_metrics(args) -> tuple[dict, dict]:
 
     output = Path(args.output)
     path = output / "metrics.json"
-    wanted = fingerprint("score", {"split": args.split, "tasks": ["semantic", "instance"]},
-                         [output / f for f in MODEL_FILES] + [split_path(args.data_root, args.split)])
+    wanted = fingerprint(
+        "score",
+        {"split": args.split, "tasks": ["semantic", "instance"]},
+        [output / f for f in MODEL_FILES] + [split_path(args.data_root, args.split)],
+    )
     if reusable(output / SCORE_STAMP, wanted, [path]) is not None and not args.rescore:
         return json.loads(path.read_text()), {"skipped": True}
     _say(f"scoring {output} on the {args.split} split (semantic and instance tasks)")
     (output / SCORE_STAMP).unlink(missing_ok=True)
-    metrics = evaluate(output, args.data_root, split=args.split, tasks=("semantic", "instance"),
-                       batch_size=args.eval_batch_size, progress=not args.no_progress, device=args.device)
+    metrics = evaluate(
+        output,
+        args.data_root,
+        split=args.split,
+        tasks=("semantic", "instance"),
+        batch_size=args.eval_batch_size,
+        progress=not args.no_progress,
+        device=args.device,
+    )
     write_metrics(metrics, path)
     write_stamp(output / SCORE_STAMP, wanted, [path], {})
     return metrics, {"skipped": False}
@@ -239,14 +277,21 @@ def make_figures(args, metrics: dict) -> dict:
     from src.splits import split_path
 
     output, images = Path(args.output), Path(args.images_dir)
-    targets = {"confusion_matrix": output / "confusion_matrix.png",
-               "seg_comparison": images / "seg_comparison.png",
-               "seginst_comparison": images / "seginst_comparison.png"}
-    files = {"skipped": True, "files": {k: str(v) for k, v in targets.items()},
-             "loss_curve": str(output / "loss_curve.png")}
-    wanted = fingerprint("figures", {"split": args.split, "n_samples": args.n_samples, "label": args.model_card},
-                         [output / "metrics.json", output / "model.safetensors",
-                          split_path(args.data_root, args.split)])
+    targets = {
+        "confusion_matrix": output / "confusion_matrix.png",
+        "seg_comparison": images / "seg_comparison.png",
+        "seginst_comparison": images / "seginst_comparison.png",
+    }
+    files = {
+        "skipped": True,
+        "files": {k: str(v) for k, v in targets.items()},
+        "loss_curve": str(output / "loss_curve.png"),
+    }
+    wanted = fingerprint(
+        "figures",
+        {"split": args.split, "n_samples": args.n_samples, "label": args.model_card},
+        [output / "metrics.json", output / "model.safetensors", split_path(args.data_root, args.split)],
+    )
     if reusable(output / FIGURES_STAMP, wanted, targets.values()) is not None:
         return files
     import matplotlib
@@ -260,8 +305,17 @@ def make_figures(args, metrics: dict) -> dict:
     for fig in metrics_figures({label: metrics}, out_dir=output).values():
         plt.close(fig)
     for name, task in (("seg_comparison", "semantic"), ("seginst_comparison", "instance")):
-        plt.close(compare_models({label: output}, args.data_root, targets[name], task=task,
-                                 n_samples=args.n_samples, split=args.split, device=args.device))
+        plt.close(
+            compare_models(
+                {label: output},
+                args.data_root,
+                targets[name],
+                task=task,
+                n_samples=args.n_samples,
+                split=args.split,
+                device=args.device,
+            )
+        )
     write_stamp(output / FIGURES_STAMP, wanted, targets.values(), {})
     return {**files, "skipped": False}
 
@@ -273,11 +327,18 @@ def headline(metrics: dict) -> dict:
     seed, std = sem.get("seed_protocol") or {}, sem.get("semantic") or {}
     coco = (metrics.get("instance") or {}).get("coco") or {}
     original = (metrics.get("instance") or {}).get("original_ap") or {}
-    return {"seed_miou": seed.get("mean_iou"), "dice": seed.get("dice"), "accuracy": seed.get("accuracy"),
-            "original_ap": original.get("ap"), "coco_ap": coco.get("ap"), "coco_ap50": coco.get("ap50"),
-            "coco_ap75": coco.get("ap75"),
-            "std_miou": std.get("mean_iou"), "pixel_accuracy": std.get("pixel_accuracy"),
-            "n_images": metrics.get("n_images")}
+    return {
+        "seed_miou": seed.get("mean_iou"),
+        "dice": seed.get("dice"),
+        "accuracy": seed.get("accuracy"),
+        "original_ap": original.get("ap"),
+        "coco_ap": coco.get("ap"),
+        "coco_ap50": coco.get("ap50"),
+        "coco_ap75": coco.get("ap75"),
+        "std_miou": std.get("mean_iou"),
+        "pixel_accuracy": std.get("pixel_accuracy"),
+        "n_images": metrics.get("n_images"),
+    }
 
 
 def _f(value) -> str:
@@ -295,8 +356,10 @@ def results_table(metrics: dict, model_label: str, scene: str = DEFAULT_SCENE) -
         "REAL data: the original project (swin-tiny fine-tuned from the hub weights)",
     ]
     for name, row in REAL_RESULTS.items():
-        lines.append(f"{'  ' + name:<34}{'real GZ2, 2,828 images':<26}{row['mIoU']:>7.4f}{row['Dice']:>7.4f}"
-                     f"{row['Acc']:>7.4f}{row['AP']:>7.4f}{'-':>8}")
+        lines.append(
+            f"{'  ' + name:<34}{'real GZ2, 2,828 images':<26}{row['mIoU']:>7.4f}{row['Dice']:>7.4f}"
+            f"{row['Acc']:>7.4f}{row['AP']:>7.4f}{'-':>8}"
+        )
     lines += [
         "SYNTHETIC data: this demo (random init, CPU time budget)",
         f"{'  ' + model_label:<34}{f'synthetic {scene}, ' + str(h['n_images']) + ' images':<26}{_f(h['seed_miou']):>7}"
@@ -315,46 +378,89 @@ def results_table(metrics: dict, model_label: str, scene: str = DEFAULT_SCENE) -
 
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.demo", description="Synthetic data -> conversion -> CPU "
-                                "training -> scoring -> figures, each stage reused when already done.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m src.demo",
+        description="Synthetic data -> conversion -> CPU "
+        "training -> scoring -> figures, each stage reused when already done.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (the LR schedule fits it)")
     p.add_argument("--n", type=int, default=DEMO_N, help=f"synthetic cutouts to generate (default {DEMO_N})")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and of training")
     p.add_argument("--size", type=int, default=256, help="synthetic cutout side in pixels")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
-    p.add_argument("--scene", choices=SCENES, default=DEFAULT_SCENE,
-                   help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, clean the "
-                        "simpler earlier default")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="default: data/synthetic (scene clean: data/synthetic_clean)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="default: safetensors/galaxy_demo (scene clean: safetensors/galaxy_demo_clean)")
+    p.add_argument(
+        "--scene",
+        choices=SCENES,
+        default=DEFAULT_SCENE,
+        help="synthetic scene (python -m src.synthetic --scene): sdss is the realistic one, clean the "
+        "simpler earlier default",
+    )
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="default: data/synthetic (scene clean: data/synthetic_clean)"
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default: safetensors/galaxy_demo (scene clean: safetensors/galaxy_demo_clean)",
+    )
     figures = p.add_mutually_exclusive_group()
-    figures.add_argument("--images-dir", type=Path, default=None,
-                         help="where the comparison figures go (default: the --output folder, beside the model)")
-    figures.add_argument("--readme-figures", action="store_true",
-                         help="draw the comparison figures into images/, the README's figures (make figures)")
+    figures.add_argument(
+        "--images-dir",
+        type=Path,
+        default=None,
+        help="where the comparison figures go (default: the --output folder, beside the model)",
+    )
+    figures.add_argument(
+        "--readme-figures",
+        action="store_true",
+        help="draw the comparison figures into images/, the README's figures (make figures)",
+    )
     p.add_argument("--model-card", default="galaxy-small", help="preset to train from random weights")
-    p.add_argument("--task", default="random", choices=["semantic", "instance", "panoptic", "random"],
-                   help="training task (random: semantic or instance per image, so both heads learn)")
-    p.add_argument("--random-tasks", nargs="+", default=["semantic", "instance"],
-                   choices=["semantic", "instance", "panoptic"],
-                   help="with --task random, each image's task is drawn uniformly from these (repeat one to weight it)")
-    p.add_argument("--crop-size", type=int, default=None,
-                   help="train on crops of this side around the galaxy at native resolution (0: whole images; "
-                        "default: 0, scene clean: 128)")
+    p.add_argument(
+        "--task",
+        default="random",
+        choices=["semantic", "instance", "panoptic", "random"],
+        help="training task (random: semantic or instance per image, so both heads learn)",
+    )
+    p.add_argument(
+        "--random-tasks",
+        nargs="+",
+        default=["semantic", "instance"],
+        choices=["semantic", "instance", "panoptic"],
+        help="with --task random, each image's task is drawn uniformly from these (repeat one to weight it)",
+    )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        default=None,
+        help="train on crops of this side around the galaxy at native resolution (0: whole images; "
+        "default: 0, scene clean: 128)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (default: native)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 2 whole cutouts (scene clean: 4 crops)")
     p.add_argument("--lr", type=float, default=6e-4)
-    p.add_argument("--class-balance", type=float, default=None,
-                   help="draw training images with weight (share of their class) ** -X (src.train; default: "
-                        f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)")
+    p.add_argument(
+        "--class-balance",
+        type=float,
+        default=None,
+        help="draw training images with weight (share of their class) ** -X (src.train; default: "
+        f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)",
+    )
     p.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of the fitted schedule")
-    p.add_argument("--mixed-precision", choices=["no", "bf16"], default=DEMO_PRECISION,
-                   help=f"training precision (default: {DEMO_PRECISION}, see BENCHMARKS.md 'CPU speed')")
-    p.add_argument("--ema-decay", type=float, default=DEMO_EMA_DECAY,
-                   help=f"export the moving average of the weights (default: {DEMO_EMA_DECAY}; 0: last weights)")
+    p.add_argument(
+        "--mixed-precision",
+        choices=["no", "bf16"],
+        default=DEMO_PRECISION,
+        help=f"training precision (default: {DEMO_PRECISION}, see BENCHMARKS.md 'CPU speed')",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=DEMO_EMA_DECAY,
+        help=f"export the moving average of the weights (default: {DEMO_EMA_DECAY}; 0: last weights)",
+    )
     p.add_argument("--epochs", type=int, default=100, help="planned epochs (the time budget ends training first)")
     p.add_argument("--split", default="test", help="split to score")
     p.add_argument("--eval-batch-size", type=int, default=8)
@@ -388,8 +494,10 @@ def resolve_scene_defaults(args) -> None:
     args.output = Path(args.output or f"safetensors/galaxy_demo{suffix}")
     if getattr(args, "readme_figures", False):
         if args.scene != DEFAULT_SCENE:
-            raise ValueError(f"--readme-figures draws the README's figures, which show the {DEFAULT_SCENE} scene; "
-                             f"got --scene {args.scene}")
+            raise ValueError(
+                f"--readme-figures draws the README's figures, which show the {DEFAULT_SCENE} scene; "
+                f"got --scene {args.scene}"
+            )
         args.images_dir = README_FIGURES
     args.images_dir = Path(args.images_dir or args.output)
 
@@ -402,10 +510,11 @@ def run(args) -> dict:
     progress = not args.no_progress
     stages, timings = {}, {}
     total_start = time.monotonic()
-    for name, call in (("data", lambda: ensure_data(args.data_root, args.n, args.seed, args.size, args.workers,
-                                                     progress, args.scene)),
-                       ("convert", lambda: ensure_splits(args.data_root, args.size, progress)),
-                       ("train", lambda: ensure_model(args))):
+    for name, call in (
+        ("data", lambda: ensure_data(args.data_root, args.n, args.seed, args.size, args.workers, progress, args.scene)),
+        ("convert", lambda: ensure_splits(args.data_root, args.size, progress)),
+        ("train", lambda: ensure_model(args)),
+    ):
         start = time.monotonic()
         stages[name] = call()
         timings[name] = round(time.monotonic() - start, 1)
@@ -424,20 +533,34 @@ def run(args) -> dict:
     previous = args.output / SUMMARY_FILE
     ran = json.loads(previous.read_text()).get("stage_seconds", {}) if previous.is_file() else {}
     ran.update({k: v for k, v in timings.items() if k != "total" and not stages[k]["skipped"]})
-    summary = {"scene": args.scene, "results": headline(metrics), "target": TARGET, "real_results": REAL_RESULTS,
-               "timings_s": timings, "stage_seconds": ran, "stages": stages,
-               "files": {"model": str(args.output), "metrics": str(args.output / "metrics.json"),
-                         **stages["figures"]["files"], "loss_curve": stages["figures"]["loss_curve"]}}
+    summary = {
+        "scene": args.scene,
+        "results": headline(metrics),
+        "target": TARGET,
+        "real_results": REAL_RESULTS,
+        "timings_s": timings,
+        "stage_seconds": ran,
+        "stages": stages,
+        "files": {
+            "model": str(args.output),
+            "metrics": str(args.output / "metrics.json"),
+            **stages["figures"]["files"],
+            "loss_curve": stages["figures"]["loss_curve"],
+        },
+    }
     write_json_atomic(args.output / SUMMARY_FILE, summary, indent=1)
     print()
     train_s = stages["train"].get("seconds")
-    print(results_table(metrics, args.model_card + (f", {train_s / 60:.1f} min training" if train_s else ""),
-                        args.scene))
+    print(
+        results_table(metrics, args.model_card + (f", {train_s / 60:.1f} min training" if train_s else ""), args.scene)
+    )
     print("wall times of this run (s): " + "  ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if any(stage["skipped"] for stage in stages.values()):
         print("wall times when each stage last ran (s): " + "  ".join(f"{k} {v:.1f}" for k, v in ran.items()))
-    print(f"outputs: {args.output}/ (model, metrics.json, loss_curve.png, confusion_matrix.png), "
-          f"{args.images_dir}/seg_comparison.png, {args.images_dir}/seginst_comparison.png")
+    print(
+        f"outputs: {args.output}/ (model, metrics.json, loss_curve.png, confusion_matrix.png), "
+        f"{args.images_dir}/seg_comparison.png, {args.images_dir}/seginst_comparison.png"
+    )
     return summary
 
 

@@ -18,6 +18,7 @@ image archive is unpacked safely (no paths outside the target) and kept unless `
 CLI: ``python -m src.download --data-root DIR [--only catalog annotations images] [--mirror URL]``
 (``--mirror`` takes every file, by its base name, from another server: a local copy, a lab mirror).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_json_atomic
-from .cli import add_output_options, run_cli, setup_logging
+from src.atomic import write_json_atomic
+from src.cli import add_output_options, run_cli, setup_logging
 
 logger = logging.getLogger(__name__)
 MANIFEST = "download_manifest.json"
@@ -47,26 +48,37 @@ class Resource:
 
     name: str
     url: str
-    dest: str                     #: path relative to the data root
-    size: int | None = None       #: bytes, when published
-    sha256: str | None = None     #: hex digest, when published
+    dest: str  #: path relative to the data root
+    size: int | None = None  #: bytes, when published
+    sha256: str | None = None  #: hex digest, when published
     extract_to: str | None = None  #: unpack this tar archive into that folder (relative to the root)
 
 
 # Upstream publishes no checksums: the digest of what was fetched is recorded in the manifest.
 RESOURCES = {
-    "catalog": [Resource("Hart16 catalog", "https://gz2hart.s3.amazonaws.com/gz2_hart16.csv.gz",
-                         "gz2_hart16.csv.gz")],
+    "catalog": [Resource("Hart16 catalog", "https://gz2hart.s3.amazonaws.com/gz2_hart16.csv.gz", "gz2_hart16.csv.gz")],
     "annotations": [
-        Resource("VIA train annotations",
-                 "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
-                 "train_via_region_data.json", "original/train/via_region_data.json"),
-        Resource("VIA val annotations",
-                 "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
-                 "val_via_region_data.json", "original/val/via_region_data.json"),
+        Resource(
+            "VIA train annotations",
+            "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
+            "train_via_region_data.json",
+            "original/train/via_region_data.json",
+        ),
+        Resource(
+            "VIA val annotations",
+            "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
+            "val_via_region_data.json",
+            "original/val/via_region_data.json",
+        ),
     ],
-    "images": [Resource("SDSS cutouts (zoo2Main)", "https://datascience-userena.s3.amazonaws.com/zoo2Main.tar.gz",
-                        "original/zoo2Main.tar.gz", extract_to="original/zoo2Main")],
+    "images": [
+        Resource(
+            "SDSS cutouts (zoo2Main)",
+            "https://datascience-userena.s3.amazonaws.com/zoo2Main.tar.gz",
+            "original/zoo2Main.tar.gz",
+            extract_to="original/zoo2Main",
+        )
+    ],
 }
 
 
@@ -89,13 +101,19 @@ def _open(url: str, offset: int, timeout: float):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
-def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = None,
-          progress: bool = True, timeout: float = 60.0) -> dict:
+def fetch(
+    url: str,
+    dest: Path,
+    size: int | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> dict:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file; returns size and digest.
 
     The finished file appears under ``dest`` only after its size (and digest, when given) are checked.
     """
-    from .progress import progress_bar
+    from src.progress import progress_bar
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -120,15 +138,19 @@ def fetch(url: str, dest: Path, size: int | None = None, sha256: str | None = No
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else size
-            with open(part, "ab" if resumed else "wb") as fh, progress_bar(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as fh,
+                progress_bar(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+                ) as bar,
+            ):
                 while True:
                     try:
                         block = response.read(CHUNK)
                     except (OSError, ValueError) as err:  # connection lost: keep the .part for a resume
-                        raise DownloadError(f"{dest.name}: interrupted at {fh.tell()} bytes ({err}); "
-                                            "run again to resume") from None
+                        raise DownloadError(
+                            f"{dest.name}: interrupted at {fh.tell()} bytes ({err}); run again to resume"
+                        ) from None
                     if not block:
                         break
                     fh.write(block)
@@ -173,8 +195,10 @@ def extract_archive(archive: Path, target: Path) -> int:
     for path in files:
         if path.name in seen:
             shutil.rmtree(staging, ignore_errors=True)
-            raise DownloadError(f"{archive}: two members share the name {path.name} "
-                                f"({seen[path.name].relative_to(staging)}, {path.relative_to(staging)})")
+            raise DownloadError(
+                f"{archive}: two members share the name {path.name} "
+                f"({seen[path.name].relative_to(staging)}, {path.relative_to(staging)})"
+            )
         seen[path.name] = path
     target.mkdir(parents=True, exist_ok=True)
     for path in files:
@@ -188,9 +212,15 @@ def _load_manifest(root: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def download(data_root=".", only=("catalog", "annotations", "images"), mirror: str | None = None,
-             resources: dict[str, list[Resource]] | None = None, progress: bool = True,
-             delete_archive: bool = False, timeout: float = 60.0) -> dict:
+def download(
+    data_root=".",
+    only=("catalog", "annotations", "images"),
+    mirror: str | None = None,
+    resources: dict[str, list[Resource]] | None = None,
+    progress: bool = True,
+    delete_archive: bool = False,
+    timeout: float = 60.0,
+) -> dict:
     """Fetch the named groups of ``resources`` (default: the real files) into ``data_root``.
 
     Files already present and matching the manifest are not fetched again.  Returns the manifest.
@@ -212,14 +242,16 @@ def download(data_root=".", only=("catalog", "annotations", "images"), mirror: s
             unpacked = bool(target and known and known.get("unpacked_files") and target.is_dir())
             if dest.is_file() and known and dest.stat().st_size == known["size"]:
                 if sha256_of(dest) != known["sha256"]:
-                    raise DownloadError(f"{dest}: differs from the file recorded in {MANIFEST}; delete it to "
-                                        "download again")
+                    raise DownloadError(
+                        f"{dest}: differs from the file recorded in {MANIFEST}; delete it to download again"
+                    )
                 logger.info(f"{res.name}: present and verified ({dest})")
             elif unpacked:
                 logger.info(f"{res.name}: unpacked earlier into {target} ({known['unpacked_files']} files)")
             else:
-                manifest[res.dest] = fetch(url, dest, size=res.size, sha256=res.sha256, progress=progress,
-                                           timeout=timeout)
+                manifest[res.dest] = fetch(
+                    url, dest, size=res.size, sha256=res.sha256, progress=progress, timeout=timeout
+                )
                 write_json_atomic(root / MANIFEST, manifest, indent=2)
             if target is not None:
                 if not unpacked:  # also redoes an unpacking that was interrupted
@@ -235,8 +267,13 @@ def download(data_root=".", only=("catalog", "annotations", "images"), mirror: s
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=".", help="where the files go (default: .)")
-    parser.add_argument("--only", nargs="+", default=["catalog", "annotations", "images"],
-                        choices=sorted(RESOURCES), help="which groups to fetch (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["catalog", "annotations", "images"],
+        choices=sorted(RESOURCES),
+        help="which groups to fetch (default: all)",
+    )
     parser.add_argument("--mirror", help="take every file by its base name from this URL instead")
     parser.add_argument("--delete-archive", action="store_true", help="remove zoo2Main.tar.gz once unpacked")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout per request (s)")
@@ -245,12 +282,17 @@ def main(argv=None) -> int:
     setup_logging(args.quiet, args.verbose)
 
     def body():
-        download(args.data_root, only=args.only, mirror=args.mirror, progress=not args.quiet,
-                 delete_archive=args.delete_archive, timeout=args.timeout)
+        download(
+            args.data_root,
+            only=args.only,
+            mirror=args.mirror,
+            progress=not args.quiet,
+            delete_archive=args.delete_archive,
+            timeout=args.timeout,
+        )
         print(f"done; next: python -m src.conversion --data-root {args.data_root} --stats")
 
-    return run_cli("python -m src.download", body, verbose=args.verbose,
-                   errors=(DownloadError, ValueError, OSError))
+    return run_cli("python -m src.download", body, verbose=args.verbose, errors=(DownloadError, ValueError, OSError))
 
 
 if __name__ == "__main__":

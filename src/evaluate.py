@@ -15,6 +15,7 @@ semantic map, the instance map (a later polygon covers an earlier one where they
 instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.metrics._coco_eval``), category ids are
 ``src.classes`` ids.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -27,11 +28,26 @@ import torch
 
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
-from src.inference import (TOP_K, forward, hf_instance_segments, instance_predictions, panoptic_segments, pick_device,
-                           semantic_maps)
 from src.dataset import ShardBatches
-from src.metrics import (PanopticAccumulator, coco_ground_truth, coco_mask_ap, image_confusions, masks_to_rles,
-                         original_ap, original_record, semantic_report)
+from src.inference import (
+    TOP_K,
+    forward,
+    hf_instance_segments,
+    instance_predictions,
+    panoptic_segments,
+    pick_device,
+    semantic_maps,
+)
+from src.metrics import (
+    PanopticAccumulator,
+    coco_ground_truth,
+    coco_mask_ap,
+    image_confusions,
+    masks_to_rles,
+    original_ap,
+    original_record,
+    semantic_report,
+)
 
 TASKS = ("semantic", "instance", "panoptic")
 logger = logging.getLogger(__name__)
@@ -76,8 +92,15 @@ def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
         distinct.setdefault(id(d["mask"]), d["mask"])
     slot = {key: i for i, key in enumerate(distinct)}
     rles = masks_to_rles(list(distinct.values()))
-    return [{"image_id": int(item_objid), "category_id": d["class_id"], "segmentation": rles[slot[id(d["mask"])]],
-             "score": round(d["score"], 6)} for d in detections]
+    return [
+        {
+            "image_id": int(item_objid),
+            "category_id": d["class_id"],
+            "segmentation": rles[slot[id(d["mask"])]],
+            "score": round(d["score"], 6),
+        }
+        for d in detections
+    ]
 
 
 def split_record(data_root, split: str) -> dict:
@@ -87,8 +110,11 @@ def split_record(data_root, split: str) -> dict:
 
     path = split_path(data_root, split)
     manifest = read_manifest(data_root)
-    return {"split_file": str(path), "split_sha256": file_sha256(path),
-            "split_membership": None if manifest is None else manifest.get("membership")}
+    return {
+        "split_file": str(path),
+        "split_sha256": file_sha256(path),
+        "split_membership": None if manifest is None else manifest.get("membership"),
+    }
 
 
 def original_split_warning(membership: dict | None, split: str) -> str | None:
@@ -96,21 +122,36 @@ def original_split_warning(membership: dict | None, split: str) -> str | None:
     was not taken from the original split files (``--splits-from``): its images may be the model's training ones."""
     if membership and membership.get("method") == "reference" and split in membership.get("splits_from", {}):
         return None
-    return (f"scoring a bare state dict (the original project's weights?) on a {split!r} split not made with "
-            "`python -m src.conversion --splits-from DIR` (the original galaxy_{train,val,test}.json): some of its "
-            "images may have been in that model's training set, which inflates every score")
+    return (
+        f"scoring a bare state dict (the original project's weights?) on a {split!r} split not made with "
+        "`python -m src.conversion --splits-from DIR` (the original galaxy_{train,val,test}.json): some of its "
+        "images may have been in that model's training set, which inflates every score"
+    )
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Sequence[str] = ("semantic", "instance"),
-             batch_size: int = 4, base_card: str | None = None, predictions_out=None, progress: bool = True,
-             device=None, limit: int | None = None, top_k: int = TOP_K, model=None, processor=None) -> dict:
+def evaluate(
+    model_path_or_name,
+    data_root,
+    split: str = "test",
+    tasks: str | Sequence[str] = ("semantic", "instance"),
+    batch_size: int = 4,
+    base_card: str | None = None,
+    predictions_out=None,
+    progress: bool = True,
+    device=None,
+    limit: int | None = None,
+    top_k: int = TOP_K,
+    model=None,
+    processor=None,
+) -> dict:
     """Score a model on ``split``; returns the ``metrics.json`` content.
 
     ``model_path_or_name``: a ``save_pretrained`` directory, a bare ``.safetensors`` state dict (architecture
     ``base_card``, default the swin-tiny preset) or anything :func:`src.model.load_model` accepts; or pass a loaded
     ``model`` with its ``processor`` (then ``model_path_or_name`` is only recorded).  ``processor`` alone replaces
-    the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``: write the
+    the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``:
+    write the
     instance predictions in COCO results format (needs the ``instance`` task).
     """
     from src.progress import progress_bar
@@ -142,8 +183,13 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
     shard = ShardBatches(len(dataset), batch_size, rank, world)
 
     metrics: dict = {
-        "model": str(model_path_or_name), "data_root": str(data_root), "split": split, "tasks": list(tasks),
-        "n_images": len(dataset), "device": str(device), "n_processes": world,
+        "model": str(model_path_or_name),
+        "data_root": str(data_root),
+        "split": split,
+        "tasks": list(tasks),
+        "n_images": len(dataset),
+        "device": str(device),
+        "n_processes": world,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "category_ids": {name: LABEL2ID[name] for name in CLASS_NAMES},
         **split_record(data_root, split),
@@ -156,8 +202,9 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
             metrics["warnings"] = [warning]
     for task in tasks:
         parts = []  # (batch position, this batch's results): gathered from every process, then put in order
-        bar = progress_bar(shard.positions(), desc=f"{task} inference",
-                           disable=not (progress and state.is_main_process))
+        bar = progress_bar(
+            shard.positions(), desc=f"{task} inference", disable=not (progress and state.is_main_process)
+        )
         for position in bar:
             items = [dataset[i] for i in shard.batches[position]]
             sizes = [item["semantic"].shape for item in items]
@@ -167,19 +214,30 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
             elif task == "instance":
                 part = []
                 segments = hf_instance_segments(processor, outputs, sizes)
-                for item, detections, image_segments in zip(items, instance_predictions(outputs, sizes, top_k),
-                                                            segments):
+                for item, detections, image_segments in zip(
+                    items, instance_predictions(outputs, sizes, top_k), segments
+                ):
                     height, width = item["semantic"].shape
-                    part.append(({"id": item["objid"], "height": height, "width": width,
-                                  "file_name": f"Dr7_{item['objid']}.jpg", "objects": _instance_objects(item)},
-                                 coco_results(item["objid"], detections),
-                                 original_record(image_segments, item["instance"], item["class_ids"])))
+                    part.append(
+                        (
+                            {
+                                "id": item["objid"],
+                                "height": height,
+                                "width": width,
+                                "file_name": f"Dr7_{item['objid']}.jpg",
+                                "objects": _instance_objects(item),
+                            },
+                            coco_results(item["objid"], detections),
+                            original_record(image_segments, item["instance"], item["class_ids"]),
+                        )
+                    )
             else:
                 part = []
                 for item, (segments, classes) in zip(items, panoptic_segments(processor, outputs, sizes)):
-                    gt_classes = {0: 0, **{k: c for k, c in enumerate(item["class_ids"], start=1)}}
-                    part.append(PanopticAccumulator.match(item["instance"].astype(np.int32), gt_classes, segments,
-                                                          classes))
+                    gt_classes = {0: 0, **dict(enumerate(item["class_ids"], start=1))}
+                    part.append(
+                        PanopticAccumulator.match(item["instance"].astype(np.int32), gt_classes, segments, classes)
+                    )
             parts.append((position, part))
         parts = _in_order(parts, world)
         if not state.is_main_process:
@@ -190,8 +248,11 @@ def evaluate(model_path_or_name, data_root, split: str = "test", tasks: str | Se
         elif task == "instance":
             gt_images = [gt for part in parts for gt, _, _ in part]
             results = [r for part in parts for _, image_results, _ in part for r in image_results]
-            metrics["instance"] = {"coco": coco_mask_ap(coco_ground_truth(gt_images), results), "top_k": top_k,
-                                   "original_ap": original_ap([record for part in parts for _, _, record in part])}
+            metrics["instance"] = {
+                "coco": coco_mask_ap(coco_ground_truth(gt_images), results),
+                "top_k": top_k,
+                "original_ap": original_ap([record for part in parts for _, _, record in part]),
+            }
             if predictions_out is not None:
                 write_json_atomic(predictions_out, results)
                 metrics["instance"]["predictions_file"] = str(predictions_out)
@@ -233,7 +294,7 @@ def write_metrics(metrics: dict, path) -> Path:
     if model.is_dir() and model.resolve() == path.parent.resolve() and (model / "config.json").is_file():
         from src.model_card import write_model_card
 
-        write_model_card(model, path=str(metrics['model']))
+        write_model_card(model, path=str(metrics["model"]))
     return path
 
 
@@ -248,23 +309,32 @@ def format_table(metrics: dict) -> str:
     sem = metrics.get("semantic")
     if sem:
         seed, std = sem["seed_protocol"], sem["semantic"]
-        lines.append(f"seed protocol (semantic task): mIoU {_fmt(seed['mean_iou'])}  Dice {_fmt(seed['dice'])}  "
-                     f"accuracy {_fmt(seed['accuracy'])}  ({seed['n_images']} images)")
-        lines.append(f"standard semantic: mIoU {_fmt(std['mean_iou'])}  mIoU galaxies {_fmt(std['mean_iou_galaxies'])}"
-                     f"  pixel accuracy {_fmt(std['pixel_accuracy'])}  mean Dice {_fmt(std['mean_dice'])}")
+        lines.append(
+            f"seed protocol (semantic task): mIoU {_fmt(seed['mean_iou'])}  Dice {_fmt(seed['dice'])}  "
+            f"accuracy {_fmt(seed['accuracy'])}  ({seed['n_images']} images)"
+        )
+        lines.append(
+            f"standard semantic: mIoU {_fmt(std['mean_iou'])}  mIoU galaxies {_fmt(std['mean_iou_galaxies'])}"
+            f"  pixel accuracy {_fmt(std['pixel_accuracy'])}  mean Dice {_fmt(std['mean_dice'])}"
+        )
     coco = (metrics.get("instance") or {}).get("coco")
     if coco:
-        lines.append(f"COCO mask AP (instance task): AP {_fmt(coco['ap'])}  AP50 {_fmt(coco['ap50'])}  "
-                     f"AP75 {_fmt(coco['ap75'])}")
+        lines.append(
+            f"COCO mask AP (instance task): AP {_fmt(coco['ap'])}  AP50 {_fmt(coco['ap50'])}  AP75 {_fmt(coco['ap75'])}"
+        )
     original = (metrics.get("instance") or {}).get("original_ap")
     if original:
-        lines.append(f"original project's AP (its 11-point routine, not COCO; compare with its table only): "
-                     f"AP {_fmt(original['ap'])}  ({original['n_images_without_prediction']} images without a "
-                     "galaxy segment)")
+        lines.append(
+            f"original project's AP (its 11-point routine, not COCO; compare with its table only): "
+            f"AP {_fmt(original['ap'])}  ({original['n_images_without_prediction']} images without a "
+            "galaxy segment)"
+        )
     pan = metrics.get("panoptic")
     if pan:
-        lines.append(f"panoptic: PQ {_fmt(pan['all']['pq'])}  SQ {_fmt(pan['all']['sq'])}  RQ {_fmt(pan['all']['rq'])}"
-                     f"  (things PQ {_fmt(pan['things']['pq'])})")
+        lines.append(
+            f"panoptic: PQ {_fmt(pan['all']['pq'])}  SQ {_fmt(pan['all']['sq'])}  RQ {_fmt(pan['all']['rq'])}"
+            f"  (things PQ {_fmt(pan['things']['pq'])})"
+        )
     header = f"{'class':<16}{'IoU':>8}{'Dice':>8}{'F1':>8}{'AP':>8}{'PQ':>8}"
     lines += ["", header, "-" * len(header)]
     for name in CLASS_NAMES:

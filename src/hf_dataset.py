@@ -21,6 +21,7 @@ scoring use.  The folder is written beside ``--out`` and put in its place as a w
     from datasets import load_from_disk
     data = load_from_disk("DIR/hf_dataset")          # DatasetDict({"train": ..., "val": ..., "test": ...})
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,16 @@ def features():
     from datasets import ClassLabel, Features, Image, Sequence, Value
 
     classes = ClassLabel(names=list(CLASS_NAMES))
-    return Features({"image": Image(), "semantic_mask": Image(), "instance_mask": Image(), "class": classes,
-                     "instance_classes": Sequence(classes), "objid": Value("int64")})
+    return Features(
+        {
+            "image": Image(),
+            "semantic_mask": Image(),
+            "instance_mask": Image(),
+            "class": classes,
+            "instance_classes": Sequence(classes),
+            "objid": Value("int64"),
+        }
+    )
 
 
 def rows(data_root, split: str, skip_bad: bool = False):
@@ -51,10 +60,14 @@ def rows(data_root, split: str, skip_bad: bool = False):
     for index, record in enumerate(dataset.records):
         item = dataset[index]
         areas = [int((item["instance"] == k).sum()) for k in range(1, len(item["class_ids"]) + 1)]
-        yield {"image": {"bytes": Path(record["path"]).read_bytes(), "path": Path(record["path"]).name},
-               "semantic_mask": item["semantic"], "instance_mask": item["instance"],
-               "class": item["class_ids"][int(np.argmax(areas))], "instance_classes": item["class_ids"],
-               "objid": item["objid"]}
+        yield {
+            "image": {"bytes": Path(record["path"]).read_bytes(), "path": Path(record["path"]).name},
+            "semantic_mask": item["semantic"],
+            "instance_mask": item["instance"],
+            "class": item["class_ids"][int(np.argmax(areas))],
+            "instance_classes": item["class_ids"],
+            "objid": item["objid"],
+        }
 
 
 def export(data_root, out, splits=SPLITS, skip_bad: bool = False, progress: bool = False):
@@ -62,7 +75,6 @@ def export(data_root, out, splits=SPLITS, skip_bad: bool = False, progress: bool
     import datasets
 
     from src.atomic import replace_folder
-
     from src.dataset import load_split
 
     for split in splits:  # a missing or inconsistent split file is named here, not inside the generator
@@ -75,10 +87,15 @@ def export(data_root, out, splits=SPLITS, skip_bad: bool = False, progress: bool
     try:
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cache.") as cache:
             try:
-                parts = {split: datasets.Dataset.from_generator(
-                    rows, features=features(), cache_dir=cache,
-                    gen_kwargs={"data_root": str(data_root), "split": split, "skip_bad": skip_bad})
-                    for split in splits}
+                parts = {
+                    split: datasets.Dataset.from_generator(
+                        rows,
+                        features=features(),
+                        cache_dir=cache,
+                        gen_kwargs={"data_root": str(data_root), "split": split, "skip_bad": skip_bad},
+                    )
+                    for split in splits
+                }
             except datasets.exceptions.DatasetGenerationError as err:  # an unusable entry: its own message
                 raise (err.__cause__ or err) from None
             dataset = datasets.DatasetDict(parts)

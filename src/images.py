@@ -18,6 +18,7 @@ set's.  Nanomaggies, counts or any other linear unit then give the image the mod
 Flux units of the stretch: the generator's, in which the sky noise of the g, r, i bands is
 ``TRAINING_SKY_SIGMA`` (the r band's is 1).  Bands in other units are first scaled to these.
 """
+
 from __future__ import annotations
 
 import io
@@ -53,7 +54,7 @@ def lupton_rgb(bands: np.ndarray, stretch: float = LUPTON_STRETCH, q: float = LU
     from astropy.visualization import make_lupton_rgb
 
     g, r, i = bands
-    with np.errstate(invalid="ignore", divide="ignore"):   # astropy divides by the intensity, 0 on blank pixels
+    with np.errstate(invalid="ignore", divide="ignore"):  # astropy divides by the intensity, 0 on blank pixels
         return make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=q)
 
 
@@ -88,20 +89,24 @@ def read_rgb(path: str | os.PathLike, max_pixels: int | None = None, too_large: 
     limit = Image.MAX_IMAGE_PIXELS
     try:
         if max_pixels is not None:
-            Image.MAX_IMAGE_PIXELS = None     # our own check below; PIL's is global (restored in finally)
+            Image.MAX_IMAGE_PIXELS = None  # our own check below; PIL's is global (restored in finally)
         with Image.open(path) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
                 raise ImageError(f"{path}: {im.width}x{im.height} px is more than {max_pixels:,} px{too_large}")
-            im.load()   # decode now: a truncated body fails here, not later
-            if im.mode.startswith(("I", "F")):   # PIL's RGB conversion would clip or zero them, not scale them
-                raise ImageError(f"{path}: {im.mode} (16-bit integer or float) images are not supported: give 8-bit "
-                                 f"images, or the linear data as FITS")
+            im.load()  # decode now: a truncated body fails here, not later
+            if im.mode.startswith(("I", "F")):  # PIL's RGB conversion would clip or zero them, not scale them
+                raise ImageError(
+                    f"{path}: {im.mode} (16-bit integer or float) images are not supported: give 8-bit "
+                    f"images, or the linear data as FITS"
+                )
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except Image.DecompressionBombError as err:
-        raise ImageError(f"{path}: {err.args[0] if err.args else err} (predict.py --field reads frames up to "
-                         f"GALAXY_MAX_FRAME_PIXELS = {frame_max_pixels():,} px)") from None
+        raise ImageError(
+            f"{path}: {err.args[0] if err.args else err} (predict.py --field reads frames up to "
+            f"GALAXY_MAX_FRAME_PIXELS = {frame_max_pixels():,} px)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{path}: unreadable image ({err})") from None
     finally:
@@ -145,7 +150,7 @@ def fits_text(text: str) -> tuple[str, bool]:
 
     if text.isascii() and text.isprintable():
         return text, False
-    return quote(text.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~ "), True   # file names: any bytes
+    return quote(text.encode("utf-8", "surrogateescape"), safe="/:@!$&'()*+,;=-._~ "), True  # file names: any bytes
 
 
 def write_fits(path: str | os.PathLike, data: np.ndarray, header=None) -> Path:
@@ -201,8 +206,10 @@ class FitsBands:
                 hdu = self._image_hdu(self.paths[0])
                 shape = tuple(s for s in hdu.shape if s != 1) if len(hdu.shape) > 3 else hdu.shape
                 if len(shape) != 3 or shape[0] != 3:
-                    raise ImageError(f"{self.paths[0]}: image HDU of shape {hdu.shape}: expected a 3-plane g, r, i "
-                                     f"cube (3, height, width), or give the bands as files X_g / X_r / X_i")
+                    raise ImageError(
+                        f"{self.paths[0]}: image HDU of shape {hdu.shape}: expected a 3-plane g, r, i "
+                        f"cube (3, height, width), or give the bands as files X_g / X_r / X_i"
+                    )
                 lead = (0,) * (len(hdu.shape) - 3)
                 self._planes = [(hdu, lead + (k,), self.paths[0]) for k in range(3)]
                 self.headers = [hdu.header]
@@ -213,8 +220,10 @@ class FitsBands:
                     if len(s) != 2:
                         raise ImageError(f"{path}: image HDU of shape {s}: a band file must hold one 2-D image")
                 if len(set(shapes)) > 1:
-                    raise ImageError("bands of different shapes: " + ", ".join(
-                        f"{p} {s[0]}x{s[1]}" for p, s in zip(self.paths, shapes)))
+                    raise ImageError(
+                        "bands of different shapes: "
+                        + ", ".join(f"{p} {s[0]}x{s[1]}" for p, s in zip(self.paths, shapes))
+                    )
                 self._planes = [(h, (0,) * (len(h.shape) - 2), p) for h, p in zip(hdus, self.paths)]
                 self.headers = [h.header for h in hdus]
             self.shape = tuple(int(s) for s in self._planes[0][0].shape[-2:])
@@ -225,18 +234,18 @@ class FitsBands:
             raise
 
     def _image_hdu(self, path: Path):
-        from astropy.io import fits
-
         import warnings
 
+        from astropy.io import fits
+
         try:
-            with warnings.catch_warnings(record=True) as caught:   # astropy would print them on stderr
+            with warnings.catch_warnings(record=True) as caught:  # astropy would print them on stderr
                 warnings.simplefilter("always")
                 hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
                 self._files.append(hdul)
-                for hdu in hdul:   # reading the headers (lazily) may warn too
-                    hdu.header
-            self._notes[path] = "; ".join(dict.fromkeys(str(w.message) for w in caught))   # said if the data fail
+                for hdu in hdul:  # reading the headers (lazily) may warn too
+                    _ = hdu.header
+            self._notes[path] = "; ".join(dict.fromkeys(str(w.message) for w in caught))  # said if the data fail
             for hdu in hdul:
                 if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2 and all(s > 0 for s in hdu.shape):
                     return hdu
@@ -261,7 +270,7 @@ class FitsBands:
             warnings.simplefilter("ignore", FITSFixedWarning)
             try:
                 wcs = WCS(header)
-            except Exception as err:   # noqa: BLE001 - astropy raises many types on broken headers
+            except Exception as err:  # noqa: BLE001 - astropy raises many types on broken headers
                 return None, f"unreadable WCS ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         if not (wcs.has_celestial and wcs.celestial.naxis == 2):
             axes = ", ".join(f"CTYPE{k} {header.get(f'CTYPE{k}', '')!r}" for k in (1, 2))
@@ -274,7 +283,7 @@ class FitsBands:
                 centre = ((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
                 back = celestial.world_to_pixel_values(*celestial.pixel_to_world_values(*centre))
                 ok = bool(np.all(np.isfinite(back)) and np.allclose(back, centre, atol=1e-3))
-            except Exception as err:   # noqa: BLE001 - e.g. astropy's SingularMatrixError
+            except Exception as err:  # noqa: BLE001 - e.g. astropy's SingularMatrixError
                 return None, f"the pixel <-> sky transformation fails ({type(err).__name__}: {err})"
         if not (np.isfinite(det) and det != 0.0):
             return None, "singular CD / PC matrix (determinant 0): the pixel <-> sky transformation cannot be inverted"
@@ -296,8 +305,10 @@ class FitsBands:
             x, y = other.world_to_pixel(sky)
             offset = float(np.hypot(x - centre[0], y - centre[1]))
             if not offset <= max_offset:
-                raise ImageError(f"{path}: its WCS puts the centre of {ref_path} {offset:.1f} px away: the bands are "
-                                 f"not aligned (reproject them onto one pixel grid first)")
+                raise ImageError(
+                    f"{path}: its WCS puts the centre of {ref_path} {offset:.1f} px away: the bands are "
+                    f"not aligned (reproject them onto one pixel grid first)"
+                )
         return ref
 
     def read(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
@@ -307,7 +318,7 @@ class FitsBands:
         for hdu, lead, path in self._planes:
             try:
                 raw = np.asarray(hdu.section[lead + (rows, cols)])
-            except (OSError, ValueError, TypeError) as err:   # e.g. a file cut short after a complete header
+            except (OSError, ValueError, TypeError) as err:  # e.g. a file cut short after a complete header
                 note = self._notes.get(Path(path))
                 raise ImageError(f"{path}: unreadable FITS data ({err}{'; ' + note if note else ''})") from None
             header = hdu.header
@@ -345,9 +356,11 @@ class FitsBands:
         if flux_scale is not None:
             return level, sigma, np.broadcast_to(np.asarray(flux_scale, float), 3)
         if not np.all(sigma > 0):
-            raise ImageError(f"{self.name}: no measurable sky noise in band(s) "
-                             f"{', '.join(BANDS[k] for k in range(3) if not sigma[k] > 0)} (constant sky): give the "
-                             f"flux scale (--flux-scale)")
+            raise ImageError(
+                f"{self.name}: no measurable sky noise in band(s) "
+                f"{', '.join(BANDS[k] for k in range(3) if not sigma[k] > 0)} (constant sky): give the "
+                f"flux scale (--flux-scale)"
+            )
         return level, sigma, flux_scale_for(sigma)
 
     @property
@@ -392,10 +405,19 @@ def read_fits_rgb(paths, flux_scale=None, max_pixels: int | None = None) -> dict
     """
     with FitsBands(paths) as frame:
         if max_pixels is not None and frame.shape[0] * frame.shape[1] > max_pixels:
-            raise ImageError(f"{frame.name}: {frame.shape[1]}x{frame.shape[0]} px is more than {max_pixels:,} px "
-                             f"for one pass of the model; predict.py --field processes frames of any size")
+            raise ImageError(
+                f"{frame.name}: {frame.shape[1]}x{frame.shape[0]} px is more than {max_pixels:,} px "
+                f"for one pass of the model; predict.py --field processes frames of any size"
+            )
         level, sigma, scale = frame.scaling(flux_scale)
         rgb, valid = stretch_bands(frame.read(), level, scale)
-        return {"rgb": rgb, "valid": valid, "header": frame.header.copy(), "wcs": frame.wcs,
-                "wcs_problem": frame.wcs_problem,
-                "sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}
+        return {
+            "rgb": rgb,
+            "valid": valid,
+            "header": frame.header.copy(),
+            "wcs": frame.wcs,
+            "wcs_problem": frame.wcs_problem,
+            "sky_level": level.tolist(),
+            "sky_sigma": sigma.tolist(),
+            "flux_scale": np.asarray(scale).tolist(),
+        }

@@ -11,6 +11,7 @@ task into plain numpy results.  ``src.evaluate`` (scores), ``src.visual`` (figur
 * :func:`segment`: images of any size (and test-time augmentation) -> per-pixel class probabilities in each
   image's own grid, with the task's detections or segments (``predict.py`` and survey fields).
 """
+
 from __future__ import annotations
 
 import time
@@ -101,15 +102,16 @@ def claim_background(mixture: torch.Tensor, min_claim: float = MIN_CLAIM) -> tor
 def semantic_maps(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
     """Class-id maps (uint8) at ``sizes`` (height, width): the argmax of HF's semantic mixture, where pixels that
     no query claims are background (:func:`claim_background`)."""
-    results = processor.post_process_semantic_segmentation(outputs, target_sizes=list(sizes),
-                                                           return_segmentation_scores=True)
-    return [claim_background(r.segmentation_scores.float()).argmax(0).to("cpu", torch.uint8).numpy()
-            for r in results]
+    results = processor.post_process_semantic_segmentation(
+        outputs, target_sizes=list(sizes), return_segmentation_scores=True
+    )
+    return [claim_background(r.segmentation_scores.float()).argmax(0).to("cpu", torch.uint8).numpy() for r in results]
 
 
 @torch.inference_mode()
-def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int = TOP_K,
-                         thing_ids: Sequence[int] = THING_IDS) -> list[list[dict]]:
+def instance_predictions(
+    outputs, sizes: Sequence[tuple[int, int]], top_k: int = TOP_K, thing_ids: Sequence[int] = THING_IDS
+) -> list[list[dict]]:
     """Per image, up to ``top_k`` detections ``{"class_id", "score", "mask", "query"}`` (mask: bool array at the
     size; detections of one query share one mask array).
 
@@ -118,20 +120,21 @@ def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int =
     and the score multiplied by the mean mask probability inside the mask.  Empty masks are dropped.  A query
     often wins for several classes, so each kept query's mask is resized once.
     """
-    probs = outputs.class_queries_logits.softmax(-1)[..., :-1]           # (B, Q, K) without the "no object"
+    probs = outputs.class_queries_logits.softmax(-1)[..., :-1]  # (B, Q, K) without the "no object"
     thing = torch.as_tensor(list(thing_ids), device=probs.device)
     results = []
     for i, (height, width) in enumerate(sizes):
-        scores = probs[i][:, thing]                                      # (Q, T)
+        scores = probs[i][:, thing]  # (Q, T)
         n_things = scores.shape[1]
         k = min(top_k, scores.numel())
         top_scores, top_index = scores.flatten().topk(k)
         queries = top_index // n_things
         labels = thing[top_index % n_things]
         kept, inverse = torch.unique(queries, return_inverse=True)
-        logits = outputs.masks_queries_logits[i][kept].float()          # (u, h, w), u <= k
-        logits = torch.nn.functional.interpolate(logits[None], size=(height, width), mode="bilinear",
-                                                 align_corners=False)[0]
+        logits = outputs.masks_queries_logits[i][kept].float()  # (u, h, w), u <= k
+        logits = torch.nn.functional.interpolate(
+            logits[None], size=(height, width), mode="bilinear", align_corners=False
+        )[0]
         masks = logits > 0
         area = masks.flatten(1).sum(1)
         mask_score = (logits.sigmoid() * masks).flatten(1).sum(1) / area.clamp(min=1)
@@ -139,16 +142,27 @@ def instance_predictions(outputs, sizes: Sequence[tuple[int, int]], top_k: int =
         query_masks = list(masks.cpu().numpy())
         inverse_np, area_np = inverse.cpu().numpy(), area.cpu().numpy()
         labels_np, queries_np = labels.cpu().numpy(), queries.cpu().numpy()
-        results.append([{"class_id": int(labels_np[j]), "score": float(final[j]), "mask": query_masks[inverse_np[j]],
-                         "query": int(queries_np[j])} for j in range(k) if area_np[inverse_np[j]] > 0])
+        results.append(
+            [
+                {
+                    "class_id": int(labels_np[j]),
+                    "score": float(final[j]),
+                    "mask": query_masks[inverse_np[j]],
+                    "query": int(queries_np[j]),
+                }
+                for j in range(k)
+                if area_np[inverse_np[j]] > 0
+            ]
+        )
     return results
 
 
 def _one_image_at_size(outputs, i: int, size) -> SimpleNamespace:
     """Image ``i`` of a batch's outputs with its mask logits resized (bilinear) to ``size``."""
-    logits = torch.nn.functional.interpolate(outputs.masks_queries_logits[i:i + 1].float(), size=tuple(size),
-                                             mode="bilinear", align_corners=False)
-    return SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i:i + 1], masks_queries_logits=logits)
+    logits = torch.nn.functional.interpolate(
+        outputs.masks_queries_logits[i : i + 1].float(), size=tuple(size), mode="bilinear", align_corners=False
+    )
+    return SimpleNamespace(class_queries_logits=outputs.class_queries_logits[i : i + 1], masks_queries_logits=logits)
 
 
 def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, dict]]:
@@ -162,13 +176,18 @@ def panoptic_segments(processor, outputs, sizes: Sequence[tuple[int, int]]) -> l
     for i, size in enumerate(sizes):
         single = _one_image_at_size(outputs, i, size)
         [r] = processor.post_process_panoptic_segmentation(single, label_ids_to_fuse={0})
-        out.append((r["segmentation"].to("cpu", torch.int32).numpy(),
-                    {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]}))
+        out.append(
+            (
+                r["segmentation"].to("cpu", torch.int32).numpy(),
+                {int(s["id"]): int(s["label_id"]) for s in r["segments_info"]},
+            )
+        )
     return out
 
 
-def hf_instance_segments(processor, outputs, sizes: Sequence[tuple[int, int]],
-                         threshold: float = 0.5) -> list[list[dict]]:
+def hf_instance_segments(
+    processor, outputs, sizes: Sequence[tuple[int, int]], threshold: float = 0.5
+) -> list[list[dict]]:
     """Per image, the segments of HF's ``post_process_instance_segmentation`` (its defaults: class probability
     > ``threshold``, masks at probability 0.5, overlaps resolved into one map) as ``{"class_id", "score", "mask"}``,
     in the order it lists them.  This is what the original project's AP routine consumed (see
@@ -187,8 +206,12 @@ def hf_instance_segments(processor, outputs, sizes: Sequence[tuple[int, int]],
         single = _one_image_at_size(outputs, i, size)
         [r] = image_processor.post_process_instance_segmentation(single, threshold=threshold)
         segmentation = r["segmentation"].to("cpu").numpy()
-        out.append([{"class_id": int(s["label_id"]), "score": float(s["score"]), "mask": segmentation == s["id"]}
-                    for s in r["segments_info"]])
+        out.append(
+            [
+                {"class_id": int(s["label_id"]), "score": float(s["score"]), "mask": segmentation == s["id"]}
+                for s in r["segments_info"]
+            ]
+        )
     return out
 
 
@@ -199,19 +222,20 @@ def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool 
     The semantic mixture of Mask2Former / OneFormer (what ``post_process_semantic_segmentation`` takes the argmax
     of): ``sum_q softmax(class_q)[c] * sigmoid(mask_q)``, bilinearly resized, then normalised over the classes
     at each pixel (a pixel that no query claims is background: :func:`claim_background`).  ``native``: the images
-    went into the model at their own size (the processor does not resize): the mask logits, at 1/stride of the model's padded input,
+    went into the model at their own size (the processor does not resize): the mask logits, at 1/stride of the model's
+    padded input,
     are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the processor
     resized the images) they are resized to ``sizes`` directly.
     """
-    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]                      # (B, Q, K)
-    masks = outputs.masks_queries_logits.float().sigmoid()                            # (B, Q, h, w)
+    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]  # (B, Q, K)
+    masks = outputs.masks_queries_logits.float().sigmoid()  # (B, Q, h, w)
     mixture = torch.bmm(classes.float().transpose(1, 2), masks.flatten(2)).view(*classes.shape[::2], *masks.shape[-2:])
-    mixture[:, 0] += 1e-6          # a pixel no query covers is background (and no division by 0)
+    mixture[:, 0] += 1e-6  # a pixel no query covers is background (and no division by 0)
     out = []
     same = len(set(map(tuple, sizes))) == 1
-    for start in range(0, len(sizes), len(sizes) if same else 1):   # one resize for a batch of one size
+    for start in range(0, len(sizes), len(sizes) if same else 1):  # one resize for a batch of one size
         height, width = sizes[start]
-        low = mixture[start:start + (len(sizes) if same else 1)]
+        low = mixture[start : start + (len(sizes) if same else 1)]
         if native:
             stride = -(-height // low.shape[-2])
             up = torch.nn.functional.interpolate(low, scale_factor=stride, mode="bilinear", align_corners=False)
@@ -259,7 +283,7 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
     views = VIEWS if tta else VIEWS[:1]
     jobs = [(i, v) for i in range(len(images)) for v in views]
     groups: dict = {}
-    for job in jobs:   # one forward pass per input size when the processor keeps sizes: no padding between images
+    for job in jobs:  # one forward pass per input size when the processor keeps sizes: no padding between images
         shape = _view(images[job[0]], job[1]).shape[:2] if native else None
         groups.setdefault(shape, []).append(job)
     sums = [None] * len(images)
@@ -269,7 +293,7 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
         # memory: at most PASS_PIXELS pixels in one forward pass (a batch of large images runs a few at a time)
         step = max(1, min(batch_size, PASS_PIXELS // (shape[0] * shape[1]))) if shape else batch_size
         for start in range(0, len(group), step):
-            chunk = group[start:start + step]
+            chunk = group[start : start + step]
             arrays = [_view(images[i], v) for i, v in chunk]
             tic = time.perf_counter()
             outputs = forward(model, processor, arrays, task)
@@ -280,8 +304,10 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
                 sums[i] = p if sums[i] is None else sums[i] + p
             plain = [j for j, (_i, v) in enumerate(chunk) if v == VIEWS[0]]
             if task != "semantic" and plain:
-                sub = SimpleNamespace(class_queries_logits=outputs.class_queries_logits[plain],
-                                      masks_queries_logits=outputs.masks_queries_logits[plain])
+                sub = SimpleNamespace(
+                    class_queries_logits=outputs.class_queries_logits[plain],
+                    masks_queries_logits=outputs.masks_queries_logits[plain],
+                )
                 padded = [_padded(sizes[j], outputs, native) for j in plain]
                 if task == "instance":
                     for j, dets in zip(plain, instance_predictions(sub, padded)):

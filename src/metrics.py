@@ -13,6 +13,7 @@ truth, columns = prediction, K = 6 classes with 0 = background), built with ``np
   prediction alike (ties -> the lower id).  A prediction with no non-background pixel gets label 0 ("no galaxy"),
   which is always wrong.  With several ground-truth objects the dominant (largest) one is the image's class.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -30,8 +31,9 @@ def _check_pair(gt: np.ndarray, pred: np.ndarray, num_classes: int, where: str) 
         raise ValueError(f"{where}: ground truth {gt.shape} and prediction {pred.shape} differ in shape")
     for name, arr in (("ground truth", gt), ("prediction", pred)):
         if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-            raise ValueError(f"{where}: {name} holds class ids outside 0..{num_classes - 1} "
-                             f"(min {arr.min()}, max {arr.max()})")
+            raise ValueError(
+                f"{where}: {name} holds class ids outside 0..{num_classes - 1} (min {arr.min()}, max {arr.max()})"
+            )
 
 
 def image_confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_LABELS) -> np.ndarray:
@@ -43,8 +45,9 @@ def image_confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_LAB
     return np.bincount(codes.ravel(), minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def image_confusions(gts: Iterable[np.ndarray], preds: Iterable[np.ndarray],
-                     num_classes: int = NUM_LABELS) -> np.ndarray:
+def image_confusions(
+    gts: Iterable[np.ndarray], preds: Iterable[np.ndarray], num_classes: int = NUM_LABELS
+) -> np.ndarray:
     """``(N, K, K)`` per-image confusion matrices; images may differ in size (lists) or be stacked arrays."""
     out = [image_confusion(g, p, num_classes) for g, p in zip(gts, preds, strict=True)]
     return np.stack(out) if out else np.zeros((0, num_classes, num_classes), dtype=np.int64)
@@ -117,7 +120,7 @@ def image_labels(per_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(gt_label, pred_label)`` per image: the class with the most non-background pixels (ties -> lower id);
     0 when the map has no non-background pixel."""
     cm = np.asarray(per_image)
-    gt_area = cm.sum(2)[:, 1:]    # (N, K-1) ground-truth pixels per galaxy class
+    gt_area = cm.sum(2)[:, 1:]  # (N, K-1) ground-truth pixels per galaxy class
     pred_area = cm.sum(1)[:, 1:]  # (N, K-1) predicted pixels per galaxy class
     gt_label = np.where(gt_area.max(1) > 0, gt_area.argmax(1) + 1, 0)
     pred_label = np.where(pred_area.max(1) > 0, pred_area.argmax(1) + 1, 0)
@@ -131,10 +134,10 @@ def seed_protocol(per_image: np.ndarray) -> dict:
     """
     cm = np.asarray(per_image, dtype=np.int64)
     n = cm.shape[0]
-    tp = np.diagonal(cm, axis1=1, axis2=2)[:, 1:].astype(float)      # (N, K-1)
+    tp = np.diagonal(cm, axis1=1, axis2=2)[:, 1:].astype(float)  # (N, K-1)
     gt_area = cm.sum(2)[:, 1:].astype(float)
     pred_area = cm.sum(1)[:, 1:].astype(float)
-    present = gt_area > 0                                            # ground-truth classes of each image
+    present = gt_area > 0  # ground-truth classes of each image
     iou = _safe_div(tp, gt_area + pred_area - tp)
     dice = _safe_div(2 * tp, gt_area + pred_area)
     counts = present.sum(1)
@@ -155,8 +158,9 @@ def seed_protocol(per_image: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------- image-level classification
-def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
-                          class_names: Sequence[str] = CLASS_NAMES) -> dict:
+def classification_report(
+    y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str] = CLASS_NAMES
+) -> dict:
     """Precision / recall / F1 / support per class, macro and weighted averages, accuracy and the confusion
     matrix (rows = true, columns = predicted) over all ``class_names`` ids.  Label 0 in ``y_pred`` means "no
     galaxy predicted": it counts against recall, its column stays in the matrix, it gets no row in ``per_class``.
@@ -178,8 +182,12 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
     for i, name in enumerate(class_names):
         if i == BACKGROUND_ID or (support[i] == 0 and cm[:, i].sum() == 0):
             continue  # "no galaxy" is not a class to report; skip classes never true and never predicted
-        per_class[name] = {"precision": _nan_to_none([precision[i]])[0], "recall": _nan_to_none([recall[i]])[0],
-                           "f1": _nan_to_none([f1[i]])[0], "support": int(support[i])}
+        per_class[name] = {
+            "precision": _nan_to_none([precision[i]])[0],
+            "recall": _nan_to_none([recall[i]])[0],
+            "f1": _nan_to_none([f1[i]])[0],
+            "support": int(support[i]),
+        }
     rows = [i for i in range(k) if support[i] > 0]
     weights = support[rows] / max(support[rows].sum(), 1)
 
@@ -254,7 +262,7 @@ def _rle_areas(rles: list[dict]) -> np.ndarray:
     it in chunks)."""
     from pycocotools import mask as mask_utils
 
-    return np.concatenate([mask_utils.area(rles[i:i + 255]) for i in range(0, len(rles), 255)] or [[]])
+    return np.concatenate([mask_utils.area(rles[i : i + 255]) for i in range(0, len(rles), 255)] or [[]])
 
 
 def coco_ground_truth(images: Sequence[dict]) -> dict:
@@ -267,15 +275,27 @@ def coco_ground_truth(images: Sequence[dict]) -> dict:
 
     coco_images, annotations = [], []
     for image in images:
-        coco_images.append({"id": int(image["id"]), "height": int(image["height"]), "width": int(image["width"]),
-                            "file_name": image.get("file_name", "")})
+        coco_images.append(
+            {
+                "id": int(image["id"]),
+                "height": int(image["height"]),
+                "width": int(image["width"]),
+                "file_name": image.get("file_name", ""),
+            }
+        )
         objects = list(image["objects"])
         arrays = [mask for _, mask in objects if not isinstance(mask, dict)]
         encoded = iter(masks_to_rles(arrays))
         for class_id, mask in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
-                                "category_id": int(class_id),
-                                "segmentation": mask if isinstance(mask, dict) else next(encoded), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(image["id"]),
+                    "category_id": int(class_id),
+                    "segmentation": mask if isinstance(mask, dict) else next(encoded),
+                    "iscrowd": 0,
+                }
+            )
     if annotations:
         rles = [a["segmentation"] for a in annotations]
         for ann, area, bbox in zip(annotations, _rle_areas(rles).tolist(), mask_utils.toBbox(rles).tolist()):
@@ -316,14 +336,22 @@ def _coco_eval(ground_truth: dict, results: list[dict], backend: str, max_dets: 
                 raise ValueError(f"COCO results name image ids not in the ground truth: {sorted(unknown)[:5]}")
             images = [{**im, "id": rank[im["id"]]} for im in ground_truth["images"]]
             categories = list(ground_truth["categories"])
-            coco_gt.dataset = {"images": images, "categories": categories,
-                               "annotations": [{**a, "image_id": rank[a["image_id"]]}
-                                               for a in ground_truth["annotations"]]}
+            coco_gt.dataset = {
+                "images": images,
+                "categories": categories,
+                "annotations": [{**a, "image_id": rank[a["image_id"]]} for a in ground_truth["annotations"]],
+            }
             rles = [r["segmentation"] for r in results]
-            coco_dt.dataset = {"images": images, "categories": categories, "annotations": [
-                {**r, "image_id": rank[r["image_id"]], "area": area, "bbox": bbox, "id": k, "iscrowd": 0}
-                for k, (r, area, bbox) in enumerate(zip(results, _rle_areas(rles).tolist(),
-                                                        mask_utils.toBbox(rles).tolist()), start=1)]}
+            coco_dt.dataset = {
+                "images": images,
+                "categories": categories,
+                "annotations": [
+                    {**r, "image_id": rank[r["image_id"]], "area": area, "bbox": bbox, "id": k, "iscrowd": 0}
+                    for k, (r, area, bbox) in enumerate(
+                        zip(results, _rle_areas(rles).tolist(), mask_utils.toBbox(rles).tolist()), start=1
+                    )
+                ],
+            }
             coco_gt.createIndex()
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
@@ -334,8 +362,9 @@ def _coco_eval(ground_truth: dict, results: list[dict], backend: str, max_dets: 
     return evaluator
 
 
-def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster-coco-eval",
-                 max_dets: int = 100) -> dict:
+def coco_mask_ap(
+    ground_truth: dict, results: list[dict], backend: str = "faster-coco-eval", max_dets: int = 100
+) -> dict:
     """COCO mask AP (.5:.95, .5, .75, small/medium/large) and per-class AP .5:.95.
 
     ``max_dets``: detections kept per image (COCO's 100; a survey frame holds more objects than that; only the
@@ -350,12 +379,23 @@ def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster
         raise ValueError(f"max_dets={max_dets}: the pycocotools back-end summarises at 100 detections per image only")
     with_box = next((k for k, r in enumerate(results) if "bbox" in r), None)
     if with_box is not None:
-        raise ValueError(f"COCO result {with_box} carries a 'bbox': mask results must not (COCO's loadRes would take "
-                         "the box area as the mask area)")
+        raise ValueError(
+            f"COCO result {with_box} carries a 'bbox': mask results must not (COCO's loadRes would take "
+            "the box area as the mask area)"
+        )
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
-    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ap_small": None, "ap_medium": None, "ap_large": None,
-             "per_class_ap": {names[c]: 0.0 for c in sorted(names)}, "n_predictions": 0,
-             "n_ground_truth": len(ground_truth["annotations"]), "backend": backend}
+    empty = {
+        "ap": 0.0,
+        "ap50": 0.0,
+        "ap75": 0.0,
+        "ap_small": None,
+        "ap_medium": None,
+        "ap_large": None,
+        "per_class_ap": {names[c]: 0.0 for c in sorted(names)},
+        "n_predictions": 0,
+        "n_ground_truth": len(ground_truth["annotations"]),
+        "backend": backend,
+    }
     if not ground_truth["annotations"]:
         raise ValueError("COCO ground truth holds no annotation: nothing to score")
     if not results:
@@ -368,9 +408,18 @@ def coco_mask_ap(ground_truth: dict, results: list[dict], backend: str = "faster
     for k, cat_id in enumerate(evaluator.params.catIds):
         p = precision[:, :, k]
         per_class[names[cat_id]] = float(p[p > -1].mean()) if np.any(p > -1) else None
-    return {"ap": stats[0], "ap50": stats[1], "ap75": stats[2], "ap_small": stats[3], "ap_medium": stats[4],
-            "ap_large": stats[5], "per_class_ap": per_class, "n_predictions": len(results),
-            "n_ground_truth": len(ground_truth["annotations"]), "backend": backend}
+    return {
+        "ap": stats[0],
+        "ap50": stats[1],
+        "ap75": stats[2],
+        "ap_small": stats[3],
+        "ap_medium": stats[4],
+        "ap_large": stats[5],
+        "per_class_ap": per_class,
+        "n_predictions": len(results),
+        "n_ground_truth": len(ground_truth["annotations"]),
+        "backend": backend,
+    }
 
 
 # ---------------------------------------------------------------- the original project's AP
@@ -382,7 +431,8 @@ ORIGINAL_AP_DEFINITION = (
     "the original project's home-made AP, reproduced for a like-for-like comparison with its table (0.4012 / "
     "0.1781); not COCO AP: one top prediction per image, chosen by the highest class id (not the score), recall "
     "over the number of predictions of the class, 11-point interpolation, mean over IoU .5:.95 and over the "
-    "classes predicted at least once")
+    "classes predicted at least once"
+)
 
 
 def original_top_prediction(segments: Sequence[dict]) -> dict | None:
@@ -420,12 +470,14 @@ def _eleven_point_ap(hits: np.ndarray) -> float:
     cumulative = np.cumsum(hits)
     precision = cumulative / np.arange(1, hits.size + 1)
     recall = cumulative / hits.size
-    return float(np.mean([precision[recall >= r].max() if np.any(recall >= r) else 0.0
-                          for r in ORIGINAL_RECALL_POINTS]))
+    return float(
+        np.mean([precision[recall >= r].max() if np.any(recall >= r) else 0.0 for r in ORIGINAL_RECALL_POINTS])
+    )
 
 
-def original_ap(records: Sequence[dict | None], iou_thresholds=ORIGINAL_IOU_THRESHOLDS,
-                class_names: Sequence[str] = CLASS_NAMES) -> dict:
+def original_ap(
+    records: Sequence[dict | None], iou_thresholds=ORIGINAL_IOU_THRESHOLDS, class_names: Sequence[str] = CLASS_NAMES
+) -> dict:
     """The original project's AP (its table's "AP .5:.95"), quirks included, from one record per image
     (:func:`original_record`; ``None``: no galaxy segment).  Not COCO AP; reported beside it.
 
@@ -459,9 +511,15 @@ def original_ap(records: Sequence[dict | None], iou_thresholds=ORIGINAL_IOU_THRE
             return None
         return float(np.mean([v[thresholds.index(t)] for v in at_threshold.values()]))
 
-    return {"ap": float(np.mean(list(per_class.values()))) if per_class else 0.0, "ap50": _mean_at(0.5),
-            "ap75": _mean_at(0.75), "per_class_ap": per_class, "n_images": len(records),
-            "n_images_without_prediction": len(records) - len(kept), "definition": ORIGINAL_AP_DEFINITION}
+    return {
+        "ap": float(np.mean(list(per_class.values()))) if per_class else 0.0,
+        "ap50": _mean_at(0.5),
+        "ap75": _mean_at(0.75),
+        "per_class_ap": per_class,
+        "n_images": len(records),
+        "n_images_without_prediction": len(records) - len(kept),
+        "definition": ORIGINAL_AP_DEFINITION,
+    }
 
 
 # ---------------------------------------------------------------- panoptic quality
@@ -482,14 +540,20 @@ class PanopticAccumulator:
         self.fn = np.zeros(num_classes, dtype=np.int64)
         self.iou = np.zeros(num_classes, dtype=float)
 
-    def update(self, gt_segments: np.ndarray, gt_classes: dict[int, int],
-               pred_segments: np.ndarray, pred_classes: dict[int, int]) -> None:
+    def update(
+        self,
+        gt_segments: np.ndarray,
+        gt_classes: dict[int, int],
+        pred_segments: np.ndarray,
+        pred_classes: dict[int, int],
+    ) -> None:
         """``*_segments``: ``(H, W)`` int segment-id maps; ``*_classes``: segment id -> class id."""
         self.add(self.match(gt_segments, gt_classes, pred_segments, pred_classes))
 
     @staticmethod
-    def match(gt_segments: np.ndarray, gt_classes: dict[int, int],
-              pred_segments: np.ndarray, pred_classes: dict[int, int]) -> dict[str, np.ndarray]:
+    def match(
+        gt_segments: np.ndarray, gt_classes: dict[int, int], pred_segments: np.ndarray, pred_classes: dict[int, int]
+    ) -> dict[str, np.ndarray]:
         """One image's contribution (small arrays): the classes of its true positives with their IoU, of its
         false negatives and of its false positives.  ``add`` them in image order on one accumulator to get the
         same sums as ``update`` (images scored by several processes)."""
@@ -514,8 +578,12 @@ class PanopticAccumulator:
         same = gcls[:, None] == pcls[None, :]
         matched = same & (np.nan_to_num(iou) > 0.5)
         gt_hit, pred_hit = matched.any(1), matched.any(0)
-        return {"tp": gcls[gt_hit], "iou": iou[matched] if matched.any() else np.zeros(0),
-                "fn": gcls[~gt_hit & (gt_area > 0)], "fp": pcls[~pred_hit & (pred_area > 0)]}
+        return {
+            "tp": gcls[gt_hit],
+            "iou": iou[matched] if matched.any() else np.zeros(0),
+            "fn": gcls[~gt_hit & (gt_area > 0)],
+            "fp": pcls[~pred_hit & (pred_area > 0)],
+        }
 
     def add(self, record: dict[str, np.ndarray]) -> None:
         """Add one image's :meth:`match` record."""
@@ -535,16 +603,29 @@ class PanopticAccumulator:
             ids = [i for i in ids if seen[i]]
             if not ids:
                 return {"pq": None, "sq": None, "rq": None, "n_classes": 0}
-            return {"pq": float(pq[ids].mean()), "sq": float(sq[ids].mean()), "rq": float(rq[ids].mean()),
-                    "n_classes": len(ids)}
+            return {
+                "pq": float(pq[ids].mean()),
+                "sq": float(sq[ids].mean()),
+                "rq": float(rq[ids].mean()),
+                "n_classes": len(ids),
+            }
 
         return {
             "all": _avg(range(self.num_classes)),
             "things": _avg(THING_IDS),
             "stuff": _avg([i for i in range(self.num_classes) if i not in THING_IDS]),
-            "per_class": {class_names[i]: {"pq": float(pq[i]), "sq": float(sq[i]), "rq": float(rq[i]),
-                                           "tp": int(tp[i]), "fp": int(fp[i]), "fn": int(fn[i])}
-                          for i in range(self.num_classes) if seen[i]},
+            "per_class": {
+                class_names[i]: {
+                    "pq": float(pq[i]),
+                    "sq": float(sq[i]),
+                    "rq": float(rq[i]),
+                    "tp": int(tp[i]),
+                    "fp": int(fp[i]),
+                    "fn": int(fn[i]),
+                }
+                for i in range(self.num_classes)
+                if seen[i]
+            },
         }
 
 

@@ -20,6 +20,7 @@ OneFormer's ``config.is_training`` switches on the text mapper (contrastive loss
 pixel-decoder dropout; :func:`set_training_mode` flips it on a built model, so one model object serves training
 (``True``) and inference / validation (``False``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,15 @@ _OUT = ["stage1", "stage2", "stage3", "stage4"]
 PRESETS: dict[str, dict] = {
     # shi-labs/oneformer_ade20k_swin_tiny: the OneFormerConfig defaults (Swin-T 96, depths 2-2-6-2, 150 queries).
     "swin-tiny": {
-        "backbone": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
-                         drop_path_rate=0.3, image_size=224, out_features=_OUT),
+        "backbone": dict(
+            embed_dim=96,
+            depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+            drop_path_rate=0.3,
+            image_size=224,
+            out_features=_OUT,
+        ),
         "oneformer": dict(num_queries=150),
     },
     # Reduced for CPU training (>= 4 img/s at 128 px on 2 cores, see bench/bench_train.py), ~12M parameters.
@@ -70,23 +78,63 @@ PRESETS: dict[str, dict] = {
     # (weight 5 / 10 with training seeds 0 and 2: spiral IoU 0.09 / 0.59 and 0.00 / 0.29,
     # bench/bench_demo_quality.py).
     "galaxy-small": {
-        "backbone": dict(embed_dim=48, depths=[1, 1, 2, 1], num_heads=[3, 6, 12, 24], window_size=7,
-                         drop_path_rate=0.0, image_size=128, out_features=_OUT),
-        "oneformer": dict(num_queries=32, dropout=0.0, class_weight=10.0, conv_dim=128, mask_dim=128, hidden_dim=128,
-                          encoder_layers=2, encoder_feedforward_dim=512, decoder_layers=4, dim_feedforward=512,
-                          num_attention_heads=4, text_encoder_width=128, text_encoder_num_layers=2,
-                          text_encoder_n_ctx=8, train_num_points=2048),
+        "backbone": dict(
+            embed_dim=48,
+            depths=[1, 1, 2, 1],
+            num_heads=[3, 6, 12, 24],
+            window_size=7,
+            drop_path_rate=0.0,
+            image_size=128,
+            out_features=_OUT,
+        ),
+        "oneformer": dict(
+            num_queries=32,
+            dropout=0.0,
+            class_weight=10.0,
+            conv_dim=128,
+            mask_dim=128,
+            hidden_dim=128,
+            encoder_layers=2,
+            encoder_feedforward_dim=512,
+            decoder_layers=4,
+            dim_feedforward=512,
+            num_attention_heads=4,
+            text_encoder_width=128,
+            text_encoder_num_layers=2,
+            text_encoder_n_ctx=8,
+            train_num_points=2048,
+        ),
     },
     # Test-only: as small as OneFormer allows, so tests at 32-64 px take seconds.  conv_dim = hidden_dim, as in
     # every preset (see check_config).
     "galaxy-tiny": {
-        "backbone": dict(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
-                         drop_path_rate=0.0, image_size=64, out_features=_OUT),
-        "oneformer": dict(num_queries=8, dropout=0.0, conv_dim=64, mask_dim=64, hidden_dim=64, encoder_layers=1,
-                          encoder_feedforward_dim=32, decoder_layers=2, dim_feedforward=32,
-                          num_attention_heads=2, query_dec_layers=1, text_encoder_width=64,
-                          text_encoder_num_layers=1, text_encoder_n_ctx=2, text_encoder_proj_layers=1,
-                          train_num_points=256),
+        "backbone": dict(
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=4,
+            drop_path_rate=0.0,
+            image_size=64,
+            out_features=_OUT,
+        ),
+        "oneformer": dict(
+            num_queries=8,
+            dropout=0.0,
+            conv_dim=64,
+            mask_dim=64,
+            hidden_dim=64,
+            encoder_layers=1,
+            encoder_feedforward_dim=32,
+            decoder_layers=2,
+            dim_feedforward=32,
+            num_attention_heads=2,
+            query_dec_layers=1,
+            text_encoder_width=64,
+            text_encoder_num_layers=1,
+            text_encoder_n_ctx=2,
+            text_encoder_proj_layers=1,
+            train_num_points=256,
+        ),
     },
 }
 
@@ -105,8 +153,15 @@ def looks_local(name: str) -> bool:
     ``./``, ``../``, ``~`` path, a ``.safetensors`` name, a bare name or one of three or more parts, or
     ``X/name`` where ``X`` is a local folder or :data:`MODELS_DIR`."""
     path = Path(name)
-    return (path.is_absolute() or name.startswith((".", "~")) or "\\" in name or path.suffix == ".safetensors"
-            or len(path.parts) != 2 or path.parts[0] == MODELS_DIR or Path(path.parts[0]).is_dir())
+    return (
+        path.is_absolute()
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or path.suffix == ".safetensors"
+        or len(path.parts) != 2
+        or path.parts[0] == MODELS_DIR
+        or Path(path.parts[0]).is_dir()
+    )
 
 
 def resolve_model_source(name: str | os.PathLike) -> tuple[str, str]:
@@ -130,17 +185,21 @@ def resolve_model_source(name: str | os.PathLike) -> tuple[str, str]:
     for candidate in candidates:
         if candidate.is_dir():
             if not (candidate / "config.json").is_file():
-                raise ModelSourceError(f"{candidate}: not a model folder (no config.json; expected a "
-                                       "save_pretrained export, e.g. one written by train_script.py)")
+                raise ModelSourceError(
+                    f"{candidate}: not a model folder (no config.json; expected a "
+                    "save_pretrained export, e.g. one written by train_script.py)"
+                )
             return "export", str(candidate)
         if candidate.is_file():
             if candidate.suffix != ".safetensors":
-                raise ModelSourceError(f"{candidate}: not a model: expected a save_pretrained folder or a "
-                                       ".safetensors state dict")
+                raise ModelSourceError(
+                    f"{candidate}: not a model: expected a save_pretrained folder or a .safetensors state dict"
+                )
             return "state_dict", str(candidate)
     if looks_local(name):
-        raise ModelSourceError(f"model {name!r} not found (tried {', '.join(str(c) for c in candidates)}); "
-                               f"presets: {', '.join(PRESETS)}")
+        raise ModelSourceError(
+            f"model {name!r} not found (tried {', '.join(str(c) for c in candidates)}); presets: {', '.join(PRESETS)}"
+        )
     return "hub", name
 
 
@@ -149,8 +208,9 @@ def clip_vocab_path() -> Path:
     """``bpe_simple_vocab_16e6.txt.gz`` inside the installed ``open_clip`` package (never imported)."""
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelSourceError("the CLIP BPE vocabulary ships in open_clip_torch: "
-                               "pip install --no-deps open_clip_torch (see the Makefile)")
+        raise ModelSourceError(
+            "the CLIP BPE vocabulary ships in open_clip_torch: pip install --no-deps open_clip_torch (see the Makefile)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
     if not path.is_file():
         raise ModelSourceError(f"{path}: CLIP BPE vocabulary not found in the open_clip_torch install")
@@ -174,7 +234,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     # The CLIP construction (openai/CLIP simple_tokenizer.py): 48,894 merges, 49,408 tokens.
     lines = gzip.open(clip_vocab_path(), "rt", encoding="utf-8").read().split("\n")
-    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     chars = list(_bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -201,7 +261,7 @@ def build_config(preset_or_card: str = "galaxy-small", num_queries: int | None =
         try:
             raw = OneFormerConfig.get_config_dict(preset_or_card)[0]
         except (OSError, ValueError):
-            raw = None    # _from_source says why
+            raw = None  # _from_source says why
         if raw is not None:
             check_model_type(raw, preset_or_card)
         config = _from_source(OneFormerConfig, preset_or_card)
@@ -230,8 +290,10 @@ def check_model_type(config: dict, name: str) -> None:
     """Refuse a configuration of another architecture: transformers would only warn, then build a OneFormer from
     the other model's settings (random weights where the names differ)."""
     if config.get("model_type") != OneFormerConfig.model_type:
-        raise ModelSourceError(f"{name}: model_type {config.get('model_type')!r} in its config.json, not "
-                               f"{OneFormerConfig.model_type!r}: this project runs OneFormer models only")
+        raise ModelSourceError(
+            f"{name}: model_type {config.get('model_type')!r} in its config.json, not "
+            f"{OneFormerConfig.model_type!r}: this project runs OneFormer models only"
+        )
 
 
 def check_weights(path: str | os.PathLike) -> None:
@@ -256,9 +318,11 @@ def check_config(config: OneFormerConfig, name: str = "") -> None:
     in the class logits on repeated calls with the same image).  With equal sizes they are identities.
     """
     if config.conv_dim != config.hidden_dim or getattr(config, "enforce_input_proj", False):
-        raise ValueError(f"{name or 'OneFormer config'}: conv_dim {config.conv_dim} != hidden_dim {config.hidden_dim} "
-                         "(or enforce_input_proj): transformers' OneFormer would leave the input projections "
-                         "unregistered (untrained, unsaved); use equal sizes")
+        raise ValueError(
+            f"{name or 'OneFormer config'}: conv_dim {config.conv_dim} != hidden_dim {config.hidden_dim} "
+            "(or enforce_input_proj): transformers' OneFormer would leave the input projections "
+            "unregistered (untrained, unsaved); use equal sizes"
+        )
 
 
 def _from_source(cls, name: str, **kwargs):
@@ -279,8 +343,14 @@ def num_text_for(config: OneFormerConfig) -> int:
     return config.num_queries - config.text_encoder_n_ctx
 
 
-def build_processor(image_size: int | None = None, mean=None, std=None, card: str | None = None, *,
-                    config: OneFormerConfig | None = None) -> OneFormerProcessor:
+def build_processor(
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    card: str | None = None,
+    *,
+    config: OneFormerConfig | None = None,
+) -> OneFormerProcessor:
     """The OneFormer processor for galaxy images, offline unless ``card`` names a hub model card.
 
     ``image_size`` (pixels): resize to a square of that side; ``None`` keeps the input size.
@@ -302,13 +372,24 @@ def build_processor(image_size: int | None = None, mean=None, std=None, card: st
     else:
         kwargs.setdefault("do_resize", False)
     image_processor = OneFormerImageProcessorPil(
-        image_mean=[float(m) / 255.0 for m in mean], image_std=[float(s) / 255.0 for s in std],
-        do_rescale=True, do_normalize=True, ignore_index=255, do_reduce_labels=False,
-        num_labels=NUM_LABELS, num_text=num_text_for(config), class_info_file=None, **kwargs,
+        image_mean=[float(m) / 255.0 for m in mean],
+        image_std=[float(s) / 255.0 for s in std],
+        do_rescale=True,
+        do_normalize=True,
+        ignore_index=255,
+        do_reduce_labels=False,
+        num_labels=NUM_LABELS,
+        num_text=num_text_for(config),
+        class_info_file=None,
+        **kwargs,
     )
     _attach_class_info(image_processor)
-    return OneFormerProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                              max_seq_length=config.text_encoder_context_length, task_seq_length=config.task_seq_len)
+    return OneFormerProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        max_seq_length=config.text_encoder_context_length,
+        task_seq_length=config.task_seq_len,
+    )
 
 
 def _attach_class_info(image_processor) -> None:
@@ -344,8 +425,9 @@ def load_processor(folder: str | os.PathLike, config: OneFormerConfig | None = N
         tokenizer = offline_tokenizer()
     seq = config.text_encoder_context_length if config is not None else SEQ_LEN
     task_seq = config.task_seq_len if config is not None else SEQ_LEN
-    return OneFormerProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                              max_seq_length=seq, task_seq_length=task_seq)
+    return OneFormerProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, max_seq_length=seq, task_seq_length=task_seq
+    )
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -365,8 +447,16 @@ def _new_model(config: OneFormerConfig) -> OneFormerForUniversalSegmentation:
     return OneFormerForUniversalSegmentation(config)
 
 
-def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: int | None = None,
-               device=None, image_size: int | None = None, mean=None, std=None):
+def load_model(
+    name_or_path: str,
+    *,
+    base_card: str | None = None,
+    num_queries: int | None = None,
+    device=None,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+):
     """``(model, processor)`` from a preset, a save_pretrained directory, a hub card or a bare ``.safetensors``
     (found as :func:`resolve_model_source` says: a local-looking name never reaches the network).
 
@@ -388,8 +478,7 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
         if kind == "export":
             model = _load_export(path, config)
         else:
-            model = _from_source(OneFormerForUniversalSegmentation, source, config=config,
-                                 ignore_mismatched_sizes=True)
+            model = _from_source(OneFormerForUniversalSegmentation, source, config=config, ignore_mismatched_sizes=True)
         saved_processor = ("processor_config.json", "preprocessor_config.json")
         if kind == "export" and any((path / f).is_file() for f in saved_processor):
             processor = load_processor(path, config)
@@ -397,8 +486,7 @@ def load_model(name_or_path: str, *, base_card: str | None = None, num_queries: 
                 processor.image_processor.size = {"height": image_size, "width": image_size}
                 processor.image_processor.do_resize = True
         else:
-            processor = build_processor(image_size, mean, std, card=None if kind == "export" else source,
-                                        config=config)
+            processor = build_processor(image_size, mean, std, card=None if kind == "export" else source, config=config)
     set_training_mode(model, False)
     install_fast_deformable_attention()
     contiguous_attention_inputs(model)
@@ -421,17 +509,21 @@ def _load_export(path: Path, config: OneFormerConfig) -> OneFormerForUniversalSe
     hf_logging.set_verbosity_error()  # the load report would list the expected text-mapper keys
     try:
         model, info = OneFormerForUniversalSegmentation.from_pretrained(
-            str(path), config=config, ignore_mismatched_sizes=True, output_loading_info=True)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:   # e.g. no weights file, a corrupt .bin
-        raise ModelSourceError(f"{path}: the model's weights cannot be loaded ({type(err).__name__}: "
-                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
+            str(path), config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:  # e.g. no weights file, a corrupt .bin
+        raise ModelSourceError(
+            f"{path}: the model's weights cannot be loaded ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", []) if ".text_mapper." not in k]
     problems = missing + list(info.get("unexpected_keys", [])) + [str(m) for m in info.get("mismatched_keys", [])]
     if problems:
-        raise ModelSourceError(f"{path}: weights do not match its config.json ({len(problems)} keys; e.g. "
-                               f"{problems[:3]})")
+        raise ModelSourceError(
+            f"{path}: weights do not match its config.json ({len(problems)} keys; e.g. {problems[:3]})"
+        )
     return model
 
 
@@ -444,9 +536,11 @@ def _load_state_dict_file(path: Path, base_card: str, num_queries, image_size, m
     try:
         missing, unexpected = st_load_model(model, str(path), strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise ModelSourceError(f"{path}: state dict does not match the {base_card!r} architecture with "
-                               f"{NUM_LABELS} labels ({str(err).splitlines()[1:2]}). Pass base_card= the "
-                               f"architecture it was saved from.") from None
+        raise ModelSourceError(
+            f"{path}: state dict does not match the {base_card!r} architecture with "
+            f"{NUM_LABELS} labels ({str(err).splitlines()[1:2]}). Pass base_card= the "
+            f"architecture it was saved from."
+        ) from None
     # The text mapper is only needed for training (contrastive loss); inference-only exports may lack it.
     missing = [k for k in missing if ".text_mapper." not in k]
     if missing or unexpected:
@@ -467,15 +561,20 @@ def check_export_folder(folder: str | os.PathLike) -> None:
     if not folder.is_dir():
         raise ValueError(f"{folder}: exists and is not a folder; choose another --output")
     if (folder / "checkpoints").exists():
-        raise ValueError(f"{folder}: holds checkpoints/, which now live beside the export in {folder}.run/; move "
-                         f"{folder / 'checkpoints'} to {folder}.run/checkpoints (or choose another --output)")
+        raise ValueError(
+            f"{folder}: holds checkpoints/, which now live beside the export in {folder}.run/; move "
+            f"{folder / 'checkpoints'} to {folder}.run/checkpoints (or choose another --output)"
+        )
     if any(folder.iterdir()) and not (folder / "config.json").is_file():
-        raise ValueError(f"{folder}: not empty and not a model export; an export replaces its folder as a whole, "
-                         "so choose a new or an export folder for --output")
+        raise ValueError(
+            f"{folder}: not empty and not a model export; an export replaces its folder as a whole, "
+            "so choose a new or an export folder for --output"
+        )
 
 
-def save_export(model, processor, folder: str | os.PathLike, extra_files: dict | None = None,
-                extra_json: dict | None = None) -> Path:
+def save_export(
+    model, processor, folder: str | os.PathLike, extra_files: dict | None = None, extra_json: dict | None = None
+) -> Path:
     """``save_pretrained`` folder for inference: config (``is_training`` false), weights, processor files, the
     ``extra_files`` (name -> source path; absent sources are left out), ``extra_json`` (name -> object) and the
     model card ``README.md`` (``src.model_card``).

@@ -7,6 +7,7 @@ export (``config.json``, ``train_config.json``, ``training_data.json``, ``loss_h
 the card can be rewritten at any time (:func:`write_model_card`): ``save_export`` writes it, and scoring that writes
 ``metrics.json`` into the export refreshes it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,30 +67,56 @@ def _model_index(name: str, metrics: dict, dataset: str) -> list[dict]:
     split = metrics.get("split", "test")
     data = {"name": dataset, "type": "galaxy-zoo-2", "split": split}
     results = []
-    sem = (metrics.get("semantic") or {})
+    sem = metrics.get("semantic") or {}
     if sem:
         seed, std = sem["seed_protocol"], sem["semantic"]
-        results.append({"task": {"type": "image-segmentation", "name": "Semantic segmentation"}, "dataset": data,
-                        "metrics": [m for m in (
-                            {"type": "mean_iou", "name": "mIoU (seed protocol)", "value": seed["mean_iou"]},
-                            {"type": "dice", "name": "Dice (seed protocol)", "value": seed["dice"]},
-                            {"type": "accuracy", "name": "image class accuracy", "value": seed["accuracy"]},
-                            {"type": "mean_iou", "name": "mIoU (all pixels, 6 classes)", "value": std["mean_iou"]},
-                        ) if m["value"] is not None]})
+        results.append(
+            {
+                "task": {"type": "image-segmentation", "name": "Semantic segmentation"},
+                "dataset": data,
+                "metrics": [
+                    m
+                    for m in (
+                        {"type": "mean_iou", "name": "mIoU (seed protocol)", "value": seed["mean_iou"]},
+                        {"type": "dice", "name": "Dice (seed protocol)", "value": seed["dice"]},
+                        {"type": "accuracy", "name": "image class accuracy", "value": seed["accuracy"]},
+                        {"type": "mean_iou", "name": "mIoU (all pixels, 6 classes)", "value": std["mean_iou"]},
+                    )
+                    if m["value"] is not None
+                ],
+            }
+        )
     instance = metrics.get("instance") or {}
     if instance:
         coco, original = instance.get("coco") or {}, instance.get("original_ap") or {}
-        results.append({"task": {"type": "image-segmentation", "name": "Instance segmentation"}, "dataset": data,
-                        "metrics": [m for m in (
-                            {"type": "mean_average_precision", "name": "COCO mask AP .5:.95", "value": coco.get("ap")},
-                            {"type": "mean_average_precision", "name": "COCO mask AP50", "value": coco.get("ap50")},
-                            {"type": "mean_average_precision", "name": "original project's 11-point AP",
-                             "value": original.get("ap")},
-                        ) if m["value"] is not None]})
+        results.append(
+            {
+                "task": {"type": "image-segmentation", "name": "Instance segmentation"},
+                "dataset": data,
+                "metrics": [
+                    m
+                    for m in (
+                        {"type": "mean_average_precision", "name": "COCO mask AP .5:.95", "value": coco.get("ap")},
+                        {"type": "mean_average_precision", "name": "COCO mask AP50", "value": coco.get("ap50")},
+                        {
+                            "type": "mean_average_precision",
+                            "name": "original project's 11-point AP",
+                            "value": original.get("ap"),
+                        },
+                    )
+                    if m["value"] is not None
+                ],
+            }
+        )
     panoptic = (metrics.get("panoptic") or {}).get("all") or {}
     if panoptic.get("pq") is not None:
-        results.append({"task": {"type": "image-segmentation", "name": "Panoptic segmentation"}, "dataset": data,
-                        "metrics": [{"type": "pq", "name": "PQ", "value": panoptic["pq"]}]})
+        results.append(
+            {
+                "task": {"type": "image-segmentation", "name": "Panoptic segmentation"},
+                "dataset": data,
+                "metrics": [{"type": "pq", "name": "PQ", "value": panoptic["pq"]}],
+            }
+        )
     return [{"name": name, "results": results}] if results else []
 
 
@@ -102,13 +129,13 @@ def model_card(folder, path: str | None = None) -> str:
     train = _read_json(folder / "train_config.json")
     data = _read_json(folder / "training_data.json")
     metrics = _read_json(folder / "metrics.json")
-    history = list(csv.DictReader(open(folder / "loss_history.csv"))) if (folder / "loss_history.csv").is_file() \
-        else []
+    history = list(csv.DictReader(open(folder / "loss_history.csv"))) if (folder / "loss_history.csv").is_file() else []
     name = Path(path).name
     origin = data.get("origin", "unknown")
     synthetic = origin == "synthetic"
     dataset = {"synthetic": "Galaxy Zoo 2, synthetic (src.synthetic)", "real": "Galaxy Zoo 2 (SDSS DR7 cutouts)"}.get(
-        origin, "Galaxy Zoo 2 format, origin not recorded")
+        origin, "Galaxy Zoo 2 format, origin not recorded"
+    )
 
     tags = ["oneformer", "image-segmentation", "astronomy", "galaxy-morphology", "galaxy-zoo"]
     if synthetic:
@@ -122,91 +149,146 @@ def model_card(folder, path: str | None = None) -> str:
 
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     if synthetic:
-        lines += ["> **Trained on synthetic data** (the project's GalSim Galaxy Zoo 2 generator, `src.synthetic`), not "
-                  "on real SDSS cutouts: its scores say nothing about real galaxies.", ""]
+        lines += [
+            "> **Trained on synthetic data** (the project's GalSim Galaxy Zoo 2 generator, `src.synthetic`), not "
+            "on real SDSS cutouts: its scores say nothing about real galaxies.",
+            "",
+        ]
     lines += [
         "OneFormer (Jain et al. 2023, Hugging Face `transformers`) fine-tuned to segment the central galaxy of a "
         "Galaxy Zoo 2 SDSS cutout and classify it into 5 morphological classes (Willett et al. 2013 `gz2_class` "
-        "strings, Hart et al. 2016 catalog, reduced as in `src/classes.py`).", "",
-        "## Model details", "",
+        "strings, Hart et al. 2016 catalog, reduced as in `src/classes.py`).",
+        "",
+        "## Model details",
+        "",
         f"- Architecture: `OneFormerForUniversalSegmentation`, Swin backbone (embed dim {backbone.get('embed_dim')}, "
         f"depths {backbone.get('depths')}), {config.get('num_queries')} queries"
         + (f", {params / 1e6:.1f} M parameters (text mapper excluded)" if params else ""),
         f"- Started from: `{train.get('model_card', 'unknown')}`"
         + (f" (recipe `{train['recipe']}`)" if train.get("recipe") else ""),
-        "- Labels: 0 background, " + ", ".join(f"{i} {c} ({ABBREVIATIONS[c]})" for i, c in
-                                                enumerate(GALAXY_CLASSES, start=1)),
-        "- Tasks: conditioned on `semantic`, `instance` or `panoptic` (OneFormer's task token)", "",
-        "## Intended use", "",
+        "- Labels: 0 background, "
+        + ", ".join(f"{i} {c} ({ABBREVIATIONS[c]})" for i, c in enumerate(GALAXY_CLASSES, start=1)),
+        "- Tasks: conditioned on `semantic`, `instance` or `panoptic` (OneFormer's task token)",
+        "",
+        "## Intended use",
+        "",
         "Research on galaxy morphology: pixel masks and a 5-class morphology for the central galaxy of 256 × 256 "
         "SDSS gri cutouts in the Galaxy Zoo 2 style (`Dr7_<objid>.jpg`), and a reproducible baseline for "
         "segmentation on astronomical images. Not for other surveys, pixel scales or colour stretches without "
-        "checking, and not for any decision about individual objects without inspection.", "",
-        "## Training data", "",
+        "checking, and not for any decision about individual objects without inspection.",
+        "",
+        "## Training data",
+        "",
         f"- {dataset}; data root `{data.get('data_root', train.get('data_root'))}`"
-        + (f", {data['train_images']} training and {data['val_images']} validation images"
-           if "train_images" in data else ""),
+        + (
+            f", {data['train_images']} training and {data['val_images']} validation images"
+            if "train_images" in data
+            else ""
+        ),
     ]
     membership = data.get("split_membership") or {}
     if membership.get("method") == "reference":
-        lines.append("- Split membership taken from reference split files (`--splits-from`): "
-                     + ", ".join(f"{k} = `{v['file']}`" for k, v in membership["splits_from"].items()))
+        lines.append(
+            "- Split membership taken from reference split files (`--splits-from`): "
+            + ", ".join(f"{k} = `{v['file']}`" for k, v in membership["splits_from"].items())
+        )
     elif membership.get("method") == "stratified":
         lines.append(f"- Class-stratified 70/20/10 split, seed {membership.get('seed')}")
     lines += ["", "## Training procedure", ""]
     if train:
-        keys = ("task", "epochs", "batch_size", "image_size", "crop_size", "lr", "weight_decay", "grad_clip",
-                "warmup_steps", "poly_power", "grad_accum", "mixed_precision", "ema_decay", "seed", "augment",
-                "max_minutes")
+        keys = (
+            "task",
+            "epochs",
+            "batch_size",
+            "image_size",
+            "crop_size",
+            "lr",
+            "weight_decay",
+            "grad_clip",
+            "warmup_steps",
+            "poly_power",
+            "grad_accum",
+            "mixed_precision",
+            "ema_decay",
+            "seed",
+            "augment",
+            "max_minutes",
+        )
         lines += ["| setting | value |", "|---|---|"] + [f"| `{k}` | {train.get(k)} |" for k in keys]
-        lines += ["", "AdamW, linear warmup then polynomial decay (power 0.9), gradient clipping; flips and 90° "
-                  "rotations when `augment`. The full configuration is `train_config.json` (re-run it with "
-                  "`python train_script.py --config train_config.json`)."]
+        lines += [
+            "",
+            "AdamW, linear warmup then polynomial decay (power 0.9), gradient clipping; flips and 90° "
+            "rotations when `augment`. The full configuration is `train_config.json` (re-run it with "
+            "`python train_script.py --config train_config.json`).",
+        ]
     else:
         lines.append("Not recorded (exported outside `train_script.py`).")
     if history:
         last = history[-1]
-        lines += ["", f"{len(history)} epochs, {last.get('step')} optimiser steps; last train loss "
-                  f"{float(last['train_loss']):.4f}, validation loss {float(last['val_loss']):.4f} "
-                  "(`loss_history.csv`, `loss_curve.png`)."]
+        lines += [
+            "",
+            f"{len(history)} epochs, {last.get('step')} optimiser steps; last train loss "
+            f"{float(last['train_loss']):.4f}, validation loss {float(last['val_loss']):.4f} "
+            "(`loss_history.csv`, `loss_curve.png`).",
+        ]
     lines += ["", "## Evaluation", ""]
     if metrics:
         sem = metrics.get("semantic") or {}
         seed = sem.get("seed_protocol") or {}
         instance = metrics.get("instance") or {}
         coco, original = instance.get("coco") or {}, instance.get("original_ap") or {}
-        lines += [f"On the `{metrics.get('split')}` split of `{metrics.get('data_root')}` ({metrics.get('n_images')} "
-                  f"images; split file SHA-256 `{str(metrics.get('split_sha256'))[:16]}…`), from `metrics.json`:", "",
-                  "| metric | value |", "|---|---|",
-                  f"| mIoU, seed protocol (semantic task) | {_f(seed.get('mean_iou'))} |",
-                  f"| Dice, seed protocol | {_f(seed.get('dice'))} |",
-                  f"| image class accuracy | {_f(seed.get('accuracy'))} |",
-                  f"| COCO mask AP .5:.95 (instance task) | {_f(coco.get('ap'))} |",
-                  f"| COCO mask AP50 | {_f(coco.get('ap50'))} |",
-                  f"| original project's 11-point AP (its own routine, not COCO) | {_f(original.get('ap'))} |", ""]
+        lines += [
+            f"On the `{metrics.get('split')}` split of `{metrics.get('data_root')}` ({metrics.get('n_images')} "
+            f"images; split file SHA-256 `{str(metrics.get('split_sha256'))[:16]}…`), from `metrics.json`:",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            f"| mIoU, seed protocol (semantic task) | {_f(seed.get('mean_iou'))} |",
+            f"| Dice, seed protocol | {_f(seed.get('dice'))} |",
+            f"| image class accuracy | {_f(seed.get('accuracy'))} |",
+            f"| COCO mask AP .5:.95 (instance task) | {_f(coco.get('ap'))} |",
+            f"| COCO mask AP50 | {_f(coco.get('ap50'))} |",
+            f"| original project's 11-point AP (its own routine, not COCO) | {_f(original.get('ap'))} |",
+            "",
+        ]
         if synthetic:
             lines += ["These are scores on synthetic test images.", ""]
     else:
-        lines += ["Not scored yet: `python compute_scores.py --model THIS_FOLDER --out THIS_FOLDER/metrics.json` "
-                  "adds the figures here.", ""]
+        lines += [
+            "Not scored yet: `python compute_scores.py --model THIS_FOLDER --out THIS_FOLDER/metrics.json` "
+            "adds the figures here.",
+            "",
+        ]
     lines += [
-        "## Limitations", "",
-        *(["- Trained on synthetic data: real SDSS cutouts differ (noise, PSF, neighbours, colours); expect lower "
-           "scores on them."] if synthetic else []),
+        "## Limitations",
+        "",
+        *(
+            [
+                "- Trained on synthetic data: real SDSS cutouts differ (noise, PSF, neighbours, colours); expect lower "
+                "scores on them."
+            ]
+            if synthetic
+            else []
+        ),
         "- Galaxy Zoo 2 labels are citizen-science votes reduced to one class per galaxy; the classes are "
         "imbalanced (artifacts are rare, ellipticals common).",
         "- One annotated galaxy per cutout in training: other objects in a frame are background to the model.",
-        "- The spiral / barred spiral distinction rests on faint bars and is the least reliable.", "",
-        "## How to load", "",
+        "- The spiral / barred spiral distinction rests on faint bars and is the least reliable.",
+        "",
+        "## How to load",
+        "",
         "```python",
         "from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor",
         f'model = OneFormerForUniversalSegmentation.from_pretrained("{path}")',
         f'processor = OneFormerProcessor.from_pretrained("{path}")',
-        "```", "",
-        "## Citation", "",
+        "```",
+        "",
+        "## Citation",
+        "",
         "Please cite the data and method papers listed in the project's `CITATION.cff`: Willett et al. 2013 "
         "(Galaxy Zoo 2), Hart et al. 2016 (the GZ2 catalog), Jain et al. 2023 (OneFormer), and the "
-        "hfarias/mask_galaxy annotations.", "",
+        "hfarias/mask_galaxy annotations.",
+        "",
     ]
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ judged: saturated, stretched flat, or no stellar sequence in the frame), ``point
 diffraction spikes; such an object is catalogued as class A, "star or artifact", unless ``predict.py --stars
 model``) and ``saturated`` (the source has saturated pixels).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,11 +49,34 @@ SCORE_THRESHOLD = 0.2
 OVERLAP = 0.8
 #: Catalog column of each galaxy class's probability.
 PROB_COLUMNS = tuple("p_" + name.replace(" ", "_").replace("-", "_") for name in GALAXY_CLASSES)
-CATALOG_COLUMNS = ("source", "object", "class", "score", *PROB_COLUMNS, "entropy", "x", "y",
-                   "x_min", "y_min", "x_max", "y_max", "area_px")
+CATALOG_COLUMNS = (
+    "source",
+    "object",
+    "class",
+    "score",
+    *PROB_COLUMNS,
+    "entropy",
+    "x",
+    "y",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area_px",
+)
 SKY_COLUMNS = ("ra", "dec", "area_arcsec2")
-UNITS = {"x": "pix", "y": "pix", "x_min": "pix", "y_min": "pix", "x_max": "pix", "y_max": "pix",
-         "area_px": "pix2", "ra": "deg", "dec": "deg", "area_arcsec2": "arcsec2"}
+UNITS = {
+    "x": "pix",
+    "y": "pix",
+    "x_min": "pix",
+    "y_min": "pix",
+    "x_max": "pix",
+    "y_max": "pix",
+    "area_px": "pix2",
+    "ra": "deg",
+    "dec": "deg",
+    "area_arcsec2": "arcsec2",
+}
 CATALOG_FORMATS = ("csv", "ecsv", "fits", "parquet")
 
 
@@ -74,15 +98,21 @@ def object_map_semantic(probs: np.ndarray, valid: np.ndarray | None = None, min_
     pixels whose most probable class is not the background."""
     from skimage.measure import label
 
-    foreground = probs[1:].max(axis=0) > probs[0]           # = argmax is a galaxy class (ties go to the background)
+    foreground = probs[1:].max(axis=0) > probs[0]  # = argmax is a galaxy class (ties go to the background)
     if valid is not None:
         foreground &= valid
     objects, _, small = _numbered_by_area(label(foreground, connectivity=2).astype(np.int32), None, min_area)
     return objects, None, small
 
 
-def object_map_instance(detections: list[dict], shape: tuple[int, int], valid: np.ndarray | None = None,
-                        threshold: float = SCORE_THRESHOLD, overlap: float = OVERLAP, min_area: int = MIN_AREA):
+def object_map_instance(
+    detections: list[dict],
+    shape: tuple[int, int],
+    valid: np.ndarray | None = None,
+    threshold: float = SCORE_THRESHOLD,
+    overlap: float = OVERLAP,
+    min_area: int = MIN_AREA,
+):
     """``(object map, scores, n_dropped)`` from ``src.inference.instance_predictions`` detections (best class per
     query; ``mask`` at ``shape``): score >= ``threshold``, one owner per pixel (higher score first), a detection
     keeping less than ``overlap`` of its mask or fewer than ``min_area`` px is dropped."""
@@ -106,8 +136,9 @@ def object_map_instance(detections: list[dict], shape: tuple[int, int], valid: n
     return objects, scores, dropped
 
 
-def object_map_panoptic(segment_map: np.ndarray, segment_classes: dict[int, int], valid: np.ndarray | None = None,
-                        min_area: int = MIN_AREA):
+def object_map_panoptic(
+    segment_map: np.ndarray, segment_classes: dict[int, int], valid: np.ndarray | None = None, min_area: int = MIN_AREA
+):
     """``(object map, None, n_small)`` from a panoptic segment-id map and ``{segment id: class id}``: the segments
     of galaxy classes (class 0, the background, is not an object)."""
     things = [s for s, c in segment_classes.items() if c != 0]
@@ -121,8 +152,9 @@ def object_map_panoptic(segment_map: np.ndarray, segment_classes: dict[int, int]
 
 
 # ------------------------------------------------------------------------------------------ measurement
-def measure_objects(objects: np.ndarray, probs: np.ndarray, scores: np.ndarray | None = None, wcs=None,
-                    origin: tuple[int, int] = (0, 0)) -> list[dict]:
+def measure_objects(
+    objects: np.ndarray, probs: np.ndarray, scores: np.ndarray | None = None, wcs=None, origin: tuple[int, int] = (0, 0)
+) -> list[dict]:
     """One catalog row per object of ``objects`` (int map, 0 = none, 1..n), without ``source``.
 
     ``probs``: (K, H, W) per-pixel class probabilities on the same grid.  ``scores``: per object (instance
@@ -142,9 +174,10 @@ def measure_objects(objects: np.ndarray, probs: np.ndarray, scores: np.ndarray |
     area = np.bincount(label, minlength=n + 1)[1:].astype(float)
     x = np.bincount(label, weights=xs, minlength=n + 1)[1:] / area + origin[0]
     y = np.bincount(label, weights=ys, minlength=n + 1)[1:] / area + origin[1]
-    inside = probs[:, ys, xs]                                                  # (K, pixels of objects)
-    mean = np.stack([np.bincount(label, weights=inside[c], minlength=n + 1)[1:] / area
-                     for c in range(NUM_LABELS)], axis=1)                      # (n, K)
+    inside = probs[:, ys, xs]  # (K, pixels of objects)
+    mean = np.stack(
+        [np.bincount(label, weights=inside[c], minlength=n + 1)[1:] / area for c in range(NUM_LABELS)], axis=1
+    )  # (n, K)
     galaxy = mean[:, 1:]
     p = galaxy / np.clip(galaxy.sum(1, keepdims=True), 1e-12, None)
     best = np.argmax(p, axis=1)
@@ -153,25 +186,40 @@ def measure_objects(objects: np.ndarray, probs: np.ndarray, scores: np.ndarray |
     score = galaxy[np.arange(n), best] if scores is None else np.asarray(scores, float)
     order = np.argsort(label, kind="stable")
     starts = np.searchsorted(label[order], np.arange(1, n + 1))
-    bounds = [np.minimum.reduceat(xs[order], starts), np.minimum.reduceat(ys[order], starts),
-              np.maximum.reduceat(xs[order], starts), np.maximum.reduceat(ys[order], starts)]
+    bounds = [
+        np.minimum.reduceat(xs[order], starts),
+        np.minimum.reduceat(ys[order], starts),
+        np.maximum.reduceat(xs[order], starts),
+        np.maximum.reduceat(ys[order], starts),
+    ]
     rows = []
     for k in range(n):
-        row = {"object": k + 1, "class": GALAXY_CLASSES[best[k]], "score": round(float(score[k]), 6),
-               **{col: round(float(v), 6) for col, v in zip(PROB_COLUMNS, p[k])},
-               "entropy": round(float(entropy[k]), 6), "x": round(float(x[k]), 3), "y": round(float(y[k]), 3),
-               "x_min": int(bounds[0][k] + origin[0]), "y_min": int(bounds[1][k] + origin[1]),
-               "x_max": int(bounds[2][k] + origin[0]), "y_max": int(bounds[3][k] + origin[1]),
-               "area_px": int(area[k])}
+        row = {
+            "object": k + 1,
+            "class": GALAXY_CLASSES[best[k]],
+            "score": round(float(score[k]), 6),
+            **{col: round(float(v), 6) for col, v in zip(PROB_COLUMNS, p[k])},
+            "entropy": round(float(entropy[k]), 6),
+            "x": round(float(x[k]), 3),
+            "y": round(float(y[k]), 3),
+            "x_min": int(bounds[0][k] + origin[0]),
+            "y_min": int(bounds[1][k] + origin[1]),
+            "x_max": int(bounds[2][k] + origin[0]),
+            "y_max": int(bounds[3][k] + origin[1]),
+            "area_px": int(area[k]),
+        }
         rows.append(row)
     if wcs is not None:
         from astropy.wcs.utils import proj_plane_pixel_area
 
         ra, dec = wcs.pixel_to_world_values(x, y)
-        pixel_area = float(proj_plane_pixel_area(wcs)) * 3600.0 ** 2
+        pixel_area = float(proj_plane_pixel_area(wcs)) * 3600.0**2
         for row, r, d in zip(rows, np.atleast_1d(ra), np.atleast_1d(dec)):
-            row.update(ra=round(float(r) % 360.0, 8), dec=round(float(d), 8),
-                       area_arcsec2=round(row["area_px"] * pixel_area, 4))
+            row.update(
+                ra=round(float(r) % 360.0, 8),
+                dec=round(float(d), 8),
+                area_arcsec2=round(row["area_px"] * pixel_area, 4),
+            )
     return rows
 
 
@@ -189,9 +237,12 @@ def catalog_columns(rows: list[dict]) -> list[str]:
     touches the frame border) and the star/galaxy columns (``src.field.stars.STAR_COLUMNS``) when rows have them."""
     from src.field.stars import STAR_COLUMNS
 
-    return (list(CATALOG_COLUMNS) + (list(SKY_COLUMNS) if any("ra" in r for r in rows) else [])
-            + (["edge"] if any("edge" in r for r in rows) else [])
-            + (list(STAR_COLUMNS) if any("stellarity" in r for r in rows) else []))
+    return (
+        list(CATALOG_COLUMNS)
+        + (list(SKY_COLUMNS) if any("ra" in r for r in rows) else [])
+        + (["edge"] if any("edge" in r for r in rows) else [])
+        + (list(STAR_COLUMNS) if any("stellarity" in r for r in rows) else [])
+    )
 
 
 def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = None) -> Path:
@@ -212,13 +263,13 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
     frame["class"] = frame["class"].astype(str)
     if "stellarity" in frame:
         frame["model_class"] = frame["model_class"].astype(str)
-        frame["stellarity"] = frame["stellarity"].astype(float)     # NaN: not judged (see src.field.stars)
+        frame["stellarity"] = frame["stellarity"].astype(float)  # NaN: not judged (see src.field.stars)
         for col in ("point_source", "saturated"):
             frame[col] = frame[col].fillna(False).astype(bool)
     with atomic_path(path, keep_suffix=True) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False, lineterminator="\n")
-        else:   # parquet too through astropy: its units are kept in the file's metadata, as for ECSV and FITS
+        else:  # parquet too through astropy: its units are kept in the file's metadata, as for ECSV and FITS
             from astropy.table import Table
 
             table = Table.from_pandas(frame)
@@ -238,12 +289,13 @@ def _utf8_strings(table) -> None:
     for col in ("source",):
         values = [str(v) for v in table[col]]
         if not all(v.isascii() for v in values):
-            table[col] = np.array([v.encode("utf-8", "surrogateescape") for v in values])   # file names: any bytes
+            table[col] = np.array([v.encode("utf-8", "surrogateescape") for v in values])  # file names: any bytes
             table.meta["COMMENT"].append(f"{col}: UTF-8 bytes")
 
 
-def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np.ndarray, wcs=None,
-                       source: str | None = None) -> list[Path]:
+def write_segmentation(
+    path: str | os.PathLike, objects: np.ndarray, classes: np.ndarray, wcs=None, source: str | None = None
+) -> list[Path]:
     """The object map (int, 0 = none) and class map (``src.classes`` ids) of an image, written atomically.
 
     ``path`` ending in ``.fits``: one file, primary HDU ``OBJECTS`` (int32) and extension ``CLASSES`` (uint8), each
@@ -260,7 +312,7 @@ def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np
         if source is not None:
             from src.images import fits_text
 
-            header["SOURCE"], encoded = fits_text(str(source))     # long values continue on CONTINUE cards
+            header["SOURCE"], encoded = fits_text(str(source))  # long values continue on CONTINUE cards
             if encoded:
                 header["SRCENC"] = ("percent", "SOURCE is percent-encoded UTF-8 (urllib.parse.unquote)")
         objects_hdu = fits.PrimaryHDU(objects.astype(np.int32), header=header.copy())
@@ -280,8 +332,9 @@ def write_segmentation(path: str | os.PathLike, objects: np.ndarray, classes: np
     return out
 
 
-def find_objects(probs, task_result, task: str, valid=None, min_area: int = MIN_AREA,
-                 score_threshold: float = SCORE_THRESHOLD):
+def find_objects(
+    probs, task_result, task: str, valid=None, min_area: int = MIN_AREA, score_threshold: float = SCORE_THRESHOLD
+):
     """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.objects``)."""
     if task == "semantic":
         return object_map_semantic(probs, valid, min_area)

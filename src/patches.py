@@ -14,18 +14,19 @@ two that several training processes need.
 * :func:`attention_kernels`: the attention kernel of a CPU training step.
 * :func:`freeze_unused_parameters` and :func:`count_masks_per_process`: see their docstrings.
 """
+
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
-
 #: What the install functions replaced, by name.
 _REPLACED: dict = {}
 
 
-def fast_deformable_attention(value: torch.Tensor, value_spatial_shapes, sampling_locations: torch.Tensor,
-                              attention_weights: torch.Tensor) -> torch.Tensor:
+def fast_deformable_attention(
+    value: torch.Tensor, value_spatial_shapes, sampling_locations: torch.Tensor, attention_weights: torch.Tensor
+) -> torch.Tensor:
     """Multi-scale deformable attention (Zhu et al. 2021), as ``transformers``' ``multi_scale_deformable_attention``.
 
     The reference samples every level, stacks the samples of all levels and points and weighs them in one
@@ -54,9 +55,9 @@ def fast_deformable_attention(value: torch.Tensor, value_spatial_shapes, samplin
     output = None
     for level, (height, width) in enumerate(value_spatial_shapes):
         level_value = per_level[level].flatten(2).transpose(1, 2).reshape(batch * heads, dim, int(height), int(width))
-        grid = grids[:, :, :, level].permute(0, 2, 3, 1, 4).flatten(0, 1)     # (batch x heads, points, queries, 2)
+        grid = grids[:, :, :, level].permute(0, 2, 3, 1, 4).flatten(0, 1)  # (batch x heads, points, queries, 2)
         samples = F.grid_sample(level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        term = (samples * weights[:, :, level]).sum(2)                        # (batch x heads, dim, queries)
+        term = (samples * weights[:, :, level]).sum(2)  # (batch x heads, dim, queries)
         output = term if output is None else output + term
     return output.view(batch, heads * dim, queries).transpose(1, 2).contiguous()
 
@@ -92,8 +93,10 @@ def contiguous_attention_inputs(model) -> None:
     permuted view of image features).  Values are unchanged; only the layout, which decides the matmul kernel, is."""
     from transformers.models.oneformer import modeling_oneformer as oneformer
 
-    kinds = (oneformer.OneFormerTransformerDecoderQueryTransformerDecoder,
-             oneformer.OneFormerTransformerDecoderCrossAttentionLayer)
+    kinds = (
+        oneformer.OneFormerTransformerDecoderQueryTransformerDecoder,
+        oneformer.OneFormerTransformerDecoderCrossAttentionLayer,
+    )
     for module in model.modules():
         if isinstance(module, kinds) and not getattr(module, "_contiguous_inputs", False):
             module.register_forward_pre_hook(_contiguous_inputs, with_kwargs=True)
@@ -167,6 +170,7 @@ def count_masks_per_process(model) -> None:
     (same batches, same normalisation; DDP averages the gradients as accumulation does), and the loss has no
     collective call, so validation needs no lockstep.  One process is unchanged.
     """
+
     def get_num_masks(class_labels, device):
         count = torch.as_tensor([float(sum(len(classes) for classes in class_labels))], device=device)
         return torch.clamp(count, min=1)

@@ -14,6 +14,7 @@ The run, for each process (``accelerate launch`` / ``torchrun`` start several; A
    ``records/<name>.json`` written last (atomically): an input with a record is done, ``--resume`` skips it;
 4. the main process merges the records of all inputs into one catalog and ``predict_report.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import os
 import shutil
 import time
 from collections import Counter
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,19 @@ import torch
 
 from src.atomic import folder_lock, write_json_atomic
 from src.classes import GALAXY_CLASSES
+from src.field.stars import STAR_AGREEMENT, STAR_RULES, apply_star_rule, separate_image, sources_of_objects
 from src.images import BANDS, ImageError
 from src.inference import PRECISIONS, resolve_precision, segment, set_precision
-from src.objects import (CATALOG_FORMATS, MIN_AREA, SCORE_THRESHOLD, class_map, find_objects, measure_objects,
-                         write_catalog, write_segmentation)
-from src.field.stars import STAR_AGREEMENT, STAR_RULES, apply_star_rule, separate_image, sources_of_objects
+from src.objects import (
+    CATALOG_FORMATS,
+    MIN_AREA,
+    SCORE_THRESHOLD,
+    class_map,
+    find_objects,
+    measure_objects,
+    write_catalog,
+    write_segmentation,
+)
 from src.sources import InputError, Source, discover, load
 
 logger = logging.getLogger(__name__)
@@ -49,9 +58,27 @@ SETTINGS_FILE = "predict_settings.json"
 REPORT_FILE = "predict_report.json"
 RECORDS = "records"
 #: Settings that change the results: a run can only be resumed with the same ones.
-RESULT_SETTINGS = ("model", "base_card", "task", "tta", "bands", "flux_scale", "min_area", "score_threshold",
-                   "field", "strategy", "stamp_pixels", "stamp_scale", "min_candidate_area", "detect_thresh", "tile",
-                   "overlap", "stars", "outline", "precision")
+RESULT_SETTINGS = (
+    "model",
+    "base_card",
+    "task",
+    "tta",
+    "bands",
+    "flux_scale",
+    "min_area",
+    "score_threshold",
+    "field",
+    "strategy",
+    "stamp_pixels",
+    "stamp_scale",
+    "min_candidate_area",
+    "detect_thresh",
+    "tile",
+    "overlap",
+    "stars",
+    "outline",
+    "precision",
+)
 
 
 @dataclass
@@ -63,7 +90,7 @@ class PredictConfig:
     out: str
     task: str = "semantic"
     batch_size: int = 8
-    workers: int | None = None           # DataLoader workers; None: default_workers()
+    workers: int | None = None  # DataLoader workers; None: default_workers()
     device: str | None = None
     cpu: bool = False
     tta: bool = False
@@ -77,28 +104,39 @@ class PredictConfig:
     resume: bool = False
     quiet: bool = False
     base_card: str | None = None
-    field: bool = False                   # survey frames: every galaxy of each input (src.field)
-    strategy: str = "cutout"              # field strategy: cutout (sep + GZ2-scale stamps) or tiles
+    field: bool = False  # survey frames: every galaxy of each input (src.field)
+    strategy: str = "cutout"  # field strategy: cutout (sep + GZ2-scale stamps) or tiles
     stamp_pixels: int = 256
     stamp_scale: str = "fill"
     min_candidate_area: int = 90
     detect_thresh: float | None = None
     tile: int = 512
     overlap: int = 224
-    stars: str = "artifact"               # point sources: class A, or the model's class (src.field.stars)
-    outline: str = "sep"                  # field cutout strategy: the object's outline from sep or from the model
-    report: bool = False                  # write OUT/report.html (src.report) after the catalog
-    precision: str = "auto"               # the model's precision: auto (bf16 on AMX CPUs), fp32 or bf16
+    stars: str = "artifact"  # point sources: class A, or the model's class (src.field.stars)
+    outline: str = "sep"  # field cutout strategy: the object's outline from sep or from the model
+    report: bool = False  # write OUT/report.html (src.report) after the catalog
+    precision: str = "auto"  # the model's precision: auto (bf16 on AMX CPUs), fp32 or bf16
 
     def field_settings(self):
         """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
         from src.field.run import FieldSettings
 
-        return FieldSettings(strategy=self.strategy, stamp_pixels=self.stamp_pixels, stamp_scale=self.stamp_scale,
-                             min_candidate_area=self.min_candidate_area, detect_thresh=self.detect_thresh,
-                             tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, min_area=self.min_area,
-                             task=self.task, score_threshold=self.score_threshold, tta=self.tta, stars=self.stars,
-                             outline=self.outline)
+        return FieldSettings(
+            strategy=self.strategy,
+            stamp_pixels=self.stamp_pixels,
+            stamp_scale=self.stamp_scale,
+            min_candidate_area=self.min_candidate_area,
+            detect_thresh=self.detect_thresh,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            min_area=self.min_area,
+            task=self.task,
+            score_threshold=self.score_threshold,
+            tta=self.tta,
+            stars=self.stars,
+            outline=self.outline,
+        )
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""
@@ -110,8 +148,9 @@ class PredictConfig:
             raise InputError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}, got {self.catalog_format!r}")
         if self.batch_size < 1 or (self.workers is not None and self.workers < 0) or self.min_area < 1:
             raise InputError("batch size and min area must be >= 1, workers >= 0")
-        if self.flux_scale is not None and (len(self.flux_scale) not in (1, 3) or
-                                            not all(np.isfinite(f) and f > 0 for f in self.flux_scale)):
+        if self.flux_scale is not None and (
+            len(self.flux_scale) not in (1, 3) or not all(np.isfinite(f) and f > 0 for f in self.flux_scale)
+        ):
             raise InputError(f"--flux-scale takes 1 or 3 positive factors, got {list(self.flux_scale)}")
         if not self.inputs:
             raise InputError("no INPUT given")
@@ -121,8 +160,10 @@ class PredictConfig:
             if self.strategy not in ("cutout", "tiles"):
                 raise InputError(f"--strategy must be cutout or tiles, got {self.strategy!r}")
             if self.strategy == "cutout" and self.task != "semantic":
-                raise InputError(f"--strategy cutout keeps the central object of each stamp's semantic map; "
-                                 f"--task {self.task} applies to --strategy tiles only")
+                raise InputError(
+                    f"--strategy cutout keeps the central object of each stamp's semantic map; "
+                    f"--task {self.task} applies to --strategy tiles only"
+                )
             try:
                 self.field_settings().check()
             except ValueError as err:
@@ -151,14 +192,16 @@ class SourceDataset(torch.utils.data.Dataset):
             item = load(self.sources[i], self.flux_scale)
         except ImageError as err:
             return {"index": i, "error": str(err)}
-        except Exception as err:   # noqa: BLE001 - any library failure on a bad file is that file's error
+        except Exception as err:  # noqa: BLE001 - any library failure on a bad file is that file's error
             return {"index": i, "error": f"{self.sources[i].source}: unreadable ({type(err).__name__}: {err})"}
         item.update(index=i, read_s=time.perf_counter() - start)
-        try:   # the star/galaxy measurements need only the image: here, beside the model
+        try:  # the star/galaxy measurements need only the image: here, beside the model
             item["stars"] = separate_image(item["rgb"], valid=item["valid"])
-        except Exception as err:   # noqa: BLE001 - sep failing on an odd image is that image's error
-            return {"index": i, "error": f"{self.sources[i].source}: star/galaxy measurement failed "
-                                         f"({type(err).__name__}: {err})"}
+        except Exception as err:  # noqa: BLE001 - sep failing on an odd image is that image's error
+            return {
+                "index": i,
+                "error": f"{self.sources[i].source}: star/galaxy measurement failed ({type(err).__name__}: {err})",
+            }
         return item
 
 
@@ -175,27 +218,40 @@ def _collate(items):
 
 
 def _worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)   # the workers share the cores with the model
+    torch.set_num_threads(1)  # the workers share the cores with the model
 
 
 # ------------------------------------------------------------------------------------------ outputs of one input
-def _finish(cfg: PredictConfig, out: Path, source: Source, item: dict, probs, task_result, model_s: float,
-            rank: int, writer) -> Future:
+def _finish(
+    cfg: PredictConfig, out: Path, source: Source, item: dict, probs, task_result, model_s: float, rank: int, writer
+) -> Future:
     """Objects and catalog rows of one input (here), then its files, written by the ``writer`` thread pool
     (mostly waiting for the disk, which the model's compute then hides): segmentation, overlay, and the record
     last.  Returns the future of the record."""
     tic = time.perf_counter()
-    objects, scores, dropped = find_objects(probs, task_result, cfg.task, item["valid"], cfg.min_area,
-                                            cfg.score_threshold)
+    objects, scores, dropped = find_objects(
+        probs, task_result, cfg.task, item["valid"], cfg.min_area, cfg.score_threshold
+    )
     rows = measure_objects(objects, probs, scores, item["wcs"])
     table, stars = item["stars"]
     agreement = apply_star_rule(rows, sources_of_objects(objects, table), stars, cfg.stars)
     rows = [{"source": source.source, **row} for row in rows]
-    record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
-              "rank": rank, "n_objects": len(rows), "dropped": int(dropped), "rows": rows,
-              "stars": {**stars.summary(), **agreement},
-              "size": list(item["rgb"].shape[:2]), "wcs": item["wcs"] is not None if source.is_fits else None,
-              **item["info"], "read_s": round(item["read_s"], 4), "model_s": round(model_s, 4)}
+    record = {
+        "name": source.name,
+        "source": source.source,
+        "paths": list(source.paths),
+        "status": "ok",
+        "rank": rank,
+        "n_objects": len(rows),
+        "dropped": int(dropped),
+        "rows": rows,
+        "stars": {**stars.summary(), **agreement},
+        "size": list(item["rgb"].shape[:2]),
+        "wcs": item["wcs"] is not None if source.is_fits else None,
+        **item["info"],
+        "read_s": round(item["read_s"], 4),
+        "model_s": round(model_s, 4),
+    }
 
     def write() -> dict:
         seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
@@ -229,8 +285,7 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
         result.timings["measure_s"] = time.perf_counter() - step
         step = time.perf_counter()
         seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
-        files = write_segmentation(seg, result.object_map, class_map(result.object_map, rows), frame.wcs,
-                                   source.source)
+        files = write_segmentation(seg, result.object_map, class_map(result.object_map, rows), frame.wcs, source.source)
         if cfg.overlays:
             from src.images import write_png
             from src.visual import overlay
@@ -239,17 +294,28 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
             files.append(out / "overlays" / f"{source.name}.png")
             write_png(files[-1], overlay(rgb, result.object_map, rows))
         result.timings["write_s"] = time.perf_counter() - step
-        record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "ok",
-                  "rank": rank, "n_objects": len(rows), "dropped": result.counts.get("duplicate", 0)
-                  + result.counts.get("too_small", 0), "rows": rows, "size": list(frame.shape),
-                  "wcs": frame.wcs is not None if source.is_fits else None, **frame.info(),
-                  "stars": {**result.stars.summary(),
-                            **{k: result.counts.get(k, 0) for k in STAR_AGREEMENT}},
-                  "field": {"strategy": cfg.strategy, "counts": result.counts,
-                            "timings": {k: round(v, 4) for k, v in result.timings.items()},
-                            "peak_rss_gib": {**result.peak_rss_gib, "written": peak_rss_gib()}},
-                  "outputs": [str(f.relative_to(out)) for f in files],
-                  "seconds": round(time.perf_counter() - tic, 4)}
+        record = {
+            "name": source.name,
+            "source": source.source,
+            "paths": list(source.paths),
+            "status": "ok",
+            "rank": rank,
+            "n_objects": len(rows),
+            "dropped": result.counts.get("duplicate", 0) + result.counts.get("too_small", 0),
+            "rows": rows,
+            "size": list(frame.shape),
+            "wcs": frame.wcs is not None if source.is_fits else None,
+            **frame.info(),
+            "stars": {**result.stars.summary(), **{k: result.counts.get(k, 0) for k in STAR_AGREEMENT}},
+            "field": {
+                "strategy": cfg.strategy,
+                "counts": result.counts,
+                "timings": {k: round(v, 4) for k, v in result.timings.items()},
+                "peak_rss_gib": {**result.peak_rss_gib, "written": peak_rss_gib()},
+            },
+            "outputs": [str(f.relative_to(out)) for f in files],
+            "seconds": round(time.perf_counter() - tic, 4),
+        }
     finally:
         frame.close()
     write_json_atomic(out / RECORDS / f"{source.name}.json", record)
@@ -257,8 +323,14 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
 
 
 def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
-    record = {"name": source.name, "source": source.source, "paths": list(source.paths), "status": "failed",
-              "rank": rank, "error": error}
+    record = {
+        "name": source.name,
+        "source": source.source,
+        "paths": list(source.paths),
+        "status": "failed",
+        "rank": rank,
+        "error": error,
+    }
     write_json_atomic(out / RECORDS / f"{source.name}.json", record)
     return record
 
@@ -271,8 +343,11 @@ def _done(out: Path, source: Source, overlays: bool) -> bool:
     except (OSError, ValueError):
         return False
     wanted = [*record.get("outputs", []), *([f"overlays/{source.name}.png"] if overlays else [])]
-    return (record.get("status") == "ok" and record.get("source") == source.source
-            and all((out / f).is_file() for f in wanted))
+    return (
+        record.get("status") == "ok"
+        and record.get("source") == source.source
+        and all((out / f).is_file() for f in wanted)
+    )
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -284,13 +359,16 @@ def _pending(cfg: PredictConfig, out: Path, sources: list[Source]) -> list[Sourc
         _refuse_foreign(cfg, out)
         return list(sources)
     if not settings_path.is_file():
-        raise InputError(f"{out}: holds {RECORDS}/ but no {SETTINGS_FILE}: not the output of a predict.py run; "
-                         f"choose another --out")
+        raise InputError(
+            f"{out}: holds {RECORDS}/ but no {SETTINGS_FILE}: not the output of a predict.py run; choose another --out"
+        )
     if not cfg.resume:
         raise InputError(f"{out} holds the results of an earlier run: --resume continues it, or choose another --out")
     previous = _read_settings(settings_path)
     settings = cfg.result_settings()
-    changed = [f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS if previous.get(k) != settings[k]]
+    changed = [
+        f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in RESULT_SETTINGS if previous.get(k) != settings[k]
+    ]
     if changed:
         raise InputError(f"{out}: cannot resume with other settings ({'; '.join(changed)})")
     _keep_earlier_names(out, sources)
@@ -305,7 +383,7 @@ LOCK_FILE = ".predict.lock"
 
 def check_values(cfg: PredictConfig) -> None:
     """``InputError`` for option values outside their range (argparse's ``float`` takes ``nan`` and ``inf``)."""
-    if not 0.0 <= cfg.score_threshold <= 1.0:     # false for NaN too
+    if not 0.0 <= cfg.score_threshold <= 1.0:  # false for NaN too
         raise InputError(f"--score-threshold must be a number in [0, 1], got {cfg.score_threshold}")
     if cfg.detect_thresh is not None and not (np.isfinite(cfg.detect_thresh) and cfg.detect_thresh > 0):
         raise InputError(f"--detect-thresh must be a positive number, got {cfg.detect_thresh}")
@@ -332,12 +410,16 @@ def _refuse_foreign(cfg: PredictConfig, out: Path) -> None:
         return
     ours = [name for name in (*OWN_FILES, *OWN_FOLDERS) if (out / name).exists()]
     if ours:
-        raise InputError(f"{out}: holds {', '.join(ours)} but no {SETTINGS_FILE}: not the output of a predict.py "
-                         f"run, which would replace them; choose another --out")
+        raise InputError(
+            f"{out}: holds {', '.join(ours)} but no {SETTINGS_FILE}: not the output of a predict.py "
+            f"run, which would replace them; choose another --out"
+        )
     others = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
     if cfg.resume and others:
-        raise InputError(f"{out}: nothing to resume: no predict.py run in this folder (no {SETTINGS_FILE}; it holds "
-                         f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
+        raise InputError(
+            f"{out}: nothing to resume: no predict.py run in this folder (no {SETTINGS_FILE}; it holds "
+            f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+        )
 
 
 def _read_record(path: Path) -> dict | None:
@@ -390,8 +472,10 @@ def _warn_wcs(inputs: list[dict], no_wcs: list[str]) -> None:
     broken = {i["source"]: i["wcs_problem"] for i in inputs if i.get("wcs_problem") and i["source"] in no_wcs}
     plain = [s for s in no_wcs if s not in broken]
     if plain:
-        logger.warning(f"{len(plain)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
-                       f"only (e.g. {plain[0]})")
+        logger.warning(
+            f"{len(plain)} FITS input(s) have no celestial WCS; their objects have pixel coordinates "
+            f"only (e.g. {plain[0]})"
+        )
     for problem in broken.values():
         logger.warning(f"unusable WCS: {problem}; its objects have pixel coordinates only")
 
@@ -421,7 +505,7 @@ def _claim(out: Path, main_process: bool):
     finally:
         if failed and not existed:
             try:
-                out.rmdir()   # only when empty
+                out.rmdir()  # only when empty
             except OSError:
                 pass
 
@@ -435,15 +519,16 @@ def _remove_temporary_files(out: Path) -> None:
         path.unlink()
 
 
-def _run_field_share(cfg: PredictConfig, out: Path, mine: list[Source], model, processor, flux_scale, rank: int,
-                     progress) -> list[dict]:
+def _run_field_share(
+    cfg: PredictConfig, out: Path, mine: list[Source], model, processor, flux_scale, rank: int, progress
+) -> list[dict]:
     """``--field``: this process's frames one at a time (each read region by region, the model run on its stamps
     or tiles); returns their records."""
     processed = []
     for source in mine:
         try:
             processed.append(_finish_field(cfg, out, source, model, processor, flux_scale, rank))
-        except (ImageError, OSError, ValueError) as err:   # frames are read lazily: astropy / sep errors land here
+        except (ImageError, OSError, ValueError) as err:  # frames are read lazily: astropy / sep errors land here
             message = str(err) if isinstance(err, ImageError) else f"{source.source}: unreadable frame ({err})"
             if not cfg.skip_bad:
                 raise ImageError(f"{message} (--skip-bad goes on without it)") from None
@@ -452,17 +537,23 @@ def _run_field_share(cfg: PredictConfig, out: Path, mine: list[Source], model, p
     return processed
 
 
-def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, processor, rank: int,
-               progress=lambda n: None) -> list[dict]:
+def _run_share(
+    cfg: PredictConfig, out: Path, mine: list[Source], model, processor, rank: int, progress=lambda n: None
+) -> list[dict]:
     """Segment this process's sources; returns their records.  ``progress(n)``: n more sources are done."""
     flux_scale = None if cfg.flux_scale is None else np.broadcast_to(np.asarray(cfg.flux_scale, float), 3)
     if cfg.field:
         return _run_field_share(cfg, out, mine, model, processor, flux_scale, rank, progress)
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = torch.utils.data.DataLoader(
-        SourceDataset(mine, flux_scale), batch_size=cfg.batch_size, num_workers=workers, collate_fn=_collate,
-        worker_init_fn=_worker_init if workers else None, prefetch_factor=2 if workers else None)
-    processed: list = []                # records, or futures of records
+        SourceDataset(mine, flux_scale),
+        batch_size=cfg.batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+    processed: list = []  # records, or futures of records
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict-writer")
 
     def fail(source: Source, error: str) -> None:
@@ -479,7 +570,7 @@ def _run_share(cfg: PredictConfig, out: Path, mine: list[Source], model, process
             results = segment(model, processor, [item["rgb"] for item in good], cfg.task, cfg.tta, cfg.batch_size)
             for item, (probs, task_result, model_s) in zip(good, results):
                 source = mine[item["index"]]
-                if not np.isfinite(probs).all():   # a broken model: said, never turned into background
+                if not np.isfinite(probs).all():  # a broken model: said, never turned into background
                     fail(source, f"{source.source}: the model's output is not finite (NaN / inf)")
                     continue
                 future = _finish(cfg, out, source, item, probs, task_result, model_s, rank, writer)
@@ -530,14 +621,17 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
     discovery = discover(cfg.inputs, cfg.bands)
     if discovery.problems and not cfg.skip_bad:
         more = len(discovery.problems) - 5
-        raise InputError("; ".join(p["error"] for p in discovery.problems[:5]) +
-                         (f" (and {more} more)" if more > 0 else "") + " (--skip-bad goes on without them)")
+        raise InputError(
+            "; ".join(p["error"] for p in discovery.problems[:5])
+            + (f" (and {more} more)" if more > 0 else "")
+            + " (--skip-bad goes on without them)"
+        )
     if not discovery.sources and not discovery.problems:
         raise InputError("no images found in the INPUTs")
     pending = _pending(cfg, out, discovery.sources)
     if cfg.resume and state.is_main_process:
         _remove_temporary_files(out)
-    state.wait_for_everyone()   # every process has listed what is done before anyone writes
+    state.wait_for_everyone()  # every process has listed what is done before anyone writes
     if state.is_main_process:
         write_json_atomic(out / SETTINGS_FILE, cfg.result_settings(), indent=1)
 
@@ -562,11 +656,19 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
 
     tic = time.perf_counter()
     with state.split_between_processes(pending) as mine:
-        with progress_bar(total=len(pending), desc="predict", unit="img",
-                          disable=cfg.quiet or not state.is_main_process) as bar:
+        with progress_bar(
+            total=len(pending), desc="predict", unit="img", disable=cfg.quiet or not state.is_main_process
+        ) as bar:
             # the main process's bar stands for all of them (they have equal shares)
-            processed = _run_share(cfg, out, mine, model, processor, state.process_index,
-                                   lambda n: bar.update(min(n * state.num_processes, bar.total - bar.n)))
+            processed = _run_share(
+                cfg,
+                out,
+                mine,
+                model,
+                processor,
+                state.process_index,
+                lambda n: bar.update(min(n * state.num_processes, bar.total - bar.n)),
+            )
     predict_s = time.perf_counter() - tic
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -580,8 +682,7 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
     return report
 
 
-def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int, timings: dict,
-          started: float) -> dict:
+def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int, timings: dict, started: float) -> dict:
     """Catalog and report from the records of all inputs (main process)."""
     tic = time.perf_counter()
     out = Path(cfg.out)
@@ -590,7 +691,7 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
     for source in discovery.sources:
         path = out / RECORDS / f"{source.name}.json"
         record = json.loads(path.read_text()) if path.is_file() else None
-        if record is None or record.get("source") != source.source:     # a record of another input: not this one's
+        if record is None or record.get("source") != source.source:  # a record of another input: not this one's
             record = {"status": "missing", "source": source.source}
         if record["status"] == "ok":
             rows += record["rows"]
@@ -598,13 +699,16 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
                 no_wcs.append(source.source)
         if source.name in pending_names and "rank" in record:
             ranks.add(record["rank"])
-        inputs.append({k: v for k, v in record.items() if k not in ("rows", "paths", "name")}
-                      | {"resumed": source.name not in pending_names})
+        inputs.append(
+            {k: v for k, v in record.items() if k not in ("rows", "paths", "name")}
+            | {"resumed": source.name not in pending_names}
+        )
     failed = [i for i in inputs if i["status"] != "ok"]
-    earlier = _earlier_records(out, {s.name for s in discovery.sources})   # the catalog holds every record's rows
+    earlier = _earlier_records(out, {s.name for s in discovery.sources})  # the catalog holds every record's rows
     rows = [row for r in earlier if r["status"] == "ok" for row in r.get("rows", [])] + rows
-    inputs = [{k: v for k, v in r.items() if k not in ("rows", "paths", "name")} | {"earlier_run": True}
-              for r in earlier] + inputs
+    inputs = [
+        {k: v for k, v in r.items() if k not in ("rows", "paths", "name")} | {"earlier_run": True} for r in earlier
+    ] + inputs
     skipped = [{"source": p["input"], "status": "failed", "error": p["error"]} for p in discovery.problems]
     catalog = write_catalog(rows, out / f"catalog.{cfg.catalog_format}", cfg.catalog_format)
     counts = Counter(r["class"] for r in rows)
@@ -614,21 +718,39 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
     timings.update(merge_s=round(time.perf_counter() - tic, 3), total_s=round(time.perf_counter() - started, 3))
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": cfg.model, "settings": {**cfg.result_settings(), "batch_size": cfg.batch_size,
-                                         "workers": default_workers() if cfg.workers is None else cfg.workers,
-                                         "catalog_format": cfg.catalog_format,
-                                         "overlays": cfg.overlays, "skip_bad": cfg.skip_bad, "resume": cfg.resume},
-        "world_size": world_size, "ranks_seen": sorted(ranks),
-        "counts": {"inputs": len(discovery.sources) + len(discovery.problems), "images": len(discovery.sources),
-                   "ok": len(discovery.sources) - len(failed), "failed": len(failed) + len(skipped),
-                   "processed_now": len(pending), "resumed": len(discovery.sources) - len(pending),
-                   "duplicates": discovery.duplicates, "ignored_files": discovery.ignored, "objects": len(rows),
-                   "by_class": {name: counts.get(name, 0) for name in GALAXY_CLASSES},
-                   "point_sources": sum(bool(r.get("point_source")) for r in rows),
-                   **{key: sum(i.get("stars", {}).get(key, 0) for i in inputs) for key in STAR_AGREEMENT[1:]},
-                   "no_wcs": len(no_wcs), "earlier_run": {"ok": sum(r["status"] == "ok" for r in earlier),
-                                                          "failed": sum(r["status"] != "ok" for r in earlier)}},
-        "catalog": str(catalog.relative_to(out)), "timings": timings,
+        "model": cfg.model,
+        "settings": {
+            **cfg.result_settings(),
+            "batch_size": cfg.batch_size,
+            "workers": default_workers() if cfg.workers is None else cfg.workers,
+            "catalog_format": cfg.catalog_format,
+            "overlays": cfg.overlays,
+            "skip_bad": cfg.skip_bad,
+            "resume": cfg.resume,
+        },
+        "world_size": world_size,
+        "ranks_seen": sorted(ranks),
+        "counts": {
+            "inputs": len(discovery.sources) + len(discovery.problems),
+            "images": len(discovery.sources),
+            "ok": len(discovery.sources) - len(failed),
+            "failed": len(failed) + len(skipped),
+            "processed_now": len(pending),
+            "resumed": len(discovery.sources) - len(pending),
+            "duplicates": discovery.duplicates,
+            "ignored_files": discovery.ignored,
+            "objects": len(rows),
+            "by_class": {name: counts.get(name, 0) for name in GALAXY_CLASSES},
+            "point_sources": sum(bool(r.get("point_source")) for r in rows),
+            **{key: sum(i.get("stars", {}).get(key, 0) for i in inputs) for key in STAR_AGREEMENT[1:]},
+            "no_wcs": len(no_wcs),
+            "earlier_run": {
+                "ok": sum(r["status"] == "ok" for r in earlier),
+                "failed": sum(r["status"] != "ok" for r in earlier),
+            },
+        },
+        "catalog": str(catalog.relative_to(out)),
+        "timings": timings,
         "inputs": inputs + skipped,
     }
     write_json_atomic(out / REPORT_FILE, report, indent=1)
@@ -643,87 +765,188 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="predict.py",
         description="Segment and classify galaxies in your own images with a trained model: a catalog "
-                    "(pixel and sky coordinates), segmentation maps, overlays.",
-        epilog="Several processes: accelerate launch predict.py ... (or torchrun --nproc_per_node N predict.py ...).")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files (JPEG/PNG/TIFF/FITS), folders, glob patterns, or @list.txt")
-    p.add_argument("--model", required=True, help="save_pretrained folder (safetensors/NAME), bare .safetensors "
-                                                  "state dict or preset")
+        "(pixel and sky coordinates), segmentation maps, overlays.",
+        epilog="Several processes: accelerate launch predict.py ... (or torchrun --nproc_per_node N predict.py ...).",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files (JPEG/PNG/TIFF/FITS), folders, glob patterns, or @list.txt",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="save_pretrained folder (safetensors/NAME), bare .safetensors state dict or preset",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--task", default="semantic", choices=TASKS,
-                   help="the task the model is conditioned on, which decides what an object is (default semantic: "
-                        "connected regions of galaxy pixels; see README)")
+    p.add_argument(
+        "--task",
+        default="semantic",
+        choices=TASKS,
+        help="the task the model is conditioned on, which decides what an object is (default semantic: "
+        "connected regions of galaxy pixels; see README)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader worker processes reading images (default: 0 on machines of 2 cores or fewer, where "
-                        "reading runs between forward passes, else 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader worker processes reading images (default: 0 on machines of 2 cores or fewer, where "
+        "reading runs between forward passes, else 1)",
+    )
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: CUDA, else MPS, else CPU)")
     p.add_argument("--cpu", action="store_true", help="force the CPU (same as --device cpu)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="the model's arithmetic: auto = bf16 on CPUs with AMX (1.3x faster, labels agree on > 99.9 %% "
-                        "of pixels), else fp32 (default auto)")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="go on past unusable inputs (listed in the report; exit status 1)")
-    p.add_argument("--overlays", action="store_true", help="write overlays/NAME.png (outlines and labels); with --field the whole frame is drawn "
-                        "in memory (about 8 bytes per pixel: ~3 GB for 20k x 20k)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="the model's arithmetic: auto = bf16 on CPUs with AMX (1.3x faster, labels agree on > 99.9 %% "
+        "of pixels), else fp32 (default auto)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)",
+    )
+    p.add_argument(
+        "--skip-bad", action="store_true", help="go on past unusable inputs (listed in the report; exit status 1)"
+    )
+    p.add_argument(
+        "--overlays",
+        action="store_true",
+        help="write overlays/NAME.png (outlines and labels); with --field the whole frame is drawn "
+        "in memory (about 8 bytes per pixel: ~3 GB for 20k x 20k)",
+    )
     p.add_argument("--catalog-format", default="csv", choices=CATALOG_FORMATS, help="(default csv)")
-    p.add_argument("--bands", nargs=3, default=list(BANDS), metavar=("G", "R", "I"),
-                   help="FITS band suffixes, blue to red, shown as B, G, R (default: g r i)")
-    p.add_argument("--flux-scale", type=float, nargs="+", default=None, metavar="F",
-                   help="FITS: multiply the sky-subtracted bands by these 1 or 3 factors instead of scaling their "
-                        "measured sky noise to the training set's")
+    p.add_argument(
+        "--bands",
+        nargs=3,
+        default=list(BANDS),
+        metavar=("G", "R", "I"),
+        help="FITS band suffixes, blue to red, shown as B, G, R (default: g r i)",
+    )
+    p.add_argument(
+        "--flux-scale",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="F",
+        help="FITS: multiply the sky-subtracted bands by these 1 or 3 factors instead of scaling their "
+        "measured sky noise to the training set's",
+    )
     p.add_argument("--min-area", type=int, default=MIN_AREA, help=f"smallest object, px (default {MIN_AREA})")
-    p.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
-                   help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=SCORE_THRESHOLD,
+        help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})",
+    )
     p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
-    p.add_argument("--stars", default="artifact", choices=STAR_RULES,
-                   help="point sources (the star/galaxy separation of src.field.stars: each frame's PSF measured from "
-                        "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
-                        "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
-                        "way the catalog has the columns model_class, stellarity, point_source, saturated")
-    p.add_argument("--report", action="store_true", help="also write OUT/report.html: the image(s), outlines and "
-                                                         "catalog in one offline page (python -m src.report OUT)")
+    p.add_argument(
+        "--stars",
+        default="artifact",
+        choices=STAR_RULES,
+        help="point sources (the star/galaxy separation of src.field.stars: each frame's PSF measured from "
+        "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
+        "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
+        "way the catalog has the columns model_class, stellarity, point_source, saturated",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUT/report.html: the image(s), outlines and "
+        "catalog in one offline page (python -m src.report OUT)",
+    )
     add_output_options(p)
     f = p.add_argument_group("survey frames (--field; see README)")
-    f.add_argument("--field", action="store_true",
-                   help="each INPUT is a survey frame: detect, cut out, segment and classify every galaxy")
-    f.add_argument("--strategy", default="cutout", choices=("cutout", "tiles"),
-                   help="cutout (models trained on GZ2 cutouts; default): sep candidates -> stamps at the GZ2 scale; "
-                        "tiles (models trained on fields): overlapping tiles, objects merged across borders")
+    f.add_argument(
+        "--field",
+        action="store_true",
+        help="each INPUT is a survey frame: detect, cut out, segment and classify every galaxy",
+    )
+    f.add_argument(
+        "--strategy",
+        default="cutout",
+        choices=("cutout", "tiles"),
+        help="cutout (models trained on GZ2 cutouts; default): sep candidates -> stamps at the GZ2 scale; "
+        "tiles (models trained on fields): overlapping tiles, objects merged across borders",
+    )
     f.add_argument("--stamp-pixels", type=int, default=256, help="cutout: stamp side given to the model (default 256)")
-    f.add_argument("--stamp-scale", default="fill", choices=("fill", "native"),
-                   help="cutout: the stamp's side in the frame: fill = the GZ2 rule, the object fills the stamp as the "
-                        "median GZ2 galaxy its cutout (models trained on cutouts scaled to their galaxy); native = "
-                        "--stamp-pixels px, no resampling (models trained at the frame's pixel scale, e.g. the "
-                        "synthetic set) (default fill; see README)")
-    f.add_argument("--min-candidate-area", type=int, default=90,
-                   help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)")
-    f.add_argument("--detect-thresh", type=float, default=None,
-                   help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)")
-    f.add_argument("--outline", default="sep", choices=("sep", "model"),
-                   help="cutout: an object's outline: sep = the candidate's sep isophote segment (3 sigma, deblended; "
-                        "it reaches the galaxy's visible edge), the model giving its class and score (default); "
-                        "model = the model's central region of the stamp")
+    f.add_argument(
+        "--stamp-scale",
+        default="fill",
+        choices=("fill", "native"),
+        help="cutout: the stamp's side in the frame: fill = the GZ2 rule, the object fills the stamp as the "
+        "median GZ2 galaxy its cutout (models trained on cutouts scaled to their galaxy); native = "
+        "--stamp-pixels px, no resampling (models trained at the frame's pixel scale, e.g. the "
+        "synthetic set) (default fill; see README)",
+    )
+    f.add_argument(
+        "--min-candidate-area",
+        type=int,
+        default=90,
+        help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)",
+    )
+    f.add_argument(
+        "--detect-thresh",
+        type=float,
+        default=None,
+        help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)",
+    )
+    f.add_argument(
+        "--outline",
+        default="sep",
+        choices=("sep", "model"),
+        help="cutout: an object's outline: sep = the candidate's sep isophote segment (3 sigma, deblended; "
+        "it reaches the galaxy's visible edge), the model giving its class and score (default); "
+        "model = the model's central region of the stamp",
+    )
     f.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
-    f.add_argument("--overlap", type=int, default=224,
-                   help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)")
+    f.add_argument(
+        "--overlap",
+        type=int,
+        default=224,
+        help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)",
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
     return PredictConfig(
-        model=args.model, inputs=list(args.inputs), out=args.out, task=args.task, batch_size=args.batch_size,
-        workers=args.workers, device=args.device, cpu=args.cpu, tta=args.tta, skip_bad=args.skip_bad,
+        model=args.model,
+        inputs=list(args.inputs),
+        out=args.out,
+        task=args.task,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        cpu=args.cpu,
+        tta=args.tta,
+        skip_bad=args.skip_bad,
         precision=args.precision,
-        overlays=args.overlays, catalog_format=args.catalog_format, bands=tuple(args.bands),
-        flux_scale=None if args.flux_scale is None else tuple(args.flux_scale), min_area=args.min_area,
-        score_threshold=args.score_threshold, resume=args.resume, quiet=args.quiet, base_card=args.base_card,
-        field=args.field, strategy=args.strategy, stamp_pixels=args.stamp_pixels, stamp_scale=args.stamp_scale,
-        min_candidate_area=args.min_candidate_area, detect_thresh=args.detect_thresh, tile=args.tile,
-        overlap=args.overlap, stars=args.stars, outline=args.outline, report=args.report)
+        overlays=args.overlays,
+        catalog_format=args.catalog_format,
+        bands=tuple(args.bands),
+        flux_scale=None if args.flux_scale is None else tuple(args.flux_scale),
+        min_area=args.min_area,
+        score_threshold=args.score_threshold,
+        resume=args.resume,
+        quiet=args.quiet,
+        base_card=args.base_card,
+        field=args.field,
+        strategy=args.strategy,
+        stamp_pixels=args.stamp_pixels,
+        stamp_scale=args.stamp_scale,
+        min_candidate_area=args.min_candidate_area,
+        detect_thresh=args.detect_thresh,
+        tile=args.tile,
+        overlap=args.overlap,
+        stars=args.stars,
+        outline=args.outline,
+        report=args.report,
+    )
 
 
 def main(argv=None, model=None, processor=None) -> int:
@@ -738,8 +961,10 @@ def main(argv=None, model=None, processor=None) -> int:
         report = predict(config_from_args(args), model, processor)
         if not args.quiet and "counts" in report:
             counts = report["counts"]
-            print(f"{counts['ok']} of {counts['images']} images, {counts['objects']} objects -> "
-                  f"{Path(args.out) / report['catalog']} ({report['timings']['total_s']:.1f} s)")
+            print(
+                f"{counts['ok']} of {counts['images']} images, {counts['objects']} objects -> "
+                f"{Path(args.out) / report['catalog']} ({report['timings']['total_s']:.1f} s)"
+            )
         return report["exit_status"]
 
     return run_cli("predict.py", body, verbose=args.verbose)

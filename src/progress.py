@@ -4,6 +4,7 @@ Written to a file or a pipe (``make demo > log``), a tqdm bar is one line per up
 :func:`progress_bar` gives a bar that logs tqdm's own status text (``epoch 1/10:  40%|4/10 [00:12<00:18, loss=...]``)
 through ``logging`` (logger ``src.progress``) at most every :data:`STATUS_SECONDS`, and once at the end.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,14 @@ def _status_bar_class():
         def __init__(self, *args, **kwargs):
             self._last_line = None
             self._final = False
-            kwargs.update(file=_Sink(), mininterval=STATUS_SECONDS, maxinterval=STATUS_SECONDS, ascii=True,
-                          ncols=80, dynamic_ncols=False)
+            kwargs.update(
+                file=_Sink(),
+                mininterval=STATUS_SECONDS,
+                maxinterval=STATUS_SECONDS,
+                ascii=True,
+                ncols=80,
+                dynamic_ncols=False,
+            )
             super().__init__(*args, **kwargs)
 
         def display(self, msg=None, pos=None):

@@ -15,8 +15,10 @@ JavaScript and CSS inlined) that opens offline from disk, written from a finishe
 
 The page's size is kept under ``max_bytes`` (default 20 MB): images are JPEG (quality ``JPEG_QUALITY``),
 outlines simplified to a tolerance of half a displayed pixel; when the page is still larger, the image is
-downsampled further (one input) or fewer thumbnails are inlined (several).  ``python -m src.report OUT`` rebuilds the page of an existing run folder.
+downsampled further (one input) or fewer thumbnails are inlined (several).  ``python -m src.report OUT`` rebuilds the
+page of an existing run folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,8 +102,9 @@ def load_run(out: str | os.PathLike) -> Run:
     try:
         report = json.loads(report_path.read_text())
     except FileNotFoundError:
-        raise ReportError(f"{report_path}: not found (is {out} the --out folder of a finished predict.py run?)") \
-            from None
+        raise ReportError(
+            f"{report_path}: not found (is {out} the --out folder of a finished predict.py run?)"
+        ) from None
     except ValueError as err:
         raise ReportError(f"{report_path}: not JSON ({err})") from None
     records = {}
@@ -116,8 +119,7 @@ def load_run(out: str | os.PathLike) -> Run:
     for item in report.get("inputs", []):
         if item.get("status") == "ok":
             if item["source"] not in records:
-                raise ReportError(f"{out / 'records'}: no record of {item['source']} (listed as done in "
-                                  f"{report_path})")
+                raise ReportError(f"{out / 'records'}: no record of {item['source']} (listed as done in {report_path})")
             inputs.append(records.pop(item["source"]))
         else:
             failed.append(item)
@@ -128,8 +130,10 @@ def read_object_map(run: Run, item: Input) -> np.ndarray | None:
     """The object map (int, 0 = none) of an input, None (logged) when its file is missing."""
     path = item.output(("_objects.png", ".fits"))
     if path is None or not (run.out / path).is_file():
-        logger.warning(f"{run.out / (path or 'segmentation')}: segmentation map of {item.source} not found; "
-                       f"its objects are in the table but not drawn")
+        logger.warning(
+            f"{run.out / (path or 'segmentation')}: segmentation map of {item.source} not found; "
+            f"its objects are in the table but not drawn"
+        )
         return None
     if path.endswith(".fits"):
         from astropy.io import fits
@@ -164,7 +168,7 @@ def read_display_image(item: Input, factor: int) -> np.ndarray | None:
             else:
                 level, _sigma, scale = bands.scaling()
             height, width = bands.shape
-            strip = max(1, 1024 // factor) * factor          # whole blocks per strip: the reduction is unchanged
+            strip = max(1, 1024 // factor) * factor  # whole blocks per strip: the reduction is unchanged
             parts = []
             for top in range(0, height, strip):
                 rows = slice(top, min(top + strip, height))
@@ -209,7 +213,7 @@ class Layout:
     """Where each drawn input goes in the plot: display = offset + scale * pixel coordinate."""
 
     single: bool
-    tiles: dict = field(default_factory=dict)       # input index -> (x0, y0, scale, factor)
+    tiles: dict = field(default_factory=dict)  # input index -> (x0, y0, scale, factor)
     width: float = 0.0
     height: float = 0.0
 
@@ -237,7 +241,7 @@ def _colour(name: str, extra: dict) -> str:
     if name == STAR_GROUP:
         return STAR_COLOUR
     if name in COLOURS:
-        return "#%02x%02x%02x" % COLOURS[name]
+        return "#{:02x}{:02x}{:02x}".format(*COLOURS[name])
     return extra.setdefault(name, EXTRA_COLOURS[len(extra) % len(EXTRA_COLOURS)])
 
 
@@ -265,8 +269,31 @@ def _plot_data(run: Run, layout: Layout) -> tuple[dict, dict]:
     rows = [row for item in run.inputs for row in item.rows]
     probs, extra, sky = _columns(rows)
     stars = "point_source" in extra
-    data = {k: [] for k in ("index", "source", "name", "object", "class", "group", "colour", "score", "area_px",
-                            "x", "y", "xs", "ys", "label_x", "label_y", "label", "drawn", *probs, *extra, *sky)}
+    data = {
+        k: []
+        for k in (
+            "index",
+            "source",
+            "name",
+            "object",
+            "class",
+            "group",
+            "colour",
+            "score",
+            "area_px",
+            "x",
+            "y",
+            "xs",
+            "ys",
+            "label_x",
+            "label_y",
+            "label",
+            "drawn",
+            *probs,
+            *extra,
+            *sky,
+        )
+    }
     extra_colours: dict = {}
     images, unreadable, tile_labels = [], [], {"x": [], "y": [], "text": []}
     for i, item in enumerate(run.inputs):
@@ -320,14 +347,23 @@ def _plot_data(run: Run, layout: Layout) -> tuple[dict, dict]:
                 data["label_y"].append(float("nan"))
                 data["drawn"].append(False)
             data["label"].append(f"{row['object']} {ABBREVIATIONS.get(row['class'], row['class'])}")
-    facts = {"images": images, "unreadable": unreadable, "tile_labels": tile_labels, "probs": probs,
-             "extra": extra, "sky": sky, "stars": stars, "n_rows": len(rows),
-             "n_drawn": int(sum(data["drawn"])), "n_stars": data["group"].count(STAR_GROUP)}
+    facts = {
+        "images": images,
+        "unreadable": unreadable,
+        "tile_labels": tile_labels,
+        "probs": probs,
+        "extra": extra,
+        "sky": sky,
+        "stars": stars,
+        "n_rows": len(rows),
+        "n_drawn": int(sum(data["drawn"])),
+        "n_stars": data["group"].count(STAR_GROUP),
+    }
     return data, facts
 
 
 def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
+    return text if len(text) <= n else "…" + text[-(n - 1) :]
 
 
 def _header(run: Run, layout: Layout, facts: dict, max_side: int, max_inline: int) -> str:
@@ -336,52 +372,73 @@ def _header(run: Run, layout: Layout, facts: dict, max_side: int, max_inline: in
     settings = report.get("settings", {})
     by_class = counts.get("by_class", {})
     esc = html.escape
-    parts = [f"<h2 style='margin:4px 0'>predict.py report: {esc(str(run.out.name))}</h2>",
-             f"<p><b>Model</b> {esc(str(report.get('model', '?')))} &nbsp; <b>Date</b> "
-             f"{esc(str(report.get('created', '?')))} &nbsp; <b>Catalog</b> {esc(str(report.get('catalog', '?')))}"
-             f"</p>"]
+    parts = [
+        f"<h2 style='margin:4px 0'>predict.py report: {esc(str(run.out.name))}</h2>",
+        f"<p><b>Model</b> {esc(str(report.get('model', '?')))} &nbsp; <b>Date</b> "
+        f"{esc(str(report.get('created', '?')))} &nbsp; <b>Catalog</b> {esc(str(report.get('catalog', '?')))}"
+        f"</p>",
+    ]
     count_text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if not isinstance(v, dict))
     class_text = ", ".join(f"{k} {v}" for k, v in by_class.items())
     stars = f"; point sources {facts['n_stars']}" if facts["stars"] else ""
     parts.append(f"<p><b>Counts</b> {esc(count_text)}<br><b>Objects by class</b> {esc(class_text + stars)}</p>")
     shown = {k: v for k, v in settings.items() if v not in (None, False, [], "")}
-    parts.append("<details><summary><b>Settings</b></summary><p style='font-family:monospace;font-size:90%'>"
-                 + esc(", ".join(f"{k}={v}" for k, v in shown.items())) + "</p></details>")
+    parts.append(
+        "<details><summary><b>Settings</b></summary><p style='font-family:monospace;font-size:90%'>"
+        + esc(", ".join(f"{k}={v}" for k, v in shown.items()))
+        + "</p></details>"
+    )
     notes = []
     if layout.single:
         item = run.inputs[0]
         height, width = item.size
         factor = layout.tiles[0][3]
         if factor > 1:
-            notes.append(f"The image ({width}×{height} px) is shown downsampled by {factor} (block mean of "
-                         f"{factor}×{factor} px, JPEG quality {JPEG_QUALITY}) to keep the page small (longest side "
-                         f"at most {max_side} px); outlines are simplified to {0.5 * factor:g} px; positions and "
-                         f"axes are in the full image's pixels.")
+            notes.append(
+                f"The image ({width}×{height} px) is shown downsampled by {factor} (block mean of "
+                f"{factor}×{factor} px, JPEG quality {JPEG_QUALITY}) to keep the page small (longest side "
+                f"at most {max_side} px); outlines are simplified to {0.5 * factor:g} px; positions and "
+                f"axes are in the full image's pixels."
+            )
         else:
-            notes.append(f"The image ({width}×{height} px) is shown at full resolution (JPEG quality "
-                         f"{JPEG_QUALITY}); axes are its pixel coordinates (0-based, y down).")
+            notes.append(
+                f"The image ({width}×{height} px) is shown at full resolution (JPEG quality "
+                f"{JPEG_QUALITY}); axes are its pixel coordinates (0-based, y down)."
+            )
     else:
         n = len(run.inputs)
         drawn = len(layout.tiles)
-        notes.append(f"{drawn} of {n} inputs are drawn as thumbnails ({THUMB_SIDE} px, JPEG quality "
-                     f"{JPEG_QUALITY})" + (f"; the page holds at most {max_inline}: the objects of the other "
-                                           f"{n - drawn} are in the table, their files are linked below."
-                                           if drawn < n else "."))
-    notes.append(f"{facts['n_drawn']} of {facts['n_rows']} catalog objects are outlined. Page size: "
-                 f"__REPORT_PAGE_SIZE__.")
+        notes.append(
+            f"{drawn} of {n} inputs are drawn as thumbnails ({THUMB_SIDE} px, JPEG quality "
+            f"{JPEG_QUALITY})"
+            + (
+                f"; the page holds at most {max_inline}: the objects of the other "
+                f"{n - drawn} are in the table, their files are linked below."
+                if drawn < n
+                else "."
+            )
+        )
+    notes.append(
+        f"{facts['n_drawn']} of {facts['n_rows']} catalog objects are outlined. Page size: __REPORT_PAGE_SIZE__."
+    )
     if facts["unreadable"]:
-        notes.append(f"Input image not readable (moved?), outlines drawn on black: "
-                     f"{', '.join(facts['unreadable'][:5])}" + (" …" if len(facts["unreadable"]) > 5 else "") + ".")
+        notes.append(
+            f"Input image not readable (moved?), outlines drawn on black: "
+            f"{', '.join(facts['unreadable'][:5])}" + (" …" if len(facts["unreadable"]) > 5 else "") + "."
+        )
     missing = [c for c in STAR_COLUMNS if c not in facts["extra"]]
     if missing:
         notes.append("Not in this catalog (an older run?): " + ", ".join(missing) + ".")
     parts.append("<p style='color:#444'>" + esc(" ".join(notes)) + "</p>")
     if run.failed:
-        listed = "".join(f"<li>{esc(str(f.get('source')))}: {esc(str(f.get('error', f.get('status'))))}</li>"
-                         for f in run.failed[:10])
+        listed = "".join(
+            f"<li>{esc(str(f.get('source')))}: {esc(str(f.get('error', f.get('status'))))}</li>"
+            for f in run.failed[:10]
+        )
         more = f"<li>… and {len(run.failed) - 10} more</li>" if len(run.failed) > 10 else ""
-        parts.append(f"<details><summary><b>{len(run.failed)} input(s) failed</b></summary><ul>{listed}{more}"
-                     f"</ul></details>")
+        parts.append(
+            f"<details><summary><b>{len(run.failed)} input(s) failed</b></summary><ul>{listed}{more}</ul></details>"
+        )
     return "<div class='report-header'>" + "".join(parts) + "</div>"
 
 
@@ -391,14 +448,16 @@ def _links(run: Run, layout: Layout) -> str:
         return ""
     items = []
     for item in rest:
-        files = [f for f in item.record.get("outputs", [])]
+        files = list(item.record.get("outputs", []))
         overlay = f"overlays/{item.name}.png"
         if (run.out / overlay).is_file() and overlay not in files:
             files.append(overlay)
         links = " ".join(f"<a href='{html.escape(f)}'>{html.escape(Path(f).name)}</a>" for f in files)
         items.append(f"<li>{html.escape(item.source)} ({len(item.rows)} objects): {links}</li>")
-    return (f"<details open class='report-links'><summary><b>{len(rest)} inputs not drawn on this page</b> (their "
-            f"segmentation maps and overlays)</summary><ul>{''.join(items)}</ul></details>")
+    return (
+        f"<details open class='report-links'><summary><b>{len(rest)} inputs not drawn on this page</b> (their "
+        f"segmentation maps and overlays)</summary><ul>{''.join(items)}</ul></details>"
+    )
 
 
 FILTER_JS = """
@@ -434,9 +493,24 @@ if (Number.isFinite(x) && !(inside(x, xr) && inside(y, yr))) {
 def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     """The Bokeh layout of the page and the text of its header (``__REPORT_PAGE_SIZE__`` to be filled in)."""
     from bokeh.layouts import column, row
-    from bokeh.models import (BooleanFilter, CDSView, CheckboxGroup, ColumnDataSource, CustomJS, DataTable, Div,
-                              GroupFilter, HoverTool, Legend, LegendItem, NumberFormatter, Range1d, Slider,
-                              TableColumn, TapTool)
+    from bokeh.models import (
+        BooleanFilter,
+        CDSView,
+        CheckboxGroup,
+        ColumnDataSource,
+        CustomJS,
+        DataTable,
+        Div,
+        GroupFilter,
+        HoverTool,
+        Legend,
+        LegendItem,
+        NumberFormatter,
+        Range1d,
+        Slider,
+        TableColumn,
+        TapTool,
+    )
     from bokeh.plotting import figure
 
     if not run.inputs:
@@ -444,9 +518,13 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     layout = _layout(run.inputs, max_inline, max_side)
     data, facts = _plot_data(run, layout)
     source = ColumnDataSource(data, name="catalog")
-    groups = list(dict.fromkeys([c for c in GALAXY_CLASSES if c in data["group"]]
-                                + sorted(set(data["group"]) - set(GALAXY_CLASSES) - {STAR_GROUP})
-                                + ([STAR_GROUP] if STAR_GROUP in data["group"] else [])))
+    groups = list(
+        dict.fromkeys(
+            [c for c in GALAXY_CLASSES if c in data["group"]]
+            + sorted(set(data["group"]) - set(GALAXY_CLASSES) - {STAR_GROUP})
+            + ([STAR_GROUP] if STAR_GROUP in data["group"] else [])
+        )
+    )
     keep = BooleanFilter(booleans=[True] * len(data["index"]), name="visible")
 
     frame_width = 760 if layout.single else 900
@@ -454,11 +532,18 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     frame_height = int(min(900, max(60, frame_width * aspect)))
     frame_width = int(min(frame_width, frame_height / aspect)) if aspect > 0 else frame_width
     pad = 0.02 * max(layout.width, layout.height)
-    plot = figure(name="image", frame_width=frame_width, frame_height=frame_height,
-                  x_range=Range1d(-0.5 - pad, layout.width - 0.5 + pad),
-                  y_range=Range1d(layout.height - 0.5 + pad, -0.5 - pad),      # y down: row 0 at the top
-                  tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom", toolbar_location="above",
-                  background_fill_color="#202020", output_backend="canvas")
+    plot = figure(
+        name="image",
+        frame_width=frame_width,
+        frame_height=frame_height,
+        x_range=Range1d(-0.5 - pad, layout.width - 0.5 + pad),
+        y_range=Range1d(layout.height - 0.5 + pad, -0.5 - pad),  # y down: row 0 at the top
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        toolbar_location="above",
+        background_fill_color="#202020",
+        output_backend="canvas",
+    )
     plot.tools[2].match_aspect = True
     plot.toolbar.logo = None
     if not layout.single:
@@ -468,32 +553,73 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
         plot.xaxis.axis_label, plot.yaxis.axis_label = "x (px)", "y (px)"
         plot.grid.visible = False
     urls = [image[0] for image in facts["images"]]
-    plot.image_url(url=urls, x=[i[1] for i in facts["images"]], y=[i[2] for i in facts["images"]],
-                   w=[i[3] for i in facts["images"]], h=[i[4] for i in facts["images"]], anchor="top_left",
-                   name="images")
+    plot.image_url(
+        url=urls,
+        x=[i[1] for i in facts["images"]],
+        y=[i[2] for i in facts["images"]],
+        w=[i[3] for i in facts["images"]],
+        h=[i[4] for i in facts["images"]],
+        anchor="top_left",
+        name="images",
+    )
     if facts["tile_labels"]["text"]:
-        plot.text(x="x", y="y", text="text", source=ColumnDataSource(facts["tile_labels"]), text_color="#dddddd",
-                  text_font_size="9px", text_baseline="bottom", name="tile_labels")
+        plot.text(
+            x="x",
+            y="y",
+            text="text",
+            source=ColumnDataSource(facts["tile_labels"]),
+            text_color="#dddddd",
+            text_font_size="9px",
+            text_baseline="bottom",
+            name="tile_labels",
+        )
 
     items, renderers, labels = [], [], []
     show_labels = not layout.single or facts["n_drawn"] <= 60
     for group in groups:
         in_group = GroupFilter(column_name="group", group=group)
         dashed = group == STAR_GROUP
-        glyph = plot.patches(xs="xs", ys="ys", source=source, view=CDSView(filter=in_group & keep),
-                             fill_color="colour", fill_alpha=0.08, line_color="colour", line_width=2,
-                             line_dash="dashed" if dashed else "solid", selection_line_width=4,
-                             selection_fill_alpha=0.3, selection_line_color="colour", nonselection_line_alpha=0.6,
-                             nonselection_fill_alpha=0.05, name=f"outlines:{group}")
-        text = plot.text(x="label_x", y="label_y", text="label", source=source, view=CDSView(filter=in_group & keep),
-                         text_color="colour", text_font_size="10px", text_align="center", text_baseline="bottom",
-                         name=f"labels:{group}")
+        glyph = plot.patches(
+            xs="xs",
+            ys="ys",
+            source=source,
+            view=CDSView(filter=in_group & keep),
+            fill_color="colour",
+            fill_alpha=0.08,
+            line_color="colour",
+            line_width=2,
+            line_dash="dashed" if dashed else "solid",
+            selection_line_width=4,
+            selection_fill_alpha=0.3,
+            selection_line_color="colour",
+            nonselection_line_alpha=0.6,
+            nonselection_fill_alpha=0.05,
+            name=f"outlines:{group}",
+        )
+        text = plot.text(
+            x="label_x",
+            y="label_y",
+            text="label",
+            source=source,
+            view=CDSView(filter=in_group & keep),
+            text_color="colour",
+            text_font_size="10px",
+            text_align="center",
+            text_baseline="bottom",
+            name=f"labels:{group}",
+        )
         text.visible = show_labels
         renderers.append(glyph)
         labels.append(text)
         items.append(LegendItem(label=f"{group} ({data['group'].count(group)})", renderers=[glyph]))
-    legend = Legend(items=items, click_policy="hide", location="top_left", background_fill_alpha=0.7,
-                    label_text_font_size="11px", name="legend")
+    legend = Legend(
+        items=items,
+        click_policy="hide",
+        location="top_left",
+        background_fill_alpha=0.7,
+        label_text_font_size="11px",
+        name="legend",
+    )
     plot.add_layout(legend, "right")
 
     probs, extra, sky = facts["probs"], facts["extra"], facts["sky"]
@@ -501,33 +627,53 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     fields += [(c, c) for c in probs]
     fields += [(c, c) for c in extra]
     fields += [("area_px", "area (px)"), ("x", "x"), ("y", "y")] + [(c, c) for c in sky]
-    formats = {c: "{0.000}" for c in ("score", "stellarity", *probs)}
+    formats = dict.fromkeys(("score", "stellarity", *probs), "{0.000}")
     formats.update(ra="{0.000000}", dec="{0.000000}", x="{0.0}", y="{0.0}")
     tooltips = "".join(f"<div><b>{label}</b> @{{{key}}}{formats.get(key, '')}</div>" for key, label in fields)
-    plot.add_tools(HoverTool(renderers=renderers, tooltips=f"<div class='report-tooltip'>{tooltips}</div>",
-                             name="hover"))
+    plot.add_tools(
+        HoverTool(renderers=renderers, tooltips=f"<div class='report-tooltip'>{tooltips}</div>", name="hover")
+    )
     plot.add_tools(TapTool(renderers=renderers))
 
     def col(key, title, fmt=None, width=60):
         extra = {} if fmt is None else {"formatter": NumberFormatter(format=fmt)}
         return TableColumn(field=key, title=title, width=width, **extra)
 
-    columns = [col("object", "id", width=35), col("name", "source", width=110), col("class", "class", width=90),
-               col("score", "score", "0.000", 50)]
-    columns += [col(c, ABBREVIATIONS.get(c[2:].replace("_", " ").replace("edge on", "edge-on"), c[2:]), "0.000", 45)
-                for c in probs]
+    columns = [
+        col("object", "id", width=35),
+        col("name", "source", width=110),
+        col("class", "class", width=90),
+        col("score", "score", "0.000", 50),
+    ]
+    columns += [
+        col(c, ABBREVIATIONS.get(c[2:].replace("_", " ").replace("edge on", "edge-on"), c[2:]), "0.000", 45)
+        for c in probs
+    ]
     columns += [col(c, c.replace("_", " "), "0.000" if c == "stellarity" else None, 60) for c in extra]
     columns += [col("area_px", "area px", width=50), col("x", "x", "0.0", 45), col("y", "y", "0.0", 45)]
     columns += [col(c, c, "0.000000", 85) for c in sky]
-    table = DataTable(source=source, view=CDSView(filter=keep), columns=columns, width=720, height=min(
-        frame_height, 560), sortable=True, reorderable=False, selectable=True, index_position=None, name="table")
+    table = DataTable(
+        source=source,
+        view=CDSView(filter=keep),
+        columns=columns,
+        width=720,
+        height=min(frame_height, 560),
+        sortable=True,
+        reorderable=False,
+        selectable=True,
+        index_position=None,
+        name="table",
+    )
 
     checks = CheckboxGroup(labels=groups, active=list(range(len(groups))), inline=True, name="class_filter")
     # the labels of a class show while its outlines do (legend) and the labels box is ticked
-    label_box = CheckboxGroup(labels=["labels (object number, class)"], active=[0] if show_labels else [],
-                              name="labels_toggle")
-    sync = CustomJS(args=dict(pairs=[[g, t] for g, t in zip(renderers, labels)], box=label_box),
-                    code="for (const [g, t] of pairs) t.visible = g.visible && box.active.length > 0;")
+    label_box = CheckboxGroup(
+        labels=["labels (object number, class)"], active=[0] if show_labels else [], name="labels_toggle"
+    )
+    sync = CustomJS(
+        args=dict(pairs=[[g, t] for g, t in zip(renderers, labels)], box=label_box),
+        code="for (const [g, t] of pairs) t.visible = g.visible && box.active.length > 0;",
+    )
     label_box.js_on_change("active", sync)
     for glyph in renderers:
         glyph.js_on_change("visible", sync)
@@ -536,17 +682,23 @@ def build(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE):
     checks.js_on_change("active", update)
     slider.js_on_change("value", update)
     details = Div(text="Tap an object or a row.", width=720, name="details")
-    source.selected.js_on_change("indices", CustomJS(args=dict(source=source, div=details, fields=fields,
-                                                               xr=plot.x_range, yr=plot.y_range), code=DETAILS_JS))
+    source.selected.js_on_change(
+        "indices",
+        CustomJS(
+            args=dict(source=source, div=details, fields=fields, xr=plot.x_range, yr=plot.y_range), code=DETAILS_JS
+        ),
+    )
     header = Div(text=_header(run, layout, facts, max_side, max_inline), width=1500, name="header")
     links = Div(text=_links(run, layout), width=1500, name="links")
-    body = column(header, row(plot, column(Div(text="<b>Show</b>"), checks, row(slider, label_box), table, details)),
-                  links)
+    body = column(
+        header, row(plot, column(Div(text="<b>Show</b>"), checks, row(slider, label_box), table, details)), links
+    )
     return body, facts
 
 
-def render(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE,
-           max_bytes: int = MAX_BYTES) -> tuple[str, dict]:
+def render(
+    run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE, max_bytes: int = MAX_BYTES
+) -> tuple[str, dict]:
     """The page's HTML (Bokeh's ``file_html`` with its resources inlined) and the facts of its drawing."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
@@ -554,12 +706,12 @@ def render(run: Run, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE,
     body, facts = build(run, max_side, max_inline)
     page = file_html(body, resources=INLINE, title=f"predict.py report: {run.out.name}")
     size = len(page.encode("utf-8"))
-    return page.replace("__REPORT_PAGE_SIZE__", f"{size / 2 ** 20:.1f} MB (limit {max_bytes / 2 ** 20:.0f} MB)"), \
-        facts
+    return page.replace("__REPORT_PAGE_SIZE__", f"{size / 2**20:.1f} MB (limit {max_bytes / 2**20:.0f} MB)"), facts
 
 
-def write_report(out: str | os.PathLike, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE,
-                 max_bytes: int = MAX_BYTES) -> Path:
+def write_report(
+    out: str | os.PathLike, max_side: int = MAX_SIDE, max_inline: int = MAX_INLINE, max_bytes: int = MAX_BYTES
+) -> Path:
     """Write ``out/report.html`` from the run in ``out``; returns its path.  When the page exceeds
     ``max_bytes``, the image's longest side is halved (one-input pages) or fewer thumbnails are inlined, until it
     fits (``ReportError`` if it never does)."""
@@ -576,11 +728,13 @@ def write_report(out: str | os.PathLike, max_side: int = MAX_SIDE, max_inline: i
         elif len(run.inputs) > 1 and max_inline > 1:
             max_inline //= 2
         else:
-            raise ReportError(f"{Path(out) / REPORT_HTML}: {size / 2 ** 20:.1f} MB even with the image reduced "
-                              f"(limit {max_bytes / 2 ** 20:.1f} MB): the catalog is too large for one page")
-        logger.info(f"report: {size / 2 ** 20:.1f} MB is over {max_bytes / 2 ** 20:.1f} MB; reducing the image")
+            raise ReportError(
+                f"{Path(out) / REPORT_HTML}: {size / 2**20:.1f} MB even with the image reduced "
+                f"(limit {max_bytes / 2**20:.1f} MB): the catalog is too large for one page"
+            )
+        logger.info(f"report: {size / 2**20:.1f} MB is over {max_bytes / 2**20:.1f} MB; reducing the image")
     path = write_text_atomic(Path(out) / REPORT_HTML, page)
-    logger.info(f"report: {path} ({size / 2 ** 20:.1f} MB, {facts['n_drawn']} of {facts['n_rows']} objects drawn)")
+    logger.info(f"report: {path} ({size / 2**20:.1f} MB, {facts['n_drawn']} of {facts['n_rows']} objects drawn)")
     return path
 
 
@@ -589,10 +743,18 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", metavar="OUT", help="the --out folder of a finished predict.py run")
-    parser.add_argument("--max-side", type=int, default=MAX_SIDE,
-                        help=f"one input: longest side of the drawn image, px (default {MAX_SIDE})")
-    parser.add_argument("--max-inline", type=int, default=MAX_INLINE,
-                        help=f"several inputs: thumbnails on the page (default {MAX_INLINE})")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=MAX_SIDE,
+        help=f"one input: longest side of the drawn image, px (default {MAX_SIDE})",
+    )
+    parser.add_argument(
+        "--max-inline",
+        type=int,
+        default=MAX_INLINE,
+        help=f"several inputs: thumbnails on the page (default {MAX_INLINE})",
+    )
     add_output_options(parser)
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.verbose)

@@ -6,6 +6,7 @@ file's folder).  Image files: JPEG, PNG, TIFF (any size, grey or RGB) and FITS. 
 by a band suffix (``X_g.fits``, ``X_r.fits``, ``X_i.fits``; separator ``_``, ``-`` or ``.``; suffixes from
 ``bands``) are the bands of one frame ``X``; any other FITS file must be a 3-plane cube in ``bands`` order.
 """
+
 from __future__ import annotations
 
 import glob
@@ -50,16 +51,16 @@ class Source:
 @dataclass
 class Discovery:
     sources: list[Source]
-    problems: list[dict] = field(default_factory=list)      # {"input", "error"}: INPUTs that gave nothing usable
-    duplicates: int = 0                                     # files reached by several INPUTs, kept once
-    ignored: int = 0                                        # files in folders with other extensions
+    problems: list[dict] = field(default_factory=list)  # {"input", "error"}: INPUTs that gave nothing usable
+    duplicates: int = 0  # files reached by several INPUTs, kept once
+    ignored: int = 0  # files in folders with other extensions
 
 
 def _fits_stem(path: str) -> str:
     lower = path.lower()
     for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
         if lower.endswith(suffix):
-            return path[:-len(suffix)]
+            return path[: -len(suffix)]
     return path
 
 
@@ -106,7 +107,7 @@ def _is_image_name(path: Path) -> bool:
 
 
 def _is_broken(path: Path) -> bool:
-    return path.is_symlink() and not path.exists()     # exists() follows the link: false when dangling or a loop
+    return path.is_symlink() and not path.exists()  # exists() follows the link: false when dangling or a loop
 
 
 def _broken_message(path: Path) -> str:
@@ -117,7 +118,7 @@ def _broken_message(path: Path) -> str:
     return f"{path}: broken symbolic link (to {target}: missing, or a loop of links)"
 
 
-def _broken_links(paths: list[Path], discovery: "Discovery", every: bool = False) -> int:
+def _broken_links(paths: list[Path], discovery: Discovery, every: bool = False) -> int:
     """Dangling or looping symbolic links among ``paths``: those with an image name (or ``every`` one: a pattern's
     matches) are problems (listed, fatal without --skip-bad); returns how many others there were (ignored)."""
     others = 0
@@ -158,7 +159,7 @@ def discover(inputs, bands=BANDS) -> Discovery:
             files.append(path)
     pattern = re.compile(r"^(?P<stem>.+)[_.\-](?P<band>" + "|".join(re.escape(b) for b in bands) + r")$")
     groups: dict[str, dict[str, str]] = defaultdict(dict)
-    order: list[tuple[str, str]] = []                      # ("file", path) or ("frame", stem)
+    order: list[tuple[str, str]] = []  # ("file", path) or ("frame", stem)
     for path in files:
         match = pattern.match(_fits_stem(path)) if is_fits(path) else None
         if match is None:
@@ -175,8 +176,13 @@ def discover(inputs, bands=BANDS) -> Discovery:
         found = groups[key]
         missing = [b for b in bands if b not in found]
         if missing:
-            discovery.problems.append({"input": key, "error": f"{key}: band file(s) for {', '.join(missing)} missing "
-                                                              f"(found {', '.join(found.values())})"})
+            discovery.problems.append(
+                {
+                    "input": key,
+                    "error": f"{key}: band file(s) for {', '.join(missing)} missing "
+                    f"(found {', '.join(found.values())})",
+                }
+            )
             continue
         discovery.sources.append(Source(key, tuple(found[b] for b in bands)))
     _name(discovery.sources)
@@ -187,6 +193,7 @@ def _name(sources: list[Source]) -> None:
     """Output names, unique even on case-insensitive file systems: the file stem (``Dr7_1.jpg`` -> ``Dr7_1``; a
     band frame: its stem without the band); where stems clash, the path relative to the clashing files' common
     folder with ``/`` -> ``__``, without the extension; a name still taken gets ``-2``, ``-3``, ... in input order."""
+
     def stem(path: str, fits: bool) -> str:
         return _fits_stem(path) if fits else os.path.splitext(path)[0]
 
@@ -216,14 +223,24 @@ def load(source: Source, flux_scale=None) -> dict:
     used."""
     if source.is_fits:
         frame = read_fits_rgb(source.paths, flux_scale, MAX_PIXELS)
-        out = {"rgb": frame["rgb"], "valid": frame["valid"], "wcs": frame["wcs"], "header": frame["header"],
-               "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")}}
+        out = {
+            "rgb": frame["rgb"],
+            "valid": frame["valid"],
+            "wcs": frame["wcs"],
+            "header": frame["header"],
+            "info": {k: frame[k] for k in ("sky_level", "sky_sigma", "flux_scale")},
+        }
         if frame["wcs_problem"]:
             out["info"]["wcs_problem"] = frame["wcs_problem"]
         out["info"]["masked_px"] = int((~frame["valid"]).sum())
     else:
-        out = {"rgb": read_rgb(source.paths[0], MAX_PIXELS, TOO_LARGE), "valid": None, "wcs": None, "header": None,
-               "info": {}}
+        out = {
+            "rgb": read_rgb(source.paths[0], MAX_PIXELS, TOO_LARGE),
+            "valid": None,
+            "wcs": None,
+            "header": None,
+            "info": {},
+        }
     height, width = out["rgb"].shape[:2]
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{source.source}: {width}x{height} px is smaller than {MIN_SIDE} px on a side")

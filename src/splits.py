@@ -12,6 +12,7 @@ sizes, and where the membership came from (a seeded stratified split, or ``--spl
 * :func:`reference_membership`: the objids of the original project's ``galaxy_{train,val,test}.json`` (or
   ``galaxy_<split>_via.json``) in a folder, for ``python -m src.conversion --splits-from DIR``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +63,11 @@ def write_split_set(data_root, outputs: dict[str, dict], info: dict) -> dict:
     root = Path(data_root)
     _check_disjoint({split_path(root, name).name: entries.keys() for name, entries in outputs.items()})
     data = {name: json.dumps(entries).encode() for name, entries in outputs.items()}
-    manifest = {"files": {split_path(root, name).name: hashlib.sha256(blob).hexdigest() for name, blob in data.items()},
-                "entries": {name: len(entries) for name, entries in outputs.items()}, **info}
+    manifest = {
+        "files": {split_path(root, name).name: hashlib.sha256(blob).hexdigest() for name, blob in data.items()},
+        "entries": {name: len(entries) for name, entries in outputs.items()},
+        **info,
+    }
     with contextlib.ExitStack() as stack:
         temporary = {name: stack.enter_context(atomic_path(split_path(root, name))) for name in outputs}
         for name, path in temporary.items():
@@ -83,8 +87,10 @@ def check_split_set(data_root, split: str, entries: dict) -> None:
             path = root / name
             if not path.is_file() or file_sha256(path) != digest:
                 state = "is missing" if not path.is_file() else "differs from the one written with the others"
-                raise SplitError(f"{path} {state} (see {root / MANIFEST}): the split files are not one set; "
-                                 "a conversion was interrupted or a file was changed: run the conversion again")
+                raise SplitError(
+                    f"{path} {state} (see {root / MANIFEST}): the split files are not one set; "
+                    "a conversion was interrupted or a file was changed: run the conversion again"
+                )
     keys = {split_path(root, split).name: entries.keys()}
     for other in SPLITS:
         path = split_path(root, other)
@@ -99,12 +105,14 @@ def check_split_set(data_root, split: str, entries: dict) -> None:
 def _check_disjoint(keys: dict[str, object], root=None) -> None:
     names = list(keys)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             common = sorted(set(keys[a]) & set(keys[b]))
             if common:
                 where = f"{root}: " if root is not None else ""
-                raise SplitError(f"{where}{a} and {b} share {len(common)} entries (e.g. {common[:3]}): the splits "
-                                 "must be disjoint; run the conversion again")
+                raise SplitError(
+                    f"{where}{a} and {b} share {len(common)} entries (e.g. {common[:3]}): the splits "
+                    "must be disjoint; run the conversion again"
+                )
 
 
 def reference_membership(folder) -> dict[str, dict]:
@@ -124,10 +132,14 @@ def reference_membership(folder) -> dict[str, dict]:
             raise SplitError(f"{folder}: both {paths[0].name} and {paths[1].name} give the {split} split; keep one")
         if paths:
             via = load_via(paths[0])
-            found[split] = {"file": str(paths[0]), "sha256": file_sha256(paths[0]),
-                            "objids": {entry_objid(key, entry, str(paths[0])) for key, entry in via.items()}}
+            found[split] = {
+                "file": str(paths[0]),
+                "sha256": file_sha256(paths[0]),
+                "objids": {entry_objid(key, entry, str(paths[0])) for key, entry in via.items()},
+            }
     if not found:
-        raise FileNotFoundError(f"--splits-from {folder}: no galaxy_{{train,val,test}}.json "
-                                "(or galaxy_<split>_via.json) there")
+        raise FileNotFoundError(
+            f"--splits-from {folder}: no galaxy_{{train,val,test}}.json (or galaxy_<split>_via.json) there"
+        )
     _check_disjoint({Path(v["file"]).name: v["objids"] for v in found.values()}, folder)
     return found

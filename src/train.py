@@ -42,6 +42,7 @@ share of the fitted horizon.  Training
 stops at that horizon or at the budget, validates, and exports.  A budget-limited run is not meant to be resumed
 exactly (its horizon depends on the measured speed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,12 +60,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 from src.classes import CLASS_NAMES, NUM_LABELS
-from src.dataset import (CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats,
-                         loader_worker_init)
+from src.dataset import CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats, loader_worker_init
 from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
 from src.patches import attention_kernels, count_masks_per_process, freeze_unused_parameters
-from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
 RECIPES: dict[str, dict] = {
@@ -120,11 +120,11 @@ class TrainConfig:
     max_minutes: float | None = None
     val_split: str = "val"
     cpu: bool = False
-    coco: str | None = None       # train on crops of the fields of this COCO file instead of the cutout splits
-    val_coco: str | None = None   # validation fields (default: every 5th image of ``coco``)
-    crops_per_image: int = 16     # COCO fields: crops per image and epoch
-    class_balance: float = 0.0    # draw training images with weight (share of their class) ** -class_balance
-    ema_decay: float = 0.0        # export an exponential moving average of the weights (decay per step); 0: off
+    coco: str | None = None  # train on crops of the fields of this COCO file instead of the cutout splits
+    val_coco: str | None = None  # validation fields (default: every 5th image of ``coco``)
+    crops_per_image: int = 16  # COCO fields: crops per image and epoch
+    class_balance: float = 0.0  # draw training images with weight (share of their class) ** -class_balance
+    ema_decay: float = 0.0  # export an exponential moving average of the weights (decay per step); 0: off
     val_limit: int | None = None  # validate on the first N images of the validation split only (default: all)
 
 
@@ -175,7 +175,7 @@ class EpochSampler(Sampler):
                 order = torch.randperm(self.n, generator=generator).tolist()
             else:
                 order = torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist()
-        return iter(order[:len(self)])
+        return iter(order[: len(self)])
 
     def __len__(self) -> int:
         return self.n - self.n % self.multiple
@@ -277,8 +277,15 @@ def training_data(cfg: TrainConfig, train_ds, val_ds, fingerprint: dict) -> dict
     else:
         origin = data_origin([record["objid"] for record in train_ds.records])
         membership = (read_manifest(cfg.data_root) or {}).get("membership")
-    return {"data_root": str(cfg.data_root), "coco": cfg.coco, "origin": origin, "train_images": len(train_ds),
-            "val_images": len(val_ds), "split_membership": membership, "data_fingerprint": fingerprint}
+    return {
+        "data_root": str(cfg.data_root),
+        "coco": cfg.coco,
+        "origin": origin,
+        "train_images": len(train_ds),
+        "val_images": len(val_ds),
+        "split_membership": membership,
+        "data_fingerprint": fingerprint,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- history
@@ -394,10 +401,34 @@ def load_config_file(path) -> dict:
 
 #: Options that must not change between a run and its resumption (they change the schedule, the data or the
 #: numerics).  The split content is checked too (:func:`data_fingerprint`).
-_RESUME_FIXED = ("data_root", "model_card", "base_card", "task", "random_tasks", "epochs", "batch_size",
-                 "image_size", "crop_size", "num_queries", "lr", "weight_decay", "grad_clip", "warmup_steps",
-                 "poly_power", "grad_accum", "mixed_precision", "seed", "augment", "skip_bad", "val_split", "coco",
-                 "val_coco", "crops_per_image", "class_balance", "ema_decay")
+_RESUME_FIXED = (
+    "data_root",
+    "model_card",
+    "base_card",
+    "task",
+    "random_tasks",
+    "epochs",
+    "batch_size",
+    "image_size",
+    "crop_size",
+    "num_queries",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "warmup_steps",
+    "poly_power",
+    "grad_accum",
+    "mixed_precision",
+    "seed",
+    "augment",
+    "skip_bad",
+    "val_split",
+    "coco",
+    "val_coco",
+    "crops_per_image",
+    "class_balance",
+    "ema_decay",
+)
 #: Options of one invocation: a resumed run does not take them from the checkpoint.
 _PER_RUN = ("resume", "end_epoch", "max_minutes", "cpu", "num_workers")
 
@@ -414,13 +445,14 @@ def resume_config(saved: dict, requested: dict, where) -> TrainConfig:
     :data:`_RESUME_FIXED` that differs from the recorded one is refused, by name."""
     defaults = asdict(TrainConfig())  # options added since the checkpoint was written had their defaults
     recorded = {**defaults, **{k: v for k, v in saved.items() if k in defaults}}
-    expanded: dict = {}   # a --recipe given on the resume command line stands for the values it sets
+    expanded: dict = {}  # a --recipe given on the resume command line stands for the values it sets
     _layer(expanded, requested)
-    changed = [k for k in _RESUME_FIXED
-               if k in expanded and _comparable(k, expanded[k]) != _comparable(k, recorded[k])]
+    changed = [k for k in _RESUME_FIXED if k in expanded and _comparable(k, expanded[k]) != _comparable(k, recorded[k])]
     if changed:
-        raise ValueError(f"cannot resume from {where}: options changed since the run started: "
-                         + ", ".join(f"{k} {recorded[k]!r} -> {expanded[k]!r}" for k in changed))
+        raise ValueError(
+            f"cannot resume from {where}: options changed since the run started: "
+            + ", ".join(f"{k} {recorded[k]!r} -> {expanded[k]!r}" for k in changed)
+        )
     inherited = {k: v for k, v in recorded.items() if k not in _PER_RUN}
     return resolve_config({**inherited, **requested})
 
@@ -445,8 +477,10 @@ def _check_fingerprint(saved: dict | None, now: dict, where) -> None:
     changed = [name for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
     if changed:
         short = lambda d: "absent" if d is None else d[:12]  # noqa: E731
-        raise ValueError(f"cannot resume from {where}: the data changed since the run started: "
-                         + ", ".join(f"{n} {short(saved.get(n))} -> {short(now.get(n))}" for n in changed))
+        raise ValueError(
+            f"cannot resume from {where}: the data changed since the run started: "
+            + ", ".join(f"{n} {short(saved.get(n))} -> {short(now.get(n))}" for n in changed)
+        )
 
 
 #: Crop side (px) of COCO fields when ``crop_size`` is not given.
@@ -459,27 +493,62 @@ def build_datasets(cfg: TrainConfig, processor):
     fields (``src.dataset.CocoFieldDataset``; validation: ``val_coco``, else every 5th image of ``coco``)."""
     val_task = "semantic" if cfg.task == "random" else cfg.task
     if cfg.coco is None:
-        train_ds = GalaxyDataset(cfg.data_root, "train", processor, task=cfg.task, image_size=cfg.image_size,
-                                 augment=cfg.augment, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                                 crop_size=cfg.crop_size, random_tasks=cfg.random_tasks)
-        val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, image_size=cfg.image_size,
-                               augment=False, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                               crop_size=cfg.crop_size)
+        train_ds = GalaxyDataset(
+            cfg.data_root,
+            "train",
+            processor,
+            task=cfg.task,
+            image_size=cfg.image_size,
+            augment=cfg.augment,
+            in_memory=cfg.in_memory,
+            skip_bad=cfg.skip_bad,
+            seed=cfg.seed,
+            crop_size=cfg.crop_size,
+            random_tasks=cfg.random_tasks,
+        )
+        val_ds = GalaxyDataset(
+            cfg.data_root,
+            cfg.val_split,
+            processor,
+            task=val_task,
+            image_size=cfg.image_size,
+            augment=False,
+            in_memory=cfg.in_memory,
+            skip_bad=cfg.skip_bad,
+            seed=cfg.seed,
+            crop_size=cfg.crop_size,
+        )
         return train_ds, val_ds
-    common = dict(crop_size=cfg.crop_size or FIELD_CROP, crops_per_image=cfg.crops_per_image,
-                  image_size=cfg.image_size, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    common = dict(
+        crop_size=cfg.crop_size or FIELD_CROP,
+        crops_per_image=cfg.crops_per_image,
+        image_size=cfg.image_size,
+        in_memory=cfg.in_memory,
+        skip_bad=cfg.skip_bad,
+        seed=cfg.seed,
+    )
     train_ids = val_ids = None
     if cfg.val_coco is None:
         ids = [record["id"] for record in load_coco_fields(cfg.coco)]
         if len(ids) < 2:
-            raise ValueError(f"{cfg.coco}: a single image cannot be split into training and validation fields; "
-                             "give validation fields with --val-coco")
+            raise ValueError(
+                f"{cfg.coco}: a single image cannot be split into training and validation fields; "
+                "give validation fields with --val-coco"
+            )
         val_ids = ids[4::5] or ids[-1:]
         train_ids = [i for i in ids if i not in set(val_ids)]
-    train_ds = CocoFieldDataset(cfg.coco, processor, task=cfg.task, augment=cfg.augment,
-                                random_tasks=cfg.random_tasks, image_ids=train_ids, **common)
-    val_ds = CocoFieldDataset(cfg.val_coco or cfg.coco, processor, task=val_task, augment=False, image_ids=val_ids,
-                              **common)
+    train_ds = CocoFieldDataset(
+        cfg.coco,
+        processor,
+        task=cfg.task,
+        augment=cfg.augment,
+        random_tasks=cfg.random_tasks,
+        image_ids=train_ids,
+        **common,
+    )
+    val_ds = CocoFieldDataset(
+        cfg.val_coco or cfg.coco, processor, task=val_task, augment=False, image_ids=val_ids, **common
+    )
     return train_ds, val_ds
 
 
@@ -493,6 +562,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
+
     from src.progress import progress_bar
 
     given = explicit_options(args_or_config)
@@ -508,9 +578,11 @@ def train(args_or_config, base: dict | None = None) -> dict:
         cfg = resolve_config(given, base)
         earlier = list_checkpoints(cfg.output)
         if earlier:  # a fresh run would mix its checkpoints with those of the earlier one
-            raise ValueError(f"{run_dir(cfg.output)} holds checkpoints of an earlier run (epochs {sorted(earlier)}): "
-                             "continue it with --resume latest, or delete that folder (or choose another --output) "
-                             "to start afresh")
+            raise ValueError(
+                f"{run_dir(cfg.output)} holds checkpoints of an earlier run (epochs {sorted(earlier)}): "
+                "continue it with --resume latest, or delete that folder (or choose another --output) "
+                "to start afresh"
+            )
     check_export_folder(cfg.output)
     start_time = time.monotonic()
     output = Path(cfg.output)
@@ -520,24 +592,36 @@ def train(args_or_config, base: dict | None = None) -> dict:
     # Accelerate keeps one state per process; a second run in this process (a notebook, the tests) may ask for
     # another precision, which that state refuses unless it is cleared (the process group is kept).
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=cfg.cpu)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.cpu
+    )
     set_seed(cfg.seed)
 
     if saved_state is not None:
         saved_processes = saved_state.get("num_processes", 1)
         if saved_processes != accelerator.num_processes:
-            raise ValueError(f"cannot resume from {resume_dir}: it was trained with {saved_processes} process(es), "
-                             f"this run has {accelerator.num_processes} (the global batch and the schedule would "
-                             "change); launch it with the same number of processes")
+            raise ValueError(
+                f"cannot resume from {resume_dir}: it was trained with {saved_processes} process(es), "
+                f"this run has {accelerator.num_processes} (the global batch and the schedule would "
+                "change); launch it with the same number of processes"
+            )
 
     stats = load_stats(cfg.data_root)
     mean, std = stats if stats is not None else (None, None)
     if stats is None:
-        _info(accelerator, f"{Path(cfg.data_root) / 'dataset_stats.json'} not found; "
-                           "normalising with the real GZ2 cutout mean/std", logging.WARNING)
-    model, processor = load_model(cfg.model_card, base_card=cfg.base_card, num_queries=cfg.num_queries,
-                                  image_size=cfg.image_size, mean=mean, std=std)
+        _info(
+            accelerator,
+            f"{Path(cfg.data_root) / 'dataset_stats.json'} not found; normalising with the real GZ2 cutout mean/std",
+            logging.WARNING,
+        )
+    model, processor = load_model(
+        cfg.model_card,
+        base_card=cfg.base_card,
+        num_queries=cfg.num_queries,
+        image_size=cfg.image_size,
+        mean=mean,
+        std=std,
+    )
     if model.config.num_labels != NUM_LABELS:
         raise ValueError(f"{cfg.model_card}: model has {model.config.num_labels} labels, expected {NUM_LABELS}")
     freeze_unused_parameters(model)
@@ -546,42 +630,66 @@ def train(args_or_config, base: dict | None = None) -> dict:
     train_ds, val_ds = build_datasets(cfg, processor)
     for ds in (train_ds, val_ds):
         if ds.skipped:
-            _info(accelerator, f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); "
-                               f"first: {ds.skipped[0][1]}", logging.WARNING)
+            _info(
+                accelerator,
+                f"skipped {len(ds.skipped)} bad entries of {ds.source} (--skip-bad); first: {ds.skipped[0][1]}",
+                logging.WARNING,
+            )
 
     # Several processes: Accelerate gives process r the batches r, r + N, ... of the epoch order; whole global
     # batches only, so the shares are disjoint (and one step of N processes = one of --grad-accum N in one).
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = cfg.batch_size * world
     if world > 1 and len(train_ds) < global_batch:
-        raise ValueError(f"{train_ds.source}: {len(train_ds)} training images, fewer than one global batch "
-                         f"({world} processes x batch size {cfg.batch_size})")
+        raise ValueError(
+            f"{train_ds.source}: {len(train_ds)} training images, fewer than one global batch "
+            f"({world} processes x batch size {cfg.batch_size})"
+        )
     weights = None
     if cfg.class_balance:
         if cfg.coco is not None:
             raise ValueError("--class-balance applies to the cutout splits, not to --coco fields")
         first_class = [rec["classes"][0] if rec["classes"] else 0 for rec in train_ds.records]  # 0: no object
         weights, drawn = class_balance_weights(first_class, cfg.class_balance)
-        _info(accelerator, f"class balance {cfg.class_balance:g}: expected share of each class per epoch "
-                           + ", ".join(f"{CLASS_NAMES[c]} {v:.0%}" for c, v in sorted(drawn.items())))
+        _info(
+            accelerator,
+            f"class balance {cfg.class_balance:g}: expected share of each class per epoch "
+            + ", ".join(f"{CLASS_NAMES[c]} {v:.0%}" for c, v in sorted(drawn.items())),
+        )
     sampler = EpochSampler(len(train_ds), cfg.seed, multiple=global_batch if world > 1 else 1, weights=weights)
     if world > 1:
-        _info(accelerator, f"{world} processes: {len(sampler) // world} training images per process and epoch; "
-                           f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)")
+        _info(
+            accelerator,
+            f"{world} processes: {len(sampler) // world} training images per process and epoch; "
+            f"{len(train_ds) - len(sampler)} left out of each epoch (different ones each epoch)",
+        )
     # no persistent workers: the epoch's augmentation stream is set on the dataset in this process (set_epoch),
     # which workers only see when they are started anew for each epoch
-    loader_kwargs = dict(num_workers=cfg.num_workers, worker_init_fn=loader_worker_init if cfg.num_workers else None,
-                         pin_memory=accelerator.device.type == "cuda")
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
-                              collate_fn=train_ds.collator(training=True), **loader_kwargs)
+    loader_kwargs = dict(
+        num_workers=cfg.num_workers,
+        worker_init_fn=loader_worker_init if cfg.num_workers else None,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=train_ds.collator(training=True),
+        **loader_kwargs,
+    )
     # validation is sharded here, not by Accelerate (whose even_batches would count some images twice)
-    n_val = len(val_ds) if cfg.val_limit is None else min(len(val_ds), cfg.val_limit)   # the first n_val images
-    val_loader = DataLoader(val_ds, batch_sampler=ShardBatches(n_val, cfg.batch_size, rank, world),
-                            collate_fn=val_ds.collator(training=False), **loader_kwargs)
+    n_val = len(val_ds) if cfg.val_limit is None else min(len(val_ds), cfg.val_limit)  # the first n_val images
+    val_loader = DataLoader(
+        val_ds,
+        batch_sampler=ShardBatches(n_val, cfg.batch_size, rank, world),
+        collate_fn=val_ds.collator(training=False),
+        **loader_kwargs,
+    )
 
     # fused: one kernel for all parameters instead of ~10 per tensor (the optimiser step was 13 % of a CPU step)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=accelerator.device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type in ("cpu", "cuda")
+    )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
@@ -608,7 +716,7 @@ def train(args_or_config, base: dict | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     probe_steps, probe_start, stopped = 3, None, False
-    reserve_s = None if budget_s is None else BUDGET_RESERVE * budget_s   # for the last validation and the export
+    reserve_s = None if budget_s is None else BUDGET_RESERVE * budget_s  # for the last validation and the export
 
     for epoch in range(start_epoch, end_epoch):
         # Accelerate's loader keeps its own epoch counter (from 0 in a resumed run) and passes it to the sampler
@@ -618,8 +726,12 @@ def train(args_or_config, base: dict | None = None) -> dict:
         train_ds.set_epoch(epoch)
         set_training_mode(unwrapped, True)
         epoch_start, loss_sum, n_batches, n_images = time.monotonic(), 0.0, 0, 0
-        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+        bar = progress_bar(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not accelerator.is_local_main_process,
+            dynamic_ncols=True,
+        )
         for local_index, batch in enumerate(bar):
             torch.manual_seed(batch_seed(cfg.seed, epoch, local_index * world + rank))
             with accelerator.accumulate(model), attention_kernels(accelerator.device):
@@ -639,9 +751,17 @@ def train(args_or_config, base: dict | None = None) -> dict:
                 step += 1
                 bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if budget_s is not None:
-                    stopped = _apply_budget(schedule, step, start_time, budget_s, probe_steps, probe_start,
-                                            planned_total=total_steps, rescale_warmup=cfg.warmup_steps is None,
-                                            reserve_s=reserve_s)
+                    stopped = _apply_budget(
+                        schedule,
+                        step,
+                        start_time,
+                        budget_s,
+                        probe_steps,
+                        probe_start,
+                        planned_total=total_steps,
+                        rescale_warmup=cfg.warmup_steps is None,
+                        reserve_s=reserve_s,
+                    )
                     if world > 1:  # every process follows the main process's clock, or they would part ways
                         stopped = _follow_main_process(accelerator, schedule, stopped)
                     if probe_start is None:  # first step of this process excluded (warm-up of kernels)
@@ -652,39 +772,74 @@ def train(args_or_config, base: dict | None = None) -> dict:
         train_loss = _mean_across(accelerator, loss_sum, n_batches)
         val_start = time.monotonic()
         val_loss = evaluate_loss(model, val_loader, accelerator, seed=cfg.seed, epoch=epoch)
-        if budget_s is not None:   # keep what one more validation takes (measured), plus a margin for the export
+        if budget_s is not None:  # keep what one more validation takes (measured), plus a margin for the export
             reserve_s = min(BUDGET_RESERVE * budget_s, 1.25 * (time.monotonic() - val_start) + 0.02 * budget_s)
         seconds = time.monotonic() - epoch_start
-        history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
-                        "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
-                        "images_per_second": round(n_images * accelerator.num_processes / seconds, 3),
-                        "partial": int(stopped)})
-        _info(accelerator, f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                           f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s")
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": round(seconds, 3),
+                "images_per_second": round(n_images * accelerator.num_processes / seconds, 3),
+                "partial": int(stopped),
+            }
+        )
+        _info(
+            accelerator,
+            f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+            f"lr {history[-1]['lr']:.2e}  {seconds:.1f} s",
+        )
         if accelerator.is_main_process:
             write_history(run, history)
-        if (budget_s is not None and not stopped and epoch + 1 < end_epoch
-                and schedule.total - step < max(1, steps_per_epoch // 10)):
+        if (
+            budget_s is not None
+            and not stopped
+            and epoch + 1 < end_epoch
+            and schedule.total - step < max(1, steps_per_epoch // 10)
+        ):
             # the fitted horizon ends within a tenth of an epoch (LR ~ 0): no near-empty epoch and its validation
             stopped = True
         if stopped:
             _info(accelerator, f"time budget of {cfg.max_minutes} min reached after {step} steps; exporting")
             break
-        save_checkpoint(accelerator, output, epoch + 1, {"epoch": epoch + 1, "step": step, "history": history,
-                                                         "config": asdict(cfg), "schedule_total": schedule.total,
-                                                         "num_processes": world,
-                                                         "data_fingerprint": fingerprint},
-                        model_config=unwrapped.config)
+        save_checkpoint(
+            accelerator,
+            output,
+            epoch + 1,
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+                "config": asdict(cfg),
+                "schedule_total": schedule.total,
+                "num_processes": world,
+                "data_fingerprint": fingerprint,
+            },
+            model_config=unwrapped.config,
+        )
 
     accelerator.wait_for_everyone()
     exported = ema.module if ema is not None else unwrapped
     if accelerator.is_main_process:
-        save_export(exported, processor, output, extra_files={name: run / name for name in RUN_FILES},
-                    extra_json={"training_data.json": training_data(cfg, train_ds, val_ds, fingerprint)})
+        save_export(
+            exported,
+            processor,
+            output,
+            extra_files={name: run / name for name in RUN_FILES},
+            extra_json={"training_data.json": training_data(cfg, train_ds, val_ds, fingerprint)},
+        )
     accelerator.wait_for_everyone()
     ckpts = list_checkpoints(output)
-    return {"output": output, "history": history, "stopped_by_budget": stopped,
-            "checkpoint": ckpts[max(ckpts)] if ckpts else None, "last_weights": unwrapped}
+    return {
+        "output": output,
+        "history": history,
+        "stopped_by_budget": stopped,
+        "checkpoint": ckpts[max(ckpts)] if ckpts else None,
+        "last_weights": unwrapped,
+    }
 
 
 def moving_average(model, decay: float):
@@ -702,9 +857,18 @@ def moving_average(model, decay: float):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _apply_budget(schedule: WarmupPolyLR, step: int, start_time: float, budget_s: float, probe_steps: int,
-                  probe_start, planned_total: int | None = None, rescale_warmup: bool = False,
-                  refit_every: int = 10, reserve_s: float | None = None) -> bool:
+def _apply_budget(
+    schedule: WarmupPolyLR,
+    step: int,
+    start_time: float,
+    budget_s: float,
+    probe_steps: int,
+    probe_start,
+    planned_total: int | None = None,
+    rescale_warmup: bool = False,
+    refit_every: int = 10,
+    reserve_s: float | None = None,
+) -> bool:
     """Fit the LR horizon to the time left; ``True`` when training must stop now.
 
     From ``probe_steps`` steps after ``probe_start`` (time, step) on, and every ``refit_every`` steps after, the
@@ -766,7 +930,7 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
     total, count = 0.0, 0
     for local_index, batch in enumerate(loader):
         torch.manual_seed(batch_seed(seed, epoch, local_index * world + rank, stream=1))
-        with accelerator.autocast(), attention_kernels(accelerator.device):   # as in training
+        with accelerator.autocast(), attention_kernels(accelerator.device):  # as in training
             total += unwrapped(**_to_device(batch, accelerator.device)).loss.mean().float().item()
         count += 1
     set_training_mode(unwrapped, True)
@@ -777,22 +941,37 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
 def build_parser() -> argparse.ArgumentParser:
     from src.cli import add_output_options
 
-    p = argparse.ArgumentParser(prog="train_script.py",
-                                description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py).")
+    p = argparse.ArgumentParser(
+        prog="train_script.py", description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py)."
+    )
     # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
-    p.add_argument("--data-root", help="folder with galaxy_{train,val}.json, original/zoo2Main/, dataset_stats.json "
-                   "(default: .)")
+    p.add_argument(
+        "--data-root", help="folder with galaxy_{train,val}.json, original/zoo2Main/, dataset_stats.json (default: .)"
+    )
     p.add_argument("--output", help="output folder (default: safetensors/<recipe or model-task>)")
-    p.add_argument("--model-card", help=f"preset ({', '.join(PRESETS)}), save_pretrained folder, hub card, or a "
-                   "bare .safetensors state dict (default: galaxy-small)")
+    p.add_argument(
+        "--model-card",
+        help=f"preset ({', '.join(PRESETS)}), save_pretrained folder, hub card, or a "
+        "bare .safetensors state dict (default: galaxy-small)",
+    )
     p.add_argument("--base-card", help="architecture of a bare .safetensors state dict (default: swin-tiny)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="the original models' settings: "
-                   + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()))
-    p.add_argument("--task", choices=["semantic", "instance", "panoptic", "random"],
-                   help="task the model is conditioned on; random = per image (default: semantic)")
-    p.add_argument("--random-tasks", nargs="+", choices=["semantic", "instance", "panoptic"],
-                   help="with --task random, each image's task is drawn uniformly from this list; repeat a task to "
-                   "weight it, e.g. semantic semantic instance (default: semantic instance)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="the original models' settings: " + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()),
+    )
+    p.add_argument(
+        "--task",
+        choices=["semantic", "instance", "panoptic", "random"],
+        help="task the model is conditioned on; random = per image (default: semantic)",
+    )
+    p.add_argument(
+        "--random-tasks",
+        nargs="+",
+        choices=["semantic", "instance", "panoptic"],
+        help="with --task random, each image's task is drawn uniformly from this list; repeat a task to "
+        "weight it, e.g. semantic semantic instance (default: semantic instance)",
+    )
     p.add_argument("--epochs", type=int, help="length of the schedule N (default: 5)")
     p.add_argument("--end-epoch", type=int, help="stop after epoch M of the N-epoch schedule")
     group = p.add_mutually_exclusive_group()
@@ -800,8 +979,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", choices=["latest"], help="continue from the latest complete checkpoint")
     p.add_argument("--batch-size", type=int, help="images per step and process (default: 2)")
     p.add_argument("--image-size", type=int, help="square side in pixels (default: native)")
-    p.add_argument("--crop-size", type=int, help="train on random crops of this side holding the object, at "
-                   "native resolution; the exported model runs on whole images (default: no crop)")
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        help="train on random crops of this side holding the object, at "
+        "native resolution; the exported model runs on whole images (default: no crop)",
+    )
     p.add_argument("--num-queries", type=int, help="object queries (default: the preset's or card's)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 0.1)")
@@ -809,27 +992,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, help="default 5%% of the optimiser steps")
     p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="(default: no)")
-    p.add_argument("--ema-decay", type=float, help="export the exponential moving average of the weights with "
-                   "this decay per optimiser step, e.g. 0.995 (default: 0, the last weights)")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        help="export the exponential moving average of the weights with "
+        "this decay per optimiser step, e.g. 0.995 (default: 0, the last weights)",
+    )
     p.add_argument("--val-limit", type=int, help="validate on the first N validation images only (default: all)")
     p.add_argument("--seed", type=int, help="data order, augmentations, init (default: 0)")
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
-                   help="no flips / 90° rotations")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="no flips / 90° rotations")
     p.add_argument("--in-memory", action="store_const", const=True, help="decode all images once, keep them in RAM")
     p.add_argument("--skip-bad", action="store_const", const=True, help="skip (and count) unusable entries")
     p.add_argument("--num-workers", type=int, help="DataLoader workers")
     p.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
     p.add_argument("--cpu", action="store_const", const=True, help="force CPU")
-    p.add_argument("--coco", help="train on a COCO instance file of annotated fields (python -m src.synthetic "
-                   "--field writes one) instead of the cutout splits: random crops of --crop-size px (default "
-                   f"{FIELD_CROP}) around its objects")
+    p.add_argument(
+        "--coco",
+        help="train on a COCO instance file of annotated fields (python -m src.synthetic "
+        "--field writes one) instead of the cutout splits: random crops of --crop-size px (default "
+        f"{FIELD_CROP}) around its objects",
+    )
     p.add_argument("--val-coco", help="COCO file of the validation fields (default: every 5th image of --coco)")
     p.add_argument("--crops-per-image", type=int, help="with --coco: crops per image and epoch (default: 16)")
-    p.add_argument("--class-balance", type=float, help="draw training images with weight (share of their class) "
-                   "** -X, with replacement: 0 shuffles every image once per epoch, 1 draws each class equally often "
-                   "(default: 0)")
-    p.add_argument("--config", help="a recorded configuration (OUTPUT/train_config.json, or a JSON subset of "
-                   "these options); options given on the command line override it")
+    p.add_argument(
+        "--class-balance",
+        type=float,
+        help="draw training images with weight (share of their class) "
+        "** -X, with replacement: 0 shuffles every image once per epoch, 1 draws each class equally often "
+        "(default: 0)",
+    )
+    p.add_argument(
+        "--config",
+        help="a recorded configuration (OUTPUT/train_config.json, or a JSON subset of "
+        "these options); options given on the command line override it",
+    )
     add_output_options(p)
     return p
 

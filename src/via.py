@@ -10,6 +10,7 @@ objid::
 
 ``regions`` may also be a dict (older VIA exports).  Coordinates are pixels, x = column, y = row.
 """
+
 from __future__ import annotations
 
 import json
@@ -112,11 +113,13 @@ def image_path(data_root: str | os.PathLike, filename: str, where: str = "") -> 
     path = folder / filename
     try:
         inside = path.resolve().relative_to(folder.resolve())
-    except (ValueError, OSError, RuntimeError):   # not below it; a NUL byte; a link loop (Python < 3.13)
+    except (ValueError, OSError, RuntimeError):  # not below it; a NUL byte; a link loop (Python < 3.13)
         inside = None
     if inside is None or inside == Path("."):
-        raise OutsideDataRoot(f"{where or data_root}: image {filename!r} is not inside {folder} (absolute path, "
-                              f"'..' or a link leading out): not read")
+        raise OutsideDataRoot(
+            f"{where or data_root}: image {filename!r} is not inside {folder} (absolute path, "
+            f"'..' or a link leading out): not read"
+        )
     return path
 
 

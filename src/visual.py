@@ -1,6 +1,7 @@
 """Evaluation figures: confusion matrix, per-class bars, and the side-by-side model comparisons
 (``images/seg_comparison.png``, ``images/seginst_comparison.png``).  Colours come from ``src.classes``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,8 @@ def save_figure(fig, path, dpi: int = 110, palette: bool = False, **savefig_kwar
             fig.savefig(buffer, dpi=dpi, format="png", **savefig_kwargs)
             buffer.seek(0)
             Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(
-                tmp, format="PNG", optimize=True)
+                tmp, format="PNG", optimize=True
+            )
     return Path(path)
 
 
@@ -63,8 +65,9 @@ def class_legend(fig, class_names: Sequence[str] = CLASS_NAMES, **kwargs):
     return fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, **kwargs)
 
 
-def plot_confusion_matrix(confusion, class_names: Sequence[str] = CLASS_NAMES, normalise: bool = True,
-                          title: str = "", ax=None):
+def plot_confusion_matrix(
+    confusion, class_names: Sequence[str] = CLASS_NAMES, normalise: bool = True, title: str = "", ax=None
+):
     """Heat map of a confusion matrix (rows = truth); ``normalise`` divides each row by its total.
     Rows and columns that are empty on both sides are left out; counts are printed in the cells."""
     cm = np.asarray(confusion, dtype=float)
@@ -82,14 +85,26 @@ def plot_confusion_matrix(confusion, class_names: Sequence[str] = CLASS_NAMES, n
     for r in range(len(names)):
         for c in range(len(names)):
             label = f"{shown[r, c]:.2f}\n({int(cm[r, c])})" if normalise else f"{int(cm[r, c])}"
-            ax.text(c, r, label, ha="center", va="center", fontsize=7,
-                    color="white" if shown[r, c] > 0.6 * max(shown.max(), 1e-9) else "black")
+            ax.text(
+                c,
+                r,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shown[r, c] > 0.6 * max(shown.max(), 1e-9) else "black",
+            )
     ax.set_title(title)
     return ax.figure
 
 
-def plot_per_class(values_by_model: Mapping[str, Mapping[str, float | None]], title: str = "",
-                   ylabel: str = "", class_names: Sequence[str] = GALAXY_CLASSES, ax=None):
+def plot_per_class(
+    values_by_model: Mapping[str, Mapping[str, float | None]],
+    title: str = "",
+    ylabel: str = "",
+    class_names: Sequence[str] = GALAXY_CLASSES,
+    ax=None,
+):
     """Grouped bars: one group per class, one bar per model (``None`` values drawn as empty)."""
     labels = list(values_by_model)
     if ax is None:
@@ -100,8 +115,13 @@ def plot_per_class(values_by_model: Mapping[str, Mapping[str, float | None]], ti
         vals = [values_by_model[label].get(n) for n in class_names]
         bars = ax.bar(x + (k - (len(labels) - 1) / 2) * width, [v or 0 for v in vals], width, label=label)
         for bar, v in zip(bars, vals):
-            ax.annotate("-" if v is None else f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                "-" if v is None else f"{v:.2f}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     ax.set_xticks(x, class_names, rotation=20)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel(ylabel)
@@ -120,16 +140,25 @@ def metrics_figures(metrics_by_model: Mapping[str, dict], out_dir=None) -> dict[
     if with_sem:
         fig, axes = plt.subplots(1, len(with_sem), figsize=(6 * len(with_sem), 5), squeeze=False)
         for ax, (label, sem) in zip(axes[0], with_sem.items()):
-            plot_confusion_matrix(sem["classification"]["confusion_matrix"], IMAGE_CLASS_NAMES,
-                                  title=f"{label}: image class (majority of galaxy pixels)", ax=ax)
+            plot_confusion_matrix(
+                sem["classification"]["confusion_matrix"],
+                IMAGE_CLASS_NAMES,
+                title=f"{label}: image class (majority of galaxy pixels)",
+                ax=ax,
+            )
         fig.tight_layout()
         figures["confusion_matrix"] = fig
         figures["per_class_iou"] = plot_per_class(
             {k: s["semantic"]["per_class_iou"] for k, s in with_sem.items()},
-            title="per-class IoU (semantic task, all pixels)", ylabel="IoU")
+            title="per-class IoU (semantic task, all pixels)",
+            ylabel="IoU",
+        )
     if with_ap:
-        figures["per_class_ap"] = plot_per_class({k: c["per_class_ap"] for k, c in with_ap.items()},
-                                                 title="per-class COCO mask AP .5:.95 (instance task)", ylabel="AP")
+        figures["per_class_ap"] = plot_per_class(
+            {k: c["per_class_ap"] for k, c in with_ap.items()},
+            title="per-class COCO mask AP .5:.95 (instance task)",
+            ylabel="AP",
+        )
     if out_dir is not None:
         for name, fig in figures.items():
             save_figure(fig, Path(out_dir) / f"{name}.png")
@@ -137,9 +166,13 @@ def metrics_figures(metrics_by_model: Mapping[str, dict], out_dir=None) -> dict[
 
 
 # ------------------------------------------------------------------------------------------ comparisons
-def comparison_figure(images: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                      predictions: Mapping[str, Sequence[np.ndarray]], title: str = "",
-                      row_labels: Sequence[str] | None = None):
+def comparison_figure(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    predictions: Mapping[str, Sequence[np.ndarray]],
+    title: str = "",
+    row_labels: Sequence[str] | None = None,
+):
     """Grid: one row per sample, columns image | ground truth | model A | model B ... (RGB arrays)."""
     columns = ["image", "ground truth", *predictions]
     n = len(images)
@@ -179,9 +212,19 @@ def choose_samples(dataset, n_samples: int, seed: int = 0) -> list[int]:
     return sorted(chosen)
 
 
-def compare_models(models: Mapping[str, object], data_root, out_png, task: str = "semantic", n_samples: int = 4,
-                   split: str = "test", seed: int = 0, base_card: str | None = None, device=None,
-                   score_threshold: float = SCORE_THRESHOLD, batch_size: int = 4):
+def compare_models(
+    models: Mapping[str, object],
+    data_root,
+    out_png,
+    task: str = "semantic",
+    n_samples: int = 4,
+    split: str = "test",
+    seed: int = 0,
+    base_card: str | None = None,
+    device=None,
+    score_threshold: float = SCORE_THRESHOLD,
+    batch_size: int = 4,
+):
     """Run every model on the same ``n_samples`` images of ``split`` conditioned on ``task`` and save the grid.
 
     ``models``: label -> anything :func:`src.model.load_model` accepts (a ``(model, processor)`` pair also works).
@@ -205,9 +248,12 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
     if task == "semantic":
         truths = [colourise(item["semantic"]) for item in items]
     else:
-        truths = [draw_instances(item["semantic"].shape,
-                                 [(c, item["instance"] == k) for k, c in enumerate(item["class_ids"], start=1)])
-                  for item in items]
+        truths = [
+            draw_instances(
+                item["semantic"].shape, [(c, item["instance"] == k) for k, c in enumerate(item["class_ids"], start=1)]
+            )
+            for item in items
+        ]
     device = pick_device(device)
     predictions: dict[str, list[np.ndarray]] = {}
     for label, source in models.items():
@@ -218,7 +264,7 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
             model, processor = load_model(str(source), base_card=base_card, device=device)
         panels = []
         for start in range(0, len(items), batch_size):
-            chunk, chunk_sizes = items[start:start + batch_size], sizes[start:start + batch_size]
+            chunk, chunk_sizes = items[start : start + batch_size], sizes[start : start + batch_size]
             outputs = forward(model, processor, [item["image"] for item in chunk], task)
             if task == "semantic":
                 panels += [colourise(m) for m in semantic_maps(processor, outputs, chunk_sizes)]
@@ -231,9 +277,13 @@ def compare_models(models: Mapping[str, object], data_root, out_png, task: str =
         if device.type == "cuda":
             torch.cuda.empty_cache()
     what = "semantic task" if task == "semantic" else f"instance task (detections scoring > {score_threshold:g})"
-    fig = comparison_figure([item["image"] for item in items], truths, predictions,
-                            title=f"{split} samples, conditioned on the {what}",
-                            row_labels=[str(item["objid"]) for item in items])
+    fig = comparison_figure(
+        [item["image"] for item in items],
+        truths,
+        predictions,
+        title=f"{split} samples, conditioned on the {what}",
+        row_labels=[str(item["objid"]) for item in items],
+    )
     save_figure(fig, out_png)
     return fig
 

@@ -1,5 +1,6 @@
 """A stand-in for OneFormer that answers with the ground truth, to test the inference -> metrics path with
 known answers (every score 1.0).  Test helper, not a test module."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ class OracleModel(torch.nn.Module):
         self.cursor = (self.cursor + batch) % len(self.items)
         height, width = items[0]["instance"].shape
         classes = torch.full((batch, self.num_queries, NUM_LABELS + 1), -LOGIT)
-        classes[:, :, NUM_LABELS] = LOGIT                    # "no object" by default
+        classes[:, :, NUM_LABELS] = LOGIT  # "no object" by default
         masks = torch.full((batch, self.num_queries, height, width), -LOGIT)
         for b, item in enumerate(items):
             instance = torch.from_numpy(np.asarray(item["instance"], dtype=np.int64))
@@ -73,7 +74,7 @@ class ColourOracle(torch.nn.Module):
         self.calls += 1
         if self.on_call is not None:
             self.on_call(self.calls)
-        palette = np.asarray(colour_palette()[1:], dtype=float)           # galaxy classes 1..5
+        palette = np.asarray(colour_palette()[1:], dtype=float)  # galaxy classes 1..5
         batch, _, height, width = pixel_values.shape
         classes = torch.full((batch, self.num_queries, NUM_LABELS + 1), -LOGIT)
         classes[:, :, NUM_LABELS] = LOGIT

@@ -6,6 +6,7 @@
 ``--exit-after-calls N``: the process dies (``os._exit(137)``, as if killed) at the model's forward pass N + 1, a
 second after it started (so that the files of the batches before are mostly written).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ def run(argv: list[str]) -> int:
     processor = build_processor(None, config=build_config("galaxy-tiny"))
     oracle = ColourOracle.for_processor(processor)
     if exit_after is not None:
+
         def die(n: int) -> None:
             if n > exit_after:
                 time.sleep(1.0)

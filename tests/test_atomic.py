@@ -70,6 +70,7 @@ def test_images_round_trip_and_clear_errors(tmp_path):
         read_rgb(tmp_path / "missing.png")
     # 16-bit and float pixels are refused, not clipped or zeroed by PIL's RGB conversion
     from PIL import Image
+
     Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
     Image.fromarray(np.full((20, 30), 0.5, dtype=np.float32)).save(tmp_path / "float.tif")
     for name in ("deep.png", "float.tif"):

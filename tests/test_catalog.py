@@ -9,28 +9,32 @@ from src.catalog import CatalogError, find_catalog, load_catalog, parse_gz2_clas
 from src.classes import BASE_CLASSES, GALAXY_CLASSES
 
 
-@pytest.mark.parametrize("text, base, group, arms, winding, odd", [
-    ("A", "A", "artifact", None, None, None),
-    ("Er", "Er", "elliptical", None, None, None),
-    ("Ec(m)", "Ec", "elliptical", None, None, "m"),
-    ("Ser", "Ser", "spiral edge-on", None, None, None),
-    ("Seb(u)", "Seb", "spiral edge-on", None, None, "u"),
-    ("Sc2m", "Sc", "spiral", "2", "m", None),
-    ("Sb+t", "Sb", "spiral", "+", "t", None),
-    ("Sb?t", "Sb", "spiral", "?", "t", None),
-    ("Sd", "Sd", "spiral", None, None, None),
-    ("SBb2m", "SBb", "spiral barred", "2", "m", None),
-    ("SBc3m(r)", "SBc", "spiral barred", "3", "m", "r"),
-    ("Sb(d)", "Sb", "spiral", None, None, "d"),
-])
+@pytest.mark.parametrize(
+    "text, base, group, arms, winding, odd",
+    [
+        ("A", "A", "artifact", None, None, None),
+        ("Er", "Er", "elliptical", None, None, None),
+        ("Ec(m)", "Ec", "elliptical", None, None, "m"),
+        ("Ser", "Ser", "spiral edge-on", None, None, None),
+        ("Seb(u)", "Seb", "spiral edge-on", None, None, "u"),
+        ("Sc2m", "Sc", "spiral", "2", "m", None),
+        ("Sb+t", "Sb", "spiral", "+", "t", None),
+        ("Sb?t", "Sb", "spiral", "?", "t", None),
+        ("Sd", "Sd", "spiral", None, None, None),
+        ("SBb2m", "SBb", "spiral barred", "2", "m", None),
+        ("SBc3m(r)", "SBc", "spiral barred", "3", "m", "r"),
+        ("Sb(d)", "Sb", "spiral", None, None, "d"),
+    ],
+)
 def test_grammar_examples(text, base, group, arms, winding, odd):
     parsed = parse_gz2_class(text)
     assert (parsed.base, parsed.group, parsed.arms, parsed.winding, parsed.odd) == (base, group, arms, winding, odd)
     assert parsed.barred == base.startswith("SB")
 
 
-@pytest.mark.parametrize("text", ["", "S", "E", "Ex", "Se", "SBe", "Sc5m", "Sc2x", "Er(z)", "sc2m", "Sc2m(r)x",
-                                  "B", "Sen1", None])
+@pytest.mark.parametrize(
+    "text", ["", "S", "E", "Ex", "Se", "SBe", "Sc5m", "Sc2x", "Er(z)", "sc2m", "Sc2m(r)x", "B", "Sen1", None]
+)
 def test_unknown_strings_are_errors_naming_them(text):
     with pytest.raises(ValueError, match="gz2_class"):
         parse_gz2_class(text)
@@ -44,8 +48,9 @@ def test_all_real_strings_parse(real_dir):
     assert bases == set(BASE_CLASSES)
     assert {p.group for p in parsed} == set(GALAXY_CLASSES)
     # arm counts and windings only occur on face-on spirals
-    assert all(p.arms is None and p.winding is None for p in parsed if not p.base.startswith("S") or
-               p.base.startswith("Se"))
+    assert all(
+        p.arms is None and p.winding is None for p in parsed if not p.base.startswith("S") or p.base.startswith("Se")
+    )
 
 
 def _write_csv(path, rows, header="dr7objid,ra,dec,sample,gz2_class,t01_smooth_count"):
@@ -91,15 +96,17 @@ def test_non_numeric_objid_names_file(tmp_path):
 
 
 def test_duplicate_objid_is_an_error(tmp_path):
-    path = _write_csv(tmp_path / "c.csv", ["587722981736120347,1,2,original,Er,1",
-                                            "587722981736120347,1,2,original,Ei,1"])
+    path = _write_csv(
+        tmp_path / "c.csv", ["587722981736120347,1,2,original,Er,1", "587722981736120347,1,2,original,Ei,1"]
+    )
     with pytest.raises(CatalogError, match="duplicate dr7objid 587722981736120347"):
         load_catalog(path)
 
 
 def test_unknown_class_names_row_and_string(tmp_path):
-    path = _write_csv(tmp_path / "c.csv", ["587722981736120347,1,2,original,Er,1",
-                                            "587722981736120348,1,2,original,Zz9,1"])
+    path = _write_csv(
+        tmp_path / "c.csv", ["587722981736120347,1,2,original,Er,1", "587722981736120348,1,2,original,Zz9,1"]
+    )
     with pytest.raises(CatalogError, match=r"row 1: unknown gz2_class string 'Zz9'"):
         load_catalog(path)
 

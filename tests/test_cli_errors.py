@@ -1,5 +1,6 @@
 """Every CLI reports a user's mistake as one line ``PROG: error: ...`` on stderr and exit status 2, no traceback;
 and compute_scores.py takes the original project's command as its users type it."""
+
 import json
 import socket
 
@@ -29,9 +30,23 @@ def test_compute_scores_original_command_without_extension(tmp_path, monkeypatch
     (tmp_path / "safetensors").mkdir()
     torch.manual_seed(0)
     save_model(OneFormerForUniversalSegmentation(build_config("galaxy-tiny")), "safetensors/galaxy_sem_5_1.safetensors")
-    assert compute_scores.main(["--model", "safetensors/galaxy_sem_5_1", "--base-card", "galaxy-tiny",
-                                "--data-root", str(data), "--task", "semantic", "--no-progress"]) == 0
-    assert not (tmp_path / "metrics.json").exists()      # beside the model, never the current folder by default
+    assert (
+        compute_scores.main(
+            [
+                "--model",
+                "safetensors/galaxy_sem_5_1",
+                "--base-card",
+                "galaxy-tiny",
+                "--data-root",
+                str(data),
+                "--task",
+                "semantic",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert not (tmp_path / "metrics.json").exists()  # beside the model, never the current folder by default
     metrics = json.loads((tmp_path / "safetensors" / "galaxy_sem_5_1.metrics.json").read_text())
     assert metrics["model"] == "safetensors/galaxy_sem_5_1" and metrics["n_images"] == 2
     capsys.readouterr()
@@ -40,8 +55,12 @@ def test_compute_scores_original_command_without_extension(tmp_path, monkeypatch
     line = _one_error_line(capsys, "compute_scores.py")
     assert "safetensors/galaxy_sem_inst_10_2.safetensors" in line and "not found" in line
     # a split that does not exist
-    assert compute_scores.main(["--model", "galaxy-tiny", "--data-root", str(data), "--split", "nope",
-                                "--out", str(tmp_path / "m.json")]) == 2
+    assert (
+        compute_scores.main(
+            ["--model", "galaxy-tiny", "--data-root", str(data), "--split", "nope", "--out", str(tmp_path / "m.json")]
+        )
+        == 2
+    )
     assert "galaxy_nope.json: split file not found" in _one_error_line(capsys, "compute_scores.py")
 
 
@@ -57,8 +76,22 @@ def test_conversion_download_synthetic_demo_report_mistakes(tmp_path, capsys):
     with socket.socket() as sock:  # a port with nobody listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert download.main(["--data-root", str(tmp_path / "dl"), "--only", "catalog", "--quiet", "--timeout", "5",
-                          "--mirror", f"http://127.0.0.1:{port}"]) == 2
+    assert (
+        download.main(
+            [
+                "--data-root",
+                str(tmp_path / "dl"),
+                "--only",
+                "catalog",
+                "--quiet",
+                "--timeout",
+                "5",
+                "--mirror",
+                f"http://127.0.0.1:{port}",
+            ]
+        )
+        == 2
+    )
     assert "cannot reach" in _one_error_line(capsys, "python -m src.download")
 
     assert synthetic_cli.main(["--out", str(tmp_path / "syn"), "--n", "0"]) == 2

@@ -1,10 +1,10 @@
 """Console output: library code logs (CLIs print the lines plainly; --quiet / -v), progress bars only on a
 terminal and periodic one-line status otherwise."""
+
 import io
 import logging
 import os
 import time
-
 
 import src.progress
 from src.cli import setup_logging
@@ -14,11 +14,11 @@ from src.progress import progress_bar
 def test_off_a_terminal_a_bar_is_a_few_status_lines(monkeypatch, caplog):
     monkeypatch.setattr(src.progress, "STATUS_SECONDS", 0.05)
     caplog.set_level(logging.INFO, logger="src.progress")
-    bar = progress_bar(range(6), desc="epoch 1/3", file=io.StringIO())      # a file, not a terminal
+    bar = progress_bar(range(6), desc="epoch 1/3", file=io.StringIO())  # a file, not a terminal
     for _ in bar:
         time.sleep(0.03)
     lines = [r.getMessage() for r in caplog.records if r.name == "src.progress"]
-    assert 2 <= len(lines) <= 4                                  # every ~0.05 s, plus the last one; not 6
+    assert 2 <= len(lines) <= 4  # every ~0.05 s, plus the last one; not 6
     assert all("\r" not in line and "\n" not in line for line in lines)
     assert lines[-1].startswith("epoch 1/3: 100%") and "6/6" in lines[-1]
     # on a terminal: tqdm's own bar
@@ -47,12 +47,12 @@ def test_cli_console_lines_quiet_and_verbose(capsys, monkeypatch):
     log.debug("details")
     log.warning("careful")
     assert tuple(capsys.readouterr()) == ("converting\n", "warning: careful\n")
-    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"     # not a terminal: the HF libraries' bars off
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # not a terminal: the HF libraries' bars off
     setup_logging(quiet=True)
     log.info("converting")
     log.error("broken")
     assert tuple(capsys.readouterr()) == ("", "error: broken\n")
-    assert progress_bar(range(3), file=io.StringIO()).disable    # --quiet: no bars at all
+    assert progress_bar(range(3), file=io.StringIO()).disable  # --quiet: no bars at all
     setup_logging(verbose=True)
     log.debug("details")
     assert capsys.readouterr().out == "details\n"

@@ -11,8 +11,13 @@ from src.conversion import SPLITS, convert, geometry_problems, stratified_split
 from src.via import load_via
 from tests.tiny_data import write_tiny_raw
 
-ROOT_FILES = ("galaxy_segment_classes.json", "galaxy_train.json", "galaxy_val.json", "galaxy_test.json",
-              "conversion_report.json")
+ROOT_FILES = (
+    "galaxy_segment_classes.json",
+    "galaxy_train.json",
+    "galaxy_val.json",
+    "galaxy_test.json",
+    "conversion_report.json",
+)
 
 
 def _via(path):
@@ -35,8 +40,10 @@ def test_round_trip_counts_and_split(tmp_path):
     assert [len(splits[s]) for s in SPLITS] == [report["splits"][s]["total"] for s in SPLITS]
     assert abs(len(splits["train"]) - 42) <= 3 and abs(len(splits["val"]) - 12) <= 3
     # each entry carries the 5-class name and the 15-class base from the catalog
-    catalog = {int(line.split(",")[0]): line.split(",")[4]
-               for line in (tmp_path / "gz2_hart16.csv").read_text().splitlines()[1:]}
+    catalog = {
+        int(line.split(",")[0]): line.split(",")[4]
+        for line in (tmp_path / "gz2_hart16.csv").read_text().splitlines()[1:]
+    }
     for key, entry in everything.items():
         attrs = entry["regions"][0]["region_attributes"]
         assert attrs["gz2_class"] == catalog[int(key)]
@@ -62,8 +69,11 @@ def test_stratified_split_keeps_class_proportions():
     split = stratified_split(objids, labels, seed=0)
     for label, n in (("elliptical", 500), ("spiral", 200), ("artifact", 10)):
         part = split[labels == label]
-        assert [(part == s).sum() for s in SPLITS] == [round(0.7 * n), round(0.9 * n) - round(0.7 * n),
-                                                       n - round(0.9 * n)]
+        assert [(part == s).sum() for s in SPLITS] == [
+            round(0.7 * n),
+            round(0.9 * n) - round(0.7 * n),
+            n - round(0.9 * n),
+        ]
     # independent of input order
     order = np.random.default_rng(1).permutation(labels.size)
     assert (stratified_split(objids[order], labels[order], seed=0) == split[order]).all()
@@ -75,15 +85,16 @@ def _bad_inputs(root):
     data = _via(train_path)
     keys = list(data)
     poly = data[keys[0]]["regions"][0]
-    data[keys[0]]["regions"] = []                                                      # no regions
-    data[keys[1]]["regions"] = [poly, poly]                                            # several regions
+    data[keys[0]]["regions"] = []  # no regions
+    data[keys[1]]["regions"] = [poly, poly]  # several regions
     data[keys[2]]["regions"][0]["shape_attributes"] = {"name": "rect", "x": 1, "y": 1, "width": 9, "height": 9}
     data[keys[3]]["regions"][0]["shape_attributes"].update(all_points_x=[1, 9], all_points_y=[1, 9])  # 2 vertices
-    data[keys[4]]["regions"][0]["shape_attributes"]["all_points_x"][0] = -3            # negative
-    data[keys[5]]["regions"][0]["shape_attributes"]["all_points_y"][0] = 64            # beyond 0..63
-    data[keys[6]]["regions"][0]["shape_attributes"].update(all_points_x=[30, 33, 33, 30],
-                                                           all_points_y=[30, 30, 33, 33])  # 16 px
-    data[keys[7]]["regions"] = {"0": data[keys[7]]["regions"][0]}                      # dict regions: fine
+    data[keys[4]]["regions"][0]["shape_attributes"]["all_points_x"][0] = -3  # negative
+    data[keys[5]]["regions"][0]["shape_attributes"]["all_points_y"][0] = 64  # beyond 0..63
+    data[keys[6]]["regions"][0]["shape_attributes"].update(
+        all_points_x=[30, 33, 33, 30], all_points_y=[30, 30, 33, 33]
+    )  # 16 px
+    data[keys[7]]["regions"] = {"0": data[keys[7]]["regions"][0]}  # dict regions: fine
     data["100000000000099999"] = dict(data[keys[8]], filename="Dr7_100000000000099999.jpg")  # not in catalog
     (root / "original/zoo2Main" / data[keys[9]]["filename"]).write_bytes(b"not a jpeg")
     _save_via(train_path, data)
@@ -95,8 +106,15 @@ def test_bad_entries_are_counted_by_reason_and_named(tmp_path):
     keys = _bad_inputs(tmp_path)
     report = convert(tmp_path, image_size=64, min_area=20, check_images=True)
     assert report["skipped"] == {
-        "duplicate_entry": 1, "no_catalog_match": 1, "no_regions": 1, "several_regions": 1, "not_polygon": 1,
-        "too_few_vertices": 1, "outside_image": 2, "small_area": 1, "unreadable_image": 1,
+        "duplicate_entry": 1,
+        "no_catalog_match": 1,
+        "no_regions": 1,
+        "several_regions": 1,
+        "not_polygon": 1,
+        "too_few_vertices": 1,
+        "outside_image": 2,
+        "small_area": 1,
+        "unreadable_image": 1,
     }
     assert report["annotations"] == 22 and report["kept"] == 22 - 10
     examples = report["skipped_examples"]
@@ -150,7 +168,7 @@ def test_ragged_polygon_names_file_and_entry(tmp_path):
 def test_catalog_without_gz2_class_is_a_clear_error(tmp_path):
     write_tiny_raw(tmp_path, n=5, size=64)
     lines = (tmp_path / "gz2_hart16.csv").read_text().splitlines()
-    (tmp_path / "gz2_hart16.csv").write_text("\n".join(l.replace("gz2_class", "klass") for l in lines))
+    (tmp_path / "gz2_hart16.csv").write_text("\n".join(line.replace("gz2_class", "klass") for line in lines))
     with pytest.raises(ValueError, match="missing column.*gz2_class"):
         convert(tmp_path, image_size=64)
 
@@ -160,8 +178,14 @@ def test_stats_match_numpy(tmp_path):
     convert(tmp_path, image_size=64, min_area=20, stats=True)
     stats = json.loads((tmp_path / "dataset_stats.json").read_text())
     train = load_via(tmp_path / "galaxy_train.json")
-    pixels = np.concatenate([np.asarray(Image.open(tmp_path / "original/zoo2Main" / e["filename"]).convert("RGB"),
-                                        dtype=float).reshape(-1, 3) for e in train.values()])
+    pixels = np.concatenate(
+        [
+            np.asarray(Image.open(tmp_path / "original/zoo2Main" / e["filename"]).convert("RGB"), dtype=float).reshape(
+                -1, 3
+            )
+            for e in train.values()
+        ]
+    )
     assert stats["n_images"] == len(train)
     np.testing.assert_allclose(stats["mean"], pixels.mean(0), rtol=1e-9)
     np.testing.assert_allclose(stats["std"], pixels.std(0), rtol=1e-9)
@@ -202,22 +226,36 @@ def test_geometry_self_intersecting_polygons_are_rasterised():
 
 def test_cli_prints_table_and_fails_cleanly(tmp_path):
     write_tiny_raw(tmp_path, n=15, size=64)
-    done = subprocess.run([sys.executable, "-m", "src.conversion", "--data-root", str(tmp_path),
-                           "--image-size", "64", "--min-area", "20", "--stats"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.conversion",
+            "--data-root",
+            str(tmp_path),
+            "--image-size",
+            "64",
+            "--min-area",
+            "20",
+            "--stats",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "kept 15 of 15" in done.stdout and "spiral barred" in done.stdout
     assert (tmp_path / "dataset_stats.json").is_file()
     (tmp_path / "gz2_hart16.csv").unlink()
-    done = subprocess.run([sys.executable, "-m", "src.conversion", "--data-root", str(tmp_path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "src.conversion", "--data-root", str(tmp_path)], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "gz2_hart16.csv" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_real_annotations_survive_conversion(tmp_path, real_dir):
     """The seed's real test split (already filtered by the seed) passes every filter unchanged."""
     real = load_via(real_dir / "galaxy_test_via.json")
-    abbrev = {"artifact": "A", "elliptical": "Er", "spiral": "Sc2m", "spiral barred": "SBb2t",
-              "spiral edge-on": "Sen"}
+    abbrev = {"artifact": "A", "elliptical": "Er", "spiral": "Sc2m", "spiral barred": "SBb2t", "spiral edge-on": "Sen"}
     (tmp_path / "original/train").mkdir(parents=True)
     (tmp_path / "original/val").mkdir(parents=True)
     keys = list(real)
@@ -227,22 +265,30 @@ def test_real_annotations_survive_conversion(tmp_path, real_dir):
     (tmp_path / "gz2_hart16.csv").write_text("dr7objid,ra,dec,sample,gz2_class\n" + "\n".join(rows) + "\n")
     report = convert(tmp_path)
     assert report["kept"] == 2828 and report["skipped"] == {}
-    assert report["by_class"] == {"artifact": 7, "elliptical": 1268, "spiral": 505, "spiral barred": 620,
-                                  "spiral edge-on": 428}
+    assert report["by_class"] == {
+        "artifact": 7,
+        "elliptical": 1268,
+        "spiral": 505,
+        "spiral barred": 620,
+        "spiral edge-on": 428,
+    }
     out = load_via(tmp_path / "galaxy_segment_classes.json")
-    assert all(out[k]["regions"][0]["region_attributes"]["object_name"] ==
-               real[k]["regions"][0]["region_attributes"]["object_name"] for k in keys)
+    assert all(
+        out[k]["regions"][0]["region_attributes"]["object_name"]
+        == real[k]["regions"][0]["region_attributes"]["object_name"]
+        for k in keys
+    )
 
 
 def test_even_odd_area_of_self_intersecting_polygons():
     from src.conversion import even_odd_area
 
-    bowtie = (np.array([0, 20, 20, 0], float), np.array([0, 20, 0, 20], float))     # two triangles of 100 px²
+    bowtie = (np.array([0, 20, 20, 0], float), np.array([0, 20, 0, 20], float))  # two triangles of 100 px²
     assert even_odd_area(*bowtie) == pytest.approx(200.0)
     twice = (np.array([10, 40, 40, 10] * 2, float), np.array([10, 10, 40, 40] * 2, float))
-    assert even_odd_area(*twice) == 0.0                       # wound twice: even everywhere, nothing filled
+    assert even_odd_area(*twice) == 0.0  # wound twice: even everywhere, nothing filled
     t = np.arange(5) * 4 * np.pi / 5
-    star = (25 * np.cos(t), 25 * np.sin(t))                   # pentagram: the centre pentagon is wound twice
+    star = (25 * np.cos(t), 25 * np.sin(t))  # pentagram: the centre pentagon is wound twice
     outline = np.column_stack([np.append(star[0], star[0][0]), np.append(star[1], star[1][0])])
     hull = shapely.area(shapely.convex_hull(shapely.multipoints(outline)))
     assert 0 < even_odd_area(*star) < hull
@@ -255,11 +301,14 @@ def test_geometry_bound_holds_for_the_real_self_intersecting_polygons(real_dir):
     from src.via import polygon_area
 
     via = load_via(real_dir / "galaxy_test_via.json")
-    polygons = [(np.asarray(s["all_points_x"], float), np.asarray(s["all_points_y"], float))
-                for s in (e["regions"][0]["shape_attributes"] for e in via.values())]
-    rings = shapely.linearrings(np.column_stack([np.concatenate([x for x, _ in polygons]),
-                                                 np.concatenate([y for _, y in polygons])]),
-                                indices=np.repeat(np.arange(len(polygons)), [x.size for x, _ in polygons]))
+    polygons = [
+        (np.asarray(s["all_points_x"], float), np.asarray(s["all_points_y"], float))
+        for s in (e["regions"][0]["shape_attributes"] for e in via.values())
+    ]
+    rings = shapely.linearrings(
+        np.column_stack([np.concatenate([x for x, _ in polygons]), np.concatenate([y for _, y in polygons])]),
+        indices=np.repeat(np.arange(len(polygons)), [x.size for x, _ in polygons]),
+    )
     crossing = [polygons[i] for i in np.flatnonzero(~shapely.is_simple(rings))]
     assert len(crossing) == 153
     raster = np.array([polygon_area(x, y, (256, 256)) for x, y in crossing])

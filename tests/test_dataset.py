@@ -1,4 +1,5 @@
 """GalaxyDataset: polygons -> maps, multi-object images, augmentation, determinism, bad input, OneFormer batches."""
+
 import json
 import os
 
@@ -120,8 +121,15 @@ def test_collator_encodes_as_the_processor(data, preset):
     in mixed-task batches with several objects (the texts depend on the objects earlier in the batch)."""
     mean, std = load_stats(data)
     processor = build_processor(image_size=64, mean=mean, std=std, config=build_config(preset))
-    ds = GalaxyDataset(data, "train", processor, task="random", random_tasks=("semantic", "instance", "panoptic"),
-                       image_size=64, augment=True)
+    ds = GalaxyDataset(
+        data,
+        "train",
+        processor,
+        task="random",
+        random_tasks=("semantic", "instance", "panoptic"),
+        image_size=64,
+        augment=True,
+    )
     collator = ds.collator(training=True)
     for epoch in (0, 1):
         ds.set_epoch(epoch)
@@ -130,11 +138,18 @@ def test_collator_encodes_as_the_processor(data, preset):
         for batch_items in (items[:4], items[4:], items[:1]):
             new = collator(batch_items)
             maps = [item["semantic"] if item["task"] == "semantic" else item["instance"] for item in batch_items]
-            mappings = [None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))}
-                        for item in batch_items]
-            old = processor(images=[item["image"] for item in batch_items], task_inputs=[i["task"] for i in batch_items],
-                            segmentation_maps=maps, instance_id_to_semantic_id=mappings, return_tensors="pt",
-                            do_resize=False)
+            mappings = [
+                None if item["task"] == "semantic" else {0: 0, **dict(enumerate(item["class_ids"], 1))}
+                for item in batch_items
+            ]
+            old = processor(
+                images=[item["image"] for item in batch_items],
+                task_inputs=[i["task"] for i in batch_items],
+                segmentation_maps=maps,
+                instance_id_to_semantic_id=mappings,
+                return_tensors="pt",
+                do_resize=False,
+            )
             assert sorted(new) == sorted(old)
             for key in new:
                 pairs = zip(new[key], old[key]) if isinstance(new[key], list) else [(new[key], old[key])]
@@ -147,12 +162,15 @@ def _write(root, split, via):
     (root / f"galaxy_{split}.json").write_text(json.dumps(via))
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("missing_image", "not found"),
-    ("outside", "outside the 64x64 image"),
-    ("unknown_class", "unknown class name 'lenticular'"),
-    ("unreadable", "unreadable"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("missing_image", "not found"),
+        ("outside", "outside the 64x64 image"),
+        ("unknown_class", "unknown class name 'lenticular'"),
+        ("unreadable", "unreadable"),
+    ],
+)
 def test_bad_entries_named_or_counted(tmp_path, problem, message):
     root = write_tiny_splits(tmp_path, n_train=4, size=64)
     via = load_split(root, "train")
@@ -196,8 +214,12 @@ def test_crop_keeps_objects_native_resolution(data):
             assert np.array_equal(np.bincount(item["instance"].ravel(), minlength=4)[1:], counts)
     # centred crops of an unaugmented split are pixel-exact windows of the image
     item, whole = centred[0], full[0]
-    windows = [(y, x) for y in range(9) for x in range(9)
-               if np.array_equal(whole["image"][y:y + 56, x:x + 56], item["image"])]
+    windows = [
+        (y, x)
+        for y in range(9)
+        for x in range(9)
+        if np.array_equal(whole["image"][y : y + 56, x : x + 56], item["image"])
+    ]
     assert windows
     # random placement: a function of (seed, epoch, index), varying with the epoch
     first = [jittered[i]["image"] for i in range(len(jittered))]
@@ -247,5 +269,7 @@ def test_truncated_jpeg_is_caught_by_the_conversion_check(tmp_path):
     victim = sorted((root / "original" / "zoo2Main").glob("*.jpg"))[0]
     _truncate(victim)
     report = convert(root, image_size=64, min_area=20, check_images=True)
-    assert report["skipped"]["unreadable_image"] == 1 and victim.stem[4:] in report["skipped_examples"][
-        "unreadable_image"][0]
+    assert (
+        report["skipped"]["unreadable_image"] == 1
+        and victim.stem[4:] in report["skipped_examples"]["unreadable_image"][0]
+    )

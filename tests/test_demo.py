@@ -1,5 +1,6 @@
 """The demo pipeline end to end with tiny settings (96 px cutouts of the default scene, galaxy-tiny, a few
 seconds of training)."""
+
 import json
 import os
 
@@ -10,9 +11,30 @@ import pytest
 from src.demo import REAL_RESULTS, main
 from src.splits import file_sha256
 
-TINY_ARGS = ["--n", "24", "--size", "96", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
-             "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
-             "--no-progress", "--cpu"]
+TINY_ARGS = [
+    "--n",
+    "24",
+    "--size",
+    "96",
+    "--workers",
+    "1",
+    "--model-card",
+    "galaxy-tiny",
+    "--crop-size",
+    "48",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "2",
+    "--minutes",
+    "0.1",
+    "--n-samples",
+    "2",
+    "--eval-batch-size",
+    "4",
+    "--no-progress",
+    "--cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +52,27 @@ def test_demo_end_to_end_then_reuse(demo_run, capsys):
     out = capsys.readouterr().out
     data, model, images = paths["data"], paths["model"], paths["images"]
 
-    for name in ("gz2_hart16.csv", "demo_data.json", "galaxy_train.json", "galaxy_val.json", "galaxy_test.json",
-                 "dataset_stats.json"):
+    for name in (
+        "gz2_hart16.csv",
+        "demo_data.json",
+        "galaxy_train.json",
+        "galaxy_val.json",
+        "galaxy_test.json",
+        "dataset_stats.json",
+    ):
         assert (data / name).is_file(), name
     assert len(list((data / "original" / "zoo2Main").glob("Dr7_*.jpg"))) == 24
-    for name in ("config.json", "model.safetensors", "processor_config.json", "metrics.json", "loss_history.csv",
-                 "loss_curve.png", "confusion_matrix.png", "demo_train.json", "demo_summary.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "metrics.json",
+        "loss_history.csv",
+        "loss_curve.png",
+        "confusion_matrix.png",
+        "demo_train.json",
+        "demo_summary.json",
+    ):
         assert (model / name).is_file(), name
     assert not (model / "checkpoints").exists() and not (model.parent / "model.run").exists()
     card = (model / "README.md").read_text()  # the model card, with the figures of metrics.json
@@ -48,8 +85,14 @@ def test_demo_end_to_end_then_reuse(demo_run, capsys):
     assert metrics["split"] == "test" and metrics["n_images"] == n_test > 0
     seed = metrics["semantic"]["seed_protocol"]
     coco = metrics["instance"]["coco"]
-    for value in (seed["mean_iou"], seed["dice"], seed["accuracy"], metrics["semantic"]["semantic"]["mean_iou"],
-                  coco["ap"], coco["ap50"]):
+    for value in (
+        seed["mean_iou"],
+        seed["dice"],
+        seed["accuracy"],
+        metrics["semantic"]["semantic"]["mean_iou"],
+        coco["ap"],
+        coco["ap50"],
+    ):
         assert 0.0 <= value <= 1.0
 
     summary = json.loads((model / "demo_summary.json").read_text())
@@ -90,7 +133,7 @@ def test_demo_end_to_end_then_reuse(demo_run, capsys):
     assert [name for name, stage in stages.items() if not stage["skipped"]] == ["convert"]
     assert json.loads((data / "dataset_stats.json").read_text())["mean"]
     # another figure setting redraws the figures only
-    assert main(argv[:argv.index("--n-samples")] + ["--n-samples", "1"] + argv[argv.index("--n-samples") + 2:]) == 0
+    assert main(argv[: argv.index("--n-samples")] + ["--n-samples", "1"] + argv[argv.index("--n-samples") + 2 :]) == 0
     stages = json.loads((model / "demo_summary.json").read_text())["stages"]
     assert [name for name, stage in stages.items() if not stage["skipped"]] == ["figures"]
     capsys.readouterr()
@@ -116,7 +159,10 @@ def test_each_scene_keeps_its_own_files_and_recipe():
     sdss = build_parser().parse_args([])
     resolve_scene_defaults(sdss)
     assert sdss.scene == "sdss" and (sdss.data_root, sdss.output, sdss.images_dir) == (
-        Path("data/synthetic"), Path("safetensors/galaxy_demo"), Path("safetensors/galaxy_demo"))
+        Path("data/synthetic"),
+        Path("safetensors/galaxy_demo"),
+        Path("safetensors/galaxy_demo"),
+    )
     readme = build_parser().parse_args(["--readme-figures"])
     resolve_scene_defaults(readme)
     assert (readme.output, readme.images_dir) == (Path("safetensors/galaxy_demo"), Path("images"))
@@ -127,7 +173,10 @@ def test_each_scene_keeps_its_own_files_and_recipe():
     clean = build_parser().parse_args(["--scene", "clean"])
     resolve_scene_defaults(clean)
     assert (clean.data_root, clean.output, clean.images_dir) == (
-        Path("data/synthetic_clean"), Path("safetensors/galaxy_demo_clean"), Path("safetensors/galaxy_demo_clean"))
+        Path("data/synthetic_clean"),
+        Path("safetensors/galaxy_demo_clean"),
+        Path("safetensors/galaxy_demo_clean"),
+    )
     given = build_parser().parse_args(["--scene", "clean", "--output", "elsewhere"])
     resolve_scene_defaults(given)
     assert given.output == Path("elsewhere") and given.images_dir == Path("elsewhere")

@@ -1,5 +1,6 @@
 """Several processes on the CPU (torchrun, gloo): training equals one process with --grad-accum 2, checkpoints and
 resume, sharded scoring equals one process; the sharding itself (disjoint shares, order from (seed, epoch))."""
+
 import csv
 import json
 import os
@@ -21,15 +22,34 @@ from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
 # one object per image, as in the real cutouts: then every batch of a task has the same number of target masks
-TRAIN_ARGS = ["--model-card", "galaxy-tiny", "--task", "random", "--epochs", "2", "--batch-size", "2",
-              "--image-size", "64", "--seed", "5", "--cpu"]
+TRAIN_ARGS = [
+    "--model-card",
+    "galaxy-tiny",
+    "--task",
+    "random",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--image-size",
+    "64",
+    "--seed",
+    "5",
+    "--cpu",
+]
 
 
 def torchrun(*args, timeout=240):
     """``torchrun --standalone --nproc_per_node 2 ARGS`` with one thread per process (as torchrun's default)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
@@ -48,8 +68,9 @@ def two_process_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     data = write_tiny_splits(root / "data", n_train=8, n_val=5, n_test=5, size=64, max_objects=1)
     out = root / "two"
-    log = torchrun("train_script.py", "--data-root", data, "--output", out, *TRAIN_ARGS, "--end-epoch", "1",
-                   "--max-minutes", "60")
+    log = torchrun(
+        "train_script.py", "--data-root", data, "--output", out, *TRAIN_ARGS, "--end-epoch", "1", "--max-minutes", "60"
+    )
     log += torchrun("train_script.py", "--data-root", data, "--output", out, *TRAIN_ARGS, "--resume", "latest")
     return {"root": root, "data": data, "out": out, "log": log}
 
@@ -71,8 +92,19 @@ def test_two_processes_train_like_one_with_grad_accum(two_process_run, one_threa
         assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
         assert not (ckpt / "random_states_2.pkl").exists()
 
-    reference = train({"data_root": str(run["data"]), "output": str(run["root"] / "one"), "model_card": "galaxy-tiny",
-                       "task": "random", "epochs": 2, "batch_size": 2, "grad_accum": 2, "image_size": 64, "seed": 5})
+    reference = train(
+        {
+            "data_root": str(run["data"]),
+            "output": str(run["root"] / "one"),
+            "model_card": "galaxy-tiny",
+            "task": "random",
+            "epochs": 2,
+            "batch_size": 2,
+            "grad_accum": 2,
+            "image_size": 64,
+            "seed": 5,
+        }
+    )
     two, one = _history(run["out"]), _history(reference["output"])
     assert [r["step"] for r in two] == [r["step"] for r in one] == ["2", "4"]
     # Same micro-batches, same random draws, gradients averaged the same way: measured bit-identical with one
@@ -84,16 +116,42 @@ def test_two_processes_train_like_one_with_grad_accum(two_process_run, one_threa
     # AdamW divides by sqrt(v): a last-bit gradient difference on a near-zero gradient can move a weight by ~lr
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-3
     with pytest.raises(ValueError, match="trained with 2 process"):
-        train({"data_root": str(run["data"]), "output": str(run["out"]), "model_card": "galaxy-tiny", "task": "random",
-               "epochs": 2, "batch_size": 2, "image_size": 64, "seed": 5, "resume": "latest"})
+        train(
+            {
+                "data_root": str(run["data"]),
+                "output": str(run["out"]),
+                "model_card": "galaxy-tiny",
+                "task": "random",
+                "epochs": 2,
+                "batch_size": 2,
+                "image_size": 64,
+                "seed": 5,
+                "resume": "latest",
+            }
+        )
 
 
 def test_two_processes_score_like_one(two_process_run, one_thread):
     run = two_process_run
     out = run["root"] / "scores"
-    log = torchrun("compute_scores.py", "--model", run["out"], "--data-root", run["data"], "--task", "all",
-                   "--batch-size", "2", "--out", out / "m2.json", "--predictions-out", out / "p2.json",
-                   "--device", "cpu", "--no-progress")
+    log = torchrun(
+        "compute_scores.py",
+        "--model",
+        run["out"],
+        "--data-root",
+        run["data"],
+        "--task",
+        "all",
+        "--batch-size",
+        "2",
+        "--out",
+        out / "m2.json",
+        "--predictions-out",
+        out / "p2.json",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert log.count("wrote ") == 1  # only the main process writes
     two = json.loads((out / "m2.json").read_text())
     one = evaluate(run["out"], run["data"], tasks="all", batch_size=2, progress=False, predictions_out=out / "p1.json")
@@ -140,8 +198,10 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path):
     model, processor = load_model("galaxy-tiny", image_size=64, mean=mean, std=std)
     set_training_mode(model, True)
     frozen = freeze_unused_parameters(model)
-    assert frozen == ["model.pixel_level_module.encoder.swin.layernorm.weight",
-                      "model.pixel_level_module.encoder.swin.layernorm.bias"]
+    assert frozen == [
+        "model.pixel_level_module.encoder.swin.layernorm.weight",
+        "model.pixel_level_module.encoder.swin.layernorm.bias",
+    ]
     for task in ("semantic", "instance", "panoptic"):
         dataset = GalaxyDataset(data, "train", processor, task=task, image_size=64, augment=True)
         model.zero_grad(set_to_none=True)

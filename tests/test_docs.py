@@ -9,6 +9,7 @@ Markers (an HTML comment on the line before a ```bash block; docs/development.md
     <!-- run: A => B; C => D -->          the same after replacing each text A by B (tiny sizes)
     <!-- needs: real-data, gpu, network, minutes -->   not run; scripts, options and make targets checked
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,31 @@ SHELL = {"bash", "sh", "shell"}
 #: What the scratch folder holds from the repository (links), besides the tiny demo data and model.
 SANDBOX_LINKS = ("src", "bench", "train_script.py", "compute_scores.py", "predict.py", "Makefile")
 #: The tiny demo the run blocks start from: data/synthetic and safetensors/galaxy_demo (also as galaxy_field).
-TINY_DEMO = ["--n", "24", "--size", "96", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
-             "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
-             "--no-progress", "--cpu", "--quiet"]
+TINY_DEMO = [
+    "--n",
+    "24",
+    "--size",
+    "96",
+    "--workers",
+    "1",
+    "--model-card",
+    "galaxy-tiny",
+    "--crop-size",
+    "48",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "2",
+    "--minutes",
+    "0.1",
+    "--n-samples",
+    "2",
+    "--eval-batch-size",
+    "4",
+    "--no-progress",
+    "--cpu",
+    "--quiet",
+]
 
 # Absolute paths into workspace, temporary, home and root folders: a path of one machine means nothing on another.
 # Built from pieces, so that this file does not match its own scan.
@@ -62,9 +85,15 @@ def shell_blocks(page: Path) -> list[dict]:
         if fence.group(1) in SHELL:
             previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
             marker = MARKER.match(previous.strip())
-            blocks.append({"page": page, "line": i + 1, "text": "\n".join(lines[i + 1:end]) + "\n",
-                           "kind": marker.group(1) if marker else None,
-                           "arg": (marker.group(2) or "") if marker else ""})
+            blocks.append(
+                {
+                    "page": page,
+                    "line": i + 1,
+                    "text": "\n".join(lines[i + 1 : end]) + "\n",
+                    "kind": marker.group(1) if marker else None,
+                    "arg": (marker.group(2) or "") if marker else "",
+                }
+            )
         i = end + 1
     return blocks
 
@@ -111,7 +140,7 @@ def target_of(tokens: list[str]) -> tuple[str, str, list[str]] | None:
         return "make", (tokens[1] if len(tokens) > 1 else "install"), tokens[2:]
     if program in ("accelerate", "torchrun"):
         script = next(i for i, t in enumerate(tokens) if t.endswith(".py"))
-        return "script", tokens[script], tokens[script + 1:]
+        return "script", tokens[script], tokens[script + 1 :]
     assert Path(program).name.startswith("python"), f"unknown program {program!r} in {' '.join(tokens)}"
     if tokens[1] == "-c":
         return None
@@ -120,7 +149,7 @@ def target_of(tokens: list[str]) -> tuple[str, str, list[str]] | None:
     return "script", tokens[1], tokens[2:]
 
 
-@lru_cache(maxsize=None)
+@cache
 def help_text(kind: str, name: str) -> str:
     """The ``--help`` of a script or module, run in this process (one import of torch for all of them)."""
     out = io.StringIO()
@@ -153,7 +182,7 @@ def check_command(tokens: list[str]) -> None:
         return
     if kind == "script":
         assert (REPO / name).is_file(), f"no script {name}"
-    elif not name.startswith("src."):   # another tool (pip, venv, mkdocs): installed is all we check
+    elif not name.startswith("src."):  # another tool (pip, venv, mkdocs): installed is all we check
         assert importlib.util.find_spec(name) is not None, f"module {name} is not installed"
         return
     text = help_text(kind, name)
@@ -172,17 +201,43 @@ def block_id(block: dict) -> str:
 # ------------------------------------------------------------------------------------------------- tests
 def test_the_site_builds_in_strict_mode(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     assert "WARNING" not in build.stderr, build.stderr
     pages = {p.parent.name for p in (tmp_path / "site").glob("*/index.html")}
-    assert {"install", "data", "synthetic", "training", "scoring", "prediction", "fields", "reproducing", "results",
-            "results-history", "development", "api", "benchmarks"} <= pages
+    assert {
+        "install",
+        "data",
+        "synthetic",
+        "training",
+        "scoring",
+        "prediction",
+        "fields",
+        "reproducing",
+        "results",
+        "results-history",
+        "development",
+        "api",
+        "benchmarks",
+    } <= pages
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    for name in ("src.inference.segment", "src.predict.predict", "src.field.run.predict_field", "src.evaluate.evaluate",
-                 "src.objects.find_objects", "src.metrics.original_ap", "src.synthetic.generate"):
-        assert f'id="{name}"' in api, name   # rendered from the docstring, not a dangling reference
+    for name in (
+        "src.inference.segment",
+        "src.predict.predict",
+        "src.field.run.predict_field",
+        "src.evaluate.evaluate",
+        "src.objects.find_objects",
+        "src.metrics.original_ap",
+        "src.synthetic.generate",
+    ):
+        assert f'id="{name}"' in api, name  # rendered from the docstring, not a dangling reference
     assert "Run the model on RGB images" in api
 
 
@@ -191,7 +246,7 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
     assert len(readme.splitlines()) <= 250
     first = shell_blocks(REPO / "README.md")[0]["text"]
     assert [c[:2] for c in commands(first)] == [["make", "demo"], ["make", "test"]]
-    head = readme[:readme.index("## Documentation")]
+    head = readme[: readme.index("## Documentation")]
     for needle in ("--field", "fits", "predict.py", "real** GZ2", "**synthetic**"):
         assert needle in head, needle
 
@@ -237,9 +292,23 @@ def test_benchmark_table_commands_agree_with_the_scripts():
 def tiny_demo(tmp_path_factory):
     """A scratch folder with the tiny demo's data and model, made once: what the run blocks start from."""
     base = tmp_path_factory.mktemp("tiny_demo")
-    run = subprocess.run([sys.executable, "-m", "src.demo", *TINY_DEMO, "--data-root", str(base / "data" / "synthetic"),
-                          "--output", str(base / "safetensors" / "galaxy_demo")],
-                         cwd=REPO, env=sandbox_env(base), capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.demo",
+            *TINY_DEMO,
+            "--data-root",
+            str(base / "data" / "synthetic"),
+            "--output",
+            str(base / "safetensors" / "galaxy_demo"),
+        ],
+        cwd=REPO,
+        env=sandbox_env(base),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return base
 
@@ -256,8 +325,14 @@ def sandbox_env(folder: Path) -> dict:
     shim = folder / "bin"
     for name in ("python", "python3"):
         python_shim(shim / name)
-    return {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO)}
+    return {
+        **os.environ,
+        "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": str(REPO),
+    }
 
 
 RUN_PAGES = [p for p in PAGES if any(b["kind"] == "run" for b in shell_blocks(p))]
@@ -280,10 +355,12 @@ def test_run_blocks_work_on_tiny_data(page, tiny_demo, tmp_path):
         text = block["text"]
         for old, new in substitutions(block["arg"]):
             text = text.replace(old, new)
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert done.returncode == 0, (f"{block_id(block)} failed:\n{text}\n--- stdout\n{done.stdout[-3000:]}\n"
-                                      f"--- stderr\n{done.stderr[-3000:]}")
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", text], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, (
+            f"{block_id(block)} failed:\n{text}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+        )
 
 
 def tracked_text_files() -> list[Path]:
@@ -297,7 +374,7 @@ def tracked_text_files() -> list[Path]:
             continue
         data = path.read_bytes()
         if b"\0" in data[:8192]:
-            continue   # binary
+            continue  # binary
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
@@ -313,8 +390,10 @@ def test_no_tracked_file_names_a_path_of_one_machine():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if ABSOLUTE_PATH.search(line) and not any(rel == f and text in line for f, text, _ in ALLOWED_PATHS):
                 found.append(f"{rel}:{number}: {line.strip()[:120]}")
-    assert not found, "absolute paths of one machine (use a relative path, or add to ALLOWED_PATHS with a reason):\n" \
+    assert not found, (
+        "absolute paths of one machine (use a relative path, or add to ALLOWED_PATHS with a reason):\n"
         + "\n".join(found)
+    )
 
 
 def test_the_path_scan_sees_what_it_looks_for():
@@ -329,11 +408,18 @@ def test_make_docs_and_make_figures_run_what_the_pages_say():
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 
     def dry(target):
-        return subprocess.run(["make", "--no-print-directory", "-n", target, "PY=VENV_PYTHON"],
-                              cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["make", "--no-print-directory", "-n", target, "PY=VENV_PYTHON"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
     assert "VENV_PYTHON -m mkdocs build --strict --site-dir site" in dry("docs")
     figures = dry("figures")
-    assert "VENV_PYTHON -m src.demo --readme-figures" in figures   # the only target that writes into images/
+    assert "VENV_PYTHON -m src.demo --readme-figures" in figures  # the only target that writes into images/
     assert "VENV_PYTHON -m src.synthetic.figure" in figures
     assert "--readme-figures" not in dry("demo") and "site" in (REPO / ".gitignore").read_text()
 

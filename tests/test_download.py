@@ -1,4 +1,5 @@
 """The real-data downloader against a local HTTP server on 127.0.0.1 (no internet needed)."""
+
 import hashlib
 import http.server
 import io
@@ -17,7 +18,7 @@ from tests.tiny_data import write_tiny_raw
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
-    cut_after: dict[str, int] = {}   # path -> bytes to send before dropping the connection (once)
+    cut_after: dict[str, int] = {}  # path -> bytes to send before dropping the connection (once)
     log: list = []
 
     def do_GET(self):  # noqa: N802
@@ -81,11 +82,16 @@ def test_full_real_data_path_from_a_mirror(tmp_path, server):
     }
     root = tmp_path / "data"
     manifest = download(root, mirror=url, progress=False)
-    assert set(manifest) == {"gz2_hart16.csv.gz", "original/train/via_region_data.json",
-                             "original/val/via_region_data.json", "original/zoo2Main.tar.gz"}
+    assert set(manifest) == {
+        "gz2_hart16.csv.gz",
+        "original/train/via_region_data.json",
+        "original/val/via_region_data.json",
+        "original/zoo2Main.tar.gz",
+    }
     assert manifest["gz2_hart16.csv.gz"]["sha256"] == hashlib.sha256(handler.files["gz2_hart16.csv.gz"]).hexdigest()
-    assert sorted(p.name for p in (root / "original/zoo2Main").iterdir()) == \
-        sorted(p.name for p in (source / "original/zoo2Main").iterdir())
+    assert sorted(p.name for p in (root / "original/zoo2Main").iterdir()) == sorted(
+        p.name for p in (source / "original/zoo2Main").iterdir()
+    )
     report = convert(root, image_size=64, min_area=20, check_images=True)
     assert report["kept"] == 20 and report["catalog"] == "gz2_hart16.csv.gz"
 
@@ -169,8 +175,11 @@ def test_archive_unpacking_is_recorded_redone_after_interruption_and_survives_de
     for k in range(3):
         (images / f"Dr7_{k}.jpg").write_bytes(b"jpeg%d" % k)
     handler.files = {"zoo2Main.tar.gz": _tar(images, "zoo2Main")}
-    resources = {"images": [Resource("cutouts", f"{url}/zoo2Main.tar.gz", "original/zoo2Main.tar.gz",
-                                     extract_to="original/zoo2Main")]}
+    resources = {
+        "images": [
+            Resource("cutouts", f"{url}/zoo2Main.tar.gz", "original/zoo2Main.tar.gz", extract_to="original/zoo2Main")
+        ]
+    }
     root = tmp_path / "data"
     # an interrupted earlier unpacking: a non-empty folder but nothing recorded -> unpacked again
     (root / "original/zoo2Main").mkdir(parents=True)

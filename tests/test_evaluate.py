@@ -1,4 +1,5 @@
 """src/evaluate.py and compute_scores.py on tiny data: known answers with an oracle model, files, CLI."""
+
 import contextlib
 import io
 import json
@@ -54,15 +55,15 @@ def test_oracle_model_scores_one_everywhere(tiny):
 def test_instance_predictions_rank_and_resize():
     """Top-k over (query, galaxy class) pairs, masks resized to the image size, background never a detection."""
     classes = torch.full((1, 3, 7), -20.0)
-    classes[0, 0, 0] = 20.0    # background query
-    classes[0, 1, 2] = 20.0    # elliptical
-    classes[0, 2, 6] = 20.0    # no object
+    classes[0, 0, 0] = 20.0  # background query
+    classes[0, 1, 2] = 20.0  # elliptical
+    classes[0, 2, 6] = 20.0  # no object
     masks = torch.full((1, 3, 8, 8), -20.0)
     masks[0, 1, :4, :4] = 20.0
     out = type("O", (), {"class_queries_logits": classes, "masks_queries_logits": masks})
     [dets] = instance_predictions(out, [(32, 32)], top_k=5)
     assert len(dets) <= 5 and dets[0]["class_id"] == 2 and dets[0]["score"] == pytest.approx(1.0, abs=0.01)
-    mask = dets[0]["mask"]   # the 4x4 block of an 8x8 logit map -> about 16x16 of 32x32 (bilinear corner cut)
+    mask = dets[0]["mask"]  # the 4x4 block of an 8x8 logit map -> about 16x16 of 32x32 (bilinear corner cut)
     assert mask.shape == (32, 32) and mask[:15, :15].all() and not mask[16:].any() and not mask[:, 16:].any()
     assert all(d["class_id"] != 0 for d in dets)
     assert all(a["score"] >= b["score"] for a, b in zip(dets, dets[1:]))
@@ -81,8 +82,12 @@ def test_instance_detections_of_one_query_share_one_mask_and_encoding():
     [dets] = instance_predictions(out, [(24, 24)], top_k=12)
     assert len(dets) == 12 and len({d["query"] for d in dets}) <= 4
     for d in dets:
-        expected = torch.nn.functional.interpolate(masks[:, d["query"]][None], size=(24, 24), mode="bilinear",
-                                                   align_corners=False)[0, 0] > 0
+        expected = (
+            torch.nn.functional.interpolate(
+                masks[:, d["query"]][None], size=(24, 24), mode="bilinear", align_corners=False
+            )[0, 0]
+            > 0
+        )
         assert np.array_equal(d["mask"], expected.numpy())
     same_query = [d for d in dets if d["query"] == dets[0]["query"]]
     assert len(same_query) > 1 and all(d["mask"] is same_query[0]["mask"] for d in same_query)
@@ -94,9 +99,23 @@ def test_instance_detections_of_one_query_share_one_mask_and_encoding():
 
 def test_cli_writes_metrics_and_reusable_coco_predictions(tiny, capsys):
     out, preds = tiny["root"] / "m" / "metrics.json", tiny["root"] / "m" / "predictions.json"
-    rc = compute_scores.main(["--model", str(tiny["export"]), "--data-root", str(tiny["data"]), "--task", "all",
-                              "--batch-size", "3", "--out", str(out), "--predictions-out", str(preds),
-                              "--no-progress"])
+    rc = compute_scores.main(
+        [
+            "--model",
+            str(tiny["export"]),
+            "--data-root",
+            str(tiny["data"]),
+            "--task",
+            "all",
+            "--batch-size",
+            "3",
+            "--out",
+            str(out),
+            "--predictions-out",
+            str(preds),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "seed protocol" in printed and "COCO mask AP" in printed and "spiral edge-on" in printed
@@ -109,15 +128,23 @@ def test_cli_writes_metrics_and_reusable_coco_predictions(tiny, capsys):
     assert {r["category_id"] for r in results} <= set(range(1, 6))
     # anyone can re-evaluate the file with pycocotools and gets the same AP
     ds = GalaxyDataset(tiny["data"], "test")
-    images = [{"id": it["objid"], "height": 64, "width": 64,
-               "objects": [(c, it["instance"] == k) for k, c in enumerate(it["class_ids"], 1)]}
-              for it in (ds[i] for i in range(len(ds)))]
+    images = [
+        {
+            "id": it["objid"],
+            "height": 64,
+            "width": 64,
+            "objects": [(c, it["instance"] == k) for k, c in enumerate(it["class_ids"], 1)],
+        }
+        for it in (ds[i] for i in range(len(ds)))
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = coco_ground_truth(images)
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(str(preds)), iouType="segm")
-        ev.evaluate(); ev.accumulate(); ev.summarize()
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
     assert metrics["instance"]["coco"]["ap"] == pytest.approx(max(ev.stats[0], 0.0))
 
 

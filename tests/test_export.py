@@ -25,8 +25,9 @@ def test_export_replaces_the_whole_folder_or_nothing(tmp_path, tiny_model, monke
     model, processor = tiny_model
     folder = tmp_path / "export"
     save_export(model, processor, folder)
-    (folder / "metrics.json").write_text("{}")            # scores of the former model
+    (folder / "metrics.json").write_text("{}")  # scores of the former model
     weights = file_sha256(folder / "model.safetensors")
+
     # an export killed half way (here: while writing the card) leaves the former export as it was
     def killed(staging, path):
         raise KeyboardInterrupt
@@ -35,7 +36,7 @@ def test_export_replaces_the_whole_folder_or_nothing(tmp_path, tiny_model, monke
     with pytest.raises(KeyboardInterrupt):
         save_export(model, processor, folder)
     assert (folder / "metrics.json").is_file() and file_sha256(folder / "model.safetensors") == weights
-    assert [p.name for p in tmp_path.iterdir()] == ["export"]   # no staging folder left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left behind
     monkeypatch.undo()
     # a complete export replaces the folder as a whole: nothing of the former one (its metrics) survives
     save_export(model, processor, folder, extra_json={"training_data.json": {"origin": "synthetic"}})
@@ -59,7 +60,7 @@ def test_an_output_folder_that_is_not_an_export_is_refused(tmp_path, capsys):
     assert main(["--output", str(notes), "--model-card", "galaxy-tiny"]) == 2
     assert "not empty and not a model export" in capsys.readouterr().err
     assert (notes / "todo.txt").read_text() == "keep me"
-    check_export_folder(tmp_path / "new")      # absent or empty: fine
+    check_export_folder(tmp_path / "new")  # absent or empty: fine
     (tmp_path / "empty").mkdir()
     check_export_folder(tmp_path / "empty")
 
@@ -67,24 +68,43 @@ def test_an_output_folder_that_is_not_an_export_is_refused(tmp_path, capsys):
 def test_model_card_follows_hf_conventions_and_shows_the_metrics(tmp_path, tiny_model):
     model, processor = tiny_model
     folder = tmp_path / "galaxy_demo"
-    training = {"data_root": "data/synthetic", "origin": "synthetic", "train_images": 70, "val_images": 20,
-                "split_membership": {"method": "stratified", "seed": 42}}
+    training = {
+        "data_root": "data/synthetic",
+        "origin": "synthetic",
+        "train_images": 70,
+        "val_images": 20,
+        "split_membership": {"method": "stratified", "seed": 42},
+    }
     save_export(model, processor, folder, extra_json={"training_data.json": training})
     card = (folder / "README.md").read_text()
     meta = _front_matter(card)
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-segmentation"
-    assert "synthetic-data" in meta["tags"] and "model-index" not in meta   # not scored yet
+    assert "synthetic-data" in meta["tags"] and "model-index" not in meta  # not scored yet
     assert "**Trained on synthetic data**" in card and "Not scored yet" in card and card.count("# galaxy_demo\n") == 1
     assert f'from_pretrained("{folder}")' in card
-    for section in ("## Model details", "## Intended use", "## Training data", "## Evaluation", "## Limitations",
-                    "## How to load", "## Citation"):
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## Training data",
+        "## Evaluation",
+        "## Limitations",
+        "## How to load",
+        "## Citation",
+    ):
         assert section in card, section
     # scoring that writes metrics.json into the export refreshes the card
-    metrics = {"model": str(folder), "split": "test", "n_images": 99, "data_root": "data/synthetic",
-               "split_sha256": "ab" * 32,
-               "semantic": {"seed_protocol": {"mean_iou": 0.7425, "dice": 0.8029, "accuracy": 0.8788},
-                            "semantic": {"mean_iou": 0.7369}},
-               "instance": {"coco": {"ap": 0.6475, "ap50": 0.9001}, "original_ap": {"ap": 0.55}}}
+    metrics = {
+        "model": str(folder),
+        "split": "test",
+        "n_images": 99,
+        "data_root": "data/synthetic",
+        "split_sha256": "ab" * 32,
+        "semantic": {
+            "seed_protocol": {"mean_iou": 0.7425, "dice": 0.8029, "accuracy": 0.8788},
+            "semantic": {"mean_iou": 0.7369},
+        },
+        "instance": {"coco": {"ap": 0.6475, "ap50": 0.9001}, "original_ap": {"ap": 0.55}},
+    }
     write_metrics(metrics, folder / "metrics.json")
     card = (folder / "README.md").read_text()
     results = _front_matter(card)["model-index"][0]["results"]

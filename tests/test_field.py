@@ -1,4 +1,5 @@
 """Survey fields (src/field): detection, the stamp rule, merging across tiles, one owner per pixel, scoring."""
+
 from __future__ import annotations
 
 import csv
@@ -9,23 +10,23 @@ import pytest
 
 from src.field.assemble import FieldObject, crop_to_mask, merge_views, resolve
 from src.field.detect import detect, detect_array, detection_image
-from src.field.stamps import GZ2_MEDIAN_AREA, Window, cut, stamp_side
 from src.field.score import load_truth
+from src.field.stamps import GZ2_MEDIAN_AREA, Window, cut, stamp_side
 from src.field.tiles import tile_origins, tile_windows
 from tests.tiny_data import write_tiny_field
 
 
 def _blobs(shape, centres, sigma=3.0, peak=40.0, seed=0):
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     image = rng.normal(0.0, 1.0, shape).astype(np.float32)
     for x, y in centres:
-        image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+        image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)).astype(np.float32)
     return image
 
 
 def _disc(shape, x, y, r):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (xx - x) ** 2 + (yy - y) ** 2 <= r * r
 
 
@@ -41,8 +42,11 @@ def test_stamp_rule_matches_real_annotations(real_dir):
     """The stamp rule's constant is the median rasterised area of the real GZ2 test annotations."""
     from src.via import entry_regions, load_via, polygon_area, region_polygon
 
-    areas = [polygon_area(*region_polygon(r), (256, 256))
-             for e in load_via(real_dir / "galaxy_test_via.json").values() for r in entry_regions(e)]
+    areas = [
+        polygon_area(*region_polygon(r), (256, 256))
+        for e in load_via(real_dir / "galaxy_test_via.json").values()
+        for r in entry_regions(e)
+    ]
     assert len(areas) == 2828
     assert np.median(areas) == GZ2_MEDIAN_AREA
     assert stamp_side(GZ2_MEDIAN_AREA) == 256
@@ -68,7 +72,7 @@ def test_detection_finds_sources_masks_nan_and_accepts_empty_frames():
     assert sorted(np.round(table["x"]).astype(int).tolist()) == [25, 70]
     assert (seg[30, 25] > 0) and (seg[60, 70] > 0) and (seg[5, 5] == 0)
     blank = image.copy()
-    blank[40:80, 50:90] = np.nan                     # a NaN region over the second source: masked, not detected
+    blank[40:80, 50:90] = np.nan  # a NaN region over the second source: masked, not detected
     table, seg, _ = detect_array(blank, 3.0)
     assert len(table) == 1 and round(table["x"][0]) == 25 and seg[40:80, 50:90].max() == 0
     empty, seg, _ = detect_array(np.random.default_rng(1).normal(0, 1, (64, 64)), 5.0)
@@ -120,11 +124,11 @@ def test_object_split_by_a_tile_border_is_reported_once():
     whole = next(o for o in merged if o.area == disc.sum())
     assert (whole.y0, whole.x0) == (22, 50)
     mean = whole.probs[:, whole.mask].mean(axis=1)
-    left = whole.probs[:, whole.mask][:, 0]                          # a pixel seen by both tiles
+    left = whole.probs[:, whole.mask][:, 0]  # a pixel seen by both tiles
     assert mean[2] > 0.3 and mean[3] > 0.3 and np.isclose(left[2], 0.5) and np.isclose(left[3], 0.5)
     object_map, objects, counts = resolve(merged, shape)
     assert object_map.max() == 2 and counts == {"duplicate": 0, "too_small": 0}
-    assert (object_map == 1).sum() == disc.sum()                    # numbered by decreasing area
+    assert (object_map == 1).sum() == disc.sum()  # numbered by decreasing area
 
 
 def test_resolve_gives_one_owner_per_pixel_and_drops_duplicates():
@@ -136,8 +140,8 @@ def test_resolve_gives_one_owner_per_pixel_and_drops_duplicates():
 
     object_map, objects, counts = resolve([obj(a, 0.9), obj(b, 0.5), obj(c, 0.7)], shape, min_area=5)
     assert counts == {"duplicate": 1, "too_small": 0} and len(objects) == 2
-    assert ((object_map == 1) == a).all()                           # the best-scoring disc keeps all its pixels
-    assert ((object_map == 2) == (c & ~a)).all()                    # the overlap went to the higher score
+    assert ((object_map == 1) == a).all()  # the best-scoring disc keeps all its pixels
+    assert ((object_map == 2) == (c & ~a)).all()  # the overlap went to the higher score
     edge = _disc(shape, 2, 20, 5)
     _, [touching], _ = resolve([obj(edge, 0.9)], shape)
     assert touching.edge
@@ -150,7 +154,7 @@ def test_tile_grid_covers_the_frame_with_the_overlap():
     windows = tile_windows((100, 200), 64, 16)
     covered = np.zeros((100, 200), int)
     for w in windows:
-        covered[w.y0:w.y0 + 64, w.x0:w.x0 + 64] += 1
+        covered[w.y0 : w.y0 + 64, w.x0 : w.x0 + 64] += 1
     assert covered.min() >= 1
     with pytest.raises(ValueError, match="overlap"):
         tile_origins(100, 64, 64)
@@ -191,8 +195,8 @@ def test_field_scorer_with_classes_counts_misclassification_and_misses(tmp_path)
     masks = [mask_utils.decode(a["rle"]).astype(bool) for a in anns]
     class_map = np.zeros((96, 96), np.uint8)
     predictions = []
-    for k, (ann, mask) in enumerate(zip(anns[:2], masks[:2])):   # the third object is missed
-        cid = ann["class_id"] if k == 0 else ann["class_id"] % 5 + 1     # the second is misclassified
+    for k, (ann, mask) in enumerate(zip(anns[:2], masks[:2])):  # the third object is missed
+        cid = ann["class_id"] if k == 0 else ann["class_id"] % 5 + 1  # the second is misclassified
         class_map[mask] = cid
         predictions.append({"rle": ann["rle"], "class_id": cid, "score": 0.9, "area": ann["area"]})
     scorer = FieldScorer()
@@ -218,32 +222,46 @@ def test_field_scorer_purity_and_completeness_by_measured_brightness():
     frame = np.zeros((64, 64, 3), np.uint8)
 
     def square(y, x, value, extra=0):
-        frame[y:y + 4, x:x + 4] = (value - 3, value, value + 3)   # mean of R, G, B = value
+        frame[y : y + 4, x : x + 4] = (value - 3, value, value + 3)  # mean of R, G, B = value
         mask = np.zeros((64, 64), np.uint8, order="F")
-        mask[y:y + 4 + extra, x:x + 4] = 1
+        mask[y : y + 4 + extra, x : x + 4] = 1
         rle = mask_utils.encode(mask)
         return {"rle": rle, "area": float(mask.sum())}
 
     truth = [{**square(2, 2 + 8 * k, v), "class_id": 2, "flux": None} for k, v in enumerate((10, 40, 80, 160))]
-    wider_t2 = {"rle": mask_utils.encode(np.asfortranarray(np.pad(np.ones((6, 4), np.uint8), ((2, 56), (10, 50))))),
-                "area": 24.0}
-    predictions = [{**p, "class_id": None, "score": 0.9} for p in (
-        {"rle": truth[0]["rle"], "area": 16.0}, {"rle": truth[3]["rle"], "area": 16.0}, wider_t2,
-        square(30, 2, 5), square(30, 20, 200), square(30, 40, 220))]
+    wider_t2 = {
+        "rle": mask_utils.encode(np.asfortranarray(np.pad(np.ones((6, 4), np.uint8), ((2, 56), (10, 50))))),
+        "area": 24.0,
+    }
+    predictions = [
+        {**p, "class_id": None, "score": 0.9}
+        for p in (
+            {"rle": truth[0]["rle"], "area": 16.0},
+            {"rle": truth[3]["rle"], "area": 16.0},
+            wider_t2,
+            square(30, 2, 5),
+            square(30, 20, 200),
+            square(30, 40, 220),
+        )
+    ]
     image = {"id": 1, "height": 64, "width": 64, "file_name": "hand.png"}
     scorer = FieldScorer(classes=False)
     scorer.add(image, truth, predictions, frame=frame)
     det = scorer.scores()["detection"]
     assert det["purity"] == 0.5 and det["completeness"] == 0.75
     assert [b["max"] for b in det["purity_by_brightness"]] == pytest.approx([520, 960, 1600, None])
-    assert [(b["n"], b["fraction"]) for b in det["completeness_by_brightness"]] == [(1, 1.0), (1, 1.0), (1, 0.0),
-                                                                                    (1, 1.0)]
+    assert [(b["n"], b["fraction"]) for b in det["completeness_by_brightness"]] == [
+        (1, 1.0),
+        (1, 1.0),
+        (1, 0.0),
+        (1, 1.0),
+    ]
     purity = [(b["n"], b["fraction"]) for b in det["purity_by_brightness"]]
     assert purity[0] == (2, 0.5) and purity[1] == (1, 1.0) and purity[2] == (0, None)
     assert purity[3] == (3, pytest.approx(1 / 3))
     assert "completeness_by_flux_r" not in det
 
-    unmeasured = FieldScorer(classes=False)      # no frame: no brightness bins, the rest unchanged
+    unmeasured = FieldScorer(classes=False)  # no frame: no brightness bins, the rest unchanged
     unmeasured.add(image, truth, predictions)
     assert "purity_by_brightness" not in unmeasured.scores()["detection"]
     with pytest.raises(ValueError, match="hand.png"):
@@ -267,11 +285,11 @@ def test_coco_field_dataset_crops_hold_the_objects(tmp_path):
         item = data[index]
         assert item["image"].shape == (48, 48, 3) and item["objid"] == 1 and item["task"] == "instance"
         assert 1 <= len(item["class_ids"]) and item["instance"].max() == len(item["class_ids"])
-        for k, cid in enumerate(item["class_ids"], start=1):       # semantic map = instance map's classes
+        for k, cid in enumerate(item["class_ids"], start=1):  # semantic map = instance map's classes
             assert (item["semantic"][item["instance"] == k] == cid).all()
     again = CocoFieldDataset(path, task="instance", crop_size=48, crops_per_image=3, augment=True, seed=1)
-    assert all((again[i]["image"] == data[i]["image"]).all() for i in range(3))   # (seed, epoch, index) only
-    centred = CocoFieldDataset(path, crop_size=48, crops_per_image=3)               # validation: object k centred
+    assert all((again[i]["image"] == data[i]["image"]).all() for i in range(3))  # (seed, epoch, index) only
+    centred = CocoFieldDataset(path, crop_size=48, crops_per_image=3)  # validation: object k centred
     truth = load_truth(path)["truth"][1]
     for k in range(3):
         item = centred[k]
@@ -296,12 +314,35 @@ def test_train_script_accepts_a_coco_file(tmp_path):
         coco = json.loads((fields / f"f{k}" / "field_annotations.json").read_text())
         merged["categories"] = coco["categories"]
         merged["images"].append({**coco["images"][0], "id": k + 1, "file_name": f"f{k}/field_0000.png"})
-        merged["annotations"] += [{**a, "id": len(merged["annotations"]) + j + 1, "image_id": k + 1}
-                                  for j, a in enumerate(coco["annotations"])]
+        merged["annotations"] += [
+            {**a, "id": len(merged["annotations"]) + j + 1, "image_id": k + 1}
+            for j, a in enumerate(coco["annotations"])
+        ]
     (fields / "all.json").write_text(json.dumps(merged))
-    assert main(["--coco", str(fields / "all.json"), "--crop-size", "64", "--crops-per-image", "2",
-                 "--model-card", "galaxy-tiny", "--task", "instance", "--epochs", "1", "--batch-size", "2",
-                 "--output", str(tmp_path / "model"), "--cpu"]) == 0     # main is the CLI: it returns the exit status
+    assert (
+        main(
+            [
+                "--coco",
+                str(fields / "all.json"),
+                "--crop-size",
+                "64",
+                "--crops-per-image",
+                "2",
+                "--model-card",
+                "galaxy-tiny",
+                "--task",
+                "instance",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--output",
+                str(tmp_path / "model"),
+                "--cpu",
+            ]
+        )
+        == 0
+    )  # main is the CLI: it returns the exit status
     [row] = csv.DictReader(open(tmp_path / "model" / "loss_history.csv"))
     assert float(row["train_loss"]) > 0 and float(row["val_loss"]) > 0 and row["step"] == "1"  # 2 crops, 1 field
     assert (tmp_path / "model" / "model.safetensors").is_file()
@@ -312,8 +353,20 @@ def test_compute_scores_fields_cli(tmp_path, capsys):
     from compute_scores import main
 
     write_tiny_field(tmp_path / "fields", size=96)
-    assert main(["--fields", str(tmp_path / "fields"), "--strategy", "sep", "--out", str(tmp_path / "m.json"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--fields",
+                str(tmp_path / "fields"),
+                "--strategy",
+                "sep",
+                "--out",
+                str(tmp_path / "m.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["strategy"] == "sep" and metrics["n_truth"] == 3 and metrics["detection"]["completeness"] == 1.0
     assert main(["--fields", str(tmp_path / "fields"), "--strategy", "cutout"]) == 2

@@ -1,4 +1,5 @@
 """The converted splits as a Hugging Face DatasetDict (save_to_disk), row for row what training sees."""
+
 import json
 
 import numpy as np
@@ -18,8 +19,13 @@ def test_datasetdict_rows_match_the_training_data(tmp_path, capsys):
     assert "train 4 rows, val 2 rows, test 3 rows" in capsys.readouterr().out
     data = load_from_disk(str(out))
     assert set(data) == {"train", "val", "test"}
-    assert data["train"].features["class"].names[1:] == ["artifact", "elliptical", "spiral", "spiral barred",
-                                                         "spiral edge-on"]
+    assert data["train"].features["class"].names[1:] == [
+        "artifact",
+        "elliptical",
+        "spiral",
+        "spiral barred",
+        "spiral edge-on",
+    ]
     truth = GalaxyDataset(root, "test")
     keys = list(json.loads((root / "galaxy_test.json").read_text()))
     for k, row in enumerate(data["test"]):

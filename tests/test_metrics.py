@@ -1,4 +1,5 @@
 """Hand-made cases with known answers for src/metrics.py (no model)."""
+
 import contextlib
 import io
 
@@ -9,9 +10,20 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from src.classes import CLASS_NAMES, class_id
-from src.metrics import (PanopticAccumulator, classification_report, coco_ground_truth, coco_mask_ap,
-                         image_confusion, image_confusions, image_labels, mask_to_rle, masks_to_rles,
-                         semantic_report, semantic_scores, seed_protocol)
+from src.metrics import (
+    PanopticAccumulator,
+    classification_report,
+    coco_ground_truth,
+    coco_mask_ap,
+    image_confusion,
+    image_confusions,
+    image_labels,
+    mask_to_rle,
+    masks_to_rles,
+    seed_protocol,
+    semantic_report,
+    semantic_scores,
+)
 
 E, S, SB, SE = (class_id(n) for n in ("elliptical", "spiral", "spiral barred", "spiral edge-on"))
 SIZE = 32
@@ -50,10 +62,15 @@ def test_perfect_prediction_scores_one(scene):
     assert sem["per_class_iou"]["artifact"] is None and sem["per_class_iou"]["spiral edge-on"] is None
     assert cls["accuracy"] == 1.0 and cls["per_class"]["elliptical"]["f1"] == 1.0
 
-    images = [{"id": 100_000_000_000_000_000 + i, "height": SIZE, "width": SIZE, "objects": objs}
-              for i, objs in enumerate(objects)]
-    results = [{"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m), "score": 0.9}
-               for im in images for c, m in im["objects"]]
+    images = [
+        {"id": 100_000_000_000_000_000 + i, "height": SIZE, "width": SIZE, "objects": objs}
+        for i, objs in enumerate(objects)
+    ]
+    results = [
+        {"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m), "score": 0.9}
+        for im in images
+        for c, m in im["objects"]
+    ]
     ap = coco_mask_ap(coco_ground_truth(images), results)
     assert ap["ap"] == pytest.approx(1.0) and ap["ap50"] == pytest.approx(1.0)
     assert ap["per_class_ap"]["elliptical"] == pytest.approx(1.0) and ap["per_class_ap"]["artifact"] is None
@@ -108,8 +125,9 @@ def test_class_swapped():
     assert report["semantic"]["per_class_iou"]["spiral"] == 0.0
     assert report["classification"]["confusion_matrix"][S][SB] == 1
     images = [{"id": 7, "height": SIZE, "width": SIZE, "objects": [(S, m)]}]
-    ap = coco_mask_ap(coco_ground_truth(images),
-                      [{"image_id": 7, "category_id": SB, "segmentation": mask_to_rle(m), "score": 0.99}])
+    ap = coco_mask_ap(
+        coco_ground_truth(images), [{"image_id": 7, "category_id": SB, "segmentation": mask_to_rle(m), "score": 0.99}]
+    )
     assert ap["ap"] == 0.0 and ap["per_class_ap"]["spiral"] == 0.0
 
 
@@ -122,9 +140,9 @@ def test_partial_overlap_known_iou_and_dice():
 
 
 def test_two_objects_in_one_image():
-    big, small = box(0, 10, 0, 10), box(20, 25, 20, 25)       # spiral 100 px, elliptical 25 px
+    big, small = box(0, 10, 0, 10), box(20, 25, 20, 25)  # spiral 100 px, elliptical 25 px
     gt = semantic((S, big), (E, small))
-    pred = semantic((S, box(0, 10, 0, 5)), (S, small))         # half the spiral; the elliptical called spiral
+    pred = semantic((S, box(0, 10, 0, 5)), (S, small))  # half the spiral; the elliptical called spiral
     seed = seed_protocol(image_confusion(gt, pred)[None])
     # spiral: inter 50, union 100 + 75 - 50 = 125 -> 0.4; elliptical: 0 -> image IoU = mean = 0.2
     assert seed["mean_iou"] == pytest.approx(0.2)
@@ -169,11 +187,15 @@ def test_bad_input_is_rejected():
 
 def test_classification_report_known_values():
     y_true = [E, E, E, S, S, SB]
-    y_pred = [E, E, S, S, 0, SB]   # 0 = no galaxy predicted
+    y_pred = [E, E, S, S, 0, SB]  # 0 = no galaxy predicted
     rep = classification_report(y_true, y_pred)
     assert rep["accuracy"] == pytest.approx(4 / 6)
-    assert rep["per_class"]["elliptical"] == {"precision": 1.0, "recall": pytest.approx(2 / 3),
-                                              "f1": pytest.approx(0.8), "support": 3}
+    assert rep["per_class"]["elliptical"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert rep["per_class"]["spiral"]["precision"] == 0.5 and rep["per_class"]["spiral"]["recall"] == 0.5
     assert "artifact" not in rep["per_class"]
     assert rep["confusion_matrix"][S][0] == 1
@@ -183,12 +205,14 @@ def test_classification_report_known_values():
 def test_coco_ap_matches_pycocotools_called_directly():
     """Two elliptical objects, a true positive, a false positive with a lower score, one miss; plus a spiral."""
     g1, g2, g3 = box(0, 10, 0, 10), box(20, 30, 20, 30), box(0, 8, 20, 28)
-    images = [{"id": 587_741_534_399_692_859, "height": SIZE, "width": SIZE, "objects": [(E, g1), (E, g2)]},
-              {"id": 587_741_534_399_692_860, "height": SIZE, "width": SIZE, "objects": [(S, g3)]}]
+    images = [
+        {"id": 587_741_534_399_692_859, "height": SIZE, "width": SIZE, "objects": [(E, g1), (E, g2)]},
+        {"id": 587_741_534_399_692_860, "height": SIZE, "width": SIZE, "objects": [(S, g3)]},
+    ]
     results = [
-        {"image_id": images[0]["id"], "category_id": E, "segmentation": mask_to_rle(g1), "score": .9},
-        {"image_id": images[0]["id"], "category_id": E, "segmentation": mask_to_rle(box(12, 18, 0, 6)), "score": .8},
-        {"image_id": images[1]["id"], "category_id": S, "segmentation": mask_to_rle(box(0, 8, 21, 28)), "score": .7},
+        {"image_id": images[0]["id"], "category_id": E, "segmentation": mask_to_rle(g1), "score": 0.9},
+        {"image_id": images[0]["id"], "category_id": E, "segmentation": mask_to_rle(box(12, 18, 0, 6)), "score": 0.8},
+        {"image_id": images[1]["id"], "category_id": S, "segmentation": mask_to_rle(box(0, 8, 21, 28)), "score": 0.7},
     ]
     ours = coco_mask_ap(coco_ground_truth(images), results)
     as_rle = [{**im, "objects": [(c, mask_to_rle(m)) for c, m in im["objects"]]} for im in images]
@@ -200,16 +224,29 @@ def test_coco_ap_matches_pycocotools_called_directly():
         for c, m in im["objects"]:
             k += 1
             rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            anns.append({"id": k, "image_id": im["id"], "category_id": c, "segmentation": rle,
-                         "area": float(m.sum()), "bbox": list(mask_utils.toBbox(rle)), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": k,
+                    "image_id": im["id"],
+                    "category_id": c,
+                    "segmentation": rle,
+                    "area": float(m.sum()),
+                    "bbox": list(mask_utils.toBbox(rle)),
+                    "iscrowd": 0,
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": [{"id": im["id"], "height": SIZE, "width": SIZE} for im in images],
-                      "annotations": anns,
-                      "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES) if i]}
+        gt.dataset = {
+            "images": [{"id": im["id"], "height": SIZE, "width": SIZE} for im in images],
+            "annotations": anns,
+            "categories": [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES) if i],
+        }
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(results), iouType="segm")
-        ev.evaluate(); ev.accumulate(); ev.summarize()
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
     assert ours["ap"] == pytest.approx(ev.stats[0]) and ours["ap50"] == pytest.approx(ev.stats[1])
     # by hand: elliptical recall 0.5 at precision 1 at every IoU threshold -> 51 of 101 recall points;
     # spiral IoU 56/64 = 0.875 -> a hit at the thresholds .50 ... .85 (8 of 10), a miss at .90 and .95
@@ -220,17 +257,23 @@ def test_coco_ap_matches_pycocotools_called_directly():
 
 def test_panoptic_quality_known_values():
     gt = np.zeros((SIZE, SIZE), np.int32)
-    gt[box(0, 10, 0, 10)] = 1                       # elliptical, 100 px
-    gt[box(20, 30, 20, 30)] = 2                     # spiral, 100 px
-    pred = np.zeros((SIZE, SIZE), np.int32)         # 0 = no segment
-    pred[:] = 5                                     # background segment
-    pred[box(0, 10, 0, 8)] = 3                      # elliptical, IoU 0.8
-    pred[box(20, 30, 20, 30)] = 4                   # spiral but called spiral barred -> FN + FP
+    gt[box(0, 10, 0, 10)] = 1  # elliptical, 100 px
+    gt[box(20, 30, 20, 30)] = 2  # spiral, 100 px
+    pred = np.zeros((SIZE, SIZE), np.int32)  # 0 = no segment
+    pred[:] = 5  # background segment
+    pred[box(0, 10, 0, 8)] = 3  # elliptical, IoU 0.8
+    pred[box(20, 30, 20, 30)] = 4  # spiral but called spiral barred -> FN + FP
     acc = PanopticAccumulator()
     acc.update(gt, {0: 0, 1: E, 2: S}, pred, {3: E, 4: SB, 5: 0})
     s = acc.scores()
-    assert s["per_class"]["elliptical"] == {"pq": pytest.approx(0.8), "sq": pytest.approx(0.8), "rq": 1.0,
-                                            "tp": 1, "fp": 0, "fn": 0}
+    assert s["per_class"]["elliptical"] == {
+        "pq": pytest.approx(0.8),
+        "sq": pytest.approx(0.8),
+        "rq": 1.0,
+        "tp": 1,
+        "fp": 0,
+        "fn": 0,
+    }
     assert s["per_class"]["spiral"]["pq"] == 0.0 and s["per_class"]["spiral"]["fn"] == 1
     assert s["per_class"]["spiral barred"]["fp"] == 1
     bg_iou = (SIZE * SIZE - 200) / (SIZE * SIZE - 200 + 20)
@@ -242,12 +285,12 @@ def test_panoptic_quality_known_values():
 def test_masks_to_rles_matches_pycocotools_one_by_one():
     rng = np.random.default_rng(3)
     masks = rng.random((7, 19, 23)) < 0.3
-    masks[2] = False                                   # an empty mask
+    masks[2] = False  # an empty mask
     masks[4, :, :] = False
-    masks[4, 5:9, 11:13] = True                        # a small block: the copied region is cut to all masks' span
+    masks[4, 5:9, 11:13] = True  # a small block: the copied region is cut to all masks' span
     expected = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
     expected = [{"size": e["size"], "counts": e["counts"].decode("ascii")} for e in expected]
-    column_major = np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)   # Fortran-ordered masks
+    column_major = np.ascontiguousarray(masks.transpose(0, 2, 1)).transpose(0, 2, 1)  # Fortran-ordered masks
     for given in (masks, list(masks), column_major, masks.astype(np.uint8)):
         assert masks_to_rles(given) == expected
     assert masks_to_rles(masks[4:5] & False) == [mask_to_rle(np.zeros((19, 23), bool))]
@@ -267,28 +310,39 @@ def _random_coco_case(seed: int, size: int = 128):
         image_id = 587_741_534_399_692_859 + i
         objects = []
         for _ in range(rng.integers(0, 4)):
-            side = int(rng.choice([12, 40, 110]))               # small (< 32^2), medium, large (> 96^2) areas
+            side = int(rng.choice([12, 40, 110]))  # small (< 32^2), medium, large (> 96^2) areas
             r0, c0 = rng.integers(0, size - side + 1, 2)
             mask = box(r0, r0 + side, c0, c0 + side, size)
-            if rng.random() < 0.5:                              # a disc in that box: area != box area
+            if rng.random() < 0.5:  # a disc in that box: area != box area
                 yy, xx = np.mgrid[:size, :size]
                 mask &= (yy - r0 - side / 2) ** 2 + (xx - c0 - side / 2) ** 2 <= (side / 2) ** 2
             objects.append((int(rng.integers(1, 6)), mask))
         images.append({"id": image_id, "height": size, "width": size, "objects": objects})
-        for class_id, mask in objects:
+        for object_class, mask in objects:
             for _ in range(rng.integers(0, 5)):
                 det = np.roll(mask, tuple(rng.integers(-6, 7, 2)), axis=(0, 1))
                 if rng.random() < 0.3:
                     det = det | np.roll(det, 3, axis=0)
-                cls = class_id if rng.random() < 0.7 else int(rng.integers(1, 6))
-                results.append({"image_id": image_id, "category_id": cls, "segmentation": mask_to_rle(det),
-                                "score": round(float(rng.random()), 2)})
-        for _ in range(rng.integers(0, 4)):                     # false positives anywhere
+                cls = object_class if rng.random() < 0.7 else int(rng.integers(1, 6))
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": cls,
+                        "segmentation": mask_to_rle(det),
+                        "score": round(float(rng.random()), 2),
+                    }
+                )
+        for _ in range(rng.integers(0, 4)):  # false positives anywhere
             r0, c0 = rng.integers(0, size - 8, 2)
             side = int(rng.integers(4, 60))
-            results.append({"image_id": image_id, "category_id": int(rng.integers(1, 6)),
-                            "segmentation": mask_to_rle(box(r0, r0 + side, c0, c0 + side, size)),
-                            "score": round(float(rng.random()), 2)})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(rng.integers(1, 6)),
+                    "segmentation": mask_to_rle(box(r0, r0 + side, c0, c0 + side, size)),
+                    "score": round(float(rng.random()), 2),
+                }
+            )
     if not any(im["objects"] for im in images):
         images[0]["objects"].append((E, box(0, 10, 0, 10, size)))
     return images, results
@@ -310,8 +364,11 @@ def test_faster_coco_eval_matches_pycocotools(seed):
             assert fast[key] == pytest.approx(ref[key], abs=1e-9, rel=0), key
     assert fast["per_class_ap"].keys() == ref["per_class_ap"].keys()
     for name, value in ref["per_class_ap"].items():
-        assert (fast["per_class_ap"][name] is None) if value is None else \
-            fast["per_class_ap"][name] == pytest.approx(value, abs=1e-9, rel=0), name
+        assert (
+            (fast["per_class_ap"][name] is None)
+            if value is None
+            else fast["per_class_ap"][name] == pytest.approx(value, abs=1e-9, rel=0)
+        ), name
     # the inputs are left as they were (both back-ends index copies)
     assert "id" not in results[0] and "area" not in results[0]
 

@@ -1,4 +1,5 @@
 """Offline OneFormer presets, tokenizer, processor, bare state dicts and save_pretrained exports."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may touch the hub
@@ -11,8 +12,18 @@ from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
 from src.classes import CLASS_NAMES, ID2LABEL, NUM_LABELS
 from src.inference import forward
-from src.model import (PRESETS, ModelSourceError, _new_model, build_config, build_processor, load_model, num_text_for,
-                       offline_tokenizer, save_export, set_training_mode)
+from src.model import (
+    PRESETS,
+    ModelSourceError,
+    _new_model,
+    build_config,
+    build_processor,
+    load_model,
+    num_text_for,
+    offline_tokenizer,
+    save_export,
+    set_training_mode,
+)
 
 
 def test_offline_tokenizer_matches_hub_ids():
@@ -69,18 +80,23 @@ def test_cpu_presets_predict_the_same_in_training_and_eval_mode(preset):
     rng = np.random.default_rng(0)
     semantic = np.zeros((64, 64), np.uint8)
     semantic[20:40, 18:44] = 2
-    batch = processor(images=[rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)], task_inputs=["semantic"],
-                      segmentation_maps=[semantic], return_tensors="pt")
+    batch = processor(
+        images=[rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)],
+        task_inputs=["semantic"],
+        segmentation_maps=[semantic],
+        return_tensors="pt",
+    )
     inputs = {k: batch[k] for k in ("pixel_values", "pixel_mask", "task_inputs")}
     logits = {}
     for training in (True, False):
         set_training_mode(model, training)
         with torch.no_grad():
-            logits[training] = model(**inputs, text_inputs=batch["text_inputs"] if training else None
-                                     ).class_queries_logits
+            logits[training] = model(
+                **inputs, text_inputs=batch["text_inputs"] if training else None
+            ).class_queries_logits
     assert torch.allclose(logits[True], logits[False], atol=1e-5)
     config = build_config(preset)
-    config.dropout = 0.1   # OneFormer's default: the same check fails
+    config.dropout = 0.1  # OneFormer's default: the same check fails
     torch.manual_seed(0)
     noisy = _new_model(config)
     set_training_mode(noisy, True)
@@ -137,8 +153,10 @@ def test_export_roundtrip_offline_and_movable(tmp_path):
     reloaded, _ = load_model(str(folder))
     set_training_mode(reloaded, True)
     assert reloaded.model.text_mapper is not None and reloaded.config.is_training
-    assert torch.equal(reloaded.state_dict()["model.transformer_module.decoder.class_embed.weight"],
-                       state["model.transformer_module.decoder.class_embed.weight"])
+    assert torch.equal(
+        reloaded.state_dict()["model.transformer_module.decoder.class_embed.weight"],
+        state["model.transformer_module.decoder.class_embed.weight"],
+    )
 
 
 def test_export_with_missing_weights_is_an_error(tmp_path):

@@ -1,4 +1,5 @@
 """Model names as users type them: local-looking names resolve to files or folders and never reach the network."""
+
 import pytest
 import torch
 from safetensors.torch import save_model
@@ -27,13 +28,23 @@ def models(tmp_path, monkeypatch):
     return source
 
 
-@pytest.mark.parametrize("name", ["safetensors/galaxy_sem_5_1", "safetensors/galaxy_sem_5_1.safetensors",
-                                  "./safetensors/galaxy_sem_5_1", "galaxy_sem_5_1", "galaxy_sem_5_1.safetensors"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "safetensors/galaxy_sem_5_1",
+        "safetensors/galaxy_sem_5_1.safetensors",
+        "./safetensors/galaxy_sem_5_1",
+        "galaxy_sem_5_1",
+        "galaxy_sem_5_1.safetensors",
+    ],
+)
 def test_original_weights_found_without_the_extension(models, name):
     assert resolve_model_source(name) == ("state_dict", "safetensors/galaxy_sem_5_1.safetensors")
     model, _ = load_model(name, base_card="galaxy-tiny")
-    assert torch.equal(model.state_dict()["model.transformer_module.decoder.class_embed.weight"],
-                       models.state_dict()["model.transformer_module.decoder.class_embed.weight"])
+    assert torch.equal(
+        model.state_dict()["model.transformer_module.decoder.class_embed.weight"],
+        models.state_dict()["model.transformer_module.decoder.class_embed.weight"],
+    )
 
 
 def test_export_folder_preset_and_hub_card(models, tmp_path):
@@ -45,8 +56,17 @@ def test_export_folder_preset_and_hub_card(models, tmp_path):
     load_model("safetensors/export")  # an export loads without the hub
 
 
-@pytest.mark.parametrize("name", ["safetensors/galaxy_sem_inst_10_2", "galaxy_missing", "./models/x",
-                                  "/nowhere/model", "runs/a/b", "missing.safetensors"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "safetensors/galaxy_sem_inst_10_2",
+        "galaxy_missing",
+        "./models/x",
+        "/nowhere/model",
+        "runs/a/b",
+        "missing.safetensors",
+    ],
+)
 def test_missing_local_names_are_errors_naming_what_was_tried(models, name):
     assert looks_local(name)
     with pytest.raises(ModelSourceError, match="not found \\(tried .*safetensors"):
@@ -73,8 +93,15 @@ def test_bare_state_dict_preprocessing_matches_the_original_processor_settings(m
     from src.model import DEFAULT_MEAN, DEFAULT_STD
 
     mean, std = stats if stats is not None else (list(DEFAULT_MEAN), list(DEFAULT_STD))
-    original = OneFormerImageProcessorPil(do_resize=False, do_rescale=False, do_normalize=True,
-                                          image_mean=mean, image_std=std, num_labels=6, ignore_index=255)
+    original = OneFormerImageProcessorPil(
+        do_resize=False,
+        do_rescale=False,
+        do_normalize=True,
+        image_mean=mean,
+        image_std=std,
+        num_labels=6,
+        ignore_index=255,
+    )
     kwargs = {} if stats is None else {"mean": stats[0], "std": stats[1]}
     _, processor = load_model("safetensors/galaxy_sem_5_1", base_card="galaxy-tiny", **kwargs)
     rng = np.random.default_rng(0)
@@ -82,8 +109,9 @@ def test_bare_state_dict_preprocessing_matches_the_original_processor_settings(m
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         ours = processor(images=[image], task_inputs=["semantic"], return_tensors="pt")["pixel_values"]
         expected = original(images=[image], return_tensors="pt")["pixel_values"]
-        assert ours.shape == (1, 3, shape[0], shape[1])            # no resize
-        assert torch.allclose(ours, expected, atol=1e-4)           # same normalisation of the 0-255 pixels
-        by_hand = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(mean)[:, None, None]) \
-            / torch.tensor(std)[:, None, None]
+        assert ours.shape == (1, 3, shape[0], shape[1])  # no resize
+        assert torch.allclose(ours, expected, atol=1e-4)  # same normalisation of the 0-255 pixels
+        by_hand = (torch.from_numpy(image).permute(2, 0, 1).float() - torch.tensor(mean)[:, None, None]) / torch.tensor(
+            std
+        )[:, None, None]
         assert torch.allclose(ours[0], by_hand, atol=1e-4)

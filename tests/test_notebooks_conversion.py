@@ -1,4 +1,5 @@
 """data_conversion.ipynb runs headless (nbclient) on tiny data and produces its figures."""
+
 from pathlib import Path
 
 import nbformat
@@ -16,8 +17,7 @@ def test_data_conversion_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("GALAXY_MIN_AREA", "20")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as outputs
     notebook = nbformat.read(REPO / "data_conversion.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO)}}).execute()
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

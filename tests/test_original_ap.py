@@ -1,11 +1,18 @@
 """The original project's AP (src.metrics.original_ap): each quirk of its routine on a hand-made case, worked out
 by hand, beside what the COCO AP says of the same predictions."""
+
 import numpy as np
 import pytest
 
 from src.classes import LABEL2ID
-from src.metrics import (coco_ground_truth, coco_mask_ap, mask_to_rle, original_ap, original_record,
-                         original_top_prediction)
+from src.metrics import (
+    coco_ground_truth,
+    coco_mask_ap,
+    mask_to_rle,
+    original_ap,
+    original_record,
+    original_top_prediction,
+)
 
 E, S, SB = LABEL2ID["elliptical"], LABEL2ID["spiral"], LABEL2ID["spiral barred"]
 SIZE = 20
@@ -17,8 +24,8 @@ def _box(y0, y1, x0, x1):
     return mask
 
 
-GALAXY = _box(5, 15, 5, 15)           # 100 px
-ELSEWHERE = _box(0, 3, 0, 3)          # no overlap with GALAXY
+GALAXY = _box(5, 15, 5, 15)  # 100 px
+ELSEWHERE = _box(0, 3, 0, 3)  # no overlap with GALAXY
 
 
 def _image(gt_class, segments):
@@ -32,10 +39,14 @@ def _original(images):
 
 
 def _coco(images):
-    gt = coco_ground_truth([{"id": i + 1, "height": SIZE, "width": SIZE, "objects": [im["gt"]]}
-                            for i, im in enumerate(images)])
-    results = [{"image_id": i + 1, "category_id": s["class_id"], "segmentation": mask_to_rle(s["mask"]),
-                "score": s["score"]} for i, im in enumerate(images) for s in im["segments"]]
+    gt = coco_ground_truth(
+        [{"id": i + 1, "height": SIZE, "width": SIZE, "objects": [im["gt"]]} for i, im in enumerate(images)]
+    )
+    results = [
+        {"image_id": i + 1, "category_id": s["class_id"], "segmentation": mask_to_rle(s["mask"]), "score": s["score"]}
+        for i, im in enumerate(images)
+        for s in im["segments"]
+    ]
     return coco_mask_ap(gt, results, backend="pycocotools")
 
 
@@ -49,10 +60,14 @@ def test_quirk_1_one_prediction_per_image_the_others_never_count():
 
 
 def test_quirk_2_top_prediction_is_the_highest_class_id_not_the_highest_score():
-    top = original_top_prediction([{"class_id": E, "score": 0.95, "mask": GALAXY},
-                                   {"class_id": SB, "score": 0.30, "mask": ELSEWHERE},
-                                   {"class_id": SB, "score": 0.40, "mask": GALAXY},
-                                   {"class_id": 0, "score": 0.99, "mask": ~GALAXY}])   # background: never
+    top = original_top_prediction(
+        [
+            {"class_id": E, "score": 0.95, "mask": GALAXY},
+            {"class_id": SB, "score": 0.30, "mask": ELSEWHERE},
+            {"class_id": SB, "score": 0.40, "mask": GALAXY},
+            {"class_id": 0, "score": 0.99, "mask": ~GALAXY},
+        ]
+    )  # background: never
     assert (top["class_id"], top["score"]) == (SB, 0.40)  # highest id; within it the higher score
     # image 1: a confident correct elliptical loses to a faint wrong barred spiral -> SB AP 0, E AP 1 (image 2)
     images = [_image(E, [(E, 0.95, GALAXY), (SB, 0.3, ELSEWHERE)]), _image(E, [(E, 0.9, GALAXY)])]
@@ -65,8 +80,12 @@ def test_quirk_3_recall_over_predictions_and_quirk_4_eleven_points():
     # elliptical: 4 top predictions (scores 0.9 TP, 0.8 FP, 0.7 TP, 0.6 FP) and 4 more elliptical galaxies whose
     # top prediction is a (wrong) spiral.  By hand, recall over the 4 predictions: precision 1, 1/2, 2/3, 1/2 at
     # recall 1/4, 1/4, 1/2, 1/2 -> 11-point: r = 0, .1, .2 -> 1; r = .3, .4, .5 -> 2/3; r >= .6 -> 0: 5/11.
-    images = [_image(E, [(E, 0.9, GALAXY)]), _image(E, [(E, 0.8, ELSEWHERE)]), _image(E, [(E, 0.7, GALAXY)]),
-              _image(E, [(E, 0.6, ELSEWHERE)])] + [_image(E, [(S, 0.5, GALAXY)]) for _ in range(4)]
+    images = [
+        _image(E, [(E, 0.9, GALAXY)]),
+        _image(E, [(E, 0.8, ELSEWHERE)]),
+        _image(E, [(E, 0.7, GALAXY)]),
+        _image(E, [(E, 0.6, ELSEWHERE)]),
+    ] + [_image(E, [(S, 0.5, GALAXY)]) for _ in range(4)]
     result = _original(images)
     assert result["per_class_ap"]["elliptical"] == pytest.approx(5 / 11)
     # with recall over the 8 elliptical galaxies (the standard definition) it would be 2.667 / 11
@@ -76,7 +95,7 @@ def test_quirk_3_recall_over_predictions_and_quirk_4_eleven_points():
 
 def test_quirk_4_mean_over_iou_thresholds():
     partial = GALAXY.copy()
-    partial[5:15, 5:8] = False          # 70 px inside the 100 px galaxy: IoU 0.70 -> a hit for t = .5 ... .7
+    partial[5:15, 5:8] = False  # 70 px inside the 100 px galaxy: IoU 0.70 -> a hit for t = .5 ... .7
     result = _original([_image(E, [(E, 0.9, partial)])])
     assert result["per_class_ap"]["elliptical"] == pytest.approx(5 / 10)
     assert result["ap50"] == 1.0 and result["ap75"] == 0.0
@@ -93,8 +112,8 @@ def test_quirk_5_classes_never_predicted_are_left_out():
 
 def test_iou_is_with_the_ground_truth_object_of_the_predicted_class():
     instance = np.zeros((SIZE, SIZE), dtype=np.uint8)
-    instance[ELSEWHERE] = 1            # object 1: a spiral, where the prediction is not
-    instance[GALAXY] = 2               # object 2: an elliptical
+    instance[ELSEWHERE] = 1  # object 1: a spiral, where the prediction is not
+    instance[GALAXY] = 2  # object 2: an elliptical
     segment = [{"class_id": E, "score": 0.8, "mask": GALAXY}]
     assert original_record(segment, instance, [S, E])["iou"] == 1.0
     assert original_record(segment, instance, [S, S])["iou"] == 0.0  # no elliptical in the image
@@ -112,8 +131,15 @@ def test_evaluate_reports_it_beside_coco_ap(tmp_path):
     data = write_tiny_splits(tmp_path, n_train=1, n_val=1, n_test=4, size=48)
     test = GalaxyDataset(data, "test")
     oracle = OracleModel([test[i] for i in range(len(test))])
-    metrics = evaluate("oracle", data, tasks=["instance"], batch_size=3, progress=False, model=oracle,
-                       processor=build_processor(config=build_config("galaxy-tiny")))
+    metrics = evaluate(
+        "oracle",
+        data,
+        tasks=["instance"],
+        batch_size=3,
+        progress=False,
+        model=oracle,
+        processor=build_processor(config=build_config("galaxy-tiny")),
+    )
     original = metrics["instance"]["original_ap"]
     assert original["ap"] == 1.0 and original["n_images"] == 4 and original["n_images_without_prediction"] == 0
     assert metrics["instance"]["coco"]["ap"] == pytest.approx(1.0)

@@ -1,12 +1,18 @@
 """src/patches.py: the fast deformable attention agrees with transformers' own, the layout hook changes nothing."""
+
 import copy
 
 import pytest
 import torch
 from transformers.models.oneformer import modeling_oneformer
 
-from src.patches import (contiguous_attention_inputs, fast_deformable_attention, install_fast_deformable_attention,
-                         transformers_deformable_attention, unweighted_query_attention)
+from src.patches import (
+    contiguous_attention_inputs,
+    fast_deformable_attention,
+    install_fast_deformable_attention,
+    transformers_deformable_attention,
+    unweighted_query_attention,
+)
 
 
 @pytest.mark.parametrize("shapes", [[(8, 8), (4, 4), (2, 2)], [(6, 5), (3, 3)]])
@@ -52,7 +58,7 @@ def test_contiguous_attention_inputs_changes_no_value():
     set_training_mode(plain, False)
     hooked = copy.deepcopy(plain)
     contiguous_attention_inputs(hooked)
-    contiguous_attention_inputs(hooked)   # idempotent: one hook
+    contiguous_attention_inputs(hooked)  # idempotent: one hook
     assert sum(len(m._forward_pre_hooks) for m in hooked.modules()) == hooked.config.decoder_layers
     pixels = torch.randn(2, 3, 64, 64)
     task = torch.randint(0, 100, (2, 77))
@@ -71,7 +77,7 @@ def test_unweighted_query_attention_same_output_and_training_untouched():
     set_training_mode(plain, False)
     hooked = copy.deepcopy(plain)
     unweighted_query_attention(hooked)
-    unweighted_query_attention(hooked)   # idempotent: one hook per attention layer
+    unweighted_query_attention(hooked)  # idempotent: one hook per attention layer
     attentions = [m for m in hooked.modules() if getattr(m, "_no_attention_weights", False)]
     assert attentions and all(len(m._forward_pre_hooks) == 1 for m in attentions)
     calls = []
@@ -81,10 +87,10 @@ def test_unweighted_query_attention_same_output_and_training_untouched():
     with torch.no_grad():
         a = plain(pixel_values=pixels, task_inputs=task)
         b = hooked(pixel_values=pixels, task_inputs=task)
-    assert calls == [None]                   # the map was not computed
+    assert calls == [None]  # the map was not computed
     torch.testing.assert_close(b.class_queries_logits, a.class_queries_logits, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b.masks_queries_logits, a.masks_queries_logits, rtol=1e-4, atol=1e-4)
     a = plain(pixel_values=pixels, task_inputs=task)
     b = hooked(pixel_values=pixels, task_inputs=task)
-    assert calls[-1] is not None             # with gradients on, nothing changes
+    assert calls[-1] is not None  # with gradients on, nothing changes
     assert torch.equal(a.masks_queries_logits, b.masks_queries_logits)

@@ -1,5 +1,6 @@
 """predict.py: catalog, segmentation maps and sky coordinates from known objects (ColourOracle), FITS inputs with a
 known WCS, bad inputs, several processes, kill / resume, and the real CLI with a tiny exported model."""
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,25 @@ def scene(path: Path, shape, objects, grey=False, seed=0) -> list[dict]:
     Returns the expected catalog rows (by decreasing area) and their masks."""
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 25, (*shape, 3)).astype(np.uint8)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     expected = []
     for name, cx, cy, a, b in objects:
         mask = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
         image[mask] = (230, 230, 230) if grey else COLOURS[name]
         ys, xs = np.nonzero(mask)
-        expected.append({"class": name, "area_px": int(mask.sum()), "x": xs.mean(), "y": ys.mean(),
-                         "x_min": xs.min(), "y_min": ys.min(), "x_max": xs.max(), "y_max": ys.max(), "mask": mask})
+        expected.append(
+            {
+                "class": name,
+                "area_px": int(mask.sum()),
+                "x": xs.mean(),
+                "y": ys.mean(),
+                "x_min": xs.min(),
+                "y_min": ys.min(),
+                "x_max": xs.max(),
+                "y_max": ys.max(),
+                "mask": mask,
+            }
+        )
     Image.fromarray(image.mean(axis=2).astype(np.uint8) if grey else image).save(path)
     return sorted(expected, key=lambda e: -e["area_px"])
 
@@ -52,8 +64,12 @@ def scenes(tmp_path_factory):
     truth = {
         "two": scene(root / "two.png", (64, 64), [("elliptical", 18, 20, 9, 6), ("spiral", 44, 42, 12, 8)]),
         "wide": scene(root / "wide.png", (48, 80), [("spiral edge-on", 50, 24, 20, 4)], seed=1),
-        "three": scene(root / "three.png", (70, 57), [("spiral barred", 15, 15, 7, 7), ("artifact", 40, 50, 5, 5),
-                                                      ("elliptical", 40, 20, 10, 9)], seed=2),
+        "three": scene(
+            root / "three.png",
+            (70, 57),
+            [("spiral barred", 15, 15, 7, 7), ("artifact", 40, 50, 5, 5), ("elliptical", 40, 20, 10, 9)],
+            seed=2,
+        ),
         "grey": scene(root / "grey.png", (40, 40), [("elliptical", 20, 19, 8, 6)], grey=True, seed=3),
     }
     return root, truth
@@ -83,8 +99,9 @@ def test_catalog_of_known_objects(oracle, scenes, tmp_path, task):
                 assert row[PROB_COLUMNS[CLASS_NAMES.index(want["class"]) - 1]] > 0.99 and row["entropy"] < 0.01
             assert row["area_px"] == want["area_px"]
             assert abs(row["x"] - want["x"]) < 1e-3 and abs(row["y"] - want["y"]) < 1e-3
-            assert [row[k] for k in ("x_min", "y_min", "x_max", "y_max")] == \
-                [want[k] for k in ("x_min", "y_min", "x_max", "y_max")]
+            assert [row[k] for k in ("x_min", "y_min", "x_max", "y_max")] == [
+                want[k] for k in ("x_min", "y_min", "x_max", "y_max")
+            ]
             assert row["score"] > 0.99
             assert np.array_equal(seg == row["object"], want["mask"])
             assert np.all(classes[want["mask"]] == CLASS_NAMES.index(row["class"]))
@@ -104,11 +121,12 @@ def test_tta_maps_the_views_back(oracle, scenes, tmp_path):
 
 
 def test_resized_inputs_are_mapped_back(tmp_path):
-    processor = build_processor(64, config=build_config("galaxy-tiny"))      # the processor resizes to 64 x 64
-    model = ColourOracle.for_processor(processor, threshold=110)    # half way up the edges the resizing blurs
+    processor = build_processor(64, config=build_config("galaxy-tiny"))  # the processor resizes to 64 x 64
+    model = ColourOracle.for_processor(processor, threshold=110)  # half way up the edges the resizing blurs
     expected = scene(tmp_path / "big.png", (100, 70), [("spiral barred", 30, 55, 14, 10)])
-    cfg = PredictConfig(model="oracle", inputs=[str(tmp_path / "big.png")], out=str(tmp_path / "out"), quiet=True,
-                        workers=0)
+    cfg = PredictConfig(
+        model="oracle", inputs=[str(tmp_path / "big.png")], out=str(tmp_path / "out"), quiet=True, workers=0
+    )
     assert predict(cfg, model, processor)["exit_status"] == 0
     [row] = pd.read_csv(tmp_path / "out/catalog.csv").to_dict("records")
     assert row["class"] == "spiral barred" and abs(row["area_px"] / expected[0]["area_px"] - 1) < 0.05
@@ -124,7 +142,7 @@ def _wcs(shape, ra=150.1, dec=2.2, scale=0.4, angle=30.0):
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.crval = [ra, dec]
-    wcs.wcs.crpix = [shape[1] * 0.3, shape[0] * 0.6]            # not the centre: an axis mix-up shows
+    wcs.wcs.crpix = [shape[1] * 0.3, shape[0] * 0.6]  # not the centre: an axis mix-up shows
     c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     wcs.wcs.cd = np.array([[-c, s], [s, c]]) * scale / 3600.0
     return wcs
@@ -137,15 +155,15 @@ def planted_frame(folder: Path, shape=(80, 96), sky_sigma=(0.004, 0.005, 0.008),
     from src.images import write_fits
 
     wcs = _wcs(shape)
-    target = (150.1 - 10.0 / 3600, 2.2 + 4.0 / 3600)             # 10" (in RA) west, 4" north of the reference
+    target = (150.1 - 10.0 / 3600, 2.2 + 4.0 / 3600)  # 10" (in RA) west, 4" north of the reference
     x0, y0 = (float(v) for v in wcs.world_to_pixel_values(*target))
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    profile = np.exp(-0.5 * ((xx - x0) ** 2 + (yy - y0) ** 2) / 4.0 ** 2)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    profile = np.exp(-0.5 * ((xx - x0) ** 2 + (yy - y0) ** 2) / 4.0**2)
     rng = np.random.default_rng(seed)
     header = wcs.to_header()
     bands = []
     for k, (band, flux) in enumerate(zip("gri", (0.6, 1.0, 1.3))):
-        data = (flux * profile + 0.2 + rng.normal(0, sky_sigma[k], shape)).astype(np.float32)   # sky level 0.2
+        data = (flux * profile + 0.2 + rng.normal(0, sky_sigma[k], shape)).astype(np.float32)  # sky level 0.2
         if nan_patch:
             data[2:6, 2:9] = np.nan
         bands.append(data)
@@ -178,11 +196,12 @@ def test_fits_sky_position_and_wcs_of_the_segmentation(bright_oracle, tmp_path):
             objects, classes = hdul["OBJECTS"].data, hdul["CLASSES"].data
             for hdu in hdul:
                 pixels = np.array([[0.0, 0.0], [95.0, 79.0], [x0, y0]])
-                assert np.allclose(WCS(hdu.header).all_pix2world(pixels, 0), wcs.all_pix2world(pixels, 0),
-                                   rtol=0, atol=1e-10)
+                assert np.allclose(
+                    WCS(hdu.header).all_pix2world(pixels, 0), wcs.all_pix2world(pixels, 0), rtol=0, atol=1e-10
+                )
         assert objects.shape == (80, 96) and objects[int(round(y0)), int(round(x0))] == 1
         assert classes[int(round(y0)), int(round(x0))] > 0
-        assert not objects[2:6, 2:9].any()                       # blank pixels belong to no object
+        assert not objects[2:6, 2:9].any()  # blank pixels belong to no object
     records = {r["source"]: r for r in report["inputs"]}
     frame = records[str(tmp_path / "in" / "gal")]
     assert frame["masked_px"] == 28 and frame["wcs"] is True
@@ -210,8 +229,11 @@ def test_synthetic_fits_frames_land_on_the_catalog_position(oracle, tmp_path):
         central = rows.loc[np.hypot(rows["x"] - 47.5, rows["y"] - 47.5).idxmin()]
         offset_px = np.hypot(central["x"] - 47.5, central["y"] - 47.5)
         assert offset_px < 6
-        separation = SkyCoord(central["ra"], central["dec"], unit="deg").separation(
-            SkyCoord(row["ra"], row["dec"], unit="deg")).arcsec
+        separation = (
+            SkyCoord(central["ra"], central["dec"], unit="deg")
+            .separation(SkyCoord(row["ra"], row["dec"], unit="deg"))
+            .arcsec
+        )
         assert abs(separation - 0.396 * offset_px) < 0.01
 
 
@@ -227,8 +249,9 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     bad.mkdir()
     (bad / "garbage.jpg").write_bytes(b"not an image at all")
     (bad / "cut.png").write_bytes((root / "two.png").read_bytes()[:200])
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
-        [fits.Column(name="a", format="E", array=np.ones(3))])]).writeto(bad / "table.fits")
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=np.ones(3))])]
+    ).writeto(bad / "table.fits")
     write_fits(bad / "four.fits", np.zeros((4, 40, 40), np.float32))
     write_fits(bad / "odd_g.fits", np.zeros((40, 40), np.float32))
     write_fits(bad / "odd_r.fits", np.zeros((40, 41), np.float32))
@@ -239,15 +262,30 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     nowcs = tmp_path / "nowcs"
     nowcs.mkdir()
     planted_frame(nowcs, nan_patch=False)
-    for band in "gri":                                           # the same bands without their WCS
+    for band in "gri":  # the same bands without their WCS
         data = fits.getdata(nowcs / f"gal_{band}.fits")
         write_fits(nowcs / f"plain_{band}.fits", data)
     (nowcs / "cube.fits").unlink()
     good = [str(root / "two.png"), str(nowcs)]
 
     # without --skip-bad: one clear message naming the file, exit 2, no catalog, no temporary file
-    assert main(["--model", "x", str(bad / "garbage.jpg"), *good, "--out", str(tmp_path / "a"), "--quiet",
-                 "--workers", "0"], *oracle) == 2
+    assert (
+        main(
+            [
+                "--model",
+                "x",
+                str(bad / "garbage.jpg"),
+                *good,
+                "--out",
+                str(tmp_path / "a"),
+                "--quiet",
+                "--workers",
+                "0",
+            ],
+            *oracle,
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "garbage.jpg" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a" / "catalog.csv").exists()
@@ -256,8 +294,25 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     assert "empty: no image files" in capsys.readouterr().err
 
     # --skip-bad: the run goes on, the report lists every bad input with its reason, exit 1
-    assert main(["--model", "x", str(bad), str(tmp_path / "empty"), *good, "--out", str(tmp_path / "c"),
-                 "--skip-bad", "--quiet", "--workers", "1"], *oracle) == 1
+    assert (
+        main(
+            [
+                "--model",
+                "x",
+                str(bad),
+                str(tmp_path / "empty"),
+                *good,
+                "--out",
+                str(tmp_path / "c"),
+                "--skip-bad",
+                "--quiet",
+                "--workers",
+                "1",
+            ],
+            *oracle,
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("no celestial WCS") == 1 and "plain" in err
     report = json.loads((tmp_path / "c" / "predict_report.json").read_text())
@@ -299,11 +354,41 @@ def test_settings_errors_and_refusals(oracle, scenes, tmp_path, capsys):
 def test_catalog_formats_round_trip(tmp_path):
     from astropy.table import Table
 
-    rows = [{"source": "a.fits", "object": 1, "class": "spiral", "score": 0.9, **dict.fromkeys(PROB_COLUMNS, 0.2),
-             "entropy": 1.6, "x": 1.5, "y": 2.5, "x_min": 0, "y_min": 1, "x_max": 3, "y_max": 4, "area_px": 12,
-             "ra": 150.0, "dec": 2.0, "area_arcsec2": 1.88},
-            {"source": "b.png", "object": 1, "class": "elliptical", "score": 0.8, **dict.fromkeys(PROB_COLUMNS, 0.2),
-             "entropy": 1.6, "x": 5.0, "y": 6.0, "x_min": 4, "y_min": 5, "x_max": 6, "y_max": 7, "area_px": 9}]
+    rows = [
+        {
+            "source": "a.fits",
+            "object": 1,
+            "class": "spiral",
+            "score": 0.9,
+            **dict.fromkeys(PROB_COLUMNS, 0.2),
+            "entropy": 1.6,
+            "x": 1.5,
+            "y": 2.5,
+            "x_min": 0,
+            "y_min": 1,
+            "x_max": 3,
+            "y_max": 4,
+            "area_px": 12,
+            "ra": 150.0,
+            "dec": 2.0,
+            "area_arcsec2": 1.88,
+        },
+        {
+            "source": "b.png",
+            "object": 1,
+            "class": "elliptical",
+            "score": 0.8,
+            **dict.fromkeys(PROB_COLUMNS, 0.2),
+            "entropy": 1.6,
+            "x": 5.0,
+            "y": 6.0,
+            "x_min": 4,
+            "y_min": 5,
+            "x_max": 6,
+            "y_max": 7,
+            "area_px": 9,
+        },
+    ]
     frames = {}
     for fmt in ("csv", "ecsv", "fits", "parquet"):
         path = write_catalog(rows, tmp_path / f"catalog.{fmt}", fmt)
@@ -319,13 +404,27 @@ def test_catalog_formats_round_trip(tmp_path):
 def _oracle_cli(args, torchrun: int = 0, exit_after: int | None = None):
     command = [PY, "tests/predict_oracle_main.py"]
     if torchrun:
-        command = [PY, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun), "--master_port",
-                   str(29500 + os.getpid() % 1000), "tests/predict_oracle_main.py"]
+        command = [
+            PY,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(torchrun),
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+            "tests/predict_oracle_main.py",
+        ]
     if exit_after is not None:
         command += ["--exit-after-calls", str(exit_after)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(command + ["--model", "oracle", "--quiet", "--workers", "0", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        command + ["--model", "oracle", "--quiet", "--workers", "0", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -333,10 +432,17 @@ def many(tmp_path_factory, oracle):
     """Twelve small scenes and the catalog of one uninterrupted process."""
     root = tmp_path_factory.mktemp("many")
     rng = np.random.default_rng(5)
-    names = [n for n in CLASS_NAMES[1:]]
+    names = list(CLASS_NAMES[1:])
     for k in range(12):
-        scene(root / f"s{k:02d}.png", (48, 56), [(names[k % 5], 14 + rng.integers(0, 4), 14, 7, 5),
-                                                 (names[(k + 2) % 5], 38, 32 + rng.integers(0, 4), 9, 6)], seed=k)
+        scene(
+            root / f"s{k:02d}.png",
+            (48, 56),
+            [
+                (names[k % 5], 14 + rng.integers(0, 4), 14, 7, 5),
+                (names[(k + 2) % 5], 38, 32 + rng.integers(0, 4), 9, 6),
+            ],
+            seed=k,
+        )
     report = run(oracle, [root / "s*.png"], root / "one", batch_size=2)
     assert report["exit_status"] == 0 and report["world_size"] == 1
     return root, pd.read_csv(root / "one" / "catalog.csv")
@@ -344,8 +450,7 @@ def many(tmp_path_factory, oracle):
 
 def test_two_processes_give_the_same_catalog(many, tmp_path):
     root, one = many
-    done = _oracle_cli([str(root / "s*.png"), "--out", str(tmp_path / "two"), "--batch-size", "2", "--cpu"],
-                       torchrun=2)
+    done = _oracle_cli([str(root / "s*.png"), "--out", str(tmp_path / "two"), "--batch-size", "2", "--cpu"], torchrun=2)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "two" / "predict_report.json").read_text())
     assert report["world_size"] == 2 and report["ranks_seen"] == [0, 1]
@@ -355,12 +460,12 @@ def test_two_processes_give_the_same_catalog(many, tmp_path):
 def test_killed_run_resumes_to_the_same_catalog(many, oracle, tmp_path):
     root, one = many
     args = [str(root / "s*.png"), "--out", str(tmp_path / "run"), "--batch-size", "2"]
-    killed = _oracle_cli(args, exit_after=3)                     # dies at the 4th batch
+    killed = _oracle_cli(args, exit_after=3)  # dies at the 4th batch
     assert killed.returncode == 137
-    done = len(list((tmp_path / "run" / "records").glob("*.json")))   # batches 1-3, less what was being written
+    done = len(list((tmp_path / "run" / "records").glob("*.json")))  # batches 1-3, less what was being written
     assert 1 <= done <= 6 and not (tmp_path / "run" / "catalog.csv").exists()
     assert main(["--model", "oracle", "--quiet", "--workers", "0", *args, "--resume"], *oracle) == 0
-    assert not [p for p in (tmp_path / "run").rglob(".*")]     # temporary files of the killed run removed
+    assert not list((tmp_path / "run").rglob(".*"))  # temporary files of the killed run removed
     report = json.loads((tmp_path / "run" / "predict_report.json").read_text())
     assert report["counts"]["resumed"] == done and report["counts"]["processed_now"] == 12 - done
     catalog = pd.read_csv(tmp_path / "run" / "catalog.csv")
@@ -376,18 +481,36 @@ def test_cli_with_an_exported_model(scenes, tmp_path):
     root, _ = scenes
     model, processor = load_model("galaxy-small")
     save_export(model, processor, tmp_path / "model")
-    assert main(["--model", str(tmp_path / "model"), str(root / "two.png"), str(root / "wide.png"), "--out",
-                 str(tmp_path / "out"), "--overlays", "--tta", "--catalog-format", "ecsv", "--quiet", "--min-area",
-                 "1"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(tmp_path / "model"),
+                str(root / "two.png"),
+                str(root / "wide.png"),
+                "--out",
+                str(tmp_path / "out"),
+                "--overlays",
+                "--tta",
+                "--catalog-format",
+                "ecsv",
+                "--quiet",
+                "--min-area",
+                "1",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
     assert report["counts"]["ok"] == 2 and report["catalog"] == "catalog.ecsv"
     assert (tmp_path / "out/catalog.ecsv").is_file()
     for name in ("two", "wide"):
         overlay = np.asarray(Image.open(tmp_path / "out/overlays" / f"{name}.png"))
         assert overlay.shape[2] == 3 and max(overlay.shape[:2]) >= 384
-        assert Image.open(tmp_path / "out/segmentation" / f"{name}_objects.png").size == \
-            Image.open(root / f"{name}.png").size
-
+        assert (
+            Image.open(tmp_path / "out/segmentation" / f"{name}_objects.png").size
+            == Image.open(root / f"{name}.png").size
+        )
 
 
 def test_a_missing_model_is_one_message(scenes, tmp_path, capsys):
@@ -431,8 +554,8 @@ def test_pixels_no_query_claims_are_background_not_the_argmax_of_noise():
 
     spiral = LABEL2ID["spiral"]
     classes = torch.full((1, 2, 7), -10.0)
-    classes[0, 0, spiral] = 10.0   # query 0: spiral
-    classes[0, 1, 6] = 10.0        # query 1: no object
+    classes[0, 0, spiral] = 10.0  # query 0: spiral
+    classes[0, 1, 6] = 10.0  # query 1: no object
     masks = torch.full((1, 2, 16, 16), -8.0)
     masks[0, 0, :, :8] = 8.0
     outputs = SimpleNamespace(class_queries_logits=classes, masks_queries_logits=masks)
@@ -452,17 +575,18 @@ def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes
     root, _ = scenes
     (tmp_path / "in").mkdir()
     planted_frame(tmp_path / "in")
-    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)             # wide.png: 3,840 px; two.png: 4,096 px
-    report = run(oracle, [tmp_path / "in" / "cube.fits", root / "two.png", root / "wide.png"], tmp_path / "out",
-                 skip_bad=True)
+    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)  # wide.png: 3,840 px; two.png: 4,096 px
+    report = run(
+        oracle, [tmp_path / "in" / "cube.fits", root / "two.png", root / "wide.png"], tmp_path / "out", skip_bad=True
+    )
     failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
     assert set(failed) == {"cube.fits", "two.png"} and "96x80 px is more than 4,000 px" in failed["cube.fits"]
     assert report["exit_status"] == 1 and report["counts"]["ok"] == 1
 
 
 def test_output_names_are_unique_whatever_the_paths(tmp_path):
-    from src.sources import discover
     from src.images import write_png
+    from src.sources import discover
 
     rgb = np.zeros((40, 40, 3), np.uint8)
     paths = ["d/x y.png", "d/x_y.png", "a/x.png", "b/x.png", "c/a__x.png", "e/X.png"]
@@ -471,7 +595,7 @@ def test_output_names_are_unique_whatever_the_paths(tmp_path):
         write_png(tmp_path / rel, rgb)
     names = [s.name for s in discover([str(tmp_path / rel) for rel in paths]).sources]
     assert len({n.casefold() for n in names}) == len(paths), names
-    assert names[:2] == ["d__x_y", "d__x_y-2"]     # clashing stems take their paths; then a suffix, in input order
+    assert names[:2] == ["d__x_y", "d__x_y-2"]  # clashing stems take their paths; then a suffix, in input order
 
 
 def test_cutout_stars_are_catalogued_as_class_a_unless_told_otherwise(oracle, tmp_path):
@@ -480,10 +604,9 @@ def test_cutout_stars_are_catalogued_as_class_a_unless_told_otherwise(oracle, tm
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:256, :256]
     image = rng.normal(12, 3, (256, 256))
-    centres = [(x, y) for x in range(12, 250, 24) for y in range(12, 250, 24)
-               if np.hypot(x - 128, y - 128) > 50][:70]
+    centres = [(x, y) for x in range(12, 250, 24) for y in range(12, 250, 24) if np.hypot(x - 128, y - 128) > 50][:70]
     for (x, y), peak in zip(centres, rng.uniform(50, 110, len(centres))):
-        image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.6 ** 2))
+        image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.6**2))
     grey = np.clip(image, 0, 255).astype(np.uint8)
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
     ellipse = ((xx - 128) / 30) ** 2 + ((yy - 128) / 18) ** 2 <= 1
@@ -500,7 +623,7 @@ def test_cutout_stars_are_catalogued_as_class_a_unless_told_otherwise(oracle, tm
     assert (stars.loc[stars["point_source"], "class"] == "artifact").all()
     assert (stars["model_class"] != "artifact").all()
     [record] = report["inputs"]
-    assert 3.0 <= record["stars"]["psf_fwhm_px"] <= 4.6           # a Gaussian of sigma 1.6 px: FWHM 3.77 px
+    assert 3.0 <= record["stars"]["psf_fwhm_px"] <= 4.6  # a Gaussian of sigma 1.6 px: FWHM 3.77 px
     assert report["counts"]["point_sources"] == stars["point_source"].sum()
     assert report["counts"]["reclassified_as_artifact"] == record["stars"]["point_source_model_galaxy"]
     run(oracle, [tmp_path / "crowded.png"], tmp_path / "b", stars="model")
@@ -534,7 +657,7 @@ def test_inference_precision_choice_and_parity():
         probs[name] = torch.stack(class_probabilities(outputs, [(64, 64)] * 2))
     agree = (probs["fp32"].argmax(1) == probs["bf16"].argmax(1)).float().mean().item()
     assert agree >= 0.995 and (probs["fp32"] - probs["bf16"]).abs().max() < 0.1
-    assert not torch.equal(probs["fp32"], probs["bf16"])   # bf16 did run
+    assert not torch.equal(probs["fp32"], probs["bf16"])  # bf16 did run
 
 
 def test_default_workers_leave_two_cores_to_the_model(monkeypatch):

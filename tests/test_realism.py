@@ -1,6 +1,7 @@
 """Synthetic realism: the ``sdss`` scene (drawn conditions, field stars, class mix, outlines, FITS, workers), the sep
 measurements and the comparison with the real SDSS frame (skipped without ``../shared/real``); the scoring of
 bench/real_crops.py."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _gaussian_star(image, x, y, sigma, peak):
-    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
-    image += peak * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sigma ** 2)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    image += peak * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sigma**2)
 
 
 def _frame(smoothing: float, seed: int = 0) -> np.ndarray:
@@ -44,7 +45,7 @@ def test_measure_crop_counts_sources_and_sees_correlated_noise():
     assert 3.0 < white["sky_sigma"] < 5.0 and 15 < white["sky_level"] < 25
     crops, pooled = realism.measure_set([_frame(0, s) for s in range(3)])
     assert pooled["point"].all() and crops[0]["n_point"] == 8
-    assert 2.0 < crops[0]["star_fwhm"] < 4.5     # FWHM 3 px (2 r50 of a Gaussian)
+    assert 2.0 < crops[0]["star_fwhm"] < 4.5  # FWHM 3 px (2 r50 of a Gaussian)
 
 
 def test_conditions_cover_their_ranges_around_the_nominal_stretch():
@@ -76,11 +77,11 @@ def test_saturated_star_has_violet_core_spikes_and_halo():
     stars.paint_cores(rng, canvas, np.array([[64.0, 64.0, 20.0]]), cond.seeing, saturation)
     rgb = composite(canvas, cond).astype(int)
     r, g, b = rgb[64, 64]
-    assert b >= 250 and g < r < b                       # violet: B > R > G
+    assert b >= 250 and g < r < b  # violet: B > R > G
     ring = 6 * cond.seeing
     on_axis = np.mean([rgb[64, 64 + int(ring)].sum(), rgb[64 + int(ring), 64].sum()])
     diagonal = rgb[64 + int(ring / 1.414), 64 + int(ring / 1.414)].sum()
-    assert on_axis > diagonal                          # spikes along the CCD axes (tilt <= 12 deg)
+    assert on_axis > diagonal  # spikes along the CCD axes (tilt <= 12 deg)
     assert rgb[64, 64 + 3 * int(cond.seeing)].sum() > 0  # a halo beyond the core
 
 
@@ -102,8 +103,9 @@ def test_cutouts_hold_field_stars_and_central_stars_are_class_a():
 def test_synthetic_statistics_near_the_real_frame(real_dir):
     """A regression guard on the statistics that do not depend on latitude or sky level (bench/realism.py has
     the full table)."""
-    real = realism.summary(*realism.measure_set(realism.frame_crops(read_rgb(real_dir / "fields" /
-                                                                             "mask_galaxy_bench.jpg"))))
+    real = realism.summary(
+        *realism.measure_set(realism.frame_crops(read_rgb(real_dir / "fields" / "mask_galaxy_bench.jpg")))
+    )
     import io
 
     from PIL import Image
@@ -116,7 +118,7 @@ def test_synthetic_statistics_near_the_real_frame(real_dir):
         images.append(np.asarray(Image.open(buffer).convert("RGB")))
     crops, sources = realism.measure_set(images)
     synthetic = realism.summary(crops, sources)
-    for key in ("noise_corr1", "star_fwhm", "flux_p90", "point_share"):    # (the median flux is off: BENCHMARKS.md)
+    for key in ("noise_corr1", "star_fwhm", "flux_p90", "point_share"):  # (the median flux is off: BENCHMARKS.md)
         assert abs(synthetic[key] / real[key] - 1) <= 0.25, (key, synthetic[key], real[key])
     counts = [c["n_sources"] for c in crops]
     assert np.percentile(counts, 10) <= real["n_sources"] <= np.percentile(counts, 90)
@@ -124,11 +126,12 @@ def test_synthetic_statistics_near_the_real_frame(real_dir):
 
 # --- bench/real_crops.py scoring --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_crops():
     spec = importlib.util.spec_from_file_location("real_crops", REPO / "bench" / "real_crops.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module       # dataclasses look their module up
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -145,12 +148,12 @@ def test_real_crops_score(real_crops):
     central = np.zeros((64, 64), bool)
     central[20:30, 20:30] = True
     semantic = np.zeros((64, 64), np.uint8)
-    semantic[20:30, 20:25] = 2                  # half the central object elliptical
-    semantic[50:60, 50:60] = 4                  # a neighbour called spiral barred
+    semantic[20:30, 20:25] = 2  # half the central object elliptical
+    semantic[50:60, 50:60] = 4  # a neighbour called spiral barred
     result = real_crops.score(semantic, central)
     assert result["found"] and not result["artifact"]
     assert result["outside"] == pytest.approx(1.0) and result["galaxy_share"] == pytest.approx(150 / 4096)
-    semantic[:] = 1                             # everything A: artifact, no galaxy, nothing flooded
+    semantic[:] = 1  # everything A: artifact, no galaxy, nothing flooded
     result = real_crops.score(semantic, central)
     assert result["artifact"] and not result["found"] and result["galaxy_share"] == 0
 
@@ -184,7 +187,7 @@ def test_sdss_scene_class_mix_keeps_the_galaxy_proportions():
     drawn_total = sum(counts[name] for name in galaxies)
     for name in galaxies:
         assert abs(counts[name] / drawn_total - labels.REAL_MIX[name] / real_total) < 0.012, name
-    assert labels.class_mix()["artifact"] == pytest.approx(labels.REAL_MIX["artifact"], rel=0.01)   # clean: real
+    assert labels.class_mix()["artifact"] == pytest.approx(labels.REAL_MIX["artifact"], rel=0.01)  # clean: real
 
 
 def test_sdss_scene_outline_stands_out_of_the_sky():
@@ -196,7 +199,7 @@ def test_sdss_scene_outline_stands_out_of_the_sky():
         mask = polygon_mask(record["all_points_x"], record["all_points_y"], grey.shape)
         assert mask.sum() == record["area"] > 0
         outside = grey[~mask]
-        sky = np.median(outside)                                     # median and MAD: field stars are not the sky
+        sky = np.median(outside)  # median and MAD: field stars are not the sky
         noise = 1.4826 * np.median(np.abs(outside - sky))
         assert grey[mask].mean() - sky > 4 * max(noise, 1.0), (record["gz2_class"], grey[mask].mean(), sky, noise)
 
@@ -237,7 +240,7 @@ def test_an_outline_larger_than_the_lit_model_takes_the_whole_object():
 
     detection = np.zeros((21, 21))
     detection[8:13, 8:13] = np.linspace(1.0, 2.0, 25).reshape(5, 5)
-    level = isophote_level(detection, 100.0, (10, 10))               # 25 lit pixels: (nearly) all of them
+    level = isophote_level(detection, 100.0, (10, 10))  # 25 lit pixels: (nearly) all of them
     assert level > 0 and (detection >= level).sum() >= 20
     assert (detection >= isophote_level(detection, 9.0, (10, 10))).sum() == 9
     rgb, record = render_cutout(8, 164, 256, scene="sdss")

@@ -2,6 +2,7 @@
 (Debian's ``chromium``, driven by Playwright; ``make test`` installs it): objects drawn and table rows equal the
 catalog's, hover and tap show the right object's class and RA/Dec, the class toggles hide a class, the page makes
 no network request, screenshots are written."""
+
 from __future__ import annotations
 
 import base64
@@ -20,14 +21,15 @@ import pytest
 from PIL import Image
 
 from src.classes import COLOURS
-
-expect = pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install -r "
-                                                             "requirements.txt").expect
 from src.model import build_config, build_processor
 from src.predict import main as predict_main
 from src.report import MAX_INLINE, load_run, write_report
 from tests.oracle_model import ColourOracle
 from tests.test_predict import _wcs, scene
+
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="playwright not installed: pip install -r requirements.txt"
+).expect
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,11 +39,14 @@ DISCS = [("elliptical", 24, 22, 8), ("spiral", 70, 26, 9), ("spiral barred", 46,
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright not installed: pip install -r requirements.txt")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright not installed: pip install -r requirements.txt"
+    )
     if CHROMIUM is None:
-        pytest.skip("headless Chromium not found: `make test` installs it (apt-get install chromium, as root); "
-                    "or set CHROMIUM to a Chromium executable")
+        pytest.skip(
+            "headless Chromium not found: `make test` installs it (apt-get install chromium, as root); "
+            "or set CHROMIUM to a Chromium executable"
+        )
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser
@@ -60,12 +65,12 @@ def coloured_frame(path: Path, shape=(72, 96), seed=0):
     from src.images import write_fits
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     bands = 0.2 + rng.normal(0, 0.005, (3, *shape))
     for name, cx, cy, radius in DISCS:
-        disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2
+        disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
         r, g, b = COLOURS[name]
-        for k, value in enumerate((b, g, r)):                      # g, r, i planes
+        for k, value in enumerate((b, g, r)):  # g, r, i planes
             bands[k][disc] += value / 255.0
     write_fits(path, bands.astype(np.float32), _wcs(shape).to_header())
 
@@ -76,8 +81,13 @@ def frame_run(tmp_path_factory, oracle):
     root = tmp_path_factory.mktemp("frame")
     coloured_frame(root / "frame.fits")
     out = root / "out"
-    assert predict_main(["--model", "oracle", str(root / "frame.fits"), "--out", str(out), "--report", "--quiet",
-                         "--workers", "0"], *oracle) == 0
+    assert (
+        predict_main(
+            ["--model", "oracle", str(root / "frame.fits"), "--out", str(out), "--report", "--quiet", "--workers", "0"],
+            *oracle,
+        )
+        == 0
+    )
     catalog = pd.read_csv(out / "catalog.csv")
     assert sorted(catalog["class"]) == sorted(d[0] for d in DISCS) and catalog["ra"].notna().all()
     return out, catalog
@@ -90,13 +100,38 @@ def cutouts_run(tmp_path_factory, oracle):
     names = list(COLOURS)[1:]
     rng = np.random.default_rng(1)
     for k in range(50):
-        scene(root / f"c{k:02d}.png", (40, 48), [(names[k % 5], 12 + rng.integers(0, 3), 12, 6, 5),
-                                                 (names[(k + 2) % 5], 32, 26 + rng.integers(0, 3), 8, 6)], seed=k)
+        scene(
+            root / f"c{k:02d}.png",
+            (40, 48),
+            [
+                (names[k % 5], 12 + rng.integers(0, 3), 12, 6, 5),
+                (names[(k + 2) % 5], 32, 26 + rng.integers(0, 3), 8, 6),
+            ],
+            seed=k,
+        )
     out = root / "out"
     model, processor = oracle
     cutout_oracle = ColourOracle.for_processor(processor)
-    assert predict_main(["--model", "oracle", str(root / "c*.png"), "--out", str(out), "--report", "--quiet",
-                         "--workers", "0", "--batch-size", "10"], cutout_oracle, processor) == 0
+    assert (
+        predict_main(
+            [
+                "--model",
+                "oracle",
+                str(root / "c*.png"),
+                "--out",
+                str(out),
+                "--report",
+                "--quiet",
+                "--workers",
+                "0",
+                "--batch-size",
+                "10",
+            ],
+            cutout_oracle,
+            processor,
+        )
+        == 0
+    )
     return out, pd.read_csv(out / "catalog.csv")
 
 
@@ -112,9 +147,11 @@ class Page:
         self.page.on("request", lambda request: self.requests.append(request.url))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.goto(path.as_uri())
-        self.page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                                    "Bokeh.documents[0].get_model_by_name('image') != null && "
-                                    "Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name('image')) != null")
+        self.page.wait_for_function(
+            "() => window.Bokeh && Bokeh.documents.length > 0 && "
+            "Bokeh.documents[0].get_model_by_name('image') != null && "
+            "Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name('image')) != null"
+        )
         self.page.wait_for_timeout(300)
 
     def js(self, code: str, arg=None):
@@ -143,11 +180,16 @@ class Page:
 
     def screen(self, x: float, y: float) -> tuple[float, float]:
         """Page coordinates of plot coordinates (x, y)."""
-        return tuple(self.js("""([x, y]) => {
+        return tuple(
+            self.js(
+                """([x, y]) => {
           const pv = Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name('image'));
           const box = pv.canvas_view.el.getBoundingClientRect();
           return [box.left + pv.frame.x_scale.compute(x), box.top + pv.frame.y_scale.compute(y)];
-        }""", [x, y]))
+        }""",
+                [x, y],
+            )
+        )
 
     def tap(self, x: float, y: float) -> None:
         """Click plot coordinates (x, y), apart enough in time from the last click not to be a double tap."""
@@ -214,7 +256,7 @@ def test_frame_report_in_a_browser(browser, frame_run, tmp_path):
         page.page.wait_for_timeout(200)
         assert page.drawn()["spiral"] == 0 and sum(page.drawn().values()) == 2
         assert page.table_rows() == (2, 2)
-        assert np.abs(page.crop(spiral["x"], spiral["y"] - 9) - before).max() > 60       # its outline is gone
+        assert np.abs(page.crop(spiral["x"], spiral["y"] - 9) - before).max() > 60  # its outline is gone
         assert np.abs(page.crop(other["x"], other["y"] - 8) - before_other).max() < 10
         page.page.get_by_role("checkbox", name="spiral", exact=True).check()
         page.page.wait_for_timeout(200)
@@ -226,7 +268,7 @@ def test_frame_report_in_a_browser(browser, frame_run, tmp_path):
         page.page.wait_for_timeout(200)
         assert page.drawn()["elliptical"] == 0
         assert np.abs(page.crop(other["x"], other["y"] - 8) - before_other).max() > 60
-        assert page.labels() == {"elliptical": False, "spiral": True, "spiral barred": True}     # its labels too
+        assert page.labels() == {"elliptical": False, "spiral": True, "spiral barred": True}  # its labels too
         page.page.get_by_text("elliptical (1)", exact=True).click()
         page.page.wait_for_timeout(200)
         assert page.labels() == dict.fromkeys(("elliptical", "spiral", "spiral barred"), True)
@@ -241,11 +283,11 @@ def test_frame_report_in_a_browser(browser, frame_run, tmp_path):
         assert sum(page.drawn().values()) == keep and page.table_rows()[0] == keep
         report = json.loads((out / "predict_report.json").read_text())
         header = page.page.locator(".report-header").inner_text()
-        assert f"Model oracle" in header and report["created"] in header and "objects 3" in header
+        assert "Model oracle" in header and report["created"] in header and "objects 3" in header
         assert "full resolution" in header and "3 of 3 catalog objects are outlined" in header
-        assert "Not in this catalog" not in header        # predict.py writes the star/galaxy columns
+        assert "Not in this catalog" not in header  # predict.py writes the star/galaxy columns
         stated = float(re.search(r"Page size: ([\d.]+) MB \(limit 20 MB\)", header).group(1))
-        assert abs(stated - (out / "report.html").stat().st_size / 2 ** 20) < 0.06
+        assert abs(stated - (out / "report.html").stat().st_size / 2**20) < 0.06
         page.check_offline()
     finally:
         page.close()
@@ -293,8 +335,7 @@ def _with_star_columns(source: Path, target: Path) -> pd.DataFrame:
         record = json.loads(path.read_text())
         for row in record.get("rows", []):
             star = row["class"] == "spiral"
-            row.update(stellarity=0.93 if star else 0.05, point_source=star, saturated=star,
-                       model_class=row["class"])
+            row.update(stellarity=0.93 if star else 0.05, point_source=star, saturated=star, model_class=row["class"])
         path.write_text(json.dumps(record))
     (target / "report.html").unlink()
     return pd.DataFrame([r for p in (target / "records").glob("*.json") for r in json.loads(p.read_text())["rows"]])
@@ -303,8 +344,13 @@ def _with_star_columns(source: Path, target: Path) -> pd.DataFrame:
 def test_point_sources_are_their_own_group(browser, frame_run, tmp_path):
     out, _ = frame_run
     rows = _with_star_columns(out, tmp_path / "run")
-    done = subprocess.run([sys.executable, "-m", "src.report", str(tmp_path / "run"), "--quiet"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "src.report", str(tmp_path / "run"), "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     page = Page(browser, tmp_path / "run" / "report.html")
     try:
@@ -330,8 +376,14 @@ def test_large_images_are_downsampled_and_positions_kept(browser, oracle, tmp_pa
     model, processor = oracle
     scene(tmp_path / "big.png", (300, 400), [("spiral", 100, 90, 30, 20), ("elliptical", 300, 200, 25, 25)])
     out = tmp_path / "out"
-    assert predict_main(["--model", "oracle", str(tmp_path / "big.png"), "--out", str(out), "--quiet",
-                         "--workers", "0"], ColourOracle.for_processor(processor), processor) == 0
+    assert (
+        predict_main(
+            ["--model", "oracle", str(tmp_path / "big.png"), "--out", str(out), "--quiet", "--workers", "0"],
+            ColourOracle.for_processor(processor),
+            processor,
+        )
+        == 0
+    )
     path = write_report(out, max_side=128)
     text = path.read_text()
     assert "downsampled by 4" in text
@@ -341,20 +393,23 @@ def test_large_images_are_downsampled_and_positions_kept(browser, oracle, tmp_pa
     page = Page(browser, path)
     try:
         assert sum(page.drawn().values()) == 2
-        for _, row in catalog.iterrows():       # the axes are the full image's pixels
+        for _, row in catalog.iterrows():  # the axes are the full image's pixels
             page.tap(row["x"], row["y"])
             expect(page.page.locator(".selected-object")).to_contain_text(f"id {row['object']}\n")
             assert re.search(rf"class\s+{row['class']}\n", page.page.locator(".selected-object").inner_text())
         # zoomed in on one object, a table row of the other brings it into view
         first, second = catalog.iloc[0], catalog.iloc[1]
-        page.js("""([x, y]) => { const p = Bokeh.documents[0].get_model_by_name('image');
+        page.js(
+            """([x, y]) => { const p = Bokeh.documents[0].get_model_by_name('image');
                   Bokeh.documents[0].get_model_by_name('catalog').selected.indices = [];
                   p.x_range.setv({start: x - 20, end: x + 20}); p.y_range.setv({start: y + 20, end: y - 20}); }""",
-                [first["x"], first["y"]])
+            [first["x"], first["y"]],
+        )
         page.page.locator(".slick-row", has_text=second["class"]).locator(".slick-cell").nth(2).click()
         expect(page.page.locator(".selected-object")).to_contain_text(f"class {second['class']}")
-        start, end = page.js("() => { const r = Bokeh.documents[0].get_model_by_name('image').x_range; "
-                             "return [r.start, r.end] }")
+        start, end = page.js(
+            "() => { const r = Bokeh.documents[0].get_model_by_name('image').x_range; return [r.start, r.end] }"
+        )
         assert start < second["x"] < end and end - start == pytest.approx(40)
         page.check_offline()
     finally:
@@ -367,9 +422,29 @@ def test_field_run_shows_edge_flags(browser, oracle, tmp_path):
 
     write_tiny_field(tmp_path / "field", size=96, centres=[(4, 50), (60, 50)], classes=["spiral", "elliptical"])
     out = tmp_path / "out"
-    assert predict_main(["--model", "oracle", str(tmp_path / "field" / "field_0000.png"), "--out", str(out),
-                         "--field", "--stamp-pixels", "64", "--min-candidate-area", "20", "--report", "--quiet",
-                         "--workers", "0"], ColourOracle.for_processor(oracle[1], num_queries=24), oracle[1]) == 0
+    assert (
+        predict_main(
+            [
+                "--model",
+                "oracle",
+                str(tmp_path / "field" / "field_0000.png"),
+                "--out",
+                str(out),
+                "--field",
+                "--stamp-pixels",
+                "64",
+                "--min-candidate-area",
+                "20",
+                "--report",
+                "--quiet",
+                "--workers",
+                "0",
+            ],
+            ColourOracle.for_processor(oracle[1], num_queries=24),
+            oracle[1],
+        )
+        == 0
+    )
     catalog = pd.read_csv(out / "catalog.csv")
     assert sorted(catalog["edge"]) == [False, True]
     page = Page(browser, out / "report.html")
@@ -391,9 +466,27 @@ def test_real_sdss_frame(browser, oracle, real_dir, tmp_path):
     object drawn and in the table."""
     out = tmp_path / "out"
     model = ColourOracle.for_processor(oracle[1], num_queries=128)
-    assert predict_main(["--model", "oracle", str(real_dir / "fields" / "mask_galaxy_bench.jpg"), "--out", str(out),
-                         "--field", "--stamp-pixels", "128", "--report", "--quiet", "--workers", "0"],
-                        model, oracle[1]) == 0
+    assert (
+        predict_main(
+            [
+                "--model",
+                "oracle",
+                str(real_dir / "fields" / "mask_galaxy_bench.jpg"),
+                "--out",
+                str(out),
+                "--field",
+                "--stamp-pixels",
+                "128",
+                "--report",
+                "--quiet",
+                "--workers",
+                "0",
+            ],
+            model,
+            oracle[1],
+        )
+        == 0
+    )
     catalog = pd.read_csv(out / "catalog.csv")
     assert len(catalog) > 50
     page = Page(browser, out / "report.html")
@@ -415,11 +508,11 @@ def test_page_size_limit_and_errors(frame_run, tmp_path, capsys):
     out, _ = frame_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    text = write_report(copy, max_side=32).read_text()            # FITS read in strips, 3 x 3 block means
+    text = write_report(copy, max_side=32).read_text()  # FITS read in strips, 3 x 3 block means
     image = re.search(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", text).group(1)
     assert Image.open(io.BytesIO(base64.b64decode(image))).size == (32, 24) and "downsampled by 3" in text
     with pytest.raises(ReportError, match="limit 0.5 MB"):
-        write_report(out, max_bytes=512 * 1024)           # Bokeh alone is larger than that
+        write_report(out, max_bytes=512 * 1024)  # Bokeh alone is larger than that
     assert main([str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "predict_report.json: not found" in err

@@ -2,6 +2,7 @@
 use of --out, what a failed run leaves, path traversal through VIA file names, bad polygons, duplicate keys,
 model files, option ranges, units, symbolic links, broken WCS, non-ASCII paths, huge images, and messages that
 name their file.  The generated bad-input families are in ``tests/test_bad_input.py``."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def test_resume_with_other_inputs_extends_the_run_and_keeps_every_row(oracle, im
     on_disk = [row for r in _records(out).values() if r["status"] == "ok" for row in r["rows"]]
     assert sorted(catalog["source"].unique()) == [str(images / f"X{k}.png") for k in range(4)]
     assert len(catalog) == len(on_disk) == 8
-    assert sorted(map(tuple, catalog[["source", "object"]].values.tolist())) == \
-        sorted((r["source"], r["object"]) for r in on_disk)
+    assert sorted(map(tuple, catalog[["source", "object"]].values.tolist())) == sorted(
+        (r["source"], r["object"]) for r in on_disk
+    )
 
 
 def test_resume_keeps_an_earlier_input_whose_name_a_new_one_takes(oracle, images, tmp_path):
@@ -67,8 +69,10 @@ def test_resume_keeps_an_earlier_input_whose_name_a_new_one_takes(oracle, images
     first = (out / "segmentation" / "x_objects.png").read_bytes()
     assert run(oracle, [tmp_path / "b" / "x.png"], out, resume=True)["exit_status"] == 0
     records = _records(out)
-    assert {n: r["source"] for n, r in records.items()} == {"x": str(tmp_path / "a" / "x.png"),
-                                                           "x-2": str(tmp_path / "b" / "x.png")}
+    assert {n: r["source"] for n, r in records.items()} == {
+        "x": str(tmp_path / "a" / "x.png"),
+        "x-2": str(tmp_path / "b" / "x.png"),
+    }
     assert (out / "segmentation" / "x_objects.png").read_bytes() == first
     assert set(pd.read_csv(out / "catalog.csv")["source"]) == {str(tmp_path / s / "x.png") for s in "ab"}
 
@@ -81,10 +85,10 @@ def test_a_failed_run_leaves_nothing_and_the_corrected_command_runs(oracle, imag
     assert main([str(tmp_path / "garbage.png"), *args], *oracle) == 2
     _one_line(capsys, "garbage.png")
     assert not out.exists()
-    out.mkdir()                                               # an existing folder: emptied of what the run wrote
+    out.mkdir()  # an existing folder: emptied of what the run wrote
     assert main([str(tmp_path / "garbage.png"), *args, "--min-area", "3"], *oracle) == 2
     assert list(out.iterdir()) == []
-    assert main([str(images / "X0.png"), *args], *oracle) == 0           # other settings, same folder, no --resume
+    assert main([str(images / "X0.png"), *args], *oracle) == 0  # other settings, same folder, no --resume
 
 
 def test_a_run_killed_before_its_first_record_can_restart_with_other_settings(oracle, images, tmp_path):
@@ -120,7 +124,7 @@ def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(oracle, i
     from src.atomic import folder_lock
 
     out = tmp_path / "O"
-    with folder_lock(out, ".predict.lock", "predict.py"):       # as a concurrent run holds it
+    with folder_lock(out, ".predict.lock", "predict.py"):  # as a concurrent run holds it
         assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet"], *oracle) == 2
         line = _one_line(capsys, out, "in use by another run", f"pid {os.getpid()}", socket.gethostname())
         assert "predict.py" in line
@@ -157,8 +161,24 @@ def test_a_full_disk_names_the_file(tmp_path, capsys):
 @pytest.mark.parametrize("value", ["2", "nan", "-0.1", "inf"])
 def test_score_threshold_outside_0_1_is_refused(oracle, images, tmp_path, capsys, value):
     out = tmp_path / "O"
-    assert main([str(images / "X0.png"), "--model", "x", "--out", str(out), "--quiet", "--task", "instance",
-                 "--score-threshold", value], *oracle) == 2
+    assert (
+        main(
+            [
+                str(images / "X0.png"),
+                "--model",
+                "x",
+                "--out",
+                str(out),
+                "--quiet",
+                "--task",
+                "instance",
+                "--score-threshold",
+                value,
+            ],
+            *oracle,
+        )
+        == 2
+    )
     _one_line(capsys, "--score-threshold", "[0, 1]")
     assert not out.exists()
 
@@ -188,12 +208,13 @@ def test_image_paths_outside_the_data_root_are_counted_and_never_read(tmp_path, 
     via[keys[1]]["filename"] = str(secret)
     link = root / "original" / "zoo2Main" / via[keys[2]]["filename"]
     link.unlink()
-    os.symlink(secret, link)                                  # a link out of the folder
+    os.symlink(secret, link)  # a link out of the folder
     train.write_text(json.dumps(via))
     opened = []
     real_open = PIL.Image.open
-    monkeypatch.setattr(PIL.Image, "open", lambda fp, *a, **k: (opened.append(Path(fp).resolve()),
-                                                                 real_open(fp, *a, **k))[1])
+    monkeypatch.setattr(
+        PIL.Image, "open", lambda fp, *a, **k: (opened.append(Path(fp).resolve()), real_open(fp, *a, **k))[1]
+    )
     report = convert(root, image_size=64, min_area=20, check_images=True, stats=True)
     assert report["skipped"]["outside_data_root"] == 3 and report["kept"] == 9
     assert secret.resolve() not in opened and opened
@@ -204,7 +225,7 @@ def test_image_paths_outside_the_data_root_are_counted_and_never_read(tmp_path, 
     key = next(iter(split))
     split[key]["filename"] = "../../../secret.jpg"
     (root / "galaxy_train.json").write_text(json.dumps(split))
-    (root / "galaxy_splits.json").unlink()                    # the manifest would (rightly) say the file changed
+    (root / "galaxy_splits.json").unlink()  # the manifest would (rightly) say the file changed
     with pytest.raises(DatasetError, match=f"{key}.*secret.jpg.*not inside"):
         GalaxyDataset(root, "train")
     assert secret.resolve() not in opened
@@ -218,7 +239,7 @@ def test_a_non_finite_polygon_vertex_is_one_line_naming_the_entry(tmp_path, caps
     root, train, via = _raw(tmp_path)
     key = list(via)[1]
     via[key]["regions"][0]["shape_attributes"]["all_points_x"][3] = float("nan")
-    train.write_text(json.dumps(via))                         # json writes NaN, and reads it back
+    train.write_text(json.dumps(via))  # json writes NaN, and reads it back
     assert conversion_main(["--data-root", str(root), "--quiet"]) == 2
     _one_line(capsys, train, key, "non-finite")
     via[key]["regions"][0]["shape_attributes"]["all_points_x"][3] = float("inf")
@@ -242,7 +263,7 @@ def test_a_key_twice_in_one_via_file_is_a_counted_duplicate_keeping_the_first(tm
     everything = json.loads((root / "galaxy_segment_classes.json").read_text())
     assert everything[key]["file_attributes"] == json.loads(first)["file_attributes"] == {}
     with pytest.raises(ViaError, match=f"entry '{key}' appears more than once"):
-        load_via(train)                                       # a split file must not hold one
+        load_via(train)  # a split file must not hold one
     train.write_text(text.replace('"file_attributes": {}', '"file_attributes": {}, "filename": "x.jpg"', 1))
     with pytest.raises(ViaError, match="key 'filename' appears more than once"):
         load_via(train, duplicates=[])
@@ -253,7 +274,7 @@ def test_an_objid_mismatch_between_key_and_filename_is_counted(tmp_path):
 
     root, train, via = _raw(tmp_path)
     keys = list(via)
-    via[keys[0]]["filename"] = via[keys[1]]["filename"]       # the key says one galaxy, the file another
+    via[keys[0]]["filename"] = via[keys[1]]["filename"]  # the key says one galaxy, the file another
     train.write_text(json.dumps(via))
     report = convert(root, image_size=64, min_area=20)
     assert report["skipped"] == {"objid_mismatch": 1} and report["annotations"] == 12
@@ -286,22 +307,38 @@ def test_a_damaged_safetensors_file_is_one_line_in_every_cli(tiny_export, images
     model = _copy_export(tiny_export, tmp_path / "model")
     weights = model / "model.safetensors"
     data = weights.read_bytes()
-    weights.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
     bare = tmp_path / "bare.safetensors"
     bare.write_bytes(weights.read_bytes())
     out = tmp_path / "O"
     assert main([str(images / "X0.png"), "--model", str(model), "--out", str(out), "--quiet"]) == 2
     _one_line(capsys, weights, "not a readable .safetensors")
     assert not out.exists()
-    assert main([str(images / "X0.png"), "--model", str(bare), "--base-card", "galaxy-tiny", "--out", str(out),
-                 "--quiet"]) == 2
+    assert (
+        main([str(images / "X0.png"), "--model", str(bare), "--base-card", "galaxy-tiny", "--out", str(out), "--quiet"])
+        == 2
+    )
     _one_line(capsys, bare, "not a readable .safetensors")
     split = write_tiny_splits(tmp_path / "data", n_train=1, n_val=1, n_test=1, size=32)
-    assert compute_scores.main(["--model", str(model), "--data-root", str(split), "--quiet", "--task",
-                                "semantic"]) == 2
+    assert compute_scores.main(["--model", str(model), "--data-root", str(split), "--quiet", "--task", "semantic"]) == 2
     _one_line(capsys, weights)
-    assert train_main(["--data-root", str(split), "--model-card", str(model), "--output", str(tmp_path / "t"),
-                       "--epochs", "1", "--cpu", "--quiet"]) == 2
+    assert (
+        train_main(
+            [
+                "--data-root",
+                str(split),
+                "--model-card",
+                str(model),
+                "--output",
+                str(tmp_path / "t"),
+                "--epochs",
+                "1",
+                "--cpu",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     _one_line(capsys, weights)
 
 
@@ -316,8 +353,9 @@ def test_a_config_of_another_architecture_is_refused(tiny_export, images, tmp_pa
     _one_line(capsys, model / "config.json", "unreadable")
 
 
-def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(tiny_export, tmp_path, capsys,
-                                                                                 monkeypatch):
+def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(
+    tiny_export, tmp_path, capsys, monkeypatch
+):
     import compute_scores
     from tests.tiny_data import write_tiny_splits
 
@@ -333,13 +371,15 @@ def test_compute_scores_writes_beside_the_model_and_replaces_only_its_own_files(
     assert compute_scores.main(["--model", str(model), *args, "--out", "metrics.json"]) == 2
     _one_line(capsys, "metrics.json", "not a metrics file of compute_scores.py")
     assert (tmp_path / "metrics.json").read_text() == "my notes"
-    assert compute_scores.main(["--model", str(model), *args]) == 0             # its own file: replaced, said
+    assert compute_scores.main(["--model", str(model), *args]) == 0  # its own file: replaced, said
     assert f"replacing {model / 'metrics.json'} (metrics of an earlier run)" in capsys.readouterr().err
-    assert compute_scores.main(["--model", "galaxy-tiny", *args]) == 2          # a preset: no place beside it
+    assert compute_scores.main(["--model", "galaxy-tiny", *args]) == 2  # a preset: no place beside it
     _one_line(capsys, "--out is required")
     (tmp_path / "preds.json").write_text("mine")
-    assert compute_scores.main(["--model", str(model), *args, "--task", "instance", "--predictions-out",
-                                "preds.json"]) == 2
+    assert (
+        compute_scores.main(["--model", str(model), *args, "--task", "instance", "--predictions-out", "preds.json"])
+        == 2
+    )
     _one_line(capsys, "preds.json", "not a COCO predictions file")
     assert (tmp_path / "preds.json").read_text() == "mine"
 
@@ -365,7 +405,7 @@ def test_dangling_and_looping_links_are_counted_and_named(oracle, images, tmp_pa
     failed = {Path(i["source"]).name: i["error"] for i in report["inputs"] if i["status"] != "ok"}
     assert set(failed) == {"dangling.png", "loop_a.jpg", "loop_b.jpg"}
     assert all("broken symbolic link" in e for e in failed.values())
-    assert report["counts"]["ok"] == 1 and report["counts"]["ignored_files"] == 1       # notes.txt
+    assert report["counts"]["ok"] == 1 and report["counts"]["ignored_files"] == 1  # notes.txt
     assert main([str(folder / "*.jpg"), "--out", str(tmp_path / "c"), *args], *oracle) == 2
     _one_line(capsys, "loop_a.jpg", "broken symbolic link")
 
@@ -382,33 +422,53 @@ def _frame(folder: Path, header_cards: dict, nan_band: str | None = None):
     for key, value in header_cards.items():
         header[key] = value
     for band in "gri":
-        data = (rng.normal(0, 1, (40, 48)) + 20 * np.exp(-((np.mgrid[:40, :48][1] - 24) ** 2
-                                                         + (np.mgrid[:40, :48][0] - 20) ** 2) / 20)).astype(np.float32)
+        data = (
+            rng.normal(0, 1, (40, 48))
+            + 20 * np.exp(-((np.mgrid[:40, :48][1] - 24) ** 2 + (np.mgrid[:40, :48][0] - 20) ** 2) / 20)
+        ).astype(np.float32)
         if band == nan_band:
             data[:] = np.nan
         write_fits(folder / f"f_{band}.fits", data, header)
     return folder
 
 
-TAN = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 24.0, "CRPIX2": 20.0,
-       "CDELT1": -1e-4, "CDELT2": 1e-4}
+TAN = {
+    "CTYPE1": "RA---TAN",
+    "CTYPE2": "DEC--TAN",
+    "CRVAL1": 150.0,
+    "CRVAL2": 2.0,
+    "CRPIX1": 24.0,
+    "CRPIX2": 20.0,
+    "CDELT1": -1e-4,
+    "CDELT2": 1e-4,
+}
 
 
-@pytest.mark.parametrize("cards, says", [
-    ({**TAN, "CTYPE1": "GARBAGE", "CTYPE2": "JUNK"}, "CTYPE1 'GARBAGE', CTYPE2 'JUNK': not a pair of celestial axes"),
-    ({**TAN, "PC1_1": 1.0, "PC1_2": 1.0, "PC2_1": 1.0, "PC2_2": 1.0}, "singular"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "cards, says",
+    [
+        (
+            {**TAN, "CTYPE1": "GARBAGE", "CTYPE2": "JUNK"},
+            "CTYPE1 'GARBAGE', CTYPE2 'JUNK': not a pair of celestial axes",
+        ),
+        ({**TAN, "PC1_1": 1.0, "PC1_2": 1.0, "PC2_1": 1.0, "PC2_2": 1.0}, "singular"),
+        ({}, None),
+    ],
+)
 def test_a_broken_wcs_says_what_is_wrong(oracle, tmp_path, capsys, cards, says):
     from src.images import FitsBands
 
     folder = _frame(tmp_path / "in", cards)
     with FitsBands([folder / f"f_{b}.fits" for b in "gri"]) as frame:
         assert frame.wcs is None
-        assert (frame.wcs_problem is None) if says is None else (says in frame.wcs_problem
-                                                                 and "f_g.fits" in frame.wcs_problem)
-    assert main([str(folder), "--model", "x", "--out", str(tmp_path / "out"), "--quiet", "--workers", "0"],
-                *oracle) == 0
+        assert (
+            (frame.wcs_problem is None)
+            if says is None
+            else (says in frame.wcs_problem and "f_g.fits" in frame.wcs_problem)
+        )
+    assert (
+        main([str(folder), "--model", "x", "--out", str(tmp_path / "out"), "--quiet", "--workers", "0"], *oracle) == 0
+    )
     err = capsys.readouterr().err
     [record] = json.loads((tmp_path / "out" / "predict_report.json").read_text())["inputs"]
     assert record["wcs"] is False and record.get("wcs_problem") == frame.wcs_problem
@@ -450,9 +510,26 @@ def test_the_parquet_catalog_keeps_its_units(tmp_path):
 
     from src.objects import PROB_COLUMNS, write_catalog
 
-    rows = [{"source": "a.fits", "object": 1, "class": "spiral", "score": 0.9, **dict.fromkeys(PROB_COLUMNS, 0.2),
-             "entropy": 1.6, "x": 1.5, "y": 2.5, "x_min": 0, "y_min": 1, "x_max": 3, "y_max": 4, "area_px": 12,
-             "ra": 150.0, "dec": 2.0, "area_arcsec2": 1.88}]
+    rows = [
+        {
+            "source": "a.fits",
+            "object": 1,
+            "class": "spiral",
+            "score": 0.9,
+            **dict.fromkeys(PROB_COLUMNS, 0.2),
+            "entropy": 1.6,
+            "x": 1.5,
+            "y": 2.5,
+            "x_min": 0,
+            "y_min": 1,
+            "x_max": 3,
+            "y_max": 4,
+            "area_px": 12,
+            "ra": 150.0,
+            "dec": 2.0,
+            "area_arcsec2": 1.88,
+        }
+    ]
     table = Table.read(write_catalog(rows, tmp_path / "catalog.parquet"))
     assert str(table["ra"].unit) == "deg" and str(table["area_px"].unit) == "pix2"
     sky = SkyCoord(table["ra"], table["dec"])
@@ -468,16 +545,16 @@ def test_field_frames_over_pils_bomb_limit_are_read_up_to_a_cap(oracle, tmp_path
 
     from tests.tiny_data import write_tiny_field
 
-    write_tiny_field(tmp_path / "f", size=96)                   # 9,216 px
+    write_tiny_field(tmp_path / "f", size=96)  # 9,216 px
     frame = tmp_path / "f" / "field_0000.png"
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 2000)
     args = ["--model", "x", "--quiet", "--workers", "0", "--stamp-pixels", "64", "--min-candidate-area", "20"]
     from src.images import ImageError, read_rgb
 
     with pytest.raises(ImageError, match="decompression bomb.*GALAXY_MAX_FRAME_PIXELS"):
-        read_rgb(frame)                                         # e.g. the dataset: PIL's limit stands
+        read_rgb(frame)  # e.g. the dataset: PIL's limit stands
     assert main([str(frame), "--out", str(tmp_path / "b"), "--field", *args], *oracle) == 0
-    assert PIL.Image.MAX_IMAGE_PIXELS == 2000                   # PIL's own limit is left as it was
+    assert PIL.Image.MAX_IMAGE_PIXELS == 2000  # PIL's own limit is left as it was
     report = json.loads((tmp_path / "b" / "predict_report.json").read_text())
     assert report["counts"]["objects"] == 3
     monkeypatch.setenv("GALAXY_MAX_FRAME_PIXELS", "9000")
@@ -493,7 +570,7 @@ def test_cutouts_too_large_are_refused_from_the_header(oracle, tmp_path, monkeyp
 
     write_png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8))
     data = (tmp_path / "big.png").read_bytes()
-    (tmp_path / "big.png").write_bytes(data[:200])             # header intact, pixels gone
+    (tmp_path / "big.png").write_bytes(data[:200])  # header intact, pixels gone
     monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)
     assert main([str(tmp_path / "big.png"), "--model", "x", "--out", str(tmp_path / "O"), "--quiet"], *oracle) == 2
     _one_line(capsys, "big.png", "96x80 px is more than 4,000 px", "--field")
@@ -517,8 +594,9 @@ def test_a_batch_of_large_images_runs_a_few_at_a_time(oracle, monkeypatch):
     assert len(results) == 6 and sizes == [2, 2, 1, 1]
 
 
-def test_an_input_whose_outputs_cannot_be_written_is_skipped_with_skip_bad(oracle, images, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_an_input_whose_outputs_cannot_be_written_is_skipped_with_skip_bad(
+    oracle, images, tmp_path, monkeypatch, capsys
+):
     """e.g. a value a FITS header cannot hold (before the fix: non-ASCII paths): that input fails, not the run."""
     import src.predict
 
@@ -555,8 +633,9 @@ def test_the_threshold_calibration_finds_galaxies_the_default_misses(tmp_path):
     from tests.oracle_model import OracleModel
     from tests.tiny_data import write_tiny_splits
 
-    spec = importlib.util.spec_from_file_location("calibrate", Path(__file__).resolve().parents[1] / "bench"
-                                                  / "calibrate_score_threshold.py")
+    spec = importlib.util.spec_from_file_location(
+        "calibrate", Path(__file__).resolve().parents[1] / "bench" / "calibrate_score_threshold.py"
+    )
     calibrate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(calibrate)
 
@@ -565,9 +644,9 @@ def test_the_threshold_calibration_finds_galaxies_the_default_misses(tmp_path):
             out = super().forward(*args, **kwargs)
             logits = out.class_queries_logits
             winner = logits[..., :-1].argmax(-1, keepdim=True)
-            found = logits[..., -1] < 0                            # queries that answer an object
+            found = logits[..., -1] < 0  # queries that answer an object
             logits[found] = -20.0
-            logits[..., -1][found] = math.log(1.5)                 # p(class) = 1 / (1 + 1.5) = 0.4
+            logits[..., -1][found] = math.log(1.5)  # p(class) = 1 / (1 + 1.5) = 0.4
             logits.scatter_(-1, winner, torch.where(found[..., None], 0.0, logits.gather(-1, winner)))
             return out
 
@@ -576,10 +655,11 @@ def test_the_threshold_calibration_finds_galaxies_the_default_misses(tmp_path):
     data = write_tiny_splits(tmp_path / "data", n_train=1, n_val=6, n_test=1, size=48)
     dataset = ground_truth_dataset(data, "val")
     items = [dataset[i] for i in range(len(dataset))]
-    result = calibrate.calibrate(Unsure(items), build_processor(config=build_config("galaxy-tiny")), dataset,
-                                 batch_size=2)
+    result = calibrate.calibrate(
+        Unsure(items), build_processor(config=build_config("galaxy-tiny")), dataset, batch_size=2
+    )
     rows = {r["threshold"]: r for r in result["thresholds"]}
-    assert rows[0.5]["recall"] == 0 and rows[0.5]["central_recall"] == 0               # the former default
+    assert rows[0.5]["recall"] == 0 and rows[0.5]["central_recall"] == 0  # the former default
     assert rows[SCORE_THRESHOLD]["recall"] == 1 and SCORE_THRESHOLD == 0.2
     assert rows[0.35]["recall"] == 1 and rows[0.35]["precision"] == 1 and rows[0.35]["central_recall"] == 1
     assert result["best"]["threshold"] <= 0.4 and result["best"]["f1"] == 1

@@ -1,4 +1,5 @@
 """The split files: written as one set and checked on every load; --splits-from reproduces another split."""
+
 import json
 import os
 
@@ -29,7 +30,9 @@ def test_reference_membership_is_kept_and_losses_named(tmp_path):
     # entry is in no reference split (skipped and counted, never silently put somewhere)
     lost_catalog, lost_via = sorted(wanted["test"])[:2]
     catalog = (root / "gz2_hart16.csv").read_text().splitlines()
-    (root / "gz2_hart16.csv").write_text("\n".join(l for l in catalog if not l.startswith(lost_catalog)) + "\n")
+    (root / "gz2_hart16.csv").write_text(
+        "\n".join(line for line in catalog if not line.startswith(lost_catalog)) + "\n"
+    )
     val_via = root / "original/val/via_region_data.json"
     train_via = root / "original/train/via_region_data.json"
     for via_file in (val_via, train_via):
@@ -41,15 +44,16 @@ def test_reference_membership_is_kept_and_losses_named(tmp_path):
     extra[outsider] = dict(next(iter(extra.values())), filename=f"Dr7_{outsider}.jpg")
     train_via.write_text(json.dumps(extra))
     catalog_lines = (root / "gz2_hart16.csv").read_text().splitlines()
-    (root / "gz2_hart16.csv").write_text("\n".join(catalog_lines + [f"{outsider},0,0,original,Er,0.5,0.5,0.5"])
-                                         + "\n")
+    (root / "gz2_hart16.csv").write_text("\n".join(catalog_lines + [f"{outsider},0,0,original,Er,0.5,0.5,0.5"]) + "\n")
 
     report = convert(root, image_size=64, min_area=20, seed=1, splits_from=reference)
     for s in SPLITS:
         expected = wanted[s] - ({lost_catalog, lost_via} if s == "test" else set())
         assert _keys(root, s) == expected, s
-    assert report["splits_from"]["not_kept"]["test"] == {"no_catalog_match": [lost_catalog],
-                                                         "not_in_via_files": [lost_via]}
+    assert report["splits_from"]["not_kept"]["test"] == {
+        "no_catalog_match": [lost_catalog],
+        "not_in_via_files": [lost_via],
+    }
     assert report["splits_from"]["files"]["test"]["sha256"] == file_sha256(reference / "galaxy_test.json")
     assert report["skipped"]["not_in_reference_splits"] == 1
     manifest = json.loads((root / MANIFEST).read_text())
@@ -63,15 +67,18 @@ def test_original_test_split_from_the_real_file(tmp_path, real_dir, capsys):
     real = load_via(real_dir / "galaxy_test_via.json")
     keys = list(real)
     extra = {str(objid(i)): dict(real[keys[i]], filename=f"Dr7_{objid(i)}.jpg") for i in range(900)}
-    abbrev = {"artifact": "A", "elliptical": "Er", "spiral": "Sc2m", "spiral barred": "SBb2t",
-              "spiral edge-on": "Sen"}
+    abbrev = {"artifact": "A", "elliptical": "Er", "spiral": "Sc2m", "spiral barred": "SBb2t", "spiral edge-on": "Sen"}
     (tmp_path / "original/train").mkdir(parents=True)
     (tmp_path / "original/val").mkdir(parents=True)
-    (tmp_path / "original/train/via_region_data.json").write_text(json.dumps({**{k: real[k] for k in keys[:2000]},
-                                                                              **extra}))
+    (tmp_path / "original/train/via_region_data.json").write_text(
+        json.dumps({**{k: real[k] for k in keys[:2000]}, **extra})
+    )
     (tmp_path / "original/val/via_region_data.json").write_text(json.dumps({k: real[k] for k in keys[2000:]}))
-    rows = [f"{k},0,0,original,{abbrev[v['regions'][0]['region_attributes']['object_name']]}"
-            for k, v in {**real, **extra}.items() if k != keys[5]]  # one test objid missing from the catalog
+    rows = [
+        f"{k},0,0,original,{abbrev[v['regions'][0]['region_attributes']['object_name']]}"
+        for k, v in {**real, **extra}.items()
+        if k != keys[5]
+    ]  # one test objid missing from the catalog
     (tmp_path / "gz2_hart16.csv").write_text("dr7objid,ra,dec,sample,gz2_class\n" + "\n".join(rows) + "\n")
     assert main(["--data-root", str(tmp_path), "--splits-from", str(real_dir)]) == 0
     printed = capsys.readouterr().out
@@ -100,11 +107,17 @@ def test_split_files_are_one_set_checked_on_every_load(tmp_path):
 
 def test_killed_write_leaves_the_old_set_or_a_detected_mix(tmp_path, monkeypatch):
     entries = {str(objid(i)): {"filename": f"Dr7_{objid(i)}.jpg", "regions": []} for i in range(6)}
-    old = {"train": dict(list(entries.items())[:4]), "val": dict(list(entries.items())[4:5]),
-           "test": dict(list(entries.items())[5:])}
+    old = {
+        "train": dict(list(entries.items())[:4]),
+        "val": dict(list(entries.items())[4:5]),
+        "test": dict(list(entries.items())[5:]),
+    }
     write_split_set(tmp_path, old, {})
-    new = {"train": dict(list(entries.items())[2:]), "val": dict(list(entries.items())[:1]),
-           "test": dict(list(entries.items())[1:2])}
+    new = {
+        "train": dict(list(entries.items())[2:]),
+        "val": dict(list(entries.items())[:1]),
+        "test": dict(list(entries.items())[1:2]),
+    }
     renames = []
     real_replace = os.replace
 

@@ -1,5 +1,6 @@
 """Star/galaxy separation (src/field/stars.py) on constructed frames: Moffat stars, Sersic galaxies, a saturated
 star with spikes, a crowded frame, a frame with no stars; and the real frames when ../shared is there."""
+
 from __future__ import annotations
 
 import galsim
@@ -7,8 +8,17 @@ import numpy as np
 import pytest
 
 from src.field.detect import detect, detection_image
-from src.field.stars import (RGB_LINEAR_PEAK, SPIKE_MIN, StarGalaxy, apply_star_rule, rgb_saturation, separate, separate_image,
-                             sources_of_objects, spike_contrast)
+from src.field.stars import (
+    RGB_LINEAR_PEAK,
+    SPIKE_MIN,
+    StarGalaxy,
+    apply_star_rule,
+    rgb_saturation,
+    separate,
+    separate_image,
+    sources_of_objects,
+    spike_contrast,
+)
 
 PSF_FWHM = 3.0
 NOISE = 2.0
@@ -23,8 +33,9 @@ def _draw(size, stars=(), galaxies=(), seed=0, saturation=None):
         psf.withFlux(flux).drawImage(image, offset=(x - size / 2 + 0.5, y - size / 2 + 0.5), add_to_image=True)
     for x, y, flux, hlr, q, angle in galaxies:
         galaxy = galsim.Sersic(n=1.0, half_light_radius=hlr, flux=flux).shear(q=q, beta=angle * galsim.degrees)
-        galsim.Convolve(galaxy, psf).drawImage(image, offset=(x - size / 2 + 0.5, y - size / 2 + 0.5),
-                                               add_to_image=True)
+        galsim.Convolve(galaxy, psf).drawImage(
+            image, offset=(x - size / 2 + 0.5, y - size / 2 + 0.5), add_to_image=True
+        )
     pixels = image.array + np.random.default_rng(seed).normal(0.0, NOISE, (size, size)).astype(np.float32)
     if saturation is not None:
         pixels = np.minimum(pixels, saturation)
@@ -32,8 +43,12 @@ def _draw(size, stars=(), galaxies=(), seed=0, saturation=None):
 
 
 def _separate(pixels, saturation=None):
-    found = detect(lambda r, c: (pixels[r, c], None), pixels.shape, 3.0,
-                   saturated=None if saturation is None else (lambda r, c: pixels[r, c] >= saturation))
+    found = detect(
+        lambda r, c: (pixels[r, c], None),
+        pixels.shape,
+        3.0,
+        saturated=None if saturation is None else (lambda r, c: pixels[r, c] >= saturation),
+    )
     return found.table, separate(found.table)
 
 
@@ -44,9 +59,16 @@ def _at(table, xy):
 def _stars_and_galaxies(rng, size, n_stars, n_galaxies, margin=12):
     xy = rng.uniform(margin, size - margin, (n_stars + n_galaxies, 2))
     stars = [(x, y, f) for (x, y), f in zip(xy[:n_stars], 10 ** rng.uniform(3.0, 4.5, n_stars))]
-    galaxies = [(x, y, f, h, q, a) for (x, y), f, h, q, a in zip(
-        xy[n_stars:], 10 ** rng.uniform(3.5, 4.5, n_galaxies), rng.uniform(3.0, 6.0, n_galaxies),
-        rng.uniform(0.4, 1.0, n_galaxies), rng.uniform(0, 180, n_galaxies))]
+    galaxies = [
+        (x, y, f, h, q, a)
+        for (x, y), f, h, q, a in zip(
+            xy[n_stars:],
+            10 ** rng.uniform(3.5, 4.5, n_galaxies),
+            rng.uniform(3.0, 6.0, n_galaxies),
+            rng.uniform(0.4, 1.0, n_galaxies),
+            rng.uniform(0, 180, n_galaxies),
+        )
+    ]
     return stars, galaxies
 
 
@@ -77,7 +99,7 @@ def test_a_saturated_star_with_spikes_is_a_point_source_and_an_edge_on_galaxy_is
     yy, xx = np.mgrid[:384, :384]
     cx, cy = 260.0, 250.0
     pixels += _draw(384, [(cx, cy, 2e6)], seed=3) - _draw(384, [], seed=3)
-    for angle in (0.0, 90.0, 180.0, 270.0):      # four spikes, tilted 10 degrees
+    for angle in (0.0, 90.0, 180.0, 270.0):  # four spikes, tilted 10 degrees
         ux, uy = np.cos(np.radians(angle + 10)), np.sin(np.radians(angle + 10))
         along = (xx - cx) * ux + (yy - cy) * uy
         across = -(xx - cx) * uy + (yy - cy) * ux
@@ -110,9 +132,16 @@ def test_a_crowded_frame_still_gives_the_psf():
 def test_a_frame_with_no_stars_calls_no_large_galaxy_a_star():
     rng = np.random.default_rng(5)
     xy = rng.uniform(16, 496, (60, 2))
-    galaxies = [(x, y, f, h, q, a) for (x, y), f, h, q, a in zip(
-        xy, 10 ** rng.uniform(3.2, 4.8, 60), 10 ** rng.uniform(0.4, 1.0, 60), rng.uniform(0.3, 1.0, 60),
-        rng.uniform(0, 180, 60))]
+    galaxies = [
+        (x, y, f, h, q, a)
+        for (x, y), f, h, q, a in zip(
+            xy,
+            10 ** rng.uniform(3.2, 4.8, 60),
+            10 ** rng.uniform(0.4, 1.0, 60),
+            rng.uniform(0.3, 1.0, 60),
+            rng.uniform(0, 180, 60),
+        )
+    ]
     table, decision = _separate(_draw(512, [], galaxies))
     large = [_at(table, g) for g in _isolated(galaxies, galaxies, 20.0) if g[3] >= 4.0]
     assert len(large) >= 10
@@ -131,24 +160,42 @@ def test_no_sources_gives_an_empty_decision():
 def test_the_star_rule_sets_class_a_and_keeps_the_model_class():
     table = np.zeros(2, dtype=[("x", "f8"), ("y", "f8"), ("flux", "f8")])
     table["x"], table["y"], table["flux"] = (5, 20), (5, 20), (100, 50)
-    decision = StarGalaxy(3.0, 10, 0.03, True, np.zeros((0, 2)), np.array([0.9, 0.1]), np.array([True, False]),
-                          np.array([True, False]), np.array([False, False]))
+    decision = StarGalaxy(
+        3.0,
+        10,
+        0.03,
+        True,
+        np.zeros((0, 2)),
+        np.array([0.9, 0.1]),
+        np.array([True, False]),
+        np.array([True, False]),
+        np.array([False, False]),
+    )
     objects = np.zeros((32, 32), np.int32)
     objects[2:9, 2:9], objects[15:25, 15:25], objects[28:, 28:] = 1, 2, 3
     sources = sources_of_objects(objects, table)
     assert sources == {1: 0, 2: 1}
     rows = [{"class": "elliptical"}, {"class": "spiral"}, {"class": "spiral"}]
     counts = apply_star_rule(rows, sources, decision, "artifact")
-    assert counts == {"point_sources": 1, "reclassified_as_artifact": 1, "point_source_model_galaxy": 1,
-                      "model_artifact_extended": 0}
-    assert rows[0] == {"class": "artifact", "model_class": "elliptical", "stellarity": 0.9, "point_source": True,
-                       "saturated": True}
+    assert counts == {
+        "point_sources": 1,
+        "reclassified_as_artifact": 1,
+        "point_source_model_galaxy": 1,
+        "model_artifact_extended": 0,
+    }
+    assert rows[0] == {
+        "class": "artifact",
+        "model_class": "elliptical",
+        "stellarity": 0.9,
+        "point_source": True,
+        "saturated": True,
+    }
     assert rows[1]["class"] == "spiral" and rows[1]["point_source"] is False
-    assert rows[2]["stellarity"] is None and rows[2]["point_source"] is False      # no source on it
+    assert rows[2]["stellarity"] is None and rows[2]["point_source"] is False  # no source on it
     kept = [{"class": "elliptical"}, {"class": "artifact"}]
     counts = apply_star_rule(kept, {1: 0, 2: 1}, decision, "model")
     assert counts["reclassified_as_artifact"] == 0 and kept[0]["class"] == "elliptical"
-    assert counts["model_artifact_extended"] == 1 and kept[1]["class"] == "artifact"     # the model's A stands
+    assert counts["model_artifact_extended"] == 1 and kept[1]["class"] == "artifact"  # the model's A stands
     with pytest.raises(ValueError, match="star rule"):
         apply_star_rule(kept, {}, decision, "drop")
 
@@ -170,8 +217,12 @@ def _real_decision(real_dir, name):
     from src.images import read_rgb
 
     rgb = read_rgb(real_dir / "fields" / name)
-    found = detect(lambda r, c: (detection_image(rgb[r, c]), None), rgb.shape[:2], 3.0,
-                   saturated=lambda r, c: rgb_saturation(rgb[r, c]))
+    found = detect(
+        lambda r, c: (detection_image(rgb[r, c]), None),
+        rgb.shape[:2],
+        3.0,
+        saturated=lambda r, c: rgb_saturation(rgb[r, c]),
+    )
     return found.table, separate(found.table, linear_peak=RGB_LINEAR_PEAK)
 
 
@@ -184,7 +235,7 @@ def test_real_sdss_frame_bright_stars_are_point_sources_and_its_galaxies_are_not
     assert all(decision.point_source[_at(table, xy)] for xy in SDSS_STARS)
     assert not any(decision.point_source[_at(table, xy)] for xy in SDSS_GALAXIES)
     candidates = table["npix"] >= 90
-    assert (candidates & ~decision.point_source).sum() <= 36        # "a few dozen at most" may be galaxies
+    assert (candidates & ~decision.point_source).sum() <= 36  # "a few dozen at most" may be galaxies
 
 
 def test_real_hst_frame_bright_galaxies_are_not_point_sources(real_dir):
@@ -196,7 +247,7 @@ def test_real_hst_frame_bright_galaxies_are_not_point_sources(real_dir):
     assert not decision.point_source[bright].any()
     large = [k for k in np.flatnonzero(table["npix"] >= LARGE_PX) if k not in stars]
     assert np.mean(~decision.point_source[large]) >= 0.9
-    assert sum(decision.spiky[k] for k in stars) >= 2       # two of the three stars show their spikes
+    assert sum(decision.spiky[k] for k in stars) >= 2  # two of the three stars show their spikes
 
 
 def test_star_galaxy_scorer_counts_both_views_by_snr():
@@ -217,15 +268,24 @@ def test_star_galaxy_scorer_counts_both_views_by_snr():
     table["flux"], table["npix"], table["rms"] = (400, 120, 30, 50), (100, 16, 9, 9), 1.0
     detections = SimpleNamespace(table=table, snr=lambda: np.array([40.0, 30.0, 10.0, 20.0]))
     decision = SimpleNamespace(point_source=np.array([False, True, False, True]))
-    unannotated = [{"x": 40, "y": 41, "star": True}, {"x": 50, "y": 10, "star": True},
-                   {"x": 5, "y": 58, "star": False}, {"x": 30, "y": 30, "star": True}]     # the last: undetected
+    unannotated = [
+        {"x": 40, "y": 41, "star": True},
+        {"x": 50, "y": 10, "star": True},
+        {"x": 5, "y": 58, "star": False},
+        {"x": 30, "y": 30, "star": True},
+    ]  # the last: undetected
     scorer = StarGalaxyScorer()
-    scorer.add([{"rle": rle}], unannotated, detections, decision,
-               {0: LABEL2ID["elliptical"], 1: LABEL2ID["artifact"], 3: LABEL2ID["spiral"]})
+    scorer.add(
+        [{"rle": rle}],
+        unannotated,
+        detections,
+        decision,
+        {0: LABEL2ID["elliptical"], 1: LABEL2ID["artifact"], 3: LABEL2ID["spiral"]},
+    )
     scores = scorer.scores()
     classical = scores["classical"]["above_10_sigma"]
     assert scores["classical"]["n"] == 4
     assert classical["n_stars"] == 2 and classical["star_completeness"] == 0.5 and classical["star_purity"] == 0.5
     assert classical["n_galaxies"] == 2 and classical["galaxy_completeness"] == 0.5
-    catalog = scores["catalog"]["above_10_sigma"]       # source 2 owns no object; 3 is a galaxy called spiral
+    catalog = scores["catalog"]["above_10_sigma"]  # source 2 owns no object; 3 is a galaxy called spiral
     assert scores["catalog"]["n"] == 3 and catalog["star_completeness"] == 1.0 and catalog["galaxy_completeness"] == 1.0

@@ -1,4 +1,5 @@
 """The synthetic GZ2 generator: formats, determinism, round trip, statistics against the real data."""
+
 from __future__ import annotations
 
 import io
@@ -13,9 +14,8 @@ from PIL import Image
 
 from src.catalog import load_catalog, parse_gz2_class
 from src.classes import BASE_CLASSES, GALAXY_CLASSES, LABEL2ID
-from src.synthetic import generate, generate_field, render_cutout
+from src.synthetic import generate, generate_field, hart16, labels, render_cutout
 from src.synthetic.render import SKY_SIGMA
-from src.synthetic import hart16, labels
 from src.via import entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +31,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # --- labels ---------------------------------------------------------------------------------------------------
 
+
 def test_every_drawn_string_parses_to_its_group():
     rng = np.random.default_rng(0)
     for group in GALAXY_CLASSES:
@@ -38,7 +39,7 @@ def test_every_drawn_string_parses_to_its_group():
             text = labels.draw_gz2_class(rng, group)
             parsed = parse_gz2_class(text)
             assert parsed.group == group and parsed.base in BASE_CLASSES
-            assert (parsed.arms is None) == (parsed.winding is None)   # as in the real catalog
+            assert (parsed.arms is None) == (parsed.winding is None)  # as in the real catalog
 
 
 def test_drawn_strings_are_real_strings(real_dir):
@@ -68,6 +69,7 @@ def test_objids_are_18_digits_outside_the_dr7_range():
 
 
 # --- statistics against the real annotations (a few hundred 256 px cutouts, no files written) -------------------
+
 
 @pytest.fixture(scope="module")
 def rendered():
@@ -118,6 +120,7 @@ def test_pixel_statistics_within_30_percent_of_real(rendered):
 
 # --- files: formats, determinism, round trip ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
@@ -138,12 +141,15 @@ def test_layout_and_formats(small_set, real_dir):
     full = __import__("pandas").read_csv(root / "gz2_hart16.csv")
     smooth = full["gz2_class"].str.startswith("E")
     assert (full.loc[smooth, "t01_smooth_or_features_a01_smooth_debiased"] > 0.4).all()
-    assert (full.loc[~smooth & (full["gz2_class"] != "A"),
-                     "t01_smooth_or_features_a02_features_or_disk_debiased"] > 0.4).all()
+    assert (
+        full.loc[~smooth & (full["gz2_class"] != "A"), "t01_smooth_or_features_a02_features_or_disk_debiased"] > 0.4
+    ).all()
     real = load_via(real_dir / "galaxy_test_via.json")
     real_entry = next(iter(real.values()))
-    via = {**load_via(root / "original/train/via_region_data.json"),
-           **load_via(root / "original/val/via_region_data.json")}
+    via = {
+        **load_via(root / "original/train/via_region_data.json"),
+        **load_via(root / "original/val/via_region_data.json"),
+    }
     assert len(via) == 40 and 0 < summary["splits"]["val"] < 20
     for key, entry in via.items():
         assert set(entry) == set(real_entry) and entry["filename"] == f"Dr7_{key}.jpg"
@@ -207,12 +213,12 @@ def test_fits_band_images(tmp_path):
                 assert hdu.header["FILTER"] == band and hdu.header["OBJID"] == str(objid)
                 wcs = WCS(hdu.header)
                 bands.append(hdu.data.astype(np.float32))
-            centre = wcs.pixel_to_world_values(31.5, 31.5)      # 0-based centre of a 64 px image
+            centre = wcs.pixel_to_world_values(31.5, 31.5)  # 0-based centre of a 64 px image
             assert np.allclose(centre, catalog.loc[objid, ["ra", "dec"]].to_numpy(float), rtol=0, atol=1e-9)
             assert np.allclose(proj_plane_pixel_scales(wcs) * 3600, 0.396)
             assert wcs.wcs.ctype[0] == "RA---TAN" and wcs.wcs.ctype[1] == "DEC--TAN"
         bands = np.stack(bands)
-        write_jpeg(tmp_path / "again.jpg", lupton_rgb(bands))              # the JPEG is these bands, stretched
+        write_jpeg(tmp_path / "again.jpg", lupton_rgb(bands))  # the JPEG is these bands, stretched
         assert (tmp_path / "again.jpg").read_bytes() == (tmp_path / f"original/zoo2Main/Dr7_{objid}.jpg").read_bytes()
         sigmas.append([sigma_clipped_stats(b, stdfunc="mad_std")[2] for b in bands])
     assert np.allclose(np.median(sigmas, axis=0), TRAINING_SKY_SIGMA, rtol=0.15)
@@ -234,11 +240,17 @@ def test_balance_oversamples_rare_classes(tmp_path):
 
 # --- arguments and CLI ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n must be a positive"), ({"n": -3}, "n must be a positive"),
-    ({"n": 2, "size": 16}, "size must be"), ({"n": 2, "workers": 0}, "workers must be"),
-    ({"n": 2, "seed": -1}, "seed must be"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n must be a positive"),
+        ({"n": -3}, "n must be a positive"),
+        ({"n": 2, "size": 16}, "size must be"),
+        ({"n": 2, "workers": 0}, "workers must be"),
+        ({"n": 2, "seed": -1}, "seed must be"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(tmp_path, progress=False, **kwargs)
@@ -246,19 +258,45 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_cli_reports_bad_arguments_and_writes(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "src.synthetic", "--out", str(tmp_path), "--n", "0"],
-                         cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "src.synthetic", "--out", str(tmp_path), "--n", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "n must be a positive" in bad.stderr
-    small = subprocess.run([sys.executable, "-m", "src.synthetic", "--out", str(tmp_path), "--n", "3", "--size", "16"],
-                           cwd=REPO, capture_output=True, text=True)
+    small = subprocess.run(
+        [sys.executable, "-m", "src.synthetic", "--out", str(tmp_path), "--n", "3", "--size", "16"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert small.returncode != 0 and "size must be" in small.stderr
-    ok = subprocess.run([sys.executable, "-m", "src.synthetic", "--out", str(tmp_path), "--n", "3", "--size", "48",
-                         "--seed", "5", "--quiet"], cwd=REPO, capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.synthetic",
+            "--out",
+            str(tmp_path),
+            "--n",
+            "3",
+            "--size",
+            "48",
+            "--seed",
+            "5",
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(load_catalog(tmp_path / "gz2_hart16.csv")) == 3
 
 
 # --- field mode -----------------------------------------------------------------------------------------------
+
 
 def test_field_coco_json(tmp_path):
     from pycocotools.coco import COCO

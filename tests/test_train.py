@@ -1,4 +1,5 @@
 """Training loop: exact resume, atomic checkpoints under SIGKILL, time budget, recipes, outputs."""
+
 import csv
 import os
 
@@ -16,8 +17,18 @@ import torch
 from safetensors.torch import load_file
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
-from src.train import (RECIPES, EpochSampler, WarmupPolyLR, class_balance_weights, find_checkpoint, list_checkpoints,
-                       main, resolve_config, run_dir, train)
+from src.train import (
+    RECIPES,
+    EpochSampler,
+    WarmupPolyLR,
+    class_balance_weights,
+    find_checkpoint,
+    list_checkpoints,
+    main,
+    resolve_config,
+    run_dir,
+    train,
+)
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,8 +106,12 @@ KILLED_SAVE = textwrap.dedent("""
 
 def test_sigkill_during_checkpoint_keeps_previous(tmp_path):
     ready = tmp_path / "ready"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(tmp_path / "run"), str(ready)], cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SAVE, str(tmp_path / "run"), str(ready)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 90
     while not ready.exists():
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -213,7 +228,7 @@ def test_budget_keeps_the_measured_reserve():
     assert _apply_budget(WarmupPolyLR(warmup=1, total=10_000), 20, now - 90, 100, 3, (now - 80, 1))
     s = WarmupPolyLR(warmup=1, total=10_000)
     assert not _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), reserve_s=5)
-    assert s.total in (14 + 12, 14 + 13)   # 45 s left at 45/13 s per step (the clock moved a little since "now")
+    assert s.total in (14 + 12, 14 + 13)  # 45 s left at 45/13 s per step (the clock moved a little since "now")
 
 
 def test_moving_average_of_the_weights():
@@ -225,7 +240,7 @@ def test_moving_average_of_the_weights():
     with pytest.raises(ValueError, match="ema-decay"):
         moving_average(model, 1.0)
     ema = moving_average(model, 0.9)
-    ema.update_parameters(model)                 # the first update copies the weights
+    ema.update_parameters(model)  # the first update copies the weights
     with torch.no_grad():
         model.weight.fill_(1.0)
     ema.update_parameters(model)
@@ -237,11 +252,11 @@ def test_ema_run_exports_the_average_and_resumes_exactly(data, tmp_path):
     straight = train(dict(settings, output=str(tmp_path / "straight")))
     exported = _weights(tmp_path / "straight")
     last = straight["last_weights"].state_dict()
-    assert any(not torch.equal(exported[k], last[k]) for k in exported)   # the average, not the last weights
+    assert any(not torch.equal(exported[k], last[k]) for k in exported)  # the average, not the last weights
     train(dict(settings, output=str(tmp_path / "split"), end_epoch=1))
     train(dict(settings, output=str(tmp_path / "split"), resume="latest"))
     resumed = _weights(tmp_path / "split")
-    assert all(torch.equal(exported[k], resumed[k]) for k in exported)    # the average was checkpointed too
+    assert all(torch.equal(exported[k], resumed[k]) for k in exported)  # the average was checkpointed too
     with pytest.raises(ValueError, match="ema_decay"):
         train(dict(settings, ema_decay=0.9, output=str(tmp_path / "split"), resume="latest"))
 
@@ -251,6 +266,6 @@ def test_val_limit_validates_on_the_first_images(data, tmp_path):
     full = train(dict(settings, output=str(tmp_path / "full")))["history"][0]["val_loss"]
     first = train(dict(settings, output=str(tmp_path / "first"), val_limit=1))["history"][0]["val_loss"]
     again = train(dict(settings, output=str(tmp_path / "again"), val_limit=1))["history"][0]["val_loss"]
-    assert first == again and first != full   # same training, validated on 1 of the 2 validation images
+    assert first == again and first != full  # same training, validated on 1 of the 2 validation images
     with pytest.raises(ValueError, match="--val-limit 0 must be >= 1"):
         resolve_config(dict(settings, output=str(tmp_path / "zero"), val_limit=0))

@@ -2,6 +2,7 @@
 ``--config`` re-runs a recorded configuration, and train_script.py reports mistakes without a traceback.
 
 The checkpoints here are only their ``train_state.json``: every refusal happens before a model is built."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.train import (TrainConfig, data_fingerprint, load_config_file, main, resolve_config, resume_config,
-                       run_dir)
+from src.train import TrainConfig, data_fingerprint, load_config_file, main, resolve_config, resume_config, run_dir
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,12 +22,28 @@ def run(tmp_path):
     """A run started with ``--epochs 2 --image-size 64 --grad-clip 0.5`` that stopped after epoch 1."""
     data = write_tiny_splits(tmp_path / "data", n_train=2, n_val=1, n_test=1, size=32)
     output = tmp_path / "run"
-    config = asdict(resolve_config(dict(data_root=str(data), output=str(output), model_card="galaxy-tiny",
-                                        epochs=2, end_epoch=1, image_size=64, grad_clip=0.5)))
+    config = asdict(
+        resolve_config(
+            dict(
+                data_root=str(data),
+                output=str(output),
+                model_card="galaxy-tiny",
+                epochs=2,
+                end_epoch=1,
+                image_size=64,
+                grad_clip=0.5,
+            )
+        )
+    )
     ckpt = run_dir(output) / "checkpoints" / "epoch_1"
     ckpt.mkdir(parents=True)
-    state = {"epoch": 1, "step": 1, "history": [], "config": config,
-             "data_fingerprint": data_fingerprint(TrainConfig(**config))}
+    state = {
+        "epoch": 1,
+        "step": 1,
+        "history": [],
+        "config": config,
+        "data_fingerprint": data_fingerprint(TrainConfig(**config)),
+    }
     (ckpt / "train_state.json").write_text(json.dumps(state))
     return {"data": data, "output": output, "config": config, "ckpt": ckpt}
 
@@ -50,15 +66,18 @@ def test_resume_takes_options_not_given_from_the_checkpoint(run):
     assert resume_config(old, {"resume": "1"}, run["ckpt"]).crop_size is None
 
 
-@pytest.mark.parametrize("option, value, message", [
-    (["--epochs", "5"], None, "epochs 2 -> 5"),
-    (["--image-size", "128"], None, "image_size 64 -> 128"),
-    (["--grad-clip", "1.0"], None, "grad_clip 0.5 -> 1.0"),
-    (["--mixed-precision", "bf16"], None, "mixed_precision 'no' -> 'bf16'"),
-    (["--class-balance", "0.5"], None, "class_balance 0.0 -> 0.5"),
-    (["--data-root"], "other", "data_root"),
-    (["--recipe", "sem_only"], None, "epochs 2 -> 5"),     # a recipe stands for the values it sets
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        (["--epochs", "5"], None, "epochs 2 -> 5"),
+        (["--image-size", "128"], None, "image_size 64 -> 128"),
+        (["--grad-clip", "1.0"], None, "grad_clip 0.5 -> 1.0"),
+        (["--mixed-precision", "bf16"], None, "mixed_precision 'no' -> 'bf16'"),
+        (["--class-balance", "0.5"], None, "class_balance 0.0 -> 0.5"),
+        (["--data-root"], "other", "data_root"),
+        (["--recipe", "sem_only"], None, "epochs 2 -> 5"),  # a recipe stands for the values it sets
+    ],
+)
 def test_resume_refuses_explicitly_changed_options_by_name(run, capsys, tmp_path, option, value, message):
     if value is not None:
         option = option + [str(tmp_path / value)]
@@ -92,8 +111,7 @@ def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(run, capsys):
 
 
 def test_config_file_is_overridden_by_the_command_line(tmp_path):
-    recorded = asdict(resolve_config(dict(model_card="galaxy-tiny", epochs=3, image_size=64, lr=2e-4,
-                                          resume="latest")))
+    recorded = asdict(resolve_config(dict(model_card="galaxy-tiny", epochs=3, image_size=64, lr=2e-4, resume="latest")))
     path = tmp_path / "train_config.json"
     path.write_text(json.dumps(recorded))
     base = load_config_file(path)
@@ -125,8 +143,14 @@ def test_train_script_reports_a_mistake_in_one_line_with_status_2(tmp_path, caps
     assert main(["--data-root", str(tmp_path / "missing"), "--model-card", "swin-tiny"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"train_script.py: error: {tmp_path / 'missing' / 'galaxy_train.json'}: split file not found "
-        "(run the conversion step, or check --data-root)"]
+        "(run the conversion step, or check --data-root)"
+    ]
     # the script itself: exit status 2, one line, no traceback
-    done = subprocess.run([sys.executable, "train_script.py", "--epochs", "2", "--end-epoch", "3"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "train_script.py", "--epochs", "2", "--end-epoch", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and done.stderr == "train_script.py: error: --end-epoch 3 must lie in 1..2\n"

@@ -30,8 +30,10 @@ def test_regions_list_or_dict():
 
 def test_objid_from_key_or_filename():
     assert entry_objid("587741534399692859", {}) == 587741534399692859
-    assert entry_objid("Dr7_587741534399692859.jpg1501648", {"filename": "Dr7_587741534399692859.jpg"}) == \
-        587741534399692859
+    assert (
+        entry_objid("Dr7_587741534399692859.jpg1501648", {"filename": "Dr7_587741534399692859.jpg"})
+        == 587741534399692859
+    )
     with pytest.raises(ViaError, match="no objid"):
         entry_objid("abc", {"filename": "x.jpg"}, source="f.json")
 
@@ -71,21 +73,28 @@ def test_polygon_inside_uses_pixel_bounds():
     from src.via import polygon_inside
 
     assert polygon_inside([0, 63, 63], [0, 0, 63], (64, 64))
-    assert not polygon_inside([0, 64, 63], [0, 0, 63], (64, 64))    # x = width is off the image
+    assert not polygon_inside([0, 64, 63], [0, 0, 63], (64, 64))  # x = width is off the image
     assert not polygon_inside([0, 10, 10], [-1, 0, 5], (64, 64))
-    assert not polygon_inside([0, 10, 10], [0, 0, 40], (32, 64))     # (height, width) order
+    assert not polygon_inside([0, 10, 10], [0, 0, 40], (32, 64))  # (height, width) order
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"filename": "a.jpg", "regions": [None]}, "entry '7': region 0 is null, expected an object"),
-    ({"filename": "a.jpg", "regions": 5}, "entry '7': 'regions' is int, expected a list of regions"),
-    ({"filename": "a.jpg", "regions": "polygon"}, "entry '7': 'regions' is str"),
-    ({"filename": 12, "regions": []}, "entry '7': 'filename' is int, expected a string"),
-    ({"filename": "a.jpg", "regions": [{"shape_attributes": [1, 2]}]},
-     "entry '7': region 0: 'shape_attributes' is list"),
-    ({"filename": "a.jpg", "regions": {"0": {"shape_attributes": {}, "region_attributes": "E"}}},
-     "entry '7': region 0: 'region_attributes' is str"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"filename": "a.jpg", "regions": [None]}, "entry '7': region 0 is null, expected an object"),
+        ({"filename": "a.jpg", "regions": 5}, "entry '7': 'regions' is int, expected a list of regions"),
+        ({"filename": "a.jpg", "regions": "polygon"}, "entry '7': 'regions' is str"),
+        ({"filename": 12, "regions": []}, "entry '7': 'filename' is int, expected a string"),
+        (
+            {"filename": "a.jpg", "regions": [{"shape_attributes": [1, 2]}]},
+            "entry '7': region 0: 'shape_attributes' is list",
+        ),
+        (
+            {"filename": "a.jpg", "regions": {"0": {"shape_attributes": {}, "region_attributes": "E"}}},
+            "entry '7': region 0: 'region_attributes' is str",
+        ),
+    ],
+)
 def test_malformed_entries_name_file_and_key(tmp_path, entry, message):
     path = tmp_path / "via_region_data.json"
     path.write_text(json.dumps({"7": entry}))

@@ -3,6 +3,7 @@
 Each object is a bright ellipse whose colour and elongation depend on its class, so a model can in
 principle learn the task; the polygons follow the ellipse outline.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ CLASS_STRINGS = {
 }
 BASE_OF = {"A": "A", "Er": "Er", "Sc2m": "Sc", "SBb2t": "SBb", "Sen": "Sen"}
 _COLOUR = {
-    "artifact": (250, 250, 250), "elliptical": (220, 120, 80), "spiral": (90, 140, 230),
-    "spiral barred": (120, 220, 140), "spiral edge-on": (200, 100, 220),
+    "artifact": (250, 250, 250),
+    "elliptical": (220, 120, 80),
+    "spiral": (90, 140, 230),
+    "spiral barred": (120, 220, 140),
+    "spiral edge-on": (200, 100, 220),
 }
 
 
@@ -71,8 +75,9 @@ def objid(i: int) -> int:
     return 100_000_000_000_000_000 + i
 
 
-def write_tiny_splits(root, n_train=8, n_val=4, n_test=4, size=64, seed=0, max_objects=2,
-                      classes=GALAXY_CLASSES) -> Path:
+def write_tiny_splits(
+    root, n_train=8, n_val=4, n_test=4, size=64, seed=0, max_objects=2, classes=GALAXY_CLASSES
+) -> Path:
     """Write converted splits directly: ``galaxy_{train,val,test}.json``, images, ``dataset_stats.json``.
 
     About a third of the images hold two objects (``max_objects=2``) to exercise multi-object code.
@@ -95,13 +100,15 @@ def write_tiny_splits(root, n_train=8, n_val=4, n_test=4, size=64, seed=0, max_o
             img.save(image_dir / filename, quality=95)
             if split == "train":
                 pixels.append(np.asarray(img, dtype=float).reshape(-1, 3))
-            via[str(oid)] = {"filename": filename, "size": (image_dir / filename).stat().st_size,
-                             "file_attributes": {},
-                             "regions": [_region(name, xs, ys) for name, xs, ys in objects]}
+            via[str(oid)] = {
+                "filename": filename,
+                "size": (image_dir / filename).stat().st_size,
+                "file_attributes": {},
+                "regions": [_region(name, xs, ys) for name, xs, ys in objects],
+            }
         (root / f"galaxy_{split}.json").write_text(json.dumps(via))
     allpix = np.concatenate(pixels)
-    stats = {"mean": allpix.mean(0).tolist(), "std": allpix.std(0).tolist(), "n_images": n_train,
-             "split": "train"}
+    stats = {"mean": allpix.mean(0).tolist(), "std": allpix.std(0).tolist(), "n_images": n_train, "split": "train"}
     (root / "dataset_stats.json").write_text(json.dumps(stats))
     return root
 
@@ -119,9 +126,17 @@ def write_tiny_raw(root, n=30, size=64, seed=0, val_fraction=0.2, extra_columns=
         [(name, xs, ys)] = _objects(rng, size, 1, list(GALAXY_CLASSES))
         filename = f"Dr7_{oid}.jpg"
         _draw(size, [(name, xs, ys)], rng).save(image_dir / filename, quality=95)
-        entry = {"filename": filename, "size": 1501648, "file_attributes": {},
-                 "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
-                              "region_attributes": {}}]}
+        entry = {
+            "filename": filename,
+            "size": 1501648,
+            "file_attributes": {},
+            "regions": [
+                {
+                    "shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+                    "region_attributes": {},
+                }
+            ],
+        }
         (val if i < n * val_fraction else train)[str(oid)] = entry
         rows.append((oid, rng.uniform(0, 360), rng.uniform(-10, 60), "original", CLASS_STRINGS[name]))
     header = ["dr7objid", "ra", "dec", "sample", "gz2_class"] + [f"t01_extra_{k}" for k in range(extra_columns)]
@@ -135,8 +150,9 @@ def write_tiny_raw(root, n=30, size=64, seed=0, val_fraction=0.2, extra_columns=
     return root
 
 
-def write_tiny_field(root, size=128, seed=0, centres=None, classes=None, semi_axes=(9.0, 6.0), name="field_0000.png",
-                     noise=3.0) -> Path:
+def write_tiny_field(
+    root, size=128, seed=0, centres=None, classes=None, semi_axes=(9.0, 6.0), name="field_0000.png", noise=3.0
+) -> Path:
     """A small field with several ellipses in their class colours (``src.classes.COLOURS``, what
     ``tests.oracle_model.ColourOracle`` recognises) on a noisy sky, and its COCO annotation file
     ``field_annotations.json`` (polygons, ``src.classes`` ids, ``flux_gri``), as ``python -m src.synthetic --field``
@@ -157,17 +173,27 @@ def write_tiny_field(root, size=128, seed=0, centres=None, classes=None, semi_ax
     for k, ((cx, cy), name_) in enumerate(zip(centres, classes), start=1):
         xs, ys = _ellipse(cx, cy, semi_axes[0], semi_axes[1], 0.3 * k, n=32)
         x0, y0 = min(xs), min(ys)
-        polygon = [float(v) + 0.5 for xy in zip(xs, ys) for v in xy]     # COCO: pixel centres at k + 0.5
+        polygon = [float(v) + 0.5 for xy in zip(xs, ys) for v in xy]  # COCO: pixel centres at k + 0.5
         mask = mask_utils.decode(mask_utils.frPyObjects([polygon], size, size))[..., 0].astype(bool)
         img[mask] = COLOURS[name_]
-        annotations.append({"id": k, "image_id": 1, "category_id": class_id(name_), "iscrowd": 0,
-                            "segmentation": [polygon],
-                            "area": float(mask_utils.area(mask_utils.frPyObjects([polygon], size, size))[0]),
-                            "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
-                            "flux_gri": [float(mask.sum() * k)] * 3})
+        annotations.append(
+            {
+                "id": k,
+                "image_id": 1,
+                "category_id": class_id(name_),
+                "iscrowd": 0,
+                "segmentation": [polygon],
+                "area": float(mask_utils.area(mask_utils.frPyObjects([polygon], size, size))[0]),
+                "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
+                "flux_gri": [float(mask.sum() * k)] * 3,
+            }
+        )
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name)
-    coco = {"images": [{"id": 1, "file_name": name, "width": size, "height": size}], "annotations": annotations,
-            "categories": coco_categories()}
+    coco = {
+        "images": [{"id": 1, "file_name": name, "width": size, "height": size}],
+        "annotations": annotations,
+        "categories": coco_categories(),
+    }
     path = root / "field_annotations.json"
     path.write_text(json.dumps(coco))
     return path

@@ -13,6 +13,7 @@ a score and an ``edge`` flag, so that a frame of any size holds thousands of obj
   object left with less than ``keep`` of its own mask (a duplicate of a better one, e.g. a second stamp on the
   same galaxy) or fewer than ``min_area`` px is dropped and counted.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,7 +32,8 @@ _CELL = 256
 @dataclass
 class FieldObject:
     """One object: ``mask`` (h, w) bool whose pixel (0, 0) is frame pixel (``y0``, ``x0``); ``probs`` (K, h, w)
-    per-pixel class probabilities (float16 once cropped: thousands of objects stay small) (``src.classes`` ids, background 0) on the same box; ``score`` in 0-1;
+    per-pixel class probabilities (float16 once cropped: thousands of objects stay small) (``src.classes`` ids,
+    background 0) on the same box; ``score`` in 0-1;
     ``edge``: its mask touches the frame border, so the object may be cut (set by :func:`resolve`).
     ``windows``: the frame regions ``(y0, y1, x0, x1)`` its views were seen in (tiles), for :func:`merge_views`."""
 
@@ -60,9 +62,15 @@ def crop_to_mask(obj: FieldObject) -> FieldObject:
     if rows.size == 0:
         return obj
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    return FieldObject(obj.y0 + int(r0), obj.x0 + int(c0), obj.mask[r0:r1, c0:c1].copy(),
-                       np.ascontiguousarray(obj.probs[:, r0:r1, c0:c1], dtype=np.float16), obj.score, obj.edge,
-                       list(obj.windows))
+    return FieldObject(
+        obj.y0 + int(r0),
+        obj.x0 + int(c0),
+        obj.mask[r0:r1, c0:c1].copy(),
+        np.ascontiguousarray(obj.probs[:, r0:r1, c0:c1], dtype=np.float16),
+        obj.score,
+        obj.edge,
+        list(obj.windows),
+    )
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
@@ -74,7 +82,7 @@ def _on(box: tuple[int, int, int, int], obj: FieldObject, array: np.ndarray) -> 
     """``array`` (the object's mask-shaped array) placed on ``box`` (zeros elsewhere)."""
     out = np.zeros((box[1] - box[0], box[3] - box[2]) + array.shape[2:], dtype=array.dtype)
     y0, y1, x0, x1 = obj.box
-    out[y0 - box[0]:y1 - box[0], x0 - box[2]:x1 - box[2]] = array
+    out[y0 - box[0] : y1 - box[0], x0 - box[2] : x1 - box[2]] = array
     return out
 
 
@@ -83,7 +91,7 @@ def _seen(box: tuple[int, int, int, int], windows) -> np.ndarray:
     for w in windows:
         o = _overlap(box, w)
         if o is not None:
-            out[o[0] - box[0]:o[1] - box[0], o[2] - box[2]:o[3] - box[2]] = True
+            out[o[0] - box[0] : o[1] - box[0], o[2] - box[2] : o[3] - box[2]] = True
     return out
 
 
@@ -110,9 +118,13 @@ class _Merged:
     def view(self) -> FieldObject:
         return FieldObject(self.box[0], self.box[2], self.mask, self.prob_sum, 0.0, self.edge, self.windows)
 
-    def absorb(self, other: "_Merged") -> None:
-        box = (min(self.box[0], other.box[0]), max(self.box[1], other.box[1]),
-               min(self.box[2], other.box[2]), max(self.box[3], other.box[3]))
+    def absorb(self, other: _Merged) -> None:
+        box = (
+            min(self.box[0], other.box[0]),
+            max(self.box[1], other.box[1]),
+            min(self.box[2], other.box[2]),
+            max(self.box[3], other.box[3]),
+        )
         if box != self.box:
             old = self.view()
             self.mask = _on(box, old, self.mask)
@@ -131,7 +143,7 @@ class _Merged:
 
     def result(self) -> FieldObject:
         probs = self.prob_sum / np.maximum(self.weight, 1.0)[None]
-        probs[0][self.weight == 0] = 1.0       # pixels no view saw (box corners): background
+        probs[0][self.weight == 0] = 1.0  # pixels no view saw (box corners): background
         probs = probs.astype(np.float16)
         score = self.score_sum / max(self.area_sum, 1)
         return FieldObject(self.box[0], self.box[2], self.mask, probs, float(score), self.edge, self.windows)
@@ -156,13 +168,17 @@ def merge_views(views: list[FieldObject], iou: float = MERGE_IOU) -> tuple[list[
         candidates = set()
         for cell in _cells(obj.box):
             candidates |= index[cell]
-        matches = [k for k in sorted(candidates)
-                   if merged[k] is not None and _overlap(merged[k].box, obj.box) is not None
-                   and views_iou(merged[k].view(), obj) >= iou]
+        matches = [
+            k
+            for k in sorted(candidates)
+            if merged[k] is not None
+            and _overlap(merged[k].box, obj.box) is not None
+            and views_iou(merged[k].view(), obj) >= iou
+        ]
         if matches:
             target = merged[matches[0]]
             target.absorb(_Merged(obj))
-            for k in matches[1:]:          # the view bridges several objects: they are one
+            for k in matches[1:]:  # the view bridges several objects: they are one
                 target.absorb(merged[k])
                 merged[k] = None
             fused += len(matches)
@@ -175,8 +191,13 @@ def merge_views(views: list[FieldObject], iou: float = MERGE_IOU) -> tuple[list[
     return [m.result() for m in merged if m is not None], fused
 
 
-def resolve(objects: list[FieldObject], shape: tuple[int, int], keep: float = KEEP, min_area: int = 1,
-            valid: np.ndarray | None = None):
+def resolve(
+    objects: list[FieldObject],
+    shape: tuple[int, int],
+    keep: float = KEEP,
+    min_area: int = 1,
+    valid: np.ndarray | None = None,
+):
     """One owner per pixel.  Returns ``(object map (int32, 0 = none, k = objects[k - 1]), objects, counts)``.
 
     Objects claim their unclaimed pixels by decreasing score; one keeping less than ``keep`` of its mask is a
@@ -212,7 +233,7 @@ def resolve(objects: list[FieldObject], shape: tuple[int, int], keep: float = KE
     order = sorted(range(len(kept)), key=lambda k: (-areas[k], -kept[k].score))
     lut = np.zeros(len(kept) + 1, dtype=np.int32)
     lut[np.asarray(order, dtype=np.int64) + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    object_map = np.take(lut, claimed, out=claimed, mode="clip") if kept else claimed   # in place (unbuffered)
+    object_map = np.take(lut, claimed, out=claimed, mode="clip") if kept else claimed  # in place (unbuffered)
     result = []
     for k in order:
         obj = crop_to_mask(kept[k])

@@ -12,6 +12,7 @@ not the background, valid pixels only) nearest to the stamp centre, within the c
 sqrt(npix / pi) (at least ``MIN_REACH`` px); no such region means the model sees no galaxy there (counted as
 ``rejected``).  ``src.field.assemble.resolve`` then gives each pixel one owner.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -76,10 +77,18 @@ def detection_score(snr: float) -> float:
     return float(1.0 - np.exp(-max(float(snr), 0.0) / SCORE_SNR))
 
 
-def cutout_objects(frame, detections: Detections, probabilities: Probabilities, input_side: int = GZ2_CUTOUT,
-                   batch_size: int = 8, min_area: int = MIN_AREA, scale: str = "fill",
-                   fill: float = GZ2_MEDIAN_FILL, progress: bool = False,
-                   segments: np.ndarray | None = None) -> tuple[list[FieldObject], dict]:
+def cutout_objects(
+    frame,
+    detections: Detections,
+    probabilities: Probabilities,
+    input_side: int = GZ2_CUTOUT,
+    batch_size: int = 8,
+    min_area: int = MIN_AREA,
+    scale: str = "fill",
+    fill: float = GZ2_MEDIAN_FILL,
+    progress: bool = False,
+    segments: np.ndarray | None = None,
+) -> tuple[list[FieldObject], dict]:
     """One object per candidate that the model confirms (see the module docstring).
 
     ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
@@ -123,8 +132,14 @@ def cutout_objects(frame, detections: Detections, probabilities: Probabilities, 
                 mask = np.zeros(valid.shape, dtype=bool)
                 mask[wrows, wcols] = segments[frame_rows, frame_cols] == rows[k] + 1
             score = object_score(probs, mask) if segments is None else detection_score(snr[rows[k]])
-            obj = FieldObject(window.y0, window.x0, mask, probs, score,
-                              windows=[(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)])
+            obj = FieldObject(
+                window.y0,
+                window.x0,
+                mask,
+                probs,
+                score,
+                windows=[(frame_rows.start, frame_rows.stop, frame_cols.start, frame_cols.stop)],
+            )
             objects.append(crop_to_mask(obj))
         bar.update(len(windows))
     bar.close()

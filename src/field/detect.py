@@ -21,6 +21,7 @@ Frames larger than ``chunk`` px on a side are detected chunk by chunk (each with
 objects across a chunk border are whole in one of them); an object belongs to the chunk holding its centroid, so
 each is found once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,10 +49,28 @@ MARGIN = 256
 #: FWHM, px; ``nsat``: saturated pixels; ``spikes``: diffraction-spike contrast); and ``rms``, the background rms of
 #: the chunk the source was found in.
 SEP_COLUMNS = ("x", "y", "npix", "a", "b", "theta", "flux", "peak", "xmin", "xmax", "ymin", "ymax", "flag")
-TABLE_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("npix", "i8"), ("a", "f8"), ("b", "f8"), ("theta", "f8"),
-                        ("flux", "f8"), ("peak", "f8"), ("xmin", "i8"), ("xmax", "i8"), ("ymin", "i8"),
-                        ("ymax", "i8"), ("flag", "i8"), ("r50", "f8"), ("fwhm", "f8"), ("nsat", "i8"),
-                        ("spikes", "f8"), ("rms", "f8")])
+TABLE_DTYPE = np.dtype(
+    [
+        ("x", "f8"),
+        ("y", "f8"),
+        ("npix", "i8"),
+        ("a", "f8"),
+        ("b", "f8"),
+        ("theta", "f8"),
+        ("flux", "f8"),
+        ("peak", "f8"),
+        ("xmin", "i8"),
+        ("xmax", "i8"),
+        ("ymin", "i8"),
+        ("ymax", "i8"),
+        ("flag", "i8"),
+        ("r50", "f8"),
+        ("fwhm", "f8"),
+        ("nsat", "i8"),
+        ("spikes", "f8"),
+        ("rms", "f8"),
+    ]
+)
 
 
 @dataclass
@@ -89,9 +108,15 @@ def detection_image(pixels: np.ndarray, sky_sigma=None) -> np.ndarray:
     return np.tensordot(weights, pixels.astype(np.float32, copy=False), axes=1)
 
 
-def detect_array(image: np.ndarray, thresh: float, valid: np.ndarray | None = None, min_pixels: int = MIN_PIXELS,
-                 segmentation: bool = True, deblend_cont: float = DEBLEND_CONT,
-                 saturated: np.ndarray | None = None):
+def detect_array(
+    image: np.ndarray,
+    thresh: float,
+    valid: np.ndarray | None = None,
+    min_pixels: int = MIN_PIXELS,
+    segmentation: bool = True,
+    deblend_cont: float = DEBLEND_CONT,
+    saturated: np.ndarray | None = None,
+):
     """sep on one (h, w) detection image: ``(table, segmentation map or None, background rms)``.
 
     ``valid``: False where pixels are blank (masked).  ``saturated``: True where a pixel reached the detector's or
@@ -110,16 +135,25 @@ def detect_array(image: np.ndarray, thresh: float, valid: np.ndarray | None = No
         data = np.where(mask, np.float32(0), data)
     height, width = data.shape
     box_h, box_w = min(BACK_SIZE, height), min(BACK_SIZE, width)
-    background = sep.Background(data, mask=mask if mask.any() else None, bw=box_w, bh=box_h,
-                                fw=BACK_FILTER, fh=BACK_FILTER)
+    background = sep.Background(
+        data, mask=mask if mask.any() else None, bw=box_w, bh=box_h, fw=BACK_FILTER, fh=BACK_FILTER
+    )
     rms = float(background.globalrms)
     residual = data - background.back()
-    if not np.isfinite(rms) or rms <= 0:   # a constant image: no noise to measure, nothing to detect
+    if not np.isfinite(rms) or rms <= 0:  # a constant image: no noise to measure, nothing to detect
         return _empty_table(), (np.zeros(data.shape, np.int32) if segmentation else None), 0.0
     sep.set_extract_pixstack(max(300_000, data.size // 4))
     sep.set_sub_object_limit(4096)
-    found, segmap = sep.extract(residual, thresh, err=rms, mask=mask if mask.any() else None, minarea=min_pixels,
-                                deblend_nthresh=DEBLEND_NTHRESH, deblend_cont=deblend_cont, segmentation_map=True)
+    found, segmap = sep.extract(
+        residual,
+        thresh,
+        err=rms,
+        mask=mask if mask.any() else None,
+        minarea=min_pixels,
+        deblend_nthresh=DEBLEND_NTHRESH,
+        deblend_cont=deblend_cont,
+        segmentation_map=True,
+    )
     table = _select(found)
     from src.field.stars import measure_shapes
 
@@ -138,10 +172,17 @@ def _empty_table() -> np.ndarray:
     return np.zeros(0, dtype=TABLE_DTYPE)
 
 
-def detect(read: Callable[[slice, slice], tuple[np.ndarray, np.ndarray | None]], shape: tuple[int, int],
-           thresh: float, min_pixels: int = MIN_PIXELS, segmentation: bool = True, chunk: int = CHUNK,
-           margin: int = MARGIN, deblend_cont: float = DEBLEND_CONT,
-           saturated: Callable[[slice, slice], np.ndarray | None] | None = None) -> Detections:
+def detect(
+    read: Callable[[slice, slice], tuple[np.ndarray, np.ndarray | None]],
+    shape: tuple[int, int],
+    thresh: float,
+    min_pixels: int = MIN_PIXELS,
+    segmentation: bool = True,
+    chunk: int = CHUNK,
+    margin: int = MARGIN,
+    deblend_cont: float = DEBLEND_CONT,
+    saturated: Callable[[slice, slice], np.ndarray | None] | None = None,
+) -> Detections:
     """Detect the sources of a frame of ``shape`` (height, width) px.
 
     ``read(rows, cols)`` returns ``(detection image, valid or None)`` of a region (see :func:`detection_image`):

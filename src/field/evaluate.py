@@ -4,6 +4,7 @@ through ``src.field.run.predict_field``, then ``src.field.score``.
 The three set-ups of the README's field table are scored the same way on the same frames: ``cutout`` with a model
 trained on cutouts, ``tiles`` with a model trained on fields, ``sep`` alone (class-agnostic).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -29,9 +30,17 @@ def annotation_path(fields) -> Path:
     return path
 
 
-def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = None, limit: int | None = None,
-                    device=None, base_card: str | None = None, progress: bool = True, model=None,
-                    processor=None) -> dict:
+def evaluate_fields(
+    fields,
+    model_path=None,
+    settings: FieldSettings | None = None,
+    limit: int | None = None,
+    device=None,
+    base_card: str | None = None,
+    progress: bool = True,
+    model=None,
+    processor=None,
+) -> dict:
     """Metrics of ``settings.strategy`` on the annotated fields ``fields`` (see ``src.field.score``), with
     ``timings`` (seconds per frame and in total).  ``model_path`` is needed unless the strategy is ``sep``
     (or a loaded ``model`` / ``processor`` pair is given)."""
@@ -66,25 +75,44 @@ def evaluate_fields(fields, model_path=None, settings: FieldSettings | None = No
         artifacts = frozenset()
         if uses_model and settings.stars == "artifact":
             artifacts = frozenset(number - 1 for number, k in sources.items() if result.stars.point_source[k])
-        predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape), classes=uses_model,
-                                                    artifacts=artifacts)
-        star_scorer.add(truth["truth"][image["id"]], truth["unannotated"][image["id"]], result.detections,
-                        result.stars, {k: predictions[number - 1]["class_id"] for number, k in sources.items()}
-                        if uses_model else None)
+        predictions, class_map = object_predictions(
+            result.objects, MaskEncoder(frame.shape), classes=uses_model, artifacts=artifacts
+        )
+        star_scorer.add(
+            truth["truth"][image["id"]],
+            truth["unannotated"][image["id"]],
+            result.detections,
+            result.stars,
+            {k: predictions[number - 1]["class_id"] for number, k in sources.items()} if uses_model else None,
+        )
         scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None, frame=rgb)
-        per_frame.append({"image": image["file_name"], "seconds": round(seconds, 3), "objects": len(result.objects),
-                          **{k: round(v, 3) for k, v in result.timings.items()}})
+        per_frame.append(
+            {
+                "image": image["file_name"],
+                "seconds": round(seconds, 3),
+                "objects": len(result.objects),
+                **{k: round(v, 3) for k, v in result.timings.items()},
+            }
+        )
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + int(value)
     metrics = scorer.scores()
     metrics["star_galaxy"] = star_scorer.scores()
-    metrics.update({
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "fields": str(path), "model": None if not uses_model else str(model_path or type(model).__name__),
-        "strategy": settings.strategy, "settings": vars(settings).copy(), "counts": counts,
-        "timings": {"model_load_s": round(load_s, 3), "frames": per_frame,
-                    "total_s": round(sum(f["seconds"] for f in per_frame), 3)},
-    })
+    metrics.update(
+        {
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "fields": str(path),
+            "model": None if not uses_model else str(model_path or type(model).__name__),
+            "strategy": settings.strategy,
+            "settings": vars(settings).copy(),
+            "counts": counts,
+            "timings": {
+                "model_load_s": round(load_s, 3),
+                "frames": per_frame,
+                "total_s": round(sum(f["seconds"] for f in per_frame), 3),
+            },
+        }
+    )
     return metrics
 
 
@@ -95,40 +123,54 @@ def _fmt(value, digits: int = 3) -> str:
 def format_field_table(metrics: dict) -> str:
     """A plain-text summary of :func:`evaluate_fields`' metrics."""
     det = metrics["detection"]
-    lines = [f"fields: {metrics['fields']} ({metrics['n_fields']} frames, {metrics['n_truth']} annotated objects)",
-             f"strategy: {metrics['strategy']}  model: {metrics['model']}",
-             f"predicted objects: {metrics['n_predicted']}",
-             f"completeness (IoU >= {det['match_iou']}): {_fmt(det['completeness'])}   purity: {_fmt(det['purity'])}",
-             f"COCO mask AP (class-agnostic): {_fmt(metrics['coco_agnostic']['ap'])}  "
-             f"AP50 {_fmt(metrics['coco_agnostic']['ap50'])}",
-             f"galaxy-pixel IoU: {_fmt(metrics['galaxy_iou'])}"]
+    lines = [
+        f"fields: {metrics['fields']} ({metrics['n_fields']} frames, {metrics['n_truth']} annotated objects)",
+        f"strategy: {metrics['strategy']}  model: {metrics['model']}",
+        f"predicted objects: {metrics['n_predicted']}",
+        f"completeness (IoU >= {det['match_iou']}): {_fmt(det['completeness'])}   purity: {_fmt(det['purity'])}",
+        f"COCO mask AP (class-agnostic): {_fmt(metrics['coco_agnostic']['ap'])}  "
+        f"AP50 {_fmt(metrics['coco_agnostic']['ap50'])}",
+        f"galaxy-pixel IoU: {_fmt(metrics['galaxy_iou'])}",
+    ]
     if "coco" in metrics:
         lines.append(f"COCO mask AP (5 classes): {_fmt(metrics['coco']['ap'])}  AP50 {_fmt(metrics['coco']['ap50'])}")
-        lines.append(f"classification accuracy of matched objects: {_fmt(metrics['classification']['accuracy'])} "
-                     f"(n = {metrics['classification']['n']})")
+        lines.append(
+            f"classification accuracy of matched objects: {_fmt(metrics['classification']['accuracy'])} "
+            f"(n = {metrics['classification']['n']})"
+        )
         iou = metrics["semantic"]["per_class_iou"]
         lines.append("per-class IoU: " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in iou.items()))
-    for key, label in (("completeness_by_area", "completeness by area (px)"),
-                       ("completeness_by_flux_r", "completeness by r flux"), ("purity_by_area", "purity by area (px)"),
-                       ("completeness_by_brightness", "completeness by measured brightness"),
-                       ("purity_by_brightness", "purity by measured brightness")):
+    for key, label in (
+        ("completeness_by_area", "completeness by area (px)"),
+        ("completeness_by_flux_r", "completeness by r flux"),
+        ("purity_by_area", "purity by area (px)"),
+        ("completeness_by_brightness", "completeness by measured brightness"),
+        ("purity_by_brightness", "purity by measured brightness"),
+    ):
         if key in det:
-            cells = [f"[{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): {_fmt(b['fraction'], 2)} (n={b['n']})"
-                     for b in det[key]]
+            cells = [
+                f"[{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): {_fmt(b['fraction'], 2)} (n={b['n']})" for b in det[key]
+            ]
             lines.append(f"{label}: " + "; ".join(cells))
     for view, label in (("classical", "point sources (src.field.stars)"), ("catalog", "catalogued as class A")):
         separation = metrics.get("star_galaxy", {}).get(view, {})
         if not separation.get("n"):
             continue
         high = separation["above_10_sigma"]
-        lines.append(f"star/galaxy, stars = {label}, above 10 sigma: stars {high['n_stars']} (completeness "
-                     f"{_fmt(high['star_completeness'])}, purity {_fmt(high['star_purity'])}), galaxies "
-                     f"{high['n_galaxies']} (completeness {_fmt(high['galaxy_completeness'])}, purity "
-                     f"{_fmt(high['galaxy_purity'])})")
+        lines.append(
+            f"star/galaxy, stars = {label}, above 10 sigma: stars {high['n_stars']} (completeness "
+            f"{_fmt(high['star_completeness'])}, purity {_fmt(high['star_purity'])}), galaxies "
+            f"{high['n_galaxies']} (completeness {_fmt(high['galaxy_completeness'])}, purity "
+            f"{_fmt(high['galaxy_purity'])})"
+        )
         for b in separation["by_snr"]:
-            lines.append(f"  S/N [{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): stars {b['n_stars']} c "
-                         f"{_fmt(b['star_completeness'], 2)} p {_fmt(b['star_purity'], 2)}; galaxies {b['n_galaxies']} "
-                         f"c {_fmt(b['galaxy_completeness'], 2)} p {_fmt(b['galaxy_purity'], 2)}")
-    lines.append(f"time: {metrics['timings']['total_s']:.1f} s for {metrics['n_fields']} frames "
-                 f"(+ {metrics['timings']['model_load_s']:.1f} s model load)")
+            lines.append(
+                f"  S/N [{_fmt(b['min'], 0)}, {_fmt(b['max'], 0)}): stars {b['n_stars']} c "
+                f"{_fmt(b['star_completeness'], 2)} p {_fmt(b['star_purity'], 2)}; galaxies {b['n_galaxies']} "
+                f"c {_fmt(b['galaxy_completeness'], 2)} p {_fmt(b['galaxy_purity'], 2)}"
+            )
+    lines.append(
+        f"time: {metrics['timings']['total_s']:.1f} s for {metrics['n_fields']} frames "
+        f"(+ {metrics['timings']['model_load_s']:.1f} s model load)"
+    )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ objects each set-up finds, side by side, in the class colours of ``src.classes``
 
 STRATEGY: ``cutout`` (GZ2 stamp rule), ``cutout-native`` (``--stamp-scale native``), ``tiles`` or ``sep``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ def field_figure(fields, image_id: int, panels: list[tuple[str, str, str | None]
     x0, y0, side = crop if crop else (0, 0, min(rgb.shape[:2]))
     window = (y0, x0, side)
     frame = RgbFrame(rgb)
-    columns = [("frame", rgb[y0:y0 + side, x0:x0 + side])]
+    columns = [("frame", rgb[y0 : y0 + side, x0 : x0 + side])]
     gt = [(a["class_id"], mask_utils.decode(a["rle"]).astype(bool), (0, 0)) for a in truth["truth"][image_id]]
     columns.append((f"annotations ({len(gt)})", paint(frame.shape, gt, window)))
     models = {}
@@ -80,16 +81,21 @@ def field_figure(fields, image_id: int, panels: list[tuple[str, str, str | None]
         scale = "native" if strategy == "cutout-native" else "fill"
         settings = FieldSettings(strategy=strategy.removesuffix("-native"), stamp_scale=scale)
         result = predict_field(frame, model, processor, settings)
-        columns.append((f"{title} ({len(result.objects)})",
-                        paint(frame.shape, _instances(result.objects, settings.strategy != "sep"), window)))
+        columns.append(
+            (
+                f"{title} ({len(result.objects)})",
+                paint(frame.shape, _instances(result.objects, settings.strategy != "sep"), window),
+            )
+        )
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 3.7))
     for ax, (title, picture) in zip(np.atleast_1d(axes), columns):
         ax.imshow(picture)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     class_legend(fig, CLASS_NAMES[1:], fontsize=8)
-    fig.suptitle(f"{image['file_name']}: {side} x {side} px from ({x0}, {y0}); counts are for the whole frame",
-                 fontsize=9)
+    fig.suptitle(
+        f"{image['file_name']}: {side} x {side} px from ({x0}, {y0}); counts are for the whole frame", fontsize=9
+    )
     save_figure(fig, out)
     plt.close(fig)
 

@@ -4,6 +4,7 @@
 memory mapping (``src.images.FitsBands``): :class:`FitsFrame` stretches each region when it is asked for (the
 Lupton stretch is per pixel, so a region stretched alone equals the same region of the stretched frame).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,19 @@ class BandFrame:
 
     detect_thresh = BAND_THRESH
 
-    def __init__(self, read, shape: tuple[int, int], level, scale, name: str = "frame", wcs=None, header=None,
-                 close=None, info: dict | None = None, band_headers=None):
+    def __init__(
+        self,
+        read,
+        shape: tuple[int, int],
+        level,
+        scale,
+        name: str = "frame",
+        wcs=None,
+        header=None,
+        close=None,
+        info: dict | None = None,
+        band_headers=None,
+    ):
         self._read, self.shape, self.name, self.wcs, self.header = read, tuple(shape), name, wcs, header
         self.level = np.asarray(level, np.float32)
         self.scale = np.asarray(scale, np.float32)
@@ -107,8 +119,10 @@ def open_frame(source, flux_scale=None):
     from src.images import FitsBands, frame_max_pixels, read_rgb
 
     if not source.is_fits:
-        return RgbFrame(read_rgb(source.paths[0], frame_max_pixels(), " (GALAXY_MAX_FRAME_PIXELS raises the cap)"),
-                        name=source.source)
+        return RgbFrame(
+            read_rgb(source.paths[0], frame_max_pixels(), " (GALAXY_MAX_FRAME_PIXELS raises the cap)"),
+            name=source.source,
+        )
     bands = FitsBands(source.paths)
     try:
         level, sigma, scale = bands.scaling(flux_scale)
@@ -118,6 +132,15 @@ def open_frame(source, flux_scale=None):
     info = {"sky_level": level.tolist(), "sky_sigma": sigma.tolist(), "flux_scale": np.asarray(scale).tolist()}
     if bands.wcs_problem:
         info["wcs_problem"] = bands.wcs_problem
-    return BandFrame(bands.read, bands.shape, level, scale, name=bands.name, wcs=bands.wcs, header=bands.header,
-                     close=bands.close, info=info,
-                    band_headers=bands.headers if len(bands.headers) == 3 else None)
+    return BandFrame(
+        bands.read,
+        bands.shape,
+        level,
+        scale,
+        name=bands.name,
+        wcs=bands.wcs,
+        header=bands.header,
+        close=bands.close,
+        info=info,
+        band_headers=bands.headers if len(bands.headers) == 3 else None,
+    )

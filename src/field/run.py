@@ -17,8 +17,10 @@ decision of the brightest source on it; with ``stars="artifact"`` a point source
 ``outline`` (cutout strategy): ``sep`` (default), the object is the candidate's sep segment (the isophote at the
 detection threshold, deblended: it reaches the galaxy's visible edge, as a GZ2 annotator outlines it) and the model
 gives its class (probabilities averaged over the segment) and the score is the detection's confidence from its
-signal-to-noise (``src.field.cutout.detection_score``); ``model``, the object is the model's central region of the stamp, and a candidate without one is dropped.
+signal-to-noise (``src.field.cutout.detection_score``); ``model``, the object is the model's central region of the
+stamp, and a candidate without one is dropped.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,19 +46,19 @@ class FieldSettings:
     """How a frame is processed (``predict.py --field`` options)."""
 
     strategy: str = "cutout"
-    stamp_pixels: int = GZ2_CUTOUT        # cutout: stamps are resampled to this side (px) for the model
-    stamp_scale: str = "fill"             # cutout: "fill" (the GZ2 stamp rule) or "native" (stamp_pixels px)
-    min_candidate_area: int = MIN_CANDIDATE_AREA   # cutout / sep: sep isophotal area (px) to become a candidate
-    detect_thresh: float | None = None    # sep threshold in background rms (None: the frame kind's default)
-    tile: int = TILE                      # tiles: tile side (px)
-    overlap: int = OVERLAP                # tiles: overlap (px), >= the largest object
+    stamp_pixels: int = GZ2_CUTOUT  # cutout: stamps are resampled to this side (px) for the model
+    stamp_scale: str = "fill"  # cutout: "fill" (the GZ2 stamp rule) or "native" (stamp_pixels px)
+    min_candidate_area: int = MIN_CANDIDATE_AREA  # cutout / sep: sep isophotal area (px) to become a candidate
+    detect_thresh: float | None = None  # sep threshold in background rms (None: the frame kind's default)
+    tile: int = TILE  # tiles: tile side (px)
+    overlap: int = OVERLAP  # tiles: overlap (px), >= the largest object
     batch_size: int = 8
-    min_area: int = 10                    # objects smaller than this (px) after one-owner resolution are dropped
-    task: str = "semantic"                # tiles: the task the model is conditioned on (what an object is)
-    score_threshold: float = 0.5          # tiles: lowest instance detection score
+    min_area: int = 10  # objects smaller than this (px) after one-owner resolution are dropped
+    task: str = "semantic"  # tiles: the task the model is conditioned on (what an object is)
+    score_threshold: float = 0.5  # tiles: lowest instance detection score
     tta: bool = False
-    stars: str = "artifact"               # point sources: "artifact" (class A) or "model" (the model's class)
-    outline: str = "sep"                  # cutout: the object's outline from "sep" (its segment) or the "model"
+    stars: str = "artifact"  # point sources: "artifact" (class A) or "model" (the model's class)
+    outline: str = "sep"  # cutout: the object's outline from "sep" (its segment) or the "model"
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,8 +74,10 @@ class FieldSettings:
         if self.task not in ("semantic", "instance", "panoptic"):
             raise ValueError(f"task must be semantic, instance or panoptic, got {self.task!r}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:
-            raise ValueError(f"tiles: the side ({self.tile} px) must be a multiple of 32 and the overlap "
-                             f"({self.overlap} px) lie in 0..side-1")
+            raise ValueError(
+                f"tiles: the side ({self.tile} px) must be a multiple of 32 and the overlap "
+                f"({self.overlap} px) lie in 0..side-1"
+            )
 
 
 @dataclass
@@ -95,7 +99,7 @@ def peak_rss_gib() -> float:
     """This process's peak resident memory so far, GiB (Linux ``ru_maxrss`` is in KiB)."""
     import resource
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
 
 
 def _stamp_probabilities(model, processor, settings: FieldSettings):
@@ -127,9 +131,10 @@ def _tile_objects(model, processor, settings: FieldSettings):
         results = segment(model, processor, list(tiles), settings.task, settings.tta, settings.batch_size)
         out = []
         for (probs, task_result, _), ok in zip(results, valid):
-            object_map, scores, _dropped = find_objects(probs, task_result, settings.task, ok, settings.min_area,
-                                                        settings.score_threshold)
-            if scores is None:   # semantic / panoptic: the mean probability of each object's class
+            object_map, scores, _dropped = find_objects(
+                probs, task_result, settings.task, ok, settings.min_area, settings.score_threshold
+            )
+            if scores is None:  # semantic / panoptic: the mean probability of each object's class
                 scores = [object_score(probs, object_map == k) for k in range(1, int(object_map.max()) + 1)]
             out.append((object_map, np.asarray(scores, float), probs))
         return out
@@ -144,8 +149,9 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
     tic = time.perf_counter()
     thresh = settings.detect_thresh if settings.detect_thresh is not None else frame.detect_thresh
     segments = settings.strategy == "sep" or (settings.strategy == "cutout" and settings.outline == "sep")
-    detections = detect(frame.detection, frame.shape, thresh, segmentation=segments,
-                        saturated=getattr(frame, "saturation", None))
+    detections = detect(
+        frame.detection, frame.shape, thresh, segmentation=segments, saturated=getattr(frame, "saturation", None)
+    )
     stars = separate(detections.table, linear_peak=getattr(frame, "linear_peak", np.inf))
     counts["sources"] = len(detections)
     timings["detect_s"] = time.perf_counter() - tic
@@ -155,14 +161,27 @@ def predict_field(frame, model, processor, settings: FieldSettings, progress: bo
         objects = sep_objects(detections, candidates(detections, settings.min_candidate_area))
         counts["candidates"] = len(objects)
     elif settings.strategy == "cutout":
-        objects, found = cutout_objects(frame, detections, _stamp_probabilities(model, processor, settings),
-                                        settings.stamp_pixels, settings.batch_size, settings.min_candidate_area,
-                                        settings.stamp_scale, progress=progress,
-                                        segments=detections.segmentation if settings.outline == "sep" else None)
+        objects, found = cutout_objects(
+            frame,
+            detections,
+            _stamp_probabilities(model, processor, settings),
+            settings.stamp_pixels,
+            settings.batch_size,
+            settings.min_candidate_area,
+            settings.stamp_scale,
+            progress=progress,
+            segments=detections.segmentation if settings.outline == "sep" else None,
+        )
         counts.update(found)
     else:
-        views, found = tile_objects(frame, _tile_objects(model, processor, settings), settings.tile,
-                                    settings.overlap, max(1, settings.batch_size // 4), progress=progress)
+        views, found = tile_objects(
+            frame,
+            _tile_objects(model, processor, settings),
+            settings.tile,
+            settings.overlap,
+            max(1, settings.batch_size // 4),
+            progress=progress,
+        )
         objects, merged = merge_views(views)
         counts.update(found, merged_views=merged)
     timings["model_s"] = time.perf_counter() - tic

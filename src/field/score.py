@@ -15,10 +15,10 @@ are scored the same way.
 * ``semantic``: per-class IoU over all pixels of the frames (``src.metrics.semantic_scores``: the truth painted in
   annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs background).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,15 @@ def load_truth(path) -> dict:
     images, truth = [], {}
     for record in load_coco_fields(path):
         height, width = record["shape"]
-        images.append({"id": record["id"], "file_name": record["file_name"], "height": height, "width": width,
-                       "path": record["path"]})
+        images.append(
+            {
+                "id": record["id"],
+                "file_name": record["file_name"],
+                "height": height,
+                "width": width,
+                "path": record["path"],
+            }
+        )
         truth[record["id"]] = []
         for ann in record["annotations"]:
             segmentation = ann["segmentation"]
@@ -61,8 +68,14 @@ def load_truth(path) -> dict:
             if isinstance(rle["counts"], bytes):
                 rle["counts"] = rle["counts"].decode("ascii")
             flux = ann["flux_gri"]
-            truth[record["id"]].append({"rle": rle, "class_id": ann["class_id"], "area": float(mask_utils.area(rle)),
-                                        "flux": None if flux is None else float(flux[1])})
+            truth[record["id"]].append(
+                {
+                    "rle": rle,
+                    "class_id": ann["class_id"],
+                    "area": float(mask_utils.area(rle)),
+                    "flux": None if flux is None else float(flux[1]),
+                }
+            )
     import json
 
     unannotated = {image["id"]: [] for image in images}
@@ -86,7 +99,7 @@ class MaskEncoder:
         y1, x1 = min(y0 + mask.shape[0], height), min(x0 + mask.shape[1], width)
         ry0, rx0 = max(y0, 0), max(x0, 0)
         region = self._buffer[ry0:y1, rx0:x1]
-        region[...] = mask[ry0 - y0:y1 - y0, rx0 - x0:x1 - x0]
+        region[...] = mask[ry0 - y0 : y1 - y0, rx0 - x0 : x1 - x0]
         rle = mask_utils.encode(self._buffer)
         region[...] = 0
         return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
@@ -148,13 +161,19 @@ class FieldScorer:
     def __init__(self, classes: bool = True):
         self.classes = classes
         self.gt_images, self.gt_annotations, self.results = [], [], []
-        self.truth_rows, self.pred_rows = [], []     # per object: area, (flux,) brightness, matched
-        self.measured = True                           # every frame given: brightness bins
-        self.pairs = []                                # (truth class, predicted class)
+        self.truth_rows, self.pred_rows = [], []  # per object: area, (flux,) brightness, matched
+        self.measured = True  # every frame given: brightness bins
+        self.pairs = []  # (truth class, predicted class)
         self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
 
-    def add(self, image: dict, truth: list[dict], predictions: list[dict], class_map: np.ndarray | None = None,
-            frame: np.ndarray | None = None):
+    def add(
+        self,
+        image: dict,
+        truth: list[dict],
+        predictions: list[dict],
+        class_map: np.ndarray | None = None,
+        frame: np.ndarray | None = None,
+    ):
         """One frame: ``truth`` from :func:`load_truth`; ``predictions``: ``{"rle", "class_id" (None without
         classes), "score", "area"}``; ``class_map``: the predicted class of each pixel (needed with classes);
         ``frame``: the (H, W, 3) or (H, W) frame, for the measured brightness (:func:`mask_brightness`; without it
@@ -164,26 +183,46 @@ class FieldScorer:
         image_id = int(image["id"])
         shape = (int(image["height"]), int(image["width"]))
         if frame is not None and tuple(np.shape(frame)[:2]) != shape:
-            raise ValueError(f"{image.get('file_name', image_id)}: frame of {np.shape(frame)[:2]} px, "
-                             f"the annotations say {shape}")
+            raise ValueError(
+                f"{image.get('file_name', image_id)}: frame of {np.shape(frame)[:2]} px, the annotations say {shape}"
+            )
         brightness = None if frame is None else frame_brightness(frame)
         self.measured &= brightness is not None
-        self.gt_images.append({"id": image_id, "height": shape[0], "width": shape[1],
-                               "file_name": image.get("file_name", "")})
+        self.gt_images.append(
+            {"id": image_id, "height": shape[0], "width": shape[1], "file_name": image.get("file_name", "")}
+        )
         for ann in truth:
-            self.gt_annotations.append({"image_id": image_id, "category_id": ann["class_id"],
-                                        "segmentation": ann["rle"], "area": ann["area"], "iscrowd": 0,
-                                        "bbox": mask_utils.toBbox(ann["rle"]).tolist()})
+            self.gt_annotations.append(
+                {
+                    "image_id": image_id,
+                    "category_id": ann["class_id"],
+                    "segmentation": ann["rle"],
+                    "area": ann["area"],
+                    "iscrowd": 0,
+                    "bbox": mask_utils.toBbox(ann["rle"]).tolist(),
+                }
+            )
         for pred in predictions:
-            self.results.append({"image_id": image_id, "category_id": pred["class_id"] if self.classes else 1,
-                                 "segmentation": pred["rle"], "score": float(pred["score"])})
-        ious = (np.asarray(mask_utils.iou([p["rle"] for p in predictions], [t["rle"] for t in truth],
-                                          [0] * len(truth)), dtype=float).reshape(len(predictions), len(truth))
-                if predictions and truth else np.zeros((len(predictions), len(truth))))
+            self.results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": pred["class_id"] if self.classes else 1,
+                    "segmentation": pred["rle"],
+                    "score": float(pred["score"]),
+                }
+            )
+        ious = (
+            np.asarray(
+                mask_utils.iou([p["rle"] for p in predictions], [t["rle"] for t in truth], [0] * len(truth)),
+                dtype=float,
+            ).reshape(len(predictions), len(truth))
+            if predictions and truth
+            else np.zeros((len(predictions), len(truth)))
+        )
         pairs = match(ious)
         matched_t = {t: p for p, t, _ in pairs}
         matched_p = {p for p, _, _ in pairs}
-        truth_map = np.zeros(shape, dtype=np.uint8)             # each mask decoded once
+        truth_map = np.zeros(shape, dtype=np.uint8)  # each mask decoded once
         for t, ann in enumerate(truth):
             mask, box = decode_boxed(ann["rle"])
             truth_map[box][mask] = ann["class_id"]
@@ -210,14 +249,21 @@ class FieldScorer:
         if not self.gt_annotations:
             raise ValueError("no annotated object in the scored fields: nothing to score")
         out = {"n_fields": len(self.gt_images), "n_truth": len(self.truth_rows), "n_predicted": len(self.pred_rows)}
-        ground_truth = {"images": self.gt_images, "categories": coco_categories(),
-                        "annotations": [{**a, "id": k} for k, a in enumerate(self.gt_annotations, start=1)]}
+        ground_truth = {
+            "images": self.gt_images,
+            "categories": coco_categories(),
+            "annotations": [{**a, "id": k} for k, a in enumerate(self.gt_annotations, start=1)],
+        }
         if self.classes:
             out["coco"] = coco_mask_ap(ground_truth, self.results, max_dets=MAX_DETS)
-        agnostic = {"images": self.gt_images, "categories": [{"id": 1, "name": "galaxy", "supercategory": "galaxy"}],
-                    "annotations": [{**a, "category_id": 1} for a in ground_truth["annotations"]]}
-        out["coco_agnostic"] = coco_mask_ap(agnostic, [{**r, "category_id": 1} for r in self.results],
-                                            max_dets=MAX_DETS)
+        agnostic = {
+            "images": self.gt_images,
+            "categories": [{"id": 1, "name": "galaxy", "supercategory": "galaxy"}],
+            "annotations": [{**a, "category_id": 1} for a in ground_truth["annotations"]],
+        }
+        out["coco_agnostic"] = coco_mask_ap(
+            agnostic, [{**r, "category_id": 1} for r in self.results], max_dets=MAX_DETS
+        )
         out["detection"] = self._detection()
         if self.classes:
             out["classification"] = self._classification()
@@ -233,11 +279,14 @@ class FieldScorer:
         hit_t = np.array([r[3] for r in self.truth_rows], bool)
         area_p = np.array([r[0] for r in self.pred_rows], float)
         hit_p = np.array([r[2] for r in self.pred_rows], bool)
-        out = {"match_iou": MATCH_IOU, "matched": int(hit_t.sum()),
-               "completeness": float(hit_t.mean()) if hit_t.size else None,
-               "purity": float(hit_p.mean()) if hit_p.size else None,
-               "completeness_by_area": _binned(area_t, hit_t, AREA_BINS),
-               "purity_by_area": _binned(area_p, hit_p, AREA_BINS)}
+        out = {
+            "match_iou": MATCH_IOU,
+            "matched": int(hit_t.sum()),
+            "completeness": float(hit_t.mean()) if hit_t.size else None,
+            "purity": float(hit_p.mean()) if hit_p.size else None,
+            "completeness_by_area": _binned(area_t, hit_t, AREA_BINS),
+            "purity_by_area": _binned(area_p, hit_p, AREA_BINS),
+        }
         flux = np.array([np.nan if r[1] is None else r[1] for r in self.truth_rows], float)
         if flux.size and np.isfinite(flux).all():
             edges = np.quantile(flux, [0, 0.25, 0.5, 0.75, 1.0])
@@ -248,8 +297,10 @@ class FieldScorer:
         if self.measured and light_t.size:
             edges = np.quantile(light_t, [0, 0.25, 0.5, 0.75, 1.0])
             edges[0], edges[-1] = -np.inf, np.inf
-            out["brightness"] = ("sum over the object's mask of the frame's pixel values (mean of R, G, B: stretched "
-                                 "JPEG brightness, not a linear flux); bins: quartiles of the truths' values")
+            out["brightness"] = (
+                "sum over the object's mask of the frame's pixel values (mean of R, G, B: stretched "
+                "JPEG brightness, not a linear flux); bins: quartiles of the truths' values"
+            )
             out["completeness_by_brightness"] = _binned(light_t, hit_t, edges)
             out["purity_by_brightness"] = _binned(light_p, hit_p, edges)
         return out
@@ -260,16 +311,26 @@ class FieldScorer:
         truth, pred = np.array(self.pairs).T
         confusion = np.zeros((len(GALAXY_CLASSES), len(GALAXY_CLASSES)), dtype=int)
         np.add.at(confusion, (truth - 1, pred - 1), 1)
-        return {"accuracy": float(np.mean(truth == pred)), "n": int(truth.size), "classes": list(GALAXY_CLASSES),
-                "confusion": confusion.tolist()}
+        return {
+            "accuracy": float(np.mean(truth == pred)),
+            "n": int(truth.size),
+            "classes": list(GALAXY_CLASSES),
+            "confusion": confusion.tolist(),
+        }
 
 
 def _binned(values: np.ndarray, hits: np.ndarray, edges: Sequence[float]) -> list[dict]:
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         inside = (values >= lo) & (values < hi)
-        out.append({"min": float(lo) if np.isfinite(lo) else None, "max": float(hi) if np.isfinite(hi) else None,
-                    "n": int(inside.sum()), "fraction": float(hits[inside].mean()) if inside.any() else None})
+        out.append(
+            {
+                "min": float(lo) if np.isfinite(lo) else None,
+                "max": float(hi) if np.isfinite(hi) else None,
+                "n": int(inside.sum()),
+                "fraction": float(hits[inside].mean()) if inside.any() else None,
+            }
+        )
     return out
 
 
@@ -278,8 +339,9 @@ def object_class(probs: np.ndarray, mask: np.ndarray) -> int:
     return int(np.argmax(probs[1:, mask].mean(axis=1))) + 1
 
 
-def object_predictions(objects, encoder: MaskEncoder, classes: bool = True,
-                       artifacts: frozenset = frozenset()) -> tuple[list[dict], np.ndarray]:
+def object_predictions(
+    objects, encoder: MaskEncoder, classes: bool = True, artifacts: frozenset = frozenset()
+) -> tuple[list[dict], np.ndarray]:
     """Predictions of ``src.field.assemble`` objects (after ``resolve``) and the frame's class map; without
     ``classes`` (sep alone) ``class_id`` is None and the map 1 on every object.  ``artifacts``: the indices of
     the objects catalogued as class A by the star rule (point sources, ``src.field.stars``)."""
@@ -289,8 +351,9 @@ def object_predictions(objects, encoder: MaskEncoder, classes: bool = True,
         cid = (LABEL2ID["artifact"] if index in artifacts else object_class(obj.probs, obj.mask)) if classes else None
         y0, y1, x0, x1 = obj.box
         class_map[y0:y1, x0:x1][obj.mask] = cid or 1
-        out.append({"rle": encoder.encode(obj.y0, obj.x0, obj.mask), "class_id": cid, "score": obj.score,
-                    "area": obj.area})
+        out.append(
+            {"rle": encoder.encode(obj.y0, obj.x0, obj.mask), "class_id": cid, "score": obj.score, "area": obj.area}
+        )
     return out, class_map
 
 
@@ -309,22 +372,32 @@ class StarGalaxyScorer:
     SNR_BINS = (3.0, 10.0, 30.0, 100.0, np.inf)
 
     def __init__(self):
-        self.rows = {"classical": [], "catalog": []}      # (snr, is star, called a star)
+        self.rows = {"classical": [], "catalog": []}  # (snr, is star, called a star)
 
-    def add(self, truth: list[dict], unannotated: list[dict], detections, decision,
-            object_classes: dict[int, int] | None = None) -> None:
+    def add(
+        self,
+        truth: list[dict],
+        unannotated: list[dict],
+        detections,
+        decision,
+        object_classes: dict[int, int] | None = None,
+    ) -> None:
         """One frame.  ``object_classes``: ``{detection row: class id of the catalogued object it owns}``."""
         table = detections.table
         if len(table) == 0:
             return
         snr = detections.snr()
-        matched: dict[int, bool] = {}          # detection row -> is a star
+        matched: dict[int, bool] = {}  # detection row -> is a star
         rows_px = np.floor(table["y"] + 0.5).astype(int)
         cols_px = np.floor(table["x"] + 0.5).astype(int)
         for ann in truth:
             mask, box = decode_boxed(ann["rle"])
-            inside = np.flatnonzero((rows_px >= box[0].start) & (rows_px < box[0].stop) & (cols_px >= box[1].start)
-                                    & (cols_px < box[1].stop))
+            inside = np.flatnonzero(
+                (rows_px >= box[0].start)
+                & (rows_px < box[0].stop)
+                & (cols_px >= box[1].start)
+                & (cols_px < box[1].stop)
+            )
             inside = [k for k in inside if mask[rows_px[k] - box[0].start, cols_px[k] - box[1].start]]
             if inside:
                 matched[max(inside, key=lambda j: table["flux"][j])] = False
@@ -348,14 +421,23 @@ class StarGalaxyScorer:
         def rates(inside):
             s, c, g, e = star & inside, called & inside, ~star & inside, ~called & inside
             share = lambda hits, total: float(hits.sum() / total.sum()) if total.any() else None  # noqa: E731
-            return {"n_stars": int(s.sum()), "n_galaxies": int(g.sum()),
-                    "star_completeness": share(s & called, s), "star_purity": share(c & star, c),
-                    "galaxy_completeness": share(g & ~called, g), "galaxy_purity": share(e & ~star, e)}
+            return {
+                "n_stars": int(s.sum()),
+                "n_galaxies": int(g.sum()),
+                "star_completeness": share(s & called, s),
+                "star_purity": share(c & star, c),
+                "galaxy_completeness": share(g & ~called, g),
+                "galaxy_purity": share(e & ~star, e),
+            }
 
-        bins = [{"min": float(lo), "max": None if not np.isfinite(hi) else float(hi),
-                 **rates((snr >= lo) & (snr < hi))} for lo, hi in zip(cls.SNR_BINS[:-1], cls.SNR_BINS[1:])]
+        bins = [
+            {"min": float(lo), "max": None if not np.isfinite(hi) else float(hi), **rates((snr >= lo) & (snr < hi))}
+            for lo, hi in zip(cls.SNR_BINS[:-1], cls.SNR_BINS[1:])
+        ]
         return {"n": int(star.size), "above_10_sigma": rates(snr >= 10.0), "by_snr": bins}
 
     def scores(self) -> dict:
-        return {"snr": "isophotal signal-to-noise of the matched sep source (src.field.detect.Detections.snr)",
-                **{view: self._rates(rows) for view, rows in self.rows.items()}}
+        return {
+            "snr": "isophotal signal-to-noise of the matched sep source (src.field.detect.Detections.snr)",
+            **{view: self._rates(rows) for view, rows in self.rows.items()},
+        }

@@ -11,6 +11,7 @@ The side is kept within [``MIN_SIDE``, ``MAX_SIDE``] px of the frame.
 
 Parts of a stamp outside the frame are padded with 0 (the sky of the stretched images) and the stamp is flagged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 GZ2_CUTOUT = 256
 GZ2_MEDIAN_AREA = 876.0
 #: Share of the cutout covered by the median galaxy.
-GZ2_MEDIAN_FILL = GZ2_MEDIAN_AREA / GZ2_CUTOUT ** 2
+GZ2_MEDIAN_FILL = GZ2_MEDIAN_AREA / GZ2_CUTOUT**2
 #: Stamp sides (frame px) are kept in this range.
 MIN_SIDE = 32
 MAX_SIDE = 2048
@@ -45,7 +46,7 @@ class Window:
     side: int
 
     @classmethod
-    def centred(cls, x: float, y: float, side: int) -> "Window":
+    def centred(cls, x: float, y: float, side: int) -> Window:
         """The ``side`` x ``side`` window whose centre is nearest to pixel position (``x``, ``y``)."""
         return cls(int(np.floor(y + 0.5)) - side // 2, int(np.floor(x + 0.5)) - side // 2, int(side))
 
@@ -55,8 +56,12 @@ class Window:
         fy0, fx0 = max(self.y0, 0), max(self.x0, 0)
         fy1, fx1 = min(self.y0 + self.side, height), min(self.x0 + self.side, width)
         fy1, fx1 = max(fy1, fy0), max(fx1, fx0)
-        return (slice(fy0, fy1), slice(fx0, fx1),
-                slice(fy0 - self.y0, fy1 - self.y0), slice(fx0 - self.x0, fx1 - self.x0))
+        return (
+            slice(fy0, fy1),
+            slice(fx0, fx1),
+            slice(fy0 - self.y0, fy1 - self.y0),
+            slice(fx0 - self.x0, fx1 - self.x0),
+        )
 
     def padded(self, shape: tuple[int, int]) -> bool:
         """True when part of the window lies outside a frame of ``shape``."""

@@ -44,6 +44,7 @@ These rules were set on the real SDSS and HST frames of ``../shared/real/fields`
 PSF is measured when it holds ``LOCUS_MIN_STARS`` unsaturated ones, and its bright central star is a point source
 only through its spikes or a star-dominated locus.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -88,8 +89,9 @@ POINT_SOURCE_MIN = 0.5
 
 
 # ------------------------------------------------------------------------------------------ measurements
-def measure_shapes(table: np.ndarray, residual: np.ndarray, segmap: np.ndarray, rms: float,
-                   saturated: np.ndarray | None = None) -> None:
+def measure_shapes(
+    table: np.ndarray, residual: np.ndarray, segmap: np.ndarray, rms: float, saturated: np.ndarray | None = None
+) -> None:
     """Fill ``r50``, ``fwhm``, ``nsat`` and ``spikes`` of a detection ``table`` (``src.field.detect``'s) in place.
 
     Parameters
@@ -112,8 +114,16 @@ def measure_shapes(table: np.ndarray, residual: np.ndarray, segmap: np.ndarray, 
         return
     ids = np.arange(1, n + 1, dtype=np.int32)
     radius = np.sqrt(np.maximum(table["npix"], 1) / np.pi)
-    r50, _flag = sep.flux_radius(residual, table["x"], table["y"], 2.0 * radius + 2.0, 0.5, seg_id=ids,
-                                 segmap=segmap.astype(np.int32, copy=False), subpix=5)
+    r50, _flag = sep.flux_radius(
+        residual,
+        table["x"],
+        table["y"],
+        2.0 * radius + 2.0,
+        0.5,
+        seg_id=ids,
+        segmap=segmap.astype(np.int32, copy=False),
+        subpix=5,
+    )
     table["r50"] = r50
     inside = segmap > 0
     labels = segmap[inside]
@@ -124,12 +134,14 @@ def measure_shapes(table: np.ndarray, residual: np.ndarray, segmap: np.ndarray, 
     bright = np.flatnonzero(table["peak"] >= SPIKE_MIN_PEAK * rms)
     for k in bright:
         core = max(2.0 * r50[k], np.sqrt(table["nsat"][k] / np.pi) + 2.0, 3.0)
-        table["spikes"][k] = spike_contrast(residual, table["x"][k], table["y"][k], core, core + max(8.0, 2.0 * core),
-                                            rms)
+        table["spikes"][k] = spike_contrast(
+            residual, table["x"][k], table["y"][k], core, core + max(8.0, 2.0 * core), rms
+        )
 
 
-def spike_contrast(image: np.ndarray, x: float, y: float, r_in: float, r_out: float, rms: float,
-                   step_deg: float = 2.0) -> float:
+def spike_contrast(
+    image: np.ndarray, x: float, y: float, r_in: float, r_out: float, rms: float, step_deg: float = 2.0
+) -> float:
     """Diffraction-spike contrast of the source at (``x``, ``y``) px (see the module docstring): the faintest of
     four arms 90 degrees apart, at the best orientation, above the median of the angular profile sampled between
     ``r_in`` and ``r_out`` px, in units of the profile's noise (``rms`` per pixel).  0 when the annulus leaves
@@ -150,7 +162,7 @@ def spike_contrast(image: np.ndarray, x: float, y: float, r_in: float, r_out: fl
     profile = np.median(samples, axis=0)
     arms = maximum_filter1d(profile, 3, mode="wrap").reshape(4, n_angles // 4)
     strongest = arms.min(axis=0).max()
-    noise = 1.2533 * rms / np.sqrt(radii.size)       # the standard error of a median of radii.size pixels
+    noise = 1.2533 * rms / np.sqrt(radii.size)  # the standard error of a median of radii.size pixels
     return float(max(strongest - np.median(profile), 0.0) / noise)
 
 
@@ -183,10 +195,15 @@ class StarGalaxy:
 
     def summary(self) -> dict:
         """What a frame's record keeps: PSF FWHM (px), the stars it came from, and the decision's counts."""
-        return {"psf_fwhm_px": None if not np.isfinite(self.psf_fwhm) else round(float(self.psf_fwhm), 3),
-                "psf_stars": int(self.n_psf_stars), "psf_sigma_dex": round(float(self.sigma), 4),
-                "star_dominated": bool(self.star_dominated), "point_sources_detected": int(self.point_source.sum()),
-                "spiky": int(self.spiky.sum()), "saturated": int(self.saturated.sum())}
+        return {
+            "psf_fwhm_px": None if not np.isfinite(self.psf_fwhm) else round(float(self.psf_fwhm), 3),
+            "psf_stars": int(self.n_psf_stars),
+            "psf_sigma_dex": round(float(self.sigma), 4),
+            "star_dominated": bool(self.star_dominated),
+            "point_sources_detected": int(self.point_source.sum()),
+            "spiky": int(self.spiky.sum()),
+            "saturated": int(self.saturated.sum()),
+        }
 
 
 def _ridge(values: np.ndarray, width: float = 0.02) -> float:
@@ -207,9 +224,10 @@ def _logistic(excess: np.ndarray, sigma: float) -> np.ndarray:
 def fit_bright_locus(table: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, float]:
     """The locus of log10 ``r50`` against log10 ``flux`` of the sources ``use``: ``((m, 2) points, scatter dex)``,
     the ridge of each 0.2 dex flux bin holding at least ``LOCUS_MIN_COUNT`` sources (a tenth of the sources, at
-    least 3, when there are fewer than 80: a cutout; 3 once the locus has started), made non-decreasing with flux (a brighter star is never smaller in a stretched image)."""
+    least 3, when there are fewer than 80: a cutout; 3 once the locus has started), made non-decreasing with flux (a
+    brighter star is never smaller in a stretched image)."""
     lf, lr = np.log10(table["flux"][use]), np.log10(table["r50"][use])
-    first = min(LOCUS_MIN_COUNT, max(3, lf.size // 10))       # a cutout's few sources: 3 to 8 per bin
+    first = min(LOCUS_MIN_COUNT, max(3, lf.size // 10))  # a cutout's few sources: 3 to 8 per bin
     if lf.size < first:
         return np.zeros((0, 2)), LOCUS_MIN_SIGMA
     points, spreads = [], []
@@ -229,8 +247,9 @@ def fit_bright_locus(table: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, fl
     return locus, max(float(np.median(spreads)) if spreads else LOCUS_MIN_SIGMA, LOCUS_MIN_SIGMA)
 
 
-def stellar_sequence(flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.ndarray
-                     ) -> tuple[float, float, bool | None] | None:
+def stellar_sequence(
+    flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.ndarray
+) -> tuple[float, float, bool | None] | None:
     """The stellar sequence of unsaturated sources in the linear part of the stretch: ``(log10 PSF FWHM, scatter
     dex, flat)``, or None when too few sources lie on it or they are not concentrated like stars (the median of
     their ``concentration`` = FWHM / (2 r50) is under ``SEQUENCE_MIN_CONCENTRATION``: a ridge of galaxies, as in
@@ -250,16 +269,16 @@ def stellar_sequence(flux: np.ndarray, log_fwhm: np.ndarray, concentration: np.n
             ridges.append(_ridge(log_fwhm[inside]))
         if len(ridges) == SEQUENCE_BINS + 1:
             break
-    if len(ridges) > 3:      # the faintest bin's half-maximum areas are shrunk by the noise
+    if len(ridges) > 3:  # the faintest bin's half-maximum areas are shrunk by the noise
         centres, ridges = centres[1:], ridges[1:]
-    if not ridges:           # a small image (a cutout): one ridge over all its sources
+    if not ridges:  # a small image (a cutout): one ridge over all its sources
         centres, ridges = [float(np.median(lf))], [_ridge(log_fwhm)]
     log_psf = float(np.median(ridges))
     near = np.abs(log_fwhm - log_psf) <= 0.1
     if near.sum() < LOCUS_MIN_STARS or np.median(concentration[near]) < SEQUENCE_MIN_CONCENTRATION:
         return None
     sigma = max(LOCUS_MIN_SIGMA, 1.4826 * float(np.median(np.abs(log_fwhm[near] - log_psf))))
-    if len(ridges) < 3:      # too few bins to see a slope (a cutout): flatness unknown
+    if len(ridges) < 3:  # too few bins to see a slope (a cutout): flatness unknown
         return log_psf, sigma, None
     return log_psf, sigma, bool(np.polyfit(centres, ridges, 1)[0] <= SEQUENCE_MAX_SLOPE)
 
@@ -284,7 +303,7 @@ def separate(table: np.ndarray, rms=None, linear_peak: float = np.inf) -> StarGa
     if sequence is not None:
         log_psf, sigma, flat = sequence
         stars = linear & (np.abs(log_fwhm - log_psf) <= 2 * sigma)
-        psf_fwhm, n_stars = float(10 ** log_psf), int(stars.sum())
+        psf_fwhm, n_stars = float(10**log_psf), int(stars.sum())
         stellarity[linear] = _logistic(log_fwhm[linear] - log_psf, sigma)
         dominated = flat is not False and bool(np.mean(stellarity[linear] >= POINT_SOURCE_MIN) >= STAR_DOMINATED)
     if dominated:
@@ -293,7 +312,7 @@ def separate(table: np.ndarray, rms=None, linear_peak: float = np.inf) -> StarGa
         if len(locus) and bright.any():
             lf = np.log10(table["flux"][bright])
             expected = np.interp(lf, locus[:, 0], locus[:, 1])
-            if len(locus) >= 2:      # beyond the last bin: the slope of the last two
+            if len(locus) >= 2:  # beyond the last bin: the slope of the last two
                 slope = (locus[-1, 1] - locus[-2, 1]) / max(locus[-1, 0] - locus[-2, 0], 1e-6)
                 expected = np.where(lf > locus[-1, 0], locus[-1, 1] + slope * (lf - locus[-1, 0]), expected)
             stellarity[bright] = _logistic(np.log10(table["r50"][bright]) - expected, locus_sigma)
@@ -343,18 +362,27 @@ def apply_star_rule(rows: list[dict], sources: dict[int, int], decision: StarGal
     """
     if rule not in STAR_RULES:
         raise ValueError(f"star rule must be one of {', '.join(STAR_RULES)}, got {rule!r}")
-    counts = {"point_sources": 0, "reclassified_as_artifact": 0, "point_source_model_galaxy": 0,
-              "model_artifact_extended": 0}
+    counts = {
+        "point_sources": 0,
+        "reclassified_as_artifact": 0,
+        "point_source_model_galaxy": 0,
+        "model_artifact_extended": 0,
+    }
     for number, row in enumerate(rows, start=1):
         k = sources.get(number)
         value = np.nan if k is None else float(decision.stellarity[k])
         point = k is not None and bool(decision.point_source[k])
-        row.update(model_class=row["class"], stellarity=None if not np.isfinite(value) else round(value, 4),
-                   point_source=point, saturated=k is not None and bool(decision.saturated[k]))
+        row.update(
+            model_class=row["class"],
+            stellarity=None if not np.isfinite(value) else round(value, 4),
+            point_source=point,
+            saturated=k is not None and bool(decision.saturated[k]),
+        )
         counts["point_sources"] += point
         counts["point_source_model_galaxy"] += point and row["class"] != "artifact"
-        counts["model_artifact_extended"] += (row["class"] == "artifact" and np.isfinite(value)
-                                              and value < POINT_SOURCE_MIN and not point)
+        counts["model_artifact_extended"] += (
+            row["class"] == "artifact" and np.isfinite(value) and value < POINT_SOURCE_MIN and not point
+        )
         if point and rule == "artifact" and row["class"] != "artifact":
             row["class"] = "artifact"
             counts["reclassified_as_artifact"] += 1
@@ -366,7 +394,8 @@ def separate_image(rgb: np.ndarray, thresh: float = 3.0, valid: np.ndarray | Non
     StarGalaxy)``."""
     from src.field.detect import detect_array, detection_image
 
-    table, _seg, rms = detect_array(detection_image(rgb), thresh, valid, segmentation=False,
-                                    saturated=rgb_saturation(rgb))
+    table, _seg, rms = detect_array(
+        detection_image(rgb), thresh, valid, segmentation=False, saturated=rgb_saturation(rgb)
+    )
     table["rms"] = rms
     return table, separate(table, linear_peak=RGB_LINEAR_PEAK)

@@ -9,6 +9,7 @@ with 0 (invalid) beyond the frame.  The views of one object in several tiles are
 class probabilities averaged (``src.field.assemble.merge_views``), then each pixel gets one owner
 (``src.field.assemble.resolve``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -41,12 +42,16 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 
 def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = OVERLAP) -> list[Window]:
     """The tiles covering a frame of ``shape`` (height, width), row by row."""
-    return [Window(y0, x0, tile) for y0 in tile_origins(shape[0], tile, overlap)
-            for x0 in tile_origins(shape[1], tile, overlap)]
+    return [
+        Window(y0, x0, tile)
+        for y0 in tile_origins(shape[0], tile, overlap)
+        for x0 in tile_origins(shape[1], tile, overlap)
+    ]
 
 
-def tile_objects(frame, instances: Instances, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 2,
-                 progress: bool = False) -> tuple[list[FieldObject], dict]:
+def tile_objects(
+    frame, instances: Instances, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 2, progress: bool = False
+) -> tuple[list[FieldObject], dict]:
     """The objects of every tile, as views in frame coordinates (to merge with ``merge_views``).
 
     Returns ``(views, counts)``: counts of ``tiles`` and ``views``.
@@ -57,7 +62,7 @@ def tile_objects(frame, instances: Instances, tile: int = TILE, overlap: int = O
     views: list[FieldObject] = []
     bar = progress_bar(total=len(windows), desc="tiles", unit="tile", disable=not progress)
     for start in range(0, len(windows), batch_size):
-        batch = windows[start:start + batch_size]
+        batch = windows[start : start + batch_size]
         cuts = [cut(frame.region, frame.shape, w) for w in batch]
         results = instances([rgb for rgb, _ in cuts], [valid for _, valid in cuts])
         for window, (_rgb, valid), (object_map, scores, probs) in zip(batch, cuts, results):
@@ -68,8 +73,9 @@ def tile_objects(frame, instances: Instances, tile: int = TILE, overlap: int = O
                 mask = (object_map == k) & valid
                 if not mask.any():
                     continue
-                views.append(crop_to_mask(FieldObject(window.y0, window.x0, mask, probs, float(score),
-                                                      windows=list(seen))))
+                views.append(
+                    crop_to_mask(FieldObject(window.y0, window.x0, mask, probs, float(score), windows=list(seen)))
+                )
         bar.update(len(batch))
     bar.close()
     return views, {"tiles": len(windows), "views": len(views)}

@@ -19,7 +19,8 @@ SDSS frame (``bench/realism.py``).  The ``clean`` scene (the earlier default) ha
 small galaxies under fixed processing.  What it is not: a model of the real galaxy population, of SDSS
 photometry or of volunteer votes; scores on it say nothing about real data.
 """
-from .field import generate_field
-from .generator import generate, render_cutout
+
+from src.synthetic.field import generate_field
+from src.synthetic.generator import generate, render_cutout
 
 __all__ = ["generate", "generate_field", "render_cutout"]

@@ -7,7 +7,8 @@ conditions over at least the range measured on a real SDSS frame (``bench/realis
 
 * seeing: PSF FWHM ``SEEING_FWHM`` px at 256 px (SDSS DR7: median 1.4 arcsec in r, Abazajian et al. 2009, i.e.
   3.5 px of 0.396 arcsec);
-* sky noise: ``SKY_SIGMA`` times a factor within ``SKY_FACTOR`` per cutout; the resampling of the cutout service correlates it over
+* sky noise: ``SKY_SIGMA`` times a factor within ``SKY_FACTOR`` per cutout; the resampling of the cutout service
+correlates it over
   ``NOISE_SMOOTHING`` px (Gaussian sigma), and a sky level of up to ``PEDESTAL_MAX`` sky sigmas is left after the
   sky subtraction;
 * colour balance: per-band gains ``BAND_WEIGHTS`` within ``GAIN_SPREAD``;
@@ -19,13 +20,15 @@ conditions over at least the range measured on a real SDSS frame (``bench/realis
   from high galactic latitude (about 2,100 stars per square degree brighter than g = 21 at 49 < |b| < 64 deg,
   Chen et al. 2001, i.e. about 1.7 per cutout of 2.9 arcmin^2) to the crowded real SDSS frame of the benchmark.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..images import JPEG_QUALITY as NOMINAL_JPEG_QUALITY, LUPTON_Q, LUPTON_STRETCH, TRAINING_SKY_SIGMA
+from src.images import JPEG_QUALITY as NOMINAL_JPEG_QUALITY
+from src.images import LUPTON_Q, LUPTON_STRETCH, TRAINING_SKY_SIGMA
 
 #: PSF FWHM (px at 256 px), uniform.
 SEEING_FWHM = (1.4, 3.8)
@@ -56,16 +59,16 @@ GALAXY_DENSITY = (6.0, 24.0)
 class Conditions:
     """What one cutout was observed and processed with (lengths in px of the output image)."""
 
-    seeing: float                 #: PSF FWHM, px
-    sky: np.ndarray               #: (3,) g, r, i sky noise sigma, generator flux units
-    noise_smoothing: float        #: Gaussian sigma of the resampling, px
-    pedestal: float               #: sky level in the composite, sky sigmas
-    gains: np.ndarray             #: (3,) g, r, i colour-balance factors
-    stretch: float                #: Lupton stretch
-    q: float                      #: Lupton Q
+    seeing: float  #: PSF FWHM, px
+    sky: np.ndarray  #: (3,) g, r, i sky noise sigma, generator flux units
+    noise_smoothing: float  #: Gaussian sigma of the resampling, px
+    pedestal: float  #: sky level in the composite, sky sigmas
+    gains: np.ndarray  #: (3,) g, r, i colour-balance factors
+    stretch: float  #: Lupton stretch
+    q: float  #: Lupton Q
     jpeg_quality: int
-    star_density: float           #: expected field stars per cutout (256 x 256 px at scale 1)
-    galaxy_density: float         #: expected faint field galaxies per cutout
+    star_density: float  #: expected field stars per cutout (256 x 256 px at scale 1)
+    galaxy_density: float  #: expected faint field galaxies per cutout
 
 
 def noise_after_smoothing(sigma_px: float) -> float:
@@ -75,7 +78,7 @@ def noise_after_smoothing(sigma_px: float) -> float:
     x = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (x / sigma_px) ** 2)
     kernel /= kernel.sum()
-    return float(np.sum(kernel ** 2))        # 2-D: sqrt((sum k^2)^2)
+    return float(np.sum(kernel**2))  # 2-D: sqrt((sum k^2)^2)
 
 
 #: Conditions at which the annotated outline lies at 0.9-1.3 sky sigmas (:func:`outline_factor`).
@@ -85,7 +88,7 @@ OUTLINE_PEDESTAL = 0.125
 OUTLINE_PEDESTAL_SLOPE = 1.0
 
 
-def outline_factor(cond: "Conditions", scale: float = 1.0) -> float:
+def outline_factor(cond: Conditions, scale: float = 1.0) -> float:
     """Factor on the annotated outline's level (sky sigmas before the resampling) that keeps it where the galaxy
     fades into the background *as the cutout shows it*, the edge a person traces: the resampling lowers the noise
     one sees (:func:`noise_after_smoothing`), and where little sky level is left the composite clips the sky
@@ -104,9 +107,18 @@ def clean(seeing: float, sky: np.ndarray) -> Conditions:
     """The ``clean`` scene's conditions: ``seeing`` and ``sky`` as drawn by the generator, no resampling, no sky
     level, the nominal colour balance and stretch of ``src.images`` and its JPEG quality (the composite is then
     exactly ``lupton_rgb`` of the bands)."""
-    return Conditions(seeing=seeing, sky=np.asarray(sky), noise_smoothing=0.0, pedestal=0.0, gains=np.ones(3),
-                      stretch=LUPTON_STRETCH, q=LUPTON_Q, jpeg_quality=NOMINAL_JPEG_QUALITY, star_density=0.0,
-                      galaxy_density=0.0)
+    return Conditions(
+        seeing=seeing,
+        sky=np.asarray(sky),
+        noise_smoothing=0.0,
+        pedestal=0.0,
+        gains=np.ones(3),
+        stretch=LUPTON_STRETCH,
+        q=LUPTON_Q,
+        jpeg_quality=NOMINAL_JPEG_QUALITY,
+        star_density=0.0,
+        galaxy_density=0.0,
+    )
 
 
 def draw(rng: np.random.Generator, scale: float = 1.0) -> Conditions:

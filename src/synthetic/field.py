@@ -8,22 +8,23 @@ which the sky noise per pixel is about ``render.SKY_SIGMA``), i.e. its brightnes
 listed too, under the COCO file's extra key ``unannotated`` (``image_id``, pixel ``x``, ``y``, ``star``,
 ``flux_gri``): the truth of the star/galaxy separation (``src.field.score.StarGalaxyScorer``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..catalog import parse_gz2_class
-from ..classes import GALAXY_CLASSES, class_id
-from ..atomic import write_json_atomic
-from ..images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
-from . import hart16, labels, render
-from .generator import draw_extra, draw_main, paste, run_jobs, validate, write_bands
+from src.atomic import write_json_atomic
+from src.catalog import parse_gz2_class
+from src.classes import GALAXY_CLASSES, class_id
+from src.images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
+from src.synthetic import hart16, labels, render
+from src.synthetic.generator import draw_extra, draw_main, paste, run_jobs, validate, write_bands
 
 CELL = 160
-OCCUPANCY = 0.6          # fraction of grid cells holding an annotated object
-MAX_AREA = 3000.0        # px; keeps neighbouring isophotes apart
+OCCUPANCY = 0.6  # fraction of grid cells holding an annotated object
+MAX_AREA = 3000.0  # px; keeps neighbouring isophotes apart
 FIELD_TAG = 0xF1E1D
 MIN_FIELD_SIZE = 256
 ANNOTATIONS = "field_annotations.json"
@@ -57,12 +58,21 @@ def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = 
             cls = parse_gz2_class(labels.draw_gz2_class(rng, group))
             area = min(labels.draw_area(rng, group), MAX_AREA)
             threshold = rng.uniform(0.9, 1.3)
-            placed, vertices, _model = draw_main(rng, cls, area, centre, kernel, sky, threshold, 1.0,
-                                                 2 * CELL - 1, seeing)
+            placed, vertices, _model = draw_main(
+                rng, cls, area, centre, kernel, sky, threshold, 1.0, 2 * CELL - 1, seeing
+            )
             paste(canvas, placed.bands, placed.centre)
             xs, ys = render.integer_polygon(vertices, size)
-            objects.append({"gz2_class": cls.raw, "base": cls.base, "group": group, "all_points_x": xs,
-                            "all_points_y": ys, "flux_gri": placed.bands.sum(axis=(1, 2)).tolist()})
+            objects.append(
+                {
+                    "gz2_class": cls.raw,
+                    "base": cls.base,
+                    "group": group,
+                    "all_points_x": xs,
+                    "all_points_y": ys,
+                    "flux_gri": placed.bands.sum(axis=(1, 2)).tolist(),
+                }
+            )
     extras = []
     for _ in range(int(rng.poisson(1.5 * (size / 256) ** 2))):
         star = rng.random() < 0.6
@@ -107,17 +117,29 @@ def coco_annotation(ann_id: int, image_id: int, obj: dict, size: int) -> dict:
     x0, y0 = min(xs), min(ys)
     polygon = [float(v) + 0.5 for xy in zip(xs, ys) for v in xy]
     return {
-        "id": ann_id, "image_id": image_id, "category_id": class_id(obj["group"]), "iscrowd": 0,
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": class_id(obj["group"]),
+        "iscrowd": 0,
         "segmentation": [polygon],
         "area": float(mask_utils.area(mask_utils.frPyObjects([polygon], size, size))[0]),
         "bbox": [float(x0), float(y0), float(max(xs) - x0 + 1), float(max(ys) - y0 + 1)],
-        "gz2_class": obj["gz2_class"], "gz2_class_15": obj["base"],
+        "gz2_class": obj["gz2_class"],
+        "gz2_class_15": obj["base"],
         "flux_gri": [round(float(f), 3) for f in obj["flux_gri"]],
     }
 
 
-def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers: int = 1, balance: bool = False,
-                   progress: bool = True, fits: bool = False) -> dict:
+def generate_field(
+    out_dir,
+    n: int = 1,
+    seed: int = 0,
+    size: int = 2048,
+    workers: int = 1,
+    balance: bool = False,
+    progress: bool = True,
+    fits: bool = False,
+) -> dict:
     """Write ``n`` fields ``field_<k>.jpg`` of ``size`` x ``size`` px and ``field_annotations.json`` (COCO)
     under ``out_dir``; with ``fits`` also their band images ``field_<k>_{g,r,i}.fits`` (:func:`write_field_fits`).
     Returns a summary with the object counts by 5-class and the paths."""
@@ -127,7 +149,7 @@ def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers
     jobs = [(seed, k, size, balance, str(out), fits) for k in range(n)]
     results = run_jobs(_make_field, jobs, workers, progress, "synthetic fields")
     images, annotations, unannotated = [], [], []
-    by_class = {name: 0 for name in GALAXY_CLASSES}
+    by_class = dict.fromkeys(GALAXY_CLASSES, 0)
     for image_id, (filename, objects, extras) in enumerate(results, start=1):
         images.append({"id": image_id, "file_name": filename, "width": size, "height": size})
         for obj in objects:
@@ -136,11 +158,18 @@ def generate_field(out_dir, n: int = 1, seed: int = 0, size: int = 2048, workers
         unannotated += [{"image_id": image_id, **extra} for extra in extras]
     coco = {
         "info": {"description": "Synthetic GZ2 fields (src.synthetic --field)", "seed": seed, "version": "1.0"},
-        "images": images, "annotations": annotations,
+        "images": images,
+        "annotations": annotations,
         "unannotated": unannotated,
         "categories": [{"id": class_id(name), "name": name, "supercategory": "galaxy"} for name in GALAXY_CLASSES],
     }
     path = out / ANNOTATIONS
     write_json_atomic(path, coco)
-    return {"n": n, "seed": seed, "size": size, "objects": len(annotations), "by_class": by_class,
-            "paths": {"annotations": str(path), "images": [str(out / img["file_name"]) for img in images]}}
+    return {
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "objects": len(annotations),
+        "by_class": by_class,
+        "paths": {"annotations": str(path), "images": [str(out / img["file_name"]) for img in images]},
+    }

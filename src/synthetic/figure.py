@@ -5,6 +5,7 @@
 The README's figures: the default (sdss) scene with the defaults; the clean scene with
 ``--scene clean --out images/synthetic_clean_examples.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import COLOURS, GALAXY_CLASSES
-from .generator import DEFAULT_SCENE, SCENES, render_cutout
+from src.classes import COLOURS, GALAXY_CLASSES
+from src.synthetic.generator import DEFAULT_SCENE, SCENES, render_cutout
 
 
 def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: str = DEFAULT_SCENE):
@@ -28,8 +29,9 @@ def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: 
     return [pair for name in GALAXY_CLASSES for pair in found[name]]
 
 
-def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128,
-                  scene: str = DEFAULT_SCENE) -> Path:
+def plot_examples(
+    out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128, scene: str = DEFAULT_SCENE
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,16 +43,20 @@ def plot_examples(out, per_class: int = 6, seed: int = 0, size: int = 256, crop:
     hi = lo + crop if crop else size
     for ax, (rgb, record) in zip(axes.ravel(), pairs):
         ax.imshow(rgb[lo:hi, lo:hi], extent=(lo - 0.5, hi - 0.5, hi - 0.5, lo - 0.5))
-        xs, ys = record["all_points_x"] + record["all_points_x"][:1], record["all_points_y"] + record["all_points_y"][:1]
+        xs, ys = (
+            record["all_points_x"] + record["all_points_x"][:1],
+            record["all_points_y"] + record["all_points_y"][:1],
+        )
         ax.plot(xs, ys, color=np.asarray(COLOURS[record["group"]]) / 255, lw=0.8)
         ax.set_xlim(lo - 0.5, hi - 0.5), ax.set_ylim(hi - 0.5, lo - 0.5)
         ax.set_title(record["gz2_class"], fontsize=7, pad=2)
         ax.set_xticks([]), ax.set_yticks([])
     for row, name in enumerate(GALAXY_CLASSES):
         axes[row, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle(f"Synthetic GZ2, {scene} scene ({size} px cutouts, central {crop or size} px shown; polygon = VIA "
-                 "annotation)",
-                 fontsize=8)
+    fig.suptitle(
+        f"Synthetic GZ2, {scene} scene ({size} px cutouts, central {crop or size} px shown; polygon = VIA annotation)",
+        fontsize=8,
+    )
     fig.tight_layout()
     from src.visual import save_figure
 

@@ -5,6 +5,7 @@ One object per cutout, at the centre, as in the real annotations.  Object ``inde
 draws everything from ``numpy.random.SeedSequence([seed, index])``, so the output does not depend on the
 number of workers or on the order in which they finish.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import parse_gz2_class
-from ..classes import BASE_CLASSES, GALAXY_CLASSES
-from ..atomic import atomic_open, write_json_atomic
-from ..images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
-from ..via import IMAGE_DIR, polygon_area
-from . import conditions, hart16, labels, neighbours, profiles, render, stars
+from src.atomic import atomic_open, write_json_atomic
+from src.catalog import parse_gz2_class
+from src.classes import BASE_CLASSES, GALAXY_CLASSES
+from src.images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
+from src.synthetic import conditions, hart16, labels, neighbours, profiles, render, stars
+from src.via import IMAGE_DIR, polygon_area
 
 MIN_SIZE = 32
 #: ``sdss``: what a real SDSS cutout holds around it, under per-cutout conditions (the default, and what ``make
@@ -45,7 +46,7 @@ class Placed:
 
     bands: np.ndarray
     centre: tuple[int, int]
-    flux: float = 1.0     #: the factor the model's fluxes were scaled by
+    flux: float = 1.0  #: the factor the model's fluxes were scaled by
 
 
 def validate(n: int, size: int, workers: int, seed: int, min_size: int = MIN_SIZE) -> None:
@@ -70,7 +71,7 @@ def paste(canvas: np.ndarray, stamp: np.ndarray, centre: tuple[int, int]) -> Non
     ys, xs = slice(max(y0, 0), min(y0 + stamp.shape[-2], H)), slice(max(x0, 0), min(x0 + stamp.shape[-1], W))
     if ys.start >= ys.stop or xs.start >= xs.stop:
         return
-    canvas[..., ys, xs] += stamp[..., ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    canvas[..., ys, xs] += stamp[..., ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
 def odd_stamp(half: float, limit: int) -> int:
@@ -89,7 +90,7 @@ def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: in
     target = max(1, int(round(area)))
     rank = target
     level = 0.0
-    best = (np.inf, 0.0)   # (|enclosed - target|, level) of the best positive level
+    best = (np.inf, 0.0)  # (|enclosed - target|, level) of the best positive level
     for _ in range(iterations):
         rank = int(np.clip(rank, 1, flat.size))
         level = float(np.partition(flat, flat.size - rank)[flat.size - rank])
@@ -109,8 +110,19 @@ def isophote_level(detection: np.ndarray, area: float, centre_rc, iterations: in
     return float(lit.min()) if lit.size else 0.0
 
 
-def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, scale: float, limit: int,
-              seeing: float, sdss: bool = False):
+def draw_main(
+    rng,
+    cls,
+    area: float,
+    centre_xy,
+    kernel,
+    sky,
+    threshold: float,
+    scale: float,
+    limit: int,
+    seeing: float,
+    sdss: bool = False,
+):
     """Render the annotated object; returns (Placed, polygon (row, col) in frame coordinates, model)."""
     radius = np.sqrt(area / np.pi)
     ix, iy = int(np.floor(centre_xy[0] + 0.5)), int(np.floor(centre_xy[1] + 0.5))
@@ -124,8 +136,13 @@ def draw_main(rng, cls, area: float, centre_xy, kernel, sky, threshold: float, s
     if level <= 0:
         raise RuntimeError(f"{cls.raw}: model too small for an isophote of {area:.0f} px on a {stamp} px stamp")
     flux = threshold / level
-    vertices = render.isophote_polygon(detection * flux, threshold, (half + offset[1], half + offset[0]),
-                                       min_vertices=30 if scale >= 0.5 else 8, spacing=2.0 * min(scale, 1.0) ** 0.5)
+    vertices = render.isophote_polygon(
+        detection * flux,
+        threshold,
+        (half + offset[1], half + offset[0]),
+        min_vertices=30 if scale >= 0.5 else 8,
+        spacing=2.0 * min(scale, 1.0) ** 0.5,
+    )
     if vertices is None:
         raise RuntimeError(f"{cls.raw}: no closed isophote around the centre")
     vertices += (iy - half, ix - half)
@@ -155,7 +172,7 @@ def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | Non
         snr = snr or float(np.exp(rng.uniform(np.log(3.0), np.log(200.0))))
         paste(canvas, (colour * snr / peak)[:, None, None], (ix, iy))
         return (ix, iy), colour * snr / peak
-    stamp = 2 * int(np.ceil(30 * scale)) + kernel.shape[0]      # 6 x the largest neighbour radius, plus the PSF
+    stamp = 2 * int(np.ceil(30 * scale)) + kernel.shape[0]  # 6 x the largest neighbour radius, plus the PSF
     model = profiles.neighbour(rng, stamp, (xy[0] - ix, xy[1] - iy), scale)
     bands = model.bands()
     detection = render.convolve(np.tensordot(1.0 / sky, bands, axes=1) / 3.0, kernel)
@@ -210,14 +227,22 @@ def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, 
     threshold = rng.uniform(0.9, 1.3)
     centre = (size - 1) / 2.0 + np.clip(rng.normal(0.0, 2.0 * scale, 2), -8 * scale, 8 * scale)
 
-    canvas = np.zeros((3, size, size), dtype=np.float32)   # single precision: faster FFT and stretch
+    canvas = np.zeros((3, size, size), dtype=np.float32)  # single precision: faster FFT and stretch
     main, vertices, model = draw_main(rng, cls, area, centre, kernel, sky, threshold, scale, size + 1, seeing)
     paste(canvas, main.bands, main.centre)
-    if model.companion:   # merger: a fainter galaxy close to the main one
+    if model.companion:  # merger: a fainter galaxy close to the main one
         angle = rng.uniform(0, 2 * np.pi)
         dist = model.major_axis * rng.uniform(1.1, 1.6)
-        draw_extra(rng, canvas, kernel, sky, scale, centre + dist * np.array([np.cos(angle), np.sin(angle)]),
-                   star=False, snr=float(rng.uniform(5, 20)))
+        draw_extra(
+            rng,
+            canvas,
+            kernel,
+            sky,
+            scale,
+            centre + dist * np.array([np.cos(angle), np.sin(angle)]),
+            star=False,
+            snr=float(rng.uniform(5, 20)),
+        )
     n_neighbours = int(rng.poisson(1.3))
     draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
@@ -227,9 +252,18 @@ def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, 
 
 def _record(seed, index, size, gz2, cls, group, vertices, cond, central_star: bool) -> dict:
     xs, ys = render.integer_polygon(vertices, size)
-    return {"index": index, "objid": hart16.objid(seed, index), "gz2_class": gz2, "base": cls.base, "group": group,
-            "all_points_x": xs, "all_points_y": ys, "area": polygon_area(xs, ys, (size, size)), "conditions": cond,
-            "central_star": central_star}
+    return {
+        "index": index,
+        "objid": hart16.objid(seed, index),
+        "gz2_class": gz2,
+        "base": cls.base,
+        "group": group,
+        "all_points_x": xs,
+        "all_points_y": ys,
+        "area": polygon_area(xs, ys, (size, size)),
+        "conditions": cond,
+        "central_star": central_star,
+    }
 
 
 def render_sdss_bands(seed: int, index: int, size: int = 256, balance: bool = False):
@@ -252,30 +286,54 @@ def render_sdss_bands(seed: int, index: int, size: int = 256, balance: bool = Fa
     threshold = rng.uniform(0.9, 1.3) * conditions.outline_factor(cond, scale)
     centre = (size - 1) / 2.0 + np.clip(rng.normal(0.0, 2.0 * scale, 2), -8 * scale, 8 * scale)
 
-    canvas = np.zeros((3, size, size), dtype=np.float32)   # single precision: faster FFT and stretch
-    main, vertices, model = draw_main(rng, cls, area, centre, kernel, cond.sky, threshold, scale, size + 1,
-                                      cond.seeing, sdss=True)
+    canvas = np.zeros((3, size, size), dtype=np.float32)  # single precision: faster FFT and stretch
+    main, vertices, model = draw_main(
+        rng, cls, area, centre, kernel, cond.sky, threshold, scale, size + 1, cond.seeing, sdss=True
+    )
     paste(canvas, main.bands, main.centre)
     saturation = render.saturation_flux(cond.stretch, cond.q)
     saturated_at = stars.sat_flux(saturation, kernel)
     cores = np.zeros((0, 3))
-    if model.star_flux:   # a central star (class A): spikes, violet core and bleed trails as the field's stars
+    if model.star_flux:  # a central star (class A): spikes, violet core and bleed trails as the field's stars
         flux = model.star_flux * main.flux
-        stars.bright_star(rng, canvas, centre[0], centre[1], flux, model.star_colour, cond.seeing, saturated_at,
-                          saturation, halo=False)
+        stars.bright_star(
+            rng,
+            canvas,
+            centre[0],
+            centre[1],
+            flux,
+            model.star_colour,
+            cond.seeing,
+            saturated_at,
+            saturation,
+            halo=False,
+        )
         cores = np.array([[centre[0], centre[1], flux / saturated_at]])
-    if model.companion:   # merger: a fainter galaxy close to the main one
+    if model.companion:  # merger: a fainter galaxy close to the main one
         angle = rng.uniform(0, 2 * np.pi)
         dist = model.major_axis * rng.uniform(1.1, 1.6)
-        draw_extra(rng, canvas, kernel, cond.sky, scale, centre + dist * np.array([np.cos(angle), np.sin(angle)]),
-                   star=False, snr=float(rng.uniform(5, 20)))
+        draw_extra(
+            rng,
+            canvas,
+            kernel,
+            cond.sky,
+            scale,
+            centre + dist * np.array([np.cos(angle), np.sin(angle)]),
+            star=False,
+            snr=float(rng.uniform(5, 20)),
+        )
     target = (centre[0], centre[1], model.major_axis)
     neighbours.draw_bright_neighbours(field_rng, canvas, cond.sky, threshold, scale, cond.seeing, target, area)
-    neighbours.draw_field_galaxies(field_rng, canvas, cond.galaxy_density, scale,
-                                   (centre[0], centre[1], 0.5 * model.major_axis))
+    neighbours.draw_field_galaxies(
+        field_rng, canvas, cond.galaxy_density, scale, (centre[0], centre[1], 0.5 * model.major_axis)
+    )
     near = target if field_rng.random() < P_NEAR_STAR else None
-    cores = np.concatenate([cores, stars.draw_stars(field_rng, canvas, cond.star_density, cond.seeing,
-                                                    saturated_at, saturation, near, scale)])
+    cores = np.concatenate(
+        [
+            cores,
+            stars.draw_stars(field_rng, canvas, cond.star_density, cond.seeing, saturated_at, saturation, near, scale),
+        ]
+    )
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     stars.paint_cores(field_rng, canvas, cores, cond.seeing, saturation)
     render.add_sky_noise(canvas, cond.sky, int(noise_ss.generate_state(1)[0]))
@@ -320,18 +378,27 @@ def _make_one(job):
 
 
 def split_of(objid: int, val_fraction: float = VAL_FRACTION) -> str:
-    """"train" or "val", from a hash of the objid (deterministic, independent of n and of the order)."""
+    """ "train" or "val", from a hash of the objid (deterministic, independent of n and of the order)."""
     digest = hashlib.blake2b(str(objid).encode(), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") / 2.0 ** 64 < val_fraction else "train"
+    return "val" if int.from_bytes(digest, "big") / 2.0**64 < val_fraction else "train"
 
 
 def via_entry(record: dict) -> dict:
     """A VIA 2 entry like the real raw annotations (one polygon, empty region attributes)."""
     return {
-        "filename": record["filename"], "size": record["size"], "file_attributes": {},
-        "regions": [{"shape_attributes": {"name": "polygon", "all_points_x": record["all_points_x"],
-                                          "all_points_y": record["all_points_y"]},
-                     "region_attributes": {}}],
+        "filename": record["filename"],
+        "size": record["size"],
+        "file_attributes": {},
+        "regions": [
+            {
+                "shape_attributes": {
+                    "name": "polygon",
+                    "all_points_x": record["all_points_x"],
+                    "all_points_y": record["all_points_y"],
+                },
+                "region_attributes": {},
+            }
+        ],
     }
 
 
@@ -372,8 +439,17 @@ def run_jobs(function, jobs, workers: int, progress: bool, desc: str):
     return results
 
 
-def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, balance: bool = False,
-             progress: bool = True, fits: bool = False, scene: str = DEFAULT_SCENE) -> dict:
+def generate(
+    out_dir,
+    n: int,
+    seed: int = 0,
+    size: int = 256,
+    workers: int = 1,
+    balance: bool = False,
+    progress: bool = True,
+    fits: bool = False,
+    scene: str = DEFAULT_SCENE,
+) -> dict:
     """Write a synthetic GZ2 data set of ``n`` cutouts of ``size`` px under ``out_dir`` (``scene``: ``SCENES``).
 
     Files: ``gz2_hart16.csv``, ``original/zoo2Main/Dr7_<objid>.jpg``, ``original/{train,val}/via_region_data.json``;
@@ -395,8 +471,11 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
 
     rows, splits = [], {"train": {}, "val": {}}
     for record in records:
-        rows.append(hart16.catalog_row(catalog_rng(seed, record["index"]), record["objid"],
-                                       parse_gz2_class(record["gz2_class"])))
+        rows.append(
+            hart16.catalog_row(
+                catalog_rng(seed, record["index"]), record["objid"], parse_gz2_class(record["gz2_class"])
+            )
+        )
         splits[split_of(record["objid"])][str(record["objid"])] = via_entry(record)
     catalog = out / "gz2_hart16.csv"
     write_csv_atomic(catalog, pd.DataFrame(rows, columns=list(hart16.COLUMNS)))
@@ -405,17 +484,26 @@ def generate(out_dir, n: int, seed: int = 0, size: int = 256, workers: int = 1, 
         via_paths[split] = out / f"original/{split}/via_region_data.json"  # = via.VIA_FILES
         write_json_atomic(via_paths[split], entries)
 
-    by_class = {name: 0 for name in GALAXY_CLASSES}
-    by_base = {name: 0 for name in BASE_CLASSES}
+    by_class = dict.fromkeys(GALAXY_CLASSES, 0)
+    by_base = dict.fromkeys(BASE_CLASSES, 0)
     for record in records:
         by_class[record["group"]] += 1
         by_base[record["base"]] += 1
     return {
-        "n": n, "seed": seed, "size": size, "balance": balance, "scene": scene,
-        "by_class": by_class, "by_base": by_base,
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "balance": balance,
+        "scene": scene,
+        "by_class": by_class,
+        "by_base": by_base,
         "splits": {split: len(entries) for split, entries in splits.items()},
         "objids": [hart16.objid(seed, 0), hart16.objid(seed, n - 1)],
         "areas": [record["area"] for record in records],
-        "paths": {"catalog": str(catalog), "images": str(image_dir),
-                  **{f"via_{k}": str(v) for k, v in via_paths.items()}, **({"fits": fits_dir} if fits else {})},
+        "paths": {
+            "catalog": str(catalog),
+            "images": str(image_dir),
+            **{f"via_{k}": str(v) for k, v in via_paths.items()},
+            **({"fits": fits_dir} if fits else {}),
+        },
     }

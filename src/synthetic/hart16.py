@@ -6,11 +6,12 @@ the other answers; a task gets the votes of the volunteers that reached it.  For
 columns are written: ``_count, _weight, _fraction, _weighted_fraction, _debiased, _flag``.  The values are
 consistent with the class but not a model of real volunteer behaviour.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from ..catalog import GZ2Class
+from src.catalog import GZ2Class
 
 #: (task, [answers]) in Hart16 column order.
 TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -21,23 +22,34 @@ TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("t05_bulge_prominence", ("a10_no_bulge", "a11_just_noticeable", "a12_obvious", "a13_dominant")),
     ("t06_odd", ("a14_yes", "a15_no")),
     ("t07_rounded", ("a16_completely_round", "a17_in_between", "a18_cigar_shaped")),
-    ("t08_odd_feature", ("a19_ring", "a20_lens_or_arc", "a21_disturbed", "a22_irregular", "a23_other",
-                         "a24_merger", "a38_dust_lane")),
+    (
+        "t08_odd_feature",
+        ("a19_ring", "a20_lens_or_arc", "a21_disturbed", "a22_irregular", "a23_other", "a24_merger", "a38_dust_lane"),
+    ),
     ("t09_bulge_shape", ("a25_rounded", "a26_boxy", "a27_no_bulge")),
     ("t10_arms_winding", ("a28_tight", "a29_medium", "a30_loose")),
     ("t11_arms_number", ("a31_1", "a32_2", "a33_3", "a34_4", "a36_more_than_4", "a37_cant_tell")),
 )
 SUFFIXES = ("count", "weight", "fraction", "weighted_fraction", "debiased", "flag")
-ID_COLUMNS = ("dr7objid", "ra", "dec", "rastring", "decstring", "sample", "gz2_class",
-              "total_classifications", "total_votes")
+ID_COLUMNS = (
+    "dr7objid",
+    "ra",
+    "dec",
+    "rastring",
+    "decstring",
+    "sample",
+    "gz2_class",
+    "total_classifications",
+    "total_votes",
+)
 COLUMNS: tuple[str, ...] = ID_COLUMNS + tuple(
     f"{task}_{answer}_{suffix}" for task, answers in TASKS for answer in answers for suffix in SUFFIXES
 )
 
 #: Objids: 18 digits starting with 9 (real DR7 objids start with 587 or 588).
 OBJID_BASE = 900_000_000_000_000_000
-OBJID_SEED_BLOCK = 1_000_000_000          # objects per seed
-OBJID_SEEDS = 100_000_000                 # seeds mod this
+OBJID_SEED_BLOCK = 1_000_000_000  # objects per seed
+OBJID_SEEDS = 100_000_000  # seeds mod this
 
 
 def objid(seed: int, index: int) -> int:
@@ -133,11 +145,26 @@ def catalog_row(rng: np.random.Generator, objid_: int, cls: GZ2Class) -> list:
         weight = counts * rng.uniform(0.9, 1.0)
         debiased = np.clip(fractions + rng.normal(0, 0.03, k) * (fractions > 0), 0, 1)
         for a in range(k):
-            values += [int(counts[a]), round(float(weight[a]), 3), round(float(fractions[a]), 3),
-                       round(float(fractions[a]), 3), round(float(debiased[a]), 3), int(debiased[a] > 0.8)]
+            values += [
+                int(counts[a]),
+                round(float(weight[a]), 3),
+                round(float(fractions[a]), 3),
+                round(float(fractions[a]), 3),
+                round(float(debiased[a]), 3),
+                int(debiased[a] > 0.8),
+            ]
         reached[task] = fractions
-    row = [objid_, round(ra, RADEC_DECIMALS), round(dec, RADEC_DECIMALS), _sexagesimal(ra, True), _sexagesimal(dec, False), "original",
-           cls.raw, n_class, total_votes]
+    row = [
+        objid_,
+        round(ra, RADEC_DECIMALS),
+        round(dec, RADEC_DECIMALS),
+        _sexagesimal(ra, True),
+        _sexagesimal(dec, False),
+        "original",
+        cls.raw,
+        n_class,
+        total_votes,
+    ]
     return row + values
 
 

@@ -6,16 +6,21 @@ is the real seed test split (in the ``sdss`` scene class A is over-represented, 
 frequencies are rounded GZ2 figures (documented below, approximate by design).  Mask areas (pixels at 256x256)
 follow a split log-normal per class that reproduces the real median, p10 and p90 of ``galaxy_test_via.json``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from ..catalog import parse_gz2_class
-from ..classes import GALAXY_CLASSES
+from src.catalog import parse_gz2_class
+from src.classes import GALAXY_CLASSES
 
 #: 5-class mix of the real seed test split (2,828 entries), in fractions.
 REAL_MIX: dict[str, float] = {
-    "artifact": 0.0025, "elliptical": 0.45, "spiral": 0.18, "spiral barred": 0.22, "spiral edge-on": 0.15,
+    "artifact": 0.0025,
+    "elliptical": 0.45,
+    "spiral": 0.18,
+    "spiral barred": 0.22,
+    "spiral edge-on": 0.15,
 }
 #: Share of class A ("star or artifact", mostly a bright star at the centre) in the ``sdss`` scene: 40 x the real
 #: 0.25 %, so that a model sees enough central stars to learn "a central star is A, never a galaxy"; the four
@@ -23,13 +28,13 @@ REAL_MIX: dict[str, float] = {
 ARTIFACT_SHARE = 0.10
 
 #: Sub-class frequencies (approximate GZ2 figures).
-ROUNDNESS = {"r": 0.40, "i": 0.48, "c": 0.12}                  # E<r|i|c>
-EDGE_ON_BULGE = {"r": 0.45, "b": 0.10, "n": 0.45}              # Se<r|b|n>
-BULGE = {"a": 0.08, "b": 0.42, "c": 0.40, "d": 0.10}           # S[B]<a|b|c|d>
+ROUNDNESS = {"r": 0.40, "i": 0.48, "c": 0.12}  # E<r|i|c>
+EDGE_ON_BULGE = {"r": 0.45, "b": 0.10, "n": 0.45}  # Se<r|b|n>
+BULGE = {"a": 0.08, "b": 0.42, "c": 0.40, "d": 0.10}  # S[B]<a|b|c|d>
 ARMS = {"1": 0.05, "2": 0.47, "3": 0.12, "4": 0.04, "+": 0.09, "?": 0.23}
 WINDING = {"t": 0.33, "m": 0.47, "l": 0.20}
-NO_ARMS_FRACTION = 0.08          # "not a spiral" answered: no arm count, no winding ("Sb", "SBc(r)")
-ODD_FRACTION = 0.22              # an odd feature in parentheses
+NO_ARMS_FRACTION = 0.08  # "not a spiral" answered: no arm count, no winding ("Sb", "SBc(r)")
+ODD_FRACTION = 0.22  # an odd feature in parentheses
 ODD = {"r": 0.18, "l": 0.05, "d": 0.14, "i": 0.10, "o": 0.28, "m": 0.15, "u": 0.10}
 
 #: Real isophotal mask areas at 256x256 (px): (p10, median, p90) per class (galaxy_test_via.json).
@@ -56,8 +61,10 @@ def class_mix(balance: bool = False, scene: str = "clean") -> dict[str, float]:
         return {name: 1.0 / len(GALAXY_CLASSES) for name in GALAXY_CLASSES}
     if scene == "sdss":
         galaxies = sum(REAL_MIX[name] for name in GALAXY_CLASSES if name != "artifact")
-        return {name: ARTIFACT_SHARE if name == "artifact" else REAL_MIX[name] / galaxies * (1 - ARTIFACT_SHARE)
-                for name in GALAXY_CLASSES}
+        return {
+            name: ARTIFACT_SHARE if name == "artifact" else REAL_MIX[name] / galaxies * (1 - ARTIFACT_SHARE)
+            for name in GALAXY_CLASSES
+        }
     total = sum(REAL_MIX.values())
     return {name: REAL_MIX[name] / total for name in GALAXY_CLASSES}
 

@@ -11,13 +11,14 @@ whatever it looks like.  Flux units are the generator's (r-band sky noise ~1), b
   as large as the target would make the annotated object ambiguous), beside the target or overlapping its
   outskirts.
 """
+
 from __future__ import annotations
 
 import galsim
 import numpy as np
 
-from ..catalog import parse_gz2_class
-from . import labels, profiles
+from src.catalog import parse_gz2_class
+from src.synthetic import labels, profiles
 
 FLUX_MIN = 20.0
 FLUX_MAX = 2.0e4
@@ -35,11 +36,12 @@ def _paste(canvas: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
     ys = slice(max(y0, 0), min(y0 + stamp.shape[-2], H))
     xs = slice(max(x0, 0), min(x0 + stamp.shape[-1], W))
     if ys.start < ys.stop and xs.start < xs.stop:
-        canvas[:, ys, xs] += stamp[:, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        canvas[:, ys, xs] += stamp[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
-def draw_field_galaxies(rng: np.random.Generator, canvas: np.ndarray, density: float, scale: float,
-                        avoid: tuple[float, float, float]) -> int:
+def draw_field_galaxies(
+    rng: np.random.Generator, canvas: np.ndarray, density: float, scale: float, avoid: tuple[float, float, float]
+) -> int:
     """Faint field galaxies, Poisson(``density``), none centred within ``avoid`` = (x, y, radius) px (the
     target's core).  Returns how many were drawn."""
     H, W = canvas.shape[-2:]
@@ -51,24 +53,33 @@ def draw_field_galaxies(rng: np.random.Generator, canvas: np.ndarray, density: f
             continue
         flux = min(FLUX_MIN * rng.uniform(0, 1) ** (-1 / COUNT_SLOPE), FLUX_MAX)
         re = scale * float(np.clip(1.2 * (flux / FLUX_MIN) ** 0.25 * rng.lognormal(0, 0.3), 1.0, 7.0))
-        flux *= scale ** 2          # the same surface brightness in sky sigmas at any image size
+        flux *= scale**2  # the same surface brightness in sky sigmas at any image size
         n_sersic = 1.0 if rng.random() < 0.6 else 4.0
         q = rng.uniform(0.3, 1.0)
         colour = profiles.RED + (profiles.BLUE - profiles.RED) * rng.uniform(0.0, 0.4)
         half = int(np.ceil(5 * re)) + 1
         ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
         profile = galsim.Sersic(n_sersic, half_light_radius=re, flux=flux).shear(
-            q=q, beta=rng.uniform(0, np.pi) * galsim.radians)
-        image = profile.drawImage(nx=2 * half + 1, ny=2 * half + 1, scale=1.0, method="no_pixel",
-                                  offset=(x - ix, y - iy)).array
+            q=q, beta=rng.uniform(0, np.pi) * galsim.radians
+        )
+        image = profile.drawImage(
+            nx=2 * half + 1, ny=2 * half + 1, scale=1.0, method="no_pixel", offset=(x - ix, y - iy)
+        ).array
         _paste(canvas, colour[:, None, None] * image[None], ix - half, iy - half)
         drawn += 1
     return drawn
 
 
-def draw_bright_neighbours(rng: np.random.Generator, canvas: np.ndarray, sky: np.ndarray, threshold: float,
-                           scale: float, seeing: float, target: tuple[float, float, float],
-                           target_area: float) -> list[str]:
+def draw_bright_neighbours(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    sky: np.ndarray,
+    threshold: float,
+    scale: float,
+    seeing: float,
+    target: tuple[float, float, float],
+    target_area: float,
+) -> list[str]:
     """With probability ``P_BRIGHT``, one (then with ``P_SECOND`` another) galaxy of a random galaxy class beside
     ``target`` = (x, y, semi-major axis px), at 0.8-2.5 semi-major axes from its centre, its area ``BRIGHT_AREA`` of
     ``target_area`` (px; or of its own class's drawn area when smaller), its flux set so that its own isophote at

@@ -10,6 +10,7 @@ Geometry: GalSim shears conserve area, so a profile of area-equivalent radius ``
 has semi-axes ``R / sqrt(q)`` and ``R * sqrt(q)``.  Spiral arms are a logarithmic-spiral modulation of the
 exponential disk computed with numpy in the deprojected disk plane (GalSim has no spiral profile).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import galsim
 import numpy as np
 
-from ..catalog import GZ2Class
+from src.catalog import GZ2Class
 
 #: (g, r, i) flux ratios.  Lupton composites map i->R, r->G, g->B: old stars look orange, young arms blue.
 RED = np.array([0.50, 1.0, 1.40])
@@ -25,10 +26,12 @@ DISK = np.array([0.85, 1.0, 1.05])
 BLUE = np.array([1.45, 1.0, 0.65])
 BAR = np.array([0.62, 1.0, 1.30])
 
-SERSIC_N_E = (3.0, 3.5, 4.0, 4.5, 5.0)     # quantised: GalSim caches one Sersic table per index
+SERSIC_N_E = (3.0, 3.5, 4.0, 4.5, 5.0)  # quantised: GalSim caches one Sersic table per index
 #: Bars by scene: flux fraction, semi-major axis / disk scale length, axis ratio; lowest disk axis ratio of SB.
-BARS = {"clean": {"flux": (0.15, 0.30), "length": (0.9, 1.6), "q": (0.18, 0.30), "disk_q_min": 0.40},
-        "sdss": {"flux": (0.25, 0.40), "length": (1.3, 2.0), "q": (0.15, 0.25), "disk_q_min": 0.55}}
+BARS = {
+    "clean": {"flux": (0.15, 0.30), "length": (0.9, 1.6), "q": (0.18, 0.30), "disk_q_min": 0.40},
+    "sdss": {"flux": (0.25, 0.40), "length": (1.3, 2.0), "q": (0.15, 0.25), "disk_q_min": 0.55},
+}
 PITCH_DEG = {"t": (8.0, 14.0), "m": (15.0, 22.0), "l": (24.0, 34.0)}
 BULGE_FRACTION = {"a": (0.45, 0.65), "b": (0.25, 0.40), "c": (0.10, 0.20), "d": (0.0, 0.05)}
 ROUNDNESS_Q = {"r": (0.78, 0.97), "i": (0.50, 0.78), "c": (0.28, 0.50)}
@@ -39,9 +42,9 @@ class Model:
     """The unconvolved components of one object on a ``stamp`` x ``stamp`` grid."""
 
     components: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    major_axis: float = 0.0     #: semi-major axis of the isophote, px (for placing neighbours)
-    companion: bool = False     #: a merger companion is wanted next to it
-    star_flux: float = 0.0      #: a star's r-band flux (model units): spikes and bleed trails are added later
+    major_axis: float = 0.0  #: semi-major axis of the isophote, px (for placing neighbours)
+    companion: bool = False  #: a merger companion is wanted next to it
+    star_flux: float = 0.0  #: a star's r-band flux (model units): spikes and bleed trails are added later
     star_colour: np.ndarray | None = None
 
     def add(self, profile: galsim.GSObject, colour, stamp: int, offset, weight: np.ndarray | None = None):
@@ -50,8 +53,9 @@ class Model:
 
     def bands(self) -> np.ndarray:
         """(3, stamp, stamp) g, r, i surface brightness."""
-        return np.einsum("kyx,kb->byx", np.stack([c[0] for c in self.components]),
-                         np.stack([c[1] for c in self.components]))
+        return np.einsum(
+            "kyx,kb->byx", np.stack([c[0] for c in self.components]), np.stack([c[1] for c in self.components])
+        )
 
 
 def _jitter(rng, colour, amount=0.08):
@@ -68,9 +72,9 @@ def _disk_coords(stamp: int, offset, beta: float, q: float, scale_radius: float)
     y, x = np.mgrid[0:stamp, 0:stamp].astype(float)
     x -= centre + offset[0]
     y -= centre + offset[1]
-    u = x * np.cos(beta) + y * np.sin(beta)          # along the major axis
+    u = x * np.cos(beta) + y * np.sin(beta)  # along the major axis
     v = -x * np.sin(beta) + y * np.cos(beta)
-    u, v = u * np.sqrt(q), v / np.sqrt(q)            # area-conserving deprojection
+    u, v = u * np.sqrt(q), v / np.sqrt(q)  # area-conserving deprojection
     return np.hypot(u, v) / scale_radius, np.arctan2(v, u), v
 
 
@@ -89,7 +93,7 @@ def _arm_weight(rng, cls: GZ2Class, r, theta, inner: float, phase0: float):
     phase = m * theta - m * np.log(np.maximum(r, 1e-3) / inner) / np.tan(pitch) + phase0
     pattern = ((1 + np.cos(phase)) / 2) ** sharp
     mean = {1: 0.5, 2: 3 / 8, 3: 5 / 16}[sharp]
-    taper = 1 - np.exp(-(r / inner) ** 2)
+    taper = 1 - np.exp(-((r / inner) ** 2))
     return taper * pattern / mean, taper
 
 
@@ -124,8 +128,8 @@ def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset, sdss: bool = F
     r, theta, _ = _disk_coords(stamp, offset, beta, q, h)
     inner, phase0 = 0.7, rng.uniform(0, 2 * np.pi)
     if cls.barred:
-        bar_len = rng.uniform(*bars["length"])       # bar semi-major axis / h, in the disk plane
-        bar_angle = rng.uniform(0, np.pi)             # in the disk plane
+        bar_len = rng.uniform(*bars["length"])  # bar semi-major axis / h, in the disk plane
+        bar_angle = rng.uniform(0, np.pi)  # in the disk plane
         # projected bar: its end point in the image plane fixes its length and position angle
         ex, ey = bar_len * h * np.cos(bar_angle) / np.sqrt(q), bar_len * h * np.sin(bar_angle) * np.sqrt(q)
         length = np.hypot(ex, ey)
@@ -135,7 +139,7 @@ def spiral(rng, cls: GZ2Class, radius: float, stamp: int, offset, sdss: bool = F
         bar = galsim.Gaussian(sigma=sigma, flux=bar_frac).shear(q=q_bar, beta=_angle(pa))
         model.add(bar, _jitter(rng, BAR), stamp, offset)
         inner = bar_len
-        phase0 = -2 * bar_angle if cls.arms in ("2", "?") else phase0   # arms leave the bar ends
+        phase0 = -2 * bar_angle if cls.arms in ("2", "?") else phase0  # arms leave the bar ends
     disk = galsim.Exponential(scale_radius=h, flux=disk_frac).shear(q=q, beta=_angle(beta))
     arms = _arm_weight(rng, cls, r, theta, inner, phase0)
     if arms is None:
@@ -158,17 +162,17 @@ def edge_on(rng, cls: GZ2Class, radius: float, stamp: int, offset) -> Model:
     bulge_kind = cls.base[-1]
     bulge_frac = {"n": rng.uniform(0.0, 0.03), "b": rng.uniform(0.15, 0.30), "r": rng.uniform(0.15, 0.35)}[bulge_kind]
     if bulge_frac > 0.005:
-        if bulge_kind == "b":   # boxy: a flat-topped (low-index), flattened bulge
+        if bulge_kind == "b":  # boxy: a flat-topped (low-index), flattened bulge
             bulge = galsim.Sersic(0.6, half_light_radius=h * rng.uniform(0.35, 0.5)).shear(q=0.65, beta=_angle(beta))
         else:
             bulge = galsim.Sersic(3.0, half_light_radius=h * rng.uniform(0.25, 0.4)).shear(q=0.85, beta=_angle(beta))
         model.add(bulge.withFlux(bulge_frac), _jitter(rng, RED), stamp, offset)
     disk = galsim.Exponential(scale_radius=h, flux=1 - bulge_frac).shear(q=q, beta=_angle(beta))
     weight = None
-    if cls.odd == "u" or rng.random() < 0.3:     # dust lane along the mid-plane
+    if cls.odd == "u" or rng.random() < 0.3:  # dust lane along the mid-plane
         _, _, v = _disk_coords(stamp, offset, beta, 1.0, 1.0)
         width = 0.3 * radius * np.sqrt(q)
-        weight = 1 - rng.uniform(0.4, 0.7) * np.exp(-(v / width) ** 2)
+        weight = 1 - rng.uniform(0.4, 0.7) * np.exp(-((v / width) ** 2))
     model.add(disk, _jitter(rng, DISK * np.array([0.9, 1.0, 1.08])), stamp, offset, weight)
     _odd_feature(rng, cls, model, radius, q, beta, stamp, offset)
     return model
@@ -212,23 +216,26 @@ def artifact_sdss(rng, cls: GZ2Class, radius: float, stamp: int, offset, seeing:
     field star (30 %: the stamp zooms a point source until its isophote fills the stamp as a median GZ2 galaxy
     fills its cutout, so the PSF becomes a smooth round blob, FWHM 0.6-1.0 x the outline's radius), a satellite
     trail (10 %) or a reflection ghost (10 %)."""
-    from .stars import FLUX_MAX, HALO_COLOUR, draw_colours
+    from src.synthetic.stars import FLUX_MAX, HALO_COLOUR, draw_colours
 
     kind = rng.choice(["star", "blob", "trail", "ghost"], p=[0.5, 0.3, 0.1, 0.1])
     model = Model(major_axis=radius)
     beta = rng.uniform(0, np.pi)
-    if kind == "star":   # nearly a point before the PSF, plus a glow (PSF wings, scattered light) as wide as the
+    if kind == "star":  # nearly a point before the PSF, plus a glow (PSF wings, scattered light) as wide as the
         # annotated outline, so that the outline needs no absurd flux whatever the seeing
         colour = draw_colours(rng, 1, np.array([FLUX_MAX]))[0]
         halo = rng.uniform(0.01, 0.04)
         model.add(galsim.Gaussian(sigma=0.5, flux=1 - halo), colour, stamp, offset)
-        glow = galsim.Moffat(beta=1.8, fwhm=max(2.5 * seeing, 0.6 * radius), trunc=min(stamp / 2, 4 * radius), flux=halo)
+        glow = galsim.Moffat(
+            beta=1.8, fwhm=max(2.5 * seeing, 0.6 * radius), trunc=min(stamp / 2, 4 * radius), flux=halo
+        )
         model.add(glow, colour * HALO_COLOUR, stamp, offset)
         model.star_flux, model.star_colour = 1.0, colour
     elif kind == "blob":
         colour = draw_colours(rng, 1)[0]
-        blob = galsim.Moffat(beta=rng.uniform(2.5, 4.0), fwhm=rng.uniform(0.6, 1.0) * radius,
-                             trunc=min(stamp / 2, 4 * radius))
+        blob = galsim.Moffat(
+            beta=rng.uniform(2.5, 4.0), fwhm=rng.uniform(0.6, 1.0) * radius, trunc=min(stamp / 2, 4 * radius)
+        )
         model.add(blob, colour, stamp, offset)
     elif kind == "trail":
         _trail(rng, model, radius, beta, stamp, offset)
@@ -242,7 +249,7 @@ def _odd_feature(rng, cls, model, radius, q, beta, stamp, offset, disk_coords=No
     if cls.odd == "r":
         h = radius * 0.35
         r = disk_coords[0] if disk_coords is not None else _disk_coords(stamp, offset, beta, q, h)[0]
-        ring = np.exp(-((r - rng.uniform(1.8, 2.4)) / 0.35) ** 2)
+        ring = np.exp(-(((r - rng.uniform(1.8, 2.4)) / 0.35) ** 2))
         base = galsim.Exponential(scale_radius=h, flux=0.5).shear(q=q, beta=_angle(beta))
         model.add(base, _jitter(rng, BLUE), stamp, offset, ring)
     elif cls.odd == "m":
@@ -272,8 +279,12 @@ def neighbour(rng, stamp: int, offset, scale: float) -> Model:
     q = rng.uniform(0.3, 1.0)
     colour = RED + (DISK - RED) * rng.uniform(0, 1)
     model = Model(major_axis=re)
-    model.add(galsim.Sersic(n, half_light_radius=re).shear(q=q, beta=_angle(rng.uniform(0, np.pi))),
-              _jitter(rng, colour), stamp, offset)
+    model.add(
+        galsim.Sersic(n, half_light_radius=re).shear(q=q, beta=_angle(rng.uniform(0, np.pi))),
+        _jitter(rng, colour),
+        stamp,
+        offset,
+    )
     return model
 
 

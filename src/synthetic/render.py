@@ -1,9 +1,11 @@
 """From models to an SDSS-like cutout: PSF, sky noise, isophote polygon (the Lupton composite: ``src.images``).
 
 Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` = ``src.images.TRAINING_SKY_SIGMA`` gives the
-g, r, i values; the i sky is the brightest, as in SDSS).  The annotation threshold is in units of the per-band sky noise of a detection image
+g, r, i values; the i sky is the brightest, as in SDSS).  The annotation threshold is in units of the per-band sky
+noise of a detection image
 (the mean over bands of flux / sigma), i.e. "what rises above the noise in the colour image".
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -13,7 +15,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 from skimage.measure import find_contours, points_in_poly
 
-from ..images import TRAINING_SKY_SIGMA
+from src.images import TRAINING_SKY_SIGMA
 
 #: Sky noise per band (g, r, i): the one definition is ``src.images.TRAINING_SKY_SIGMA`` (FITS scaling uses it).
 SKY_SIGMA = TRAINING_SKY_SIGMA
@@ -57,8 +59,9 @@ def add_sky_noise(bands: np.ndarray, sky_sigma: np.ndarray, seed: int) -> None:
     bands += np.asarray(sky_sigma, float)[:, None, None] * unit.reshape(bands.shape)
 
 
-def isophote_polygon(detection: np.ndarray, level: float, centre_rc, min_vertices: int = 30,
-                     max_vertices: int = 80, spacing: float = 1.8) -> np.ndarray | None:
+def isophote_polygon(
+    detection: np.ndarray, level: float, centre_rc, min_vertices: int = 30, max_vertices: int = 80, spacing: float = 1.8
+) -> np.ndarray | None:
     """Outline of the region where ``detection >= level`` around ``centre_rc`` (row, col).
 
     Returns a (N, 2) array of (row, col) vertices, resampled evenly along the contour to

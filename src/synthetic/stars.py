@@ -15,6 +15,7 @@ the generator's (r-band sky noise ~1).
   diffraction spikes along the CCD axes (the secondary mirror's support vanes) and a violet core (the SDSS
   composites' saturated pixels); from ``BLEED_FACTOR`` x ``sat_flux``, bleed trails along the columns.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -30,10 +31,10 @@ BLEED_FACTOR = 100.0
 POPULATIONS = (0.30, 0.30, 0.40)
 BRIGHT_POPULATIONS = (0.75, 0.20, 0.05)
 HALO_FRACTION = (0.06, 0.15)
-HALO_COLOUR = np.array([0.9, 1.0, 1.1])      # g, r, i: the i-band wings are a little wider
-SPIKE_FRACTION = (0.001, 0.004)              # of the star's flux, per spike
+HALO_COLOUR = np.array([0.9, 1.0, 1.1])  # g, r, i: the i-band wings are a little wider
+SPIKE_FRACTION = (0.001, 0.004)  # of the star's flux, per spike
 SPIKE_TILT_DEG = 12.0
-CORE_TINT = np.array([1.0, 0.5, 0.7])        # g, r, i: the violet of saturated SDSS cores (B > R > G)
+CORE_TINT = np.array([1.0, 0.5, 0.7])  # g, r, i: the violet of saturated SDSS cores (B > R > G)
 #: A star saturates once its brightest band reaches this fraction of ``sat_flux`` (grey stars: a little later).
 SATURATING = 0.7
 #: Flux range of the bright star beside the target (``near``), in units of ``sat_flux``.
@@ -51,8 +52,9 @@ def draw_colours(rng: np.random.Generator, n: int, fluxes: np.ndarray | None = N
         t = np.clip(np.log10(np.maximum(fluxes, FLUX_MIN) / FLUX_MIN) / 3, 0, 1)[:, None]
         weights = (1 - t) * faint + t * bright
     kind = (rng.uniform(0, 1, n)[:, None] > np.cumsum(weights, axis=1)[:, :2]).sum(axis=1)
-    g_r = np.where(kind == 0, rng.normal(0.35, 0.10, n), np.where(kind == 1, rng.uniform(0.5, 1.25, n),
-                                                                    rng.uniform(1.25, 1.5, n)))
+    g_r = np.where(
+        kind == 0, rng.normal(0.35, 0.10, n), np.where(kind == 1, rng.uniform(0.5, 1.25, n), rng.uniform(1.25, 1.5, n))
+    )
     r_i = np.where(kind == 2, rng.uniform(0.5, 1.2, n), 0.38 * g_r - 0.06 + rng.normal(0, 0.04, n))
     return np.stack([10 ** (-0.4 * g_r), np.ones(n), 10 ** (0.4 * r_i)], axis=1)
 
@@ -90,7 +92,7 @@ def _paste(canvas: np.ndarray, stamp: np.ndarray, colour: np.ndarray, x: int, y:
     xs = slice(max(x0, 0), min(x0 + stamp.shape[1], W))
     if ys.start >= ys.stop or xs.start >= xs.stop:
         return
-    cut = stamp[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    cut = stamp[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     canvas[:, ys, xs] += colour[:, None, None].astype(canvas.dtype) * cut
 
 
@@ -104,9 +106,18 @@ def sat_flux(saturation: float, kernel: np.ndarray) -> float:
     return float(saturation / kernel.max())
 
 
-def bright_star(rng: np.random.Generator, canvas: np.ndarray, x: float, y: float, flux: float,
-                colour: np.ndarray, seeing: float, saturated_at: float, saturation: float,
-                halo: bool = True) -> None:
+def bright_star(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    x: float,
+    y: float,
+    flux: float,
+    colour: np.ndarray,
+    seeing: float,
+    saturated_at: float,
+    saturation: float,
+    halo: bool = True,
+) -> None:
     """Halo, spikes and (very bright) bleed trails of a star of r-band ``flux`` and ``colour`` at (x, y) whose core
     saturates (``flux`` > ``saturated_at``); its (violet) core is painted by the caller.  ``saturation``: the band
     flux per pixel at which the composite saturates."""
@@ -122,24 +133,33 @@ def bright_star(rng: np.random.Generator, canvas: np.ndarray, x: float, y: float
     for k in range(4):
         angle = tilt + k * np.pi / 2
         _add_points(canvas, x + r * np.cos(angle), y + r * np.sin(angle), amplitude[:, None] * colour[None])
-    if excess > BLEED_FACTOR:   # the columns of the saturated bands: a trail up and down, saturated after the PSF
+    if excess > BLEED_FACTOR:  # the columns of the saturated bands: a trail up and down, saturated after the PSF
         bleed_len = min(seeing * (2 * np.log2(excess / BLEED_FACTOR) + 2), canvas.shape[-2] / 2)
         rows = np.arange(-bleed_len, bleed_len + 1)
         level = 3.0 * saturation * seeing * (colour * excess > 0.7 * BLEED_FACTOR)
         _add_points(canvas, np.full(rows.shape, x), y + rows, np.repeat(level[None], len(rows), axis=0))
 
 
-def draw_stars(rng: np.random.Generator, canvas: np.ndarray, density: float, seeing: float, saturated_at: float,
-               saturation: float, near: tuple[float, float, float] | None = None, scale: float = 1.0) -> np.ndarray:
+def draw_stars(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    density: float,
+    seeing: float,
+    saturated_at: float,
+    saturation: float,
+    near: tuple[float, float, float] | None = None,
+    scale: float = 1.0,
+) -> np.ndarray:
     """Paint a Poisson(``density``) number of field stars anywhere on the canvas (they may sit on the galaxy, as
     real foreground stars do); with ``near`` = (x, y, radius), one more, bright star is put at ``radius`` to 2 x
-    ``radius`` px of (x, y) (a foreground star beside the target).  ``scale``: image size / 256.  ``saturated_at``: the r-band flux from which
+    ``radius`` px of (x, y) (a foreground star beside the target).  ``scale``: image size / 256.  ``saturated_at``: the
+    r-band flux from which
     a star's core saturates (:func:`sat_flux`).  Returns the saturated stars as (n, 3) rows (x, y,
     flux / ``saturated_at``) for :func:`paint_cores`."""
     H, W = canvas.shape[-2:]
     n = int(rng.poisson(density))
     x, y = rng.uniform(-0.5, W - 0.5, n), rng.uniform(-0.5, H - 0.5, n)
-    fluxes = draw_fluxes(rng, n) * scale ** 2     # the same surface brightness in sky sigmas at any image size
+    fluxes = draw_fluxes(rng, n) * scale**2  # the same surface brightness in sky sigmas at any image size
     if near is not None:
         angle, dist = rng.uniform(0, 2 * np.pi), near[2] * rng.uniform(1.0, 2.0)
         x = np.append(x, near[0] + dist * np.cos(angle))
@@ -153,20 +173,21 @@ def draw_stars(rng: np.random.Generator, canvas: np.ndarray, density: float, see
     return np.stack([x[saturating], y[saturating], fluxes[saturating] / saturated_at], axis=1)
 
 
-def paint_cores(rng: np.random.Generator, canvas: np.ndarray, cores: np.ndarray, seeing: float,
-                saturation: float) -> None:
+def paint_cores(
+    rng: np.random.Generator, canvas: np.ndarray, cores: np.ndarray, seeing: float, saturation: float
+) -> None:
     """After the PSF: the violet centres of saturated stars, ``cores`` = (n, 3) rows of (x, y, flux / sat_flux).
     A compact spot (sigma 0.35 x the seeing FWHM) twice as bright as the star's peak, so the violet covers the
     inner core and the star's own colour the rest, as in the SDSS composites."""
     sigma = 0.35 * seeing
     half = int(np.ceil(3 * sigma))
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     H, W = canvas.shape[-2:]
     for x, y, excess in cores:
         ix, iy = int(round(x)), int(round(y))
-        spot = np.exp(-0.5 * ((xx - (x - ix)) ** 2 + (yy - (y - iy)) ** 2) / sigma ** 2)
+        spot = np.exp(-0.5 * ((xx - (x - ix)) ** 2 + (yy - (y - iy)) ** 2) / sigma**2)
         colour = core_colours(rng, 1)[0] * 2.0 * max(excess, 1.0) * saturation
         ys, xs = slice(max(iy - half, 0), min(iy + half + 1, H)), slice(max(ix - half, 0), min(ix + half + 1, W))
         if ys.start < ys.stop and xs.start < xs.stop:
-            cut = spot[ys.start - iy + half:ys.stop - iy + half, xs.start - ix + half:xs.stop - ix + half]
+            cut = spot[ys.start - iy + half : ys.stop - iy + half, xs.start - ix + half : xs.stop - ix + half]
             canvas[:, ys, xs] += (colour[:, None, None] * cut).astype(canvas.dtype)
