@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Score a trained OneFormer on a split and write metrics.json (thin CLI over src.evaluate).
+"""Score a trained OneFormer on a split and write metrics.json (thin CLI over src.evaluation.evaluate).
 
     python compute_scores.py --model safetensors/NAME --data-root DIR [--split test]
         [--task semantic|instance|panoptic|all ...] [--out M.json] [--predictions-out predictions.json]
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from src.cli import add_output_options, run_cli, setup_logging
-from src.evaluate import TASKS, evaluate, format_table, write_metrics
+from src.evaluation.evaluate import TASKS, evaluate, format_table, write_metrics
 
 logger = logging.getLogger("src.compute_scores")
 
@@ -173,7 +173,7 @@ def metrics_path(args) -> Path:
     """Where the metrics go: ``--out``, else beside the model (an export folder: ``MODEL/metrics.json``, whose model
     card then shows them; a ``.safetensors`` file: ``NAME.metrics.json``).  Never the current folder by default.
     An existing file is replaced only when it holds the metrics of an earlier run (a warning says so)."""
-    from src.model import resolve_model_source
+    from src.modelling.model import resolve_model_source
 
     if args.out is not None:
         path = Path(args.out)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Segment and classify galaxies in your own images with a trained model — thin CLI over ``src.predict``
+"""Segment and classify galaxies in your own images with a trained model — thin CLI over ``src.inference.predict``
 (``python predict.py --help``).
 
     python predict.py --model safetensors/NAME INPUT... --out DIR [--task semantic|instance|panoptic] [--tta]
@@ -9,7 +9,7 @@
 Several processes: ``accelerate launch predict.py ...`` (or ``torchrun --nproc_per_node N predict.py ... --cpu``).
 """
 
-from src.predict import main
+from src.inference.predict import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

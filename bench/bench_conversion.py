@@ -25,11 +25,11 @@ import real_scale  # noqa: E402
 
 
 def geometry_seconds(root: Path) -> float:
-    """Seconds of ``src.conversion.geometry_problems`` on the bench's polygons (no images: nominal 256 px)."""
+    """Seconds of ``src.data.conversion.geometry_problems`` on the bench's polygons (no images: nominal 256 px)."""
     import numpy as np
 
-    from src.conversion import geometry_problems
-    from src.via import VIA_FILES, entry_regions, load_via, region_polygon
+    from src.data.conversion import geometry_problems
+    from src.data.via import VIA_FILES, entry_regions, load_via, region_polygon
 
     polygons = [region_polygon(entry_regions(entry)[0]) for rel in VIA_FILES for entry in load_via(root / rel).values()]
     shapes = np.full((len(polygons), 2), 256)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src import demo  # noqa: E402
 from src.classes import LABEL2ID  # noqa: E402
-from src.model import PRESETS, set_training_mode  # noqa: E402
+from src.modelling.model import PRESETS, set_training_mode  # noqa: E402
 
 SPIRAL, BARRED = LABEL2ID["spiral"], LABEL2ID["spiral barred"]
 
@@ -42,7 +42,7 @@ SPIRAL, BARRED = LABEL2ID["spiral"], LABEL2ID["spiral barred"]
 @torch.no_grad()
 def spiral_auc(model, processor, dataset) -> tuple[float, int]:
     """ROC AUC of p(SB) / (p(S) + p(SB)) (most galaxy-like query, semantic task) over the S and SB images."""
-    from src.inference import forward
+    from src.inference.segmentation import forward
 
     scores, barred = [], []
     items = [dataset[i] for i in range(len(dataset))]
@@ -64,7 +64,7 @@ def mode_gap(model, processor, data_root, n: int = 16) -> dict:
     """Class cross-entropy (weighted as in training) of ``n`` validation crops in eval and in training mode."""
     import transformers.models.oneformer.modeling_oneformer as oneformer
 
-    from src.dataset import GalaxyDataset
+    from src.data.datasets import GalaxyDataset
 
     dataset = GalaxyDataset(data_root, "val", processor, task="semantic", augment=False, crop_size=128)
     items = [dataset[i] for i in range(min(n, len(dataset)))]
@@ -136,9 +136,9 @@ def main(argv=None) -> None:
     output = args.keep or Path(tempfile.mkdtemp(prefix="bench_demo_quality_"))
     demo_args.output, demo_args.minutes, demo_args.seed = output, args.minutes, args.seed
 
-    from src.evaluate import evaluate, ground_truth_dataset
-    from src.model import load_model
-    from src.train import train
+    from src.evaluation.evaluate import evaluate, ground_truth_dataset
+    from src.modelling.model import load_model
+    from src.training.train import train
 
     start = time.monotonic()
     result = train(demo.train_settings(demo_args))
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     auc, n_spirals = spiral_auc(model, processor, ground_truth_dataset(args.data_root, "test"))
     gap = mode_gap(model, processor, args.data_root)
     if args.keep is None:
-        from src.train import run_dir
+        from src.training.train import run_dir
 
         shutil.rmtree(output, ignore_errors=True)
         shutil.rmtree(run_dir(output), ignore_errors=True)

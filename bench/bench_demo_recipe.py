@@ -28,7 +28,7 @@ from src import demo  # noqa: E402
 
 
 def score(folder: Path, data_root: Path) -> tuple[float, float]:
-    from src.evaluate import evaluate
+    from src.evaluation.evaluate import evaluate
 
     metrics = evaluate(str(folder), data_root, "test", tasks=("semantic", "instance"), progress=False, device="cpu")
     figures = demo.headline(metrics)
@@ -64,8 +64,8 @@ def main(argv=None):
         if getattr(args, name) is not None:
             setattr(demo_args, name, getattr(args, name))
 
-    from src.model import save_export
-    from src.train import run_dir, train
+    from src.modelling.model import save_export
+    from src.training.train import run_dir, train
 
     start = time.monotonic()
     result = train(demo.train_settings(demo_args))
@@ -79,7 +79,7 @@ def main(argv=None):
     exported = score(output, args.data_root)
     last = exported
     if demo_args.ema_decay:
-        from src.model import load_processor
+        from src.modelling.model import load_processor
 
         last_folder = output.parent / "last"
         save_export(result["last_weights"], load_processor(output), last_folder)

@@ -80,10 +80,10 @@ def original_window_seconds(
     """Median seconds of one sliding-window step of the original method, and the frame's shape."""
     import torch
 
+    from src.data.sources import discover
     from src.field.frame import open_frame
-    from src.inference import forward, semantic_maps
-    from src.model import load_model
-    from src.sources import discover
+    from src.inference.segmentation import forward, semantic_maps
+    from src.modelling.model import load_model
 
     torch.set_num_threads(threads)
     [source] = discover(frame_paths).sources
@@ -113,7 +113,7 @@ def make_big(out_dir: Path, stem: str, repeat: int) -> None:
     """An ``repeat`` x ``repeat`` mosaic of a synthetic field's FITS bands: ``big_{g,r,i}.fits`` with a TAN WCS."""
     from astropy.io import fits
 
-    from src.images import tan_header, write_fits
+    from src.data.images import tan_header, write_fits
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for band in "gri":

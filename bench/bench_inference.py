@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.inference import forward  # noqa: E402
-from src.model import count_parameters, load_model  # noqa: E402
+from src.inference.segmentation import forward  # noqa: E402
+from src.modelling.model import count_parameters, load_model  # noqa: E402
 
 
 def synthetic_batch(batch_size: int, size: int, seed: int = 0) -> list[np.ndarray]:

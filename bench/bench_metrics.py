@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.evaluate import coco_results  # noqa: E402
-from src.metrics import (  # noqa: E402
+from src.evaluation.evaluate import coco_results  # noqa: E402
+from src.evaluation.metrics import (  # noqa: E402
     COCO_BACKENDS,
     PanopticAccumulator,
     coco_ground_truth,

@@ -6,8 +6,8 @@
     .venv/bin/python bench/bench_pipeline.py --presets swin-tiny --tasks random --workers 2 --prefetch 8 --in-memory
 
 Data: ``--n`` synthetic GZ2 cutouts (``src.synthetic``: the real formats, real-like polygons of 30-80 vertices),
-converted with ``src.conversion``; cached in ``data/bench_pipeline_<n>_<size>/``.  The training split is read as
-``src.train`` reads it: JPEG decode and polygon masks, resize to ``--image-size`` + flips / 90-degree rotations
+converted with ``src.data.conversion``; cached in ``data/bench_pipeline_<n>_<size>/``.  The training split is read as
+``src.training.train`` reads it: JPEG decode and polygon masks, resize to ``--image-size`` + flips / 90-degree rotations
 (albumentations), then the collator: OneFormer encoding (normalisation, binary masks, padding, task and text
 tokens; ``num_text`` = queries - n_ctx = 134 prompts per image for swin-tiny, 24 for galaxy-small) and collation.
 
@@ -39,9 +39,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.dataset import GalaxyDataset, OneFormerCollator, load_stats, loader_worker_init  # noqa: E402
-from src.model import build_config, build_processor  # noqa: E402
-from src.train import EpochSampler  # noqa: E402
+from src.data.datasets import GalaxyDataset, OneFormerCollator, load_stats, loader_worker_init  # noqa: E402
+from src.modelling.model import build_config, build_processor  # noqa: E402
+from src.training.train import EpochSampler  # noqa: E402
 
 
 class ProcessorCallCollator(OneFormerCollator):
@@ -67,7 +67,7 @@ class ProcessorCallCollator(OneFormerCollator):
 
 def bench_data(n: int, size: int) -> Path:
     """``n`` synthetic cutouts of ``size`` px, converted (split + statistics); made once."""
-    from src.conversion import convert
+    from src.data.conversion import convert
     from src.synthetic import generate
 
     root = REPO / "data" / f"bench_pipeline_{n}_{size}"

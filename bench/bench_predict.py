@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_predict.py --model galaxy-small --n 64 --batch-size 8 --workers 1 --threads 2
 
 Inputs: ``--n`` synthetic 256 px JPEG cutouts (``src.synthetic``, cached under ``data/bench_predict/``).
-End to end: ``src.predict.predict`` on them with the model already loaded: DataLoader reading, the processor and
+End to end: ``src.inference.predict.predict`` on them with the model already loaded: DataLoader reading, the processor
+and
 the forward pass, class probabilities, objects, segmentation PNGs, records, the merged catalog and report.
 Bare: ``bench/bench_inference.py``'s timed loop (processor encoding + forward pass of a ready batch, no
 post-processing) on images of the same size and batch.  The two alternate over ``--repeats`` rounds; the
@@ -30,8 +31,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_inference import run as bare_run  # noqa: E402
 from bench_inference import synthetic_batch
 
-from src.model import count_parameters, load_model  # noqa: E402
-from src.predict import PredictConfig, predict  # noqa: E402
+from src.inference.predict import PredictConfig, predict  # noqa: E402
+from src.modelling.model import count_parameters, load_model  # noqa: E402
 
 
 def cutouts(n: int, size: int) -> Path:

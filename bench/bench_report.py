@@ -1,7 +1,7 @@
-"""Size and time of the interactive report (``src.report``) of a large frame: a run folder made here, as
+"""Size and time of the interactive report (``src.inference.report``) of a large frame: a run folder made here, as
 ``predict.py --field`` writes one (an N x N JPEG frame of noisy sky with M elliptical objects, its 16-bit object
 map, one record with M catalog rows, ``predict_report.json``), then ``write_report`` timed.  Noise is the worst
-case for the JPEG's size.  Prints the page's size in MB last (limit: ``src.report.MAX_BYTES``, 20 MB).
+case for the JPEG's size.  Prints the page's size in MB last (limit: ``src.inference.report.MAX_BYTES``, 20 MB).
 
     .venv/bin/python bench/bench_report.py [--size 8192] [--objects 3000] [--root data/bench_report]
 """
@@ -19,13 +19,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.classes import GALAXY_CLASSES  # noqa: E402
-from src.objects import PROB_COLUMNS  # noqa: E402
+from src.inference.objects import PROB_COLUMNS  # noqa: E402
 
 
 def make_run(root: Path, size: int, n_objects: int, seed: int = 0) -> Path:
     from scipy import ndimage
 
-    from src.images import write_jpeg, write_png
+    from src.data.images import write_jpeg, write_png
 
     rng = np.random.default_rng(seed)
     frame = np.empty((size, size, 3), np.uint8)
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=3000, help="objects drawn (default 3000)")
     parser.add_argument("--root", default="data/bench_report", help="where the run folder is made")
     args = parser.parse_args()
-    from src.report import MAX_BYTES, write_report
+    from src.inference.report import MAX_BYTES, write_report
 
     tic = time.perf_counter()
     out = make_run(Path(args.root), args.size, args.objects)

@@ -5,7 +5,7 @@
 
 Bare = forward + backward + clip + AdamW step on one pre-collated batch, repeated.  Pipeline = the same step fed by
 the training DataLoader (GalaxyDataset from 256 px JPEG cutouts, resize, flips/rotations, random task,
-OneFormerProcessor encoding), as in ``src.train``.  Both in img/s over ``--steps`` steps after ``--warmup``
+OneFormerProcessor encoding), as in ``src.training.train``.  Both in img/s over ``--steps`` steps after ``--warmup``
 untimed ones; the last line is the figure.
 With ``--device cuda`` (GPU machine) it also reports bf16 vs fp32 and the peak GPU memory.
 """
@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.dataset import GalaxyDataset, load_stats, loader_worker_init  # noqa: E402
-from src.model import count_parameters, load_model, set_training_mode  # noqa: E402
-from src.train import EpochSampler  # noqa: E402
+from src.data.datasets import GalaxyDataset, load_stats, loader_worker_init  # noqa: E402
+from src.modelling.model import count_parameters, load_model, set_training_mode  # noqa: E402
+from src.training.train import EpochSampler  # noqa: E402
 from tests.tiny_data import write_tiny_splits  # noqa: E402
 
 
@@ -81,7 +81,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--task", default="random")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--no-pin-memory", action="store_true", help="GPU: no pinned host memory (src.train pins it)")
+    p.add_argument(
+        "--no-pin-memory", action="store_true", help="GPU: no pinned host memory (src.training.train pins it)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -101,7 +103,7 @@ def main(argv=None):
         sampler=EpochSampler(len(dataset), 0),
         collate_fn=dataset.collator(training=True),
         num_workers=args.workers,
-        pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.train
+        pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.training.train
         worker_init_fn=loader_worker_init if args.workers else None,
     )
     fixed = next(iter(loader))

@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/bench_tta.py --model safetensors/galaxy_demo --data-root data/synthetic --split test
 
-For each image of the split (native size, ground truth from ``src.dataset.GalaxyDataset``), the semantic task's
-per-pixel class probabilities come from ``src.inference.segment`` once without and once with the 8 flips / 90°
+For each image of the split (native size, ground truth from ``src.data.datasets.GalaxyDataset``), the semantic task's
+per-pixel class probabilities come from ``src.inference.segmentation.segment`` once without and once with the 8 flips /
+90°
 rotations.  Scored for each:
 
-* the seed protocol (``src.metrics.semantic_report``: mIoU, Dice, image accuracy) on the argmax maps;
+* the seed protocol (``src.evaluation.metrics.semantic_report``: mIoU, Dice, image accuracy) on the argmax maps;
 * pixel ECE: expected calibration error of the per-pixel top-class probability (15 equal-width bins, all pixels;
   also over the ground-truth galaxy pixels only), and the mean negative log-likelihood of the true class;
-* object ECE: for each image, the predicted object (``src.objects``, as in the catalog) that overlaps the annotated
+* object ECE: for each image, the predicted object (``src.inference.objects``, as in the catalog) that overlaps the
+  annotated
   galaxy most; its top ``p_<class>`` against its class being the annotated one (10 bins); images where no object
   overlaps the galaxy are counted apart.
 
@@ -30,11 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.classes import GALAXY_CLASSES  # noqa: E402
-from src.evaluate import ground_truth_dataset  # noqa: E402
-from src.inference import segment  # noqa: E402
-from src.metrics import ConfusionAccumulator, semantic_report  # noqa: E402
-from src.model import load_model  # noqa: E402
-from src.objects import measure_objects, object_map_semantic  # noqa: E402
+from src.evaluation.evaluate import ground_truth_dataset  # noqa: E402
+from src.evaluation.metrics import ConfusionAccumulator, semantic_report  # noqa: E402
+from src.inference.objects import measure_objects, object_map_semantic  # noqa: E402
+from src.inference.segmentation import segment  # noqa: E402
+from src.modelling.model import load_model  # noqa: E402
 
 
 class Calibration:

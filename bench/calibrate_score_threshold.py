@@ -3,9 +3,10 @@
     .venv/bin/python bench/calibrate_score_threshold.py --model safetensors/galaxy_demo --data-root data/synthetic \
         --split val [--limit 200]
 
-For each image of the split (native size, ground truth from ``src.dataset.GalaxyDataset``), the model is run once
-on the instance task (``src.inference.segment``, as ``predict.py`` does); then, for each threshold, the objects are
-made by predict.py's own rule (``src.objects.object_map_instance``: score >= threshold, one owner per pixel,
+For each image of the split (native size, ground truth from ``src.data.datasets.GalaxyDataset``), the model is run once
+on the instance task (``src.inference.segmentation.segment``, as ``predict.py`` does); then, for each threshold, the
+objects are
+made by predict.py's own rule (``src.inference.objects.object_map_instance``: score >= threshold, one owner per pixel,
 ``OVERLAP``, ``MIN_AREA``) and matched one to one to the annotated objects (IoU >= 0.5, class ignored: the question
 is whether the galaxy is found).  Per threshold: precision, recall, F1; and the recall of the central galaxy (the
 annotated object nearest the image centre; the real data hold one per cutout).  The last line gives the threshold
@@ -22,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.inference import segment  # noqa: E402
-from src.objects import MIN_AREA, OVERLAP, SCORE_THRESHOLD, object_map_instance  # noqa: E402
+from src.inference.objects import MIN_AREA, OVERLAP, SCORE_THRESHOLD, object_map_instance  # noqa: E402
+from src.inference.segmentation import segment  # noqa: E402
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
@@ -89,8 +90,8 @@ def calibrate(model, processor, dataset, thresholds=THRESHOLDS, batch_size: int 
 
 
 def main(argv=None) -> None:
-    from src.evaluate import ground_truth_dataset
-    from src.model import load_model
+    from src.evaluation.evaluate import ground_truth_dataset
+    from src.modelling.model import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)

@@ -19,13 +19,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.images import read_rgb  # noqa: E402
+from src.data.sources import Source  # noqa: E402
 from src.field.cutout import candidates  # noqa: E402
 from src.field.detect import detect  # noqa: E402
 from src.field.evaluate import annotation_path  # noqa: E402
 from src.field.frame import RgbFrame, open_frame  # noqa: E402
 from src.field.score import MaskEncoder, load_truth, match  # noqa: E402
-from src.images import read_rgb  # noqa: E402
-from src.sources import Source  # noqa: E402
 
 
 def frames(image: dict):

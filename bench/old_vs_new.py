@@ -11,7 +11,7 @@ see the same packages, data and model:
 * ``train``: the demo's training (each tree's own ``src.demo`` settings, i.e. its own recipe) on the demo's split
   files (``--data-root``, from ``make demo``) for ``--minutes`` of wall clock; the figure is the optimiser steps
   done.
-* ``predict``: ``src.predict.predict`` on ``--n`` synthetic 256 px cutouts with the model already loaded (as
+* ``predict``: ``src.inference.predict.predict`` on ``--n`` synthetic 256 px cutouts with the model already loaded (as
   ``bench/bench_predict.py``), each tree's default settings (precision, loader workers): reading, star
   measurements, the model, catalog and files; cutouts per second.
 * ``convert``: ``python -m src.conversion --data-root COPY --quiet`` on a copy of the demo's data; seconds.
@@ -42,7 +42,7 @@ REPO = HERE.parents[1]
 # ------------------------------------------------------------------------------------ one measurement, one tree
 def measure_train(args) -> float:
     from src import demo
-    from src.train import run_dir, train
+    from src.training.train import run_dir, train
 
     demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"])
     demo.resolve_scene_defaults(demo_args)
@@ -57,8 +57,8 @@ def measure_train(args) -> float:
 def measure_predict(args) -> float:
     import torch
 
-    from src.model import load_model
-    from src.predict import PredictConfig, predict
+    from src.inference.predict import PredictConfig, predict
+    from src.modelling.model import load_model
 
     torch.set_num_threads(2)
     inputs = sorted(str(p) for p in (args.cutouts / "original" / "zoo2Main").glob("*.jpg"))[: args.n]

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=150, help="cutouts per data root (the first N of the split)")
     parser.add_argument("--by-pedestal", action="store_true")
     args = parser.parse_args(argv)
-    from src.evaluate import ground_truth_dataset
+    from src.evaluation.evaluate import ground_truth_dataset
 
     for root in args.roots:
         data = ground_truth_dataset(root, args.split, limit=args.n)

@@ -6,10 +6,12 @@ probabilities, and the speed of each.
                                                [--split test] [--batch-size 8] [--device cpu|cuda]
                                                [--compare precision|patches] [--precision fp32|bf16]
 
-Each image of the split goes through ``src.inference.segment`` (what ``predict.py`` runs) once per variant; the
+Each image of the split goes through ``src.inference.segmentation.segment`` (what ``predict.py`` runs) once per
+variant; the
 label of a pixel is the argmax of its class probabilities.  ``--compare precision`` (default): float32 against
 bf16 autocast.  ``--compare patches``: transformers' own OneFormer (its deformable attention, no
-``src.patches`` hooks) against the model as ``src.model.load_model`` patches it, both at ``--precision``
+``src.modelling.patches`` hooks) against the model as ``src.modelling.model.load_model`` patches it, both at
+``--precision``
 (default fp32).  Printed: the share of pixels with the same label (target >= 99.5 %), the largest and the
 99.9th-percentile absolute difference of a class probability, and the images per second of the segmentation
 (forward pass + probabilities) of each variant, 2 threads.  The last line is the figure: the label agreement.
@@ -30,11 +32,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.inference import segment, set_precision  # noqa: E402
-from src.model import load_model  # noqa: E402
-from src.patches import fast_deformable_attention, transformers_deformable_attention  # noqa: E402
-from src.splits import split_path  # noqa: E402
-from src.via import IMAGE_DIR  # noqa: E402
+from src.data.splits import split_path  # noqa: E402
+from src.data.via import IMAGE_DIR  # noqa: E402
+from src.inference.segmentation import segment, set_precision  # noqa: E402
+from src.modelling.model import load_model  # noqa: E402
+from src.modelling.patches import fast_deformable_attention, transformers_deformable_attention  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -3,9 +3,10 @@
     .venv/bin/python bench/profile_predict.py [--model safetensors/galaxy_demo] [--n 128] [--batch-size 8]
 
 Stages, in milliseconds per cutout, 2 threads, the demo's synthetic cutouts of ``bench/old_vs_new.py predict``
-(``data/bench_predict/old_vs_new``, made there): reading (``src.sources.load``), the star/galaxy measurements
+(``data/bench_predict/old_vs_new``, made there): reading (``src.data.sources.load``), the star/galaxy measurements
 (``src.field.stars.separate_image``; of it ``sep.extract`` with the project's deblending settings alone), and the
-segmentation (``src.inference.segment``: processor, forward pass at ``predict.py``'s automatic precision, class
+segmentation (``src.inference.segmentation.segment``: processor, forward pass at ``predict.py``'s automatic precision,
+class
 probabilities).  The last line is the sum, as cutouts per second with no overlap.
 """
 
@@ -20,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.sources import discover, load  # noqa: E402
 from src.field import detect  # noqa: E402
 from src.field.stars import separate_image  # noqa: E402
-from src.inference import resolve_precision, segment, set_precision  # noqa: E402
-from src.model import load_model  # noqa: E402
-from src.sources import discover, load  # noqa: E402
+from src.inference.segmentation import resolve_precision, segment, set_precision  # noqa: E402
+from src.modelling.model import load_model  # noqa: E402
 
 CUTOUTS = Path("data/bench_predict/old_vs_new/original/zoo2Main")
 

@@ -12,7 +12,8 @@ No real labels exist for these frames, so this checks behaviour, not a score.  C
 * ``hst``: ``astrocv_0.jpg`` and ``astrocv_xs_1_c.jpg`` (256 px crops of the HST deep field) and the 256 px tiles
   of ``astrocv.jpg`` on a grid (deeper and finer-sampled than SDSS: many large galaxies in every crop).
 
-Each crop goes through the model on the semantic task (``src.inference``), as the demo scores its test split.  The
+Each crop goes through the model on the semantic task (``src.inference.segmentation``), as the demo scores its test
+split.  The
 central object is sep's segment of the source at the tracked position (3 sigma, dilated by ``GROW`` px).  Per crop:
 ``found`` (at least ``FOUND_SHARE`` of the central segment is a galaxy class, E/S/SB/Se), ``artifact`` (the same
 with class A), ``outside`` (galaxy-class pixels outside the dilated central segment, as a multiple of the
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src.classes import COLOURS, ID2LABEL, LABEL2ID  # noqa: E402
-from src.images import read_rgb  # noqa: E402
+from src.data.images import read_rgb  # noqa: E402
 
 DEFAULT_FIELDS = REPO.parent / "shared" / "real" / "fields"
 CROP = 256
@@ -161,8 +162,8 @@ def run_model(path: str, crops: list[Crop], device=None, batch_size: int = 8) ->
     """Semantic class maps of every crop."""
     import torch
 
-    from src.inference import forward, pick_device, semantic_maps
-    from src.model import load_model
+    from src.inference.segmentation import forward, pick_device, semantic_maps
+    from src.modelling.model import load_model
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     device = pick_device(device)
@@ -246,7 +247,7 @@ def figure(path: Path, crops: list[Crop], maps: dict[str, list[np.ndarray]], pic
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from src.visual import save_figure
+    from src.evaluation.visual import save_figure
 
     labels = list(maps)
     groups = 3
@@ -295,7 +296,7 @@ def main(argv=None) -> int:
         action="append",
         required=True,
         metavar="LABEL=PATH",
-        help="a model to run (repeatable): LABEL=anything src.model.load_model accepts",
+        help="a model to run (repeatable): LABEL=anything src.modelling.model.load_model accepts",
     )
     parser.add_argument("--fields", type=Path, default=DEFAULT_FIELDS, help="folder of the real frames")
     parser.add_argument("--figure", type=Path, default=None, help="write the crops-and-predictions figure here")

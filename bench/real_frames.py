@@ -42,8 +42,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from src.data.images import read_rgb  # noqa: E402
 from src.field.detect import detect, detection_image  # noqa: E402
-from src.images import read_rgb  # noqa: E402
 
 DEFAULT_FIELDS = REPO.parent / "shared" / "real" / "fields"
 SDSS = "mask_galaxy_bench.jpg"

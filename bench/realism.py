@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.images import read_rgb  # noqa: E402
+from src.data.images import read_rgb  # noqa: E402
 from src.synthetic import realism  # noqa: E402
 from src.synthetic.generator import SCENES, render_cutout  # noqa: E402
 
@@ -84,7 +84,7 @@ GZ2_STD = np.array([14.7, 12.4, 8.7])
 
 
 def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """What the cutout looks like once written (PIL, as ``src.images.write_jpeg``) and read back."""
+    """What the cutout looks like once written (PIL, as ``src.data.images.write_jpeg``) and read back."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -216,7 +216,7 @@ def figure(path: Path, sets: dict[str, tuple[list, list, dict]], examples: dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from src.visual import save_figure
+    from src.evaluation.visual import save_figure
 
     names = list(sets)
     colours = dict(zip(names, ["black", "tab:orange", "tab:blue", "tab:green", "tab:red"]))

@@ -7,15 +7,16 @@ Stages (each one reused when its inputs are the same, so a re-run only re-prints
 
 1. **data**      ``n`` synthetic GZ2 cutouts (seed 0, 256 px, ``--scene sdss``) under ``--data-root``
                                                                                          (``src.synthetic``)
-2. **convert**   join + filters + 70/20/10 split + pixel statistics                    (``src.conversion``)
+2. **convert**   join + filters + 70/20/10 split + pixel statistics                    (``src.data.conversion``)
 3. **train**     the ``galaxy-small`` preset from random weights, ``--minutes`` of CPU time: random
                  semantic / instance task per image, whole cutouts (batch 2), classes drawn with weight
                  share ** -0.5, bf16 autocast, the moving average of the weights exported, validation on
-                 the first 100 images (``src.train``; ``--scene clean``: 128 px crops, batch 4, no class weight)
+                 the first 100 images (``src.training.train``; ``--scene clean``: 128 px crops, batch 4, no class
+                 weight)
 4. **score**     the test split, semantic task (seed protocol, standard mIoU) and instance task (COCO mask AP)
-                 -> ``OUTPUT/metrics.json``                                              (``src.evaluate``)
+                 -> ``OUTPUT/metrics.json``                                              (``src.evaluation.evaluate``)
 5. **figures**   ``OUTPUT/loss_curve.png``, ``OUTPUT/confusion_matrix.png`` (+ per-class IoU / AP bars),
-                 ``IMAGES/seg_comparison.png``, ``IMAGES/seginst_comparison.png``         (``src.visual``)
+                 ``IMAGES/seg_comparison.png``, ``IMAGES/seginst_comparison.png``         (``src.evaluation.visual``)
                  where IMAGES is ``--images-dir``, by default the model folder ``OUTPUT``, so that a run
                  leaves the checkout's tracked files alone; ``--readme-figures`` (``make figures``)
                  writes them to ``images/``, the README's figures
@@ -46,9 +47,9 @@ from pathlib import Path
 
 from src.atomic import write_json_atomic
 from src.cli import add_output_options
-from src.splits import file_sha256
+from src.data.splits import file_sha256
+from src.data.via import IMAGE_DIR, VIA_FILES
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
-from src.via import IMAGE_DIR, VIA_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
     wanted = fingerprint("convert", {"image_size": size, "stats": True}, data_files(data_root))
     if reusable(stamp, wanted, outputs) is not None:
         return {"skipped": True}
-    from src.conversion import convert, format_report
+    from src.data.conversion import convert, format_report
 
     _say("converting and splitting (70/20/10, stratified by class)")
     stamp.unlink(missing_ok=True)
@@ -176,7 +177,7 @@ def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
 
 
 def train_settings(args) -> dict:
-    """The ``src.train`` configuration of the demo model (the schedule is fitted to ``--minutes``)."""
+    """The ``src.training.train`` configuration of the demo model (the schedule is fitted to ``--minutes``)."""
     return dict(
         data_root=str(args.data_root),
         output=str(args.output),
@@ -204,7 +205,7 @@ def ensure_model(args) -> dict:
     """Train unless the model was trained from the same splits, settings and code (``--retrain`` forces it).  The
     run folder (``OUTPUT.run/``: checkpoints) is removed afterwards: a time-budgeted run is not meant to be
     resumed, and each checkpoint weighs three times the model."""
-    from src.train import run_dir
+    from src.training.train import run_dir
 
     output, data_root = Path(args.output), Path(args.data_root)
     settings = train_settings(args)
@@ -212,7 +213,7 @@ def ensure_model(args) -> dict:
     found = reusable(output / TRAIN_STAMP, wanted, [output / f for f in MODEL_FILES])
     if found is not None and not args.retrain:
         return {"skipped": True, **{k: v for k, v in found.items() if k not in ("fingerprint", "outputs")}}
-    from src.train import train
+    from src.training.train import train
 
     (output / TRAIN_STAMP).unlink(missing_ok=True)
     shutil.rmtree(run_dir(output), ignore_errors=True)  # a demo run starts afresh, never resumes
@@ -243,8 +244,8 @@ def ensure_model(args) -> dict:
 def ensure_metrics(args) -> tuple[dict, dict]:
     """Score the split (semantic + instance) unless scored from the same model, split and code (``--rescore``
     forces it).  ``metrics.json`` goes into the export, whose model card then shows the figures."""
-    from src.evaluate import evaluate, write_metrics
-    from src.splits import split_path
+    from src.data.splits import split_path
+    from src.evaluation.evaluate import evaluate, write_metrics
 
     output = Path(args.output)
     path = output / "metrics.json"
@@ -274,7 +275,7 @@ def ensure_metrics(args) -> tuple[dict, dict]:
 def make_figures(args, metrics: dict) -> dict:
     """Confusion matrix and per-class bars beside the model; the two comparison grids under ``--images-dir``.
     Drawn again unless drawn from the same metrics, model, settings and code (figures untouched since)."""
-    from src.splits import split_path
+    from src.data.splits import split_path
 
     output, images = Path(args.output), Path(args.images_dir)
     targets = {
@@ -299,7 +300,7 @@ def make_figures(args, metrics: dict) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from src.visual import compare_models, metrics_figures
+    from src.evaluation.visual import compare_models, metrics_figures
 
     label = f"{args.model_card} (synthetic)"
     for fig in metrics_figures({label: metrics}, out_dir=output).values():
@@ -366,7 +367,8 @@ def results_table(metrics: dict, model_label: str, scene: str = DEFAULT_SCENE) -
         f"{_f(h['dice']):>7}{_f(h['accuracy']):>7}{_f(h['original_ap']):>7}{_f(h['coco_ap']):>8}",
         rule,
         "mIoU / Dice / Acc: seed protocol (semantic task).  AP11: the original project's own 11-point AP routine",
-        "(instance task, quirks included, src.metrics.original_ap); COCO AP: mask AP .5:.95, a different measure.",
+        "(instance task, quirks included, src.evaluation.metrics.original_ap); "
+        "COCO AP: mask AP .5:.95, a different measure.",
         f"Synthetic scores say nothing about real data.  Standard semantic mIoU (all pixels, 6 classes): "
         f"{_f(h['std_miou'])}.",
         f"Target on synthetic: seed mIoU >= {TARGET['seed_miou']:.2f} "
@@ -445,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-balance",
         type=float,
         default=None,
-        help="draw training images with weight (share of their class) ** -X (src.train; default: "
+        help="draw training images with weight (share of their class) ** -X (src.training.train; default: "
         f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)",
     )
     p.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of the fitted schedule")

@@ -23,7 +23,7 @@ def real_dir() -> Path:
 def oracle():
     """A stand-in OneFormer that segments what it sees by colour (tests.oracle_model.ColourOracle) and the tiny
     preset's processor; modules needing other settings define their own ``oracle``."""
-    from src.model import build_config, build_processor
+    from src.modelling.model import build_config, build_processor
     from tests.oracle_model import ColourOracle
 
     processor = build_processor(None, config=build_config("galaxy-tiny"))

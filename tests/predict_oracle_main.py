@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.model import build_config, build_processor  # noqa: E402
-from src.predict import main  # noqa: E402
+from src.inference.predict import main  # noqa: E402
+from src.modelling.model import build_config, build_processor  # noqa: E402
 from tests.oracle_model import ColourOracle  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
-from src.images import ImageError, lupton_rgb, read_rgb, write_jpeg, write_png
+from src.data.images import ImageError, lupton_rgb, read_rgb, write_jpeg, write_png
 
 
 def test_write_json_atomic_leaves_no_partial_file(tmp_path):
@@ -81,7 +81,7 @@ def test_images_round_trip_and_clear_errors(tmp_path):
 def test_lupton_rgb_is_astropys_with_the_project_parameters():
     from astropy.visualization import make_lupton_rgb
 
-    from src.images import LUPTON_Q, LUPTON_STRETCH
+    from src.data.images import LUPTON_Q, LUPTON_STRETCH
 
     bands = np.random.default_rng(1).normal(0, 1, (3, 16, 16)).astype(np.float32) + 2
     expected = make_lupton_rgb(bands[2], bands[1], bands[0], minimum=0.0, stretch=LUPTON_STRETCH, Q=LUPTON_Q)

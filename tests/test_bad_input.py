@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.predict import main as predict_main
+from src.inference.predict import main as predict_main
 from tests.tiny_data import write_tiny_raw
 
 
@@ -225,7 +225,7 @@ def test_out_is_a_file(oracle, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ model folders
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-    from src.model import load_model, save_export
+    from src.modelling.model import load_model, save_export
 
     folder = tmp_path_factory.mktemp("export") / "model"
     save_export(*load_model("galaxy-tiny"), folder)
@@ -431,7 +431,7 @@ def raw(tmp_path_factory):
 
 @pytest.mark.parametrize("damage", CONVERSION, ids=lambda f: f.__name__.strip("_"))
 def test_bad_via_and_catalog(raw, tmp_path, capsys, damage):
-    from src.conversion import main as conversion_main
+    from src.data.conversion import main as conversion_main
 
     root = shutil.copytree(raw, tmp_path / "data")
     before = sorted(p.name for p in root.iterdir())

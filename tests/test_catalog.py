@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.catalog import CatalogError, find_catalog, load_catalog, parse_gz2_class, parse_gz2_classes
 from src.classes import BASE_CLASSES, GALAXY_CLASSES
+from src.data.catalog import CatalogError, find_catalog, load_catalog, parse_gz2_class, parse_gz2_classes
 
 
 @pytest.mark.parametrize(

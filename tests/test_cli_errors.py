@@ -10,8 +10,9 @@ from safetensors.torch import save_model
 from transformers import OneFormerForUniversalSegmentation
 
 import compute_scores
-from src import conversion, demo, download
-from src.model import build_config
+from src import demo
+from src.data import conversion, download
+from src.modelling.model import build_config
 from src.synthetic import __main__ as synthetic_cli
 from tests.tiny_data import write_tiny_raw, write_tiny_splits
 

@@ -60,7 +60,7 @@ def test_cli_console_lines_quiet_and_verbose(capsys, monkeypatch):
 
 
 def test_a_cli_off_a_terminal_prints_no_carriage_returns(tmp_path, capsys):
-    from src.conversion import main
+    from src.data.conversion import main
     from tests.tiny_data import write_tiny_raw
 
     root = write_tiny_raw(tmp_path, n=12, size=32)

@@ -7,8 +7,8 @@ import pytest
 import shapely
 from PIL import Image
 
-from src.conversion import SPLITS, convert, geometry_problems, stratified_split
-from src.via import load_via
+from src.data.conversion import SPLITS, convert, geometry_problems, stratified_split
+from src.data.via import load_via
 from tests.tiny_data import write_tiny_raw
 
 ROOT_FILES = (
@@ -192,7 +192,7 @@ def test_stats_match_numpy(tmp_path):
 
 
 def test_geometry_vectorised_matches_raster():
-    from src.via import polygon_area
+    from src.data.via import polygon_area
 
     rng = np.random.default_rng(0)
     polygons = []
@@ -211,7 +211,7 @@ def test_geometry_vectorised_matches_raster():
 def test_geometry_self_intersecting_polygons_are_rasterised():
     """A square drawn twice has a large shoelace area but covers almost no pixel (even-odd fill, as the dataset
     rasterises it): the area shortcut must not let it through.  Star-shaped polygons keep the shortcut."""
-    from src.via import polygon_area
+    from src.data.via import polygon_area
 
     twice = (np.array([10, 40, 40, 10] * 2, float), np.array([10, 10, 40, 40] * 2, float))
     t = np.arange(5) * 4 * np.pi / 5
@@ -281,7 +281,7 @@ def test_real_annotations_survive_conversion(tmp_path, real_dir):
 
 
 def test_even_odd_area_of_self_intersecting_polygons():
-    from src.conversion import even_odd_area
+    from src.data.conversion import even_odd_area
 
     bowtie = (np.array([0, 20, 20, 0], float), np.array([0, 20, 0, 20], float))  # two triangles of 100 px²
     assert even_odd_area(*bowtie) == pytest.approx(200.0)
@@ -297,8 +297,8 @@ def test_even_odd_area_of_self_intersecting_polygons():
 def test_geometry_bound_holds_for_the_real_self_intersecting_polygons(real_dir):
     """Every real self-intersecting polygon (153 of the 2,828 of the original test split): the even-odd area
     minus the boundary band never exceeds its raster, and the filter agrees with the raster at any threshold."""
-    from src.conversion import even_odd_area
-    from src.via import polygon_area
+    from src.data.conversion import even_odd_area
+    from src.data.via import polygon_area
 
     via = load_via(real_dir / "galaxy_test_via.json")
     polygons = [

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.dataset import DatasetError, GalaxyDataset, load_split, load_stats
-from src.model import build_config, build_processor
-from src.via import polygon_mask
+from src.data.datasets import DatasetError, GalaxyDataset, load_split, load_stats
+from src.data.via import polygon_mask
+from src.modelling.model import build_config, build_processor
 from tests.tiny_data import write_tiny_splits
 
 
@@ -262,7 +262,7 @@ def test_truncated_jpeg_is_caught_where_the_dataset_is_built_with_skip_bad(tmp_p
 
 
 def test_truncated_jpeg_is_caught_by_the_conversion_check(tmp_path):
-    from src.conversion import convert
+    from src.data.conversion import convert
     from tests.tiny_data import write_tiny_raw
 
     root = write_tiny_raw(tmp_path, n=10, size=64)

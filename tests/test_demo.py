@@ -8,8 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+from src.data.splits import file_sha256
 from src.demo import REAL_RESULTS, main
-from src.splits import file_sha256
 
 TINY_ARGS = [
     "--n",

@@ -14,10 +14,10 @@ from accelerate.data_loader import BatchSamplerShard
 from safetensors.torch import load_file
 from torch.utils.data import BatchSampler
 
-from src.dataset import GalaxyDataset, ShardBatches, load_stats
-from src.evaluate import evaluate
-from src.model import load_model, set_training_mode
-from src.train import EpochSampler, freeze_unused_parameters, list_checkpoints, run_dir, train
+from src.data.datasets import GalaxyDataset, ShardBatches, load_stats
+from src.evaluation.evaluate import evaluate
+from src.modelling.model import load_model, set_training_mode
+from src.training.train import EpochSampler, freeze_unused_parameters, list_checkpoints, run_dir, train
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]

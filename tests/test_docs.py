@@ -229,12 +229,12 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     } <= pages
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in (
-        "src.inference.segment",
-        "src.predict.predict",
+        "src.inference.segmentation.segment",
+        "src.inference.predict.predict",
         "src.field.run.predict_field",
-        "src.evaluate.evaluate",
-        "src.objects.find_objects",
-        "src.metrics.original_ap",
+        "src.evaluation.evaluate.evaluate",
+        "src.inference.objects.find_objects",
+        "src.evaluation.metrics.original_ap",
         "src.synthetic.generate",
     ):
         assert f'id="{name}"' in api, name  # rendered from the docstring, not a dangling reference

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from src.conversion import convert
-from src.download import DownloadError, Resource, download, extract_archive, fetch
+from src.data.conversion import convert
+from src.data.download import DownloadError, Resource, download, extract_archive, fetch
 from tests.tiny_data import write_tiny_raw
 
 

@@ -1,4 +1,4 @@
-"""src/evaluate.py and compute_scores.py on tiny data: known answers with an oracle model, files, CLI."""
+"""src/evaluation/evaluate.py and compute_scores.py on tiny data: known answers with an oracle model, files, CLI."""
 
 import contextlib
 import io
@@ -12,11 +12,11 @@ from pycocotools.cocoeval import COCOeval
 
 import compute_scores
 from src.classes import LABEL2ID
-from src.dataset import GalaxyDataset
-from src.evaluate import evaluate, format_table, normalise_tasks
-from src.inference import instance_predictions
-from src.metrics import coco_ground_truth
-from src.model import build_config, build_processor, load_model, save_export
+from src.data.datasets import GalaxyDataset
+from src.evaluation.evaluate import evaluate, format_table, normalise_tasks
+from src.evaluation.metrics import coco_ground_truth
+from src.inference.segmentation import instance_predictions
+from src.modelling.model import build_config, build_processor, load_model, save_export
 from tests.oracle_model import OracleModel
 from tests.tiny_data import write_tiny_splits
 
@@ -72,8 +72,8 @@ def test_instance_predictions_rank_and_resize():
 def test_instance_detections_of_one_query_share_one_mask_and_encoding():
     """Top-k pairs repeat queries: each query's mask is resized once, and the COCO results equal encoding every
     detection on its own."""
-    from src.evaluate import coco_results
-    from src.metrics import masks_to_rles
+    from src.evaluation.evaluate import coco_results
+    from src.evaluation.metrics import masks_to_rles
 
     generator = torch.Generator().manual_seed(0)
     classes = torch.randn((1, 4, 7), generator=generator)

@@ -4,11 +4,11 @@ card (README.md, Hugging Face conventions) with the figures of metrics.json."""
 import pytest
 import yaml
 
-from src.evaluate import write_metrics
-from src.model import check_export_folder, load_model, save_export
-from src.model_card import data_origin
-from src.splits import file_sha256
-from src.train import main
+from src.data.splits import file_sha256
+from src.evaluation.evaluate import write_metrics
+from src.modelling.model import check_export_folder, load_model, save_export
+from src.modelling.model_card import data_origin
+from src.training.train import main
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_export_replaces_the_whole_folder_or_nothing(tmp_path, tiny_model, monke
     def killed(staging, path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("src.model_card.write_model_card", killed)
+    monkeypatch.setattr("src.modelling.model_card.write_model_card", killed)
     with pytest.raises(KeyboardInterrupt):
         save_export(model, processor, folder)
     assert (folder / "metrics.json").is_file() and file_sha256(folder / "model.safetensors") == weights

@@ -40,7 +40,7 @@ def _probs_for(mask, class_id=2):
 # ------------------------------------------------------------------------------------------------ stamp rule
 def test_stamp_rule_matches_real_annotations(real_dir):
     """The stamp rule's constant is the median rasterised area of the real GZ2 test annotations."""
-    from src.via import entry_regions, load_via, polygon_area, region_polygon
+    from src.data.via import entry_regions, load_via, polygon_area, region_polygon
 
     areas = [
         polygon_area(*region_polygon(r), (256, 256))
@@ -162,10 +162,10 @@ def test_tile_grid_covers_the_frame_with_the_overlap():
 
 # ------------------------------------------------------------------------------------------------ scoring
 def test_sep_baseline_scores_on_a_tiny_field(tmp_path):
+    from src.data.images import read_rgb
     from src.field.frame import RgbFrame
     from src.field.run import FieldSettings, predict_field
     from src.field.score import FieldScorer, MaskEncoder, object_predictions
-    from src.images import read_rgb
 
     truth = load_truth(write_tiny_field(tmp_path, size=96))
     [image] = truth["images"]
@@ -276,7 +276,7 @@ def truth_name(class_id):
 
 # ------------------------------------------------------------------------------------------------ COCO training data
 def test_coco_field_dataset_crops_hold_the_objects(tmp_path):
-    from src.dataset import CocoFieldDataset, DatasetError
+    from src.data.datasets import CocoFieldDataset, DatasetError
 
     path = write_tiny_field(tmp_path, size=96)
     data = CocoFieldDataset(path, task="instance", crop_size=48, crops_per_image=3, augment=True, seed=1)
@@ -304,7 +304,7 @@ def test_coco_field_dataset_crops_hold_the_objects(tmp_path):
 
 
 def test_train_script_accepts_a_coco_file(tmp_path):
-    from src.train import main
+    from src.training.train import main
 
     fields = tmp_path / "fields"
     for k in range(2):

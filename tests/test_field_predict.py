@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from src.data.images import read_rgb
 from src.field.frame import RgbFrame
 from src.field.run import FieldSettings, measure, predict_field
 from src.field.score import FieldScorer, MaskEncoder, load_truth, object_predictions
-from src.images import read_rgb
 from tests.tiny_data import write_tiny_field
 
 
 @pytest.fixture(scope="module")
 def oracle():
-    from src.model import build_config, build_processor
+    from src.modelling.model import build_config, build_processor
     from tests.oracle_model import ColourOracle
 
     processor = build_processor(None, config=build_config("galaxy-tiny"))
@@ -108,7 +108,7 @@ def _fits_frame(folder, shape=(96, 120), nan_patch=(slice(60, 90), slice(80, 115
     """g, r, i band files with a TAN WCS: two round galaxies, the second under a blank (NaN) patch."""
     from astropy.wcs import WCS
 
-    from src.images import tan_header, write_fits
+    from src.data.images import tan_header, write_fits
 
     folder.mkdir(parents=True, exist_ok=True)
     header = tan_header(150.1, 2.2, shape)
@@ -130,7 +130,7 @@ def test_predict_field_cli_outputs(tmp_path, oracle, capsys):
     from astropy.io import fits
     from PIL import Image
 
-    from src.predict import main
+    from src.inference.predict import main
     from tests.oracle_model import ColourOracle
 
     write_tiny_field(tmp_path / "png", size=192, centres=CENTRES[:4], classes=CLASSES[:4], semi_axes=(10.0, 6.0))

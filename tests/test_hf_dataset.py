@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 
-from src.dataset import GalaxyDataset
-from src.hf_dataset import main
-from src.images import read_rgb
+from src.data.datasets import GalaxyDataset
+from src.data.hf_dataset import main
+from src.data.images import read_rgb
 from tests.tiny_data import write_tiny_splits
 
 

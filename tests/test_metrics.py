@@ -1,4 +1,4 @@
-"""Hand-made cases with known answers for src/metrics.py (no model)."""
+"""Hand-made cases with known answers for src/evaluation/metrics.py (no model)."""
 
 import contextlib
 import io
@@ -10,7 +10,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from src.classes import CLASS_NAMES, class_id
-from src.metrics import (
+from src.evaluation.metrics import (
     PanopticAccumulator,
     classification_report,
     coco_ground_truth,

@@ -11,8 +11,8 @@ from safetensors.torch import save_model
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
 from src.classes import CLASS_NAMES, ID2LABEL, NUM_LABELS
-from src.inference import forward
-from src.model import (
+from src.inference.segmentation import forward
+from src.modelling.model import (
     PRESETS,
     ModelSourceError,
     _new_model,
@@ -176,7 +176,7 @@ def test_input_projections_must_be_identities(tmp_path):
     untrained, unsaved, and garbage after loading.  Every preset avoids them; a config that needs them is refused."""
     from transformers import OneFormerConfig
 
-    from src.model import check_config
+    from src.modelling.model import check_config
 
     for name in PRESETS:
         config = build_config(name)

@@ -5,8 +5,15 @@ import torch
 from safetensors.torch import save_model
 from transformers import OneFormerForUniversalSegmentation
 
-import src.model
-from src.model import ModelSourceError, build_config, load_model, looks_local, resolve_model_source, save_export
+import src.modelling.model
+from src.modelling.model import (
+    ModelSourceError,
+    build_config,
+    load_model,
+    looks_local,
+    resolve_model_source,
+    save_export,
+)
 
 
 @pytest.fixture
@@ -24,7 +31,7 @@ def models(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError(f"the hub was asked for {args[1:2]}")
 
-    monkeypatch.setattr(src.model, "_from_source", no_network)
+    monkeypatch.setattr(src.modelling.model, "_from_source", no_network)
     return source
 
 
@@ -90,7 +97,7 @@ def test_bare_state_dict_preprocessing_matches_the_original_processor_settings(m
     import numpy as np
     from transformers import OneFormerImageProcessorPil
 
-    from src.model import DEFAULT_MEAN, DEFAULT_STD
+    from src.modelling.model import DEFAULT_MEAN, DEFAULT_STD
 
     mean, std = stats if stats is not None else (list(DEFAULT_MEAN), list(DEFAULT_STD))
     original = OneFormerImageProcessorPil(

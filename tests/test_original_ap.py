@@ -1,11 +1,12 @@
-"""The original project's AP (src.metrics.original_ap): each quirk of its routine on a hand-made case, worked out
+"""The original project's AP (src.evaluation.metrics.original_ap): each quirk of its routine on a hand-made case,
+worked out
 by hand, beside what the COCO AP says of the same predictions."""
 
 import numpy as np
 import pytest
 
 from src.classes import LABEL2ID
-from src.metrics import (
+from src.evaluation.metrics import (
     coco_ground_truth,
     coco_mask_ap,
     mask_to_rle,
@@ -122,9 +123,9 @@ def test_iou_is_with_the_ground_truth_object_of_the_predicted_class():
 
 def test_evaluate_reports_it_beside_coco_ap(tmp_path):
     """Through ``evaluate``: HF's instance segments of an oracle model (the truth) -> original AP 1, beside COCO."""
-    from src.dataset import GalaxyDataset
-    from src.evaluate import evaluate, format_table
-    from src.model import build_config, build_processor
+    from src.data.datasets import GalaxyDataset
+    from src.evaluation.evaluate import evaluate, format_table
+    from src.modelling.model import build_config, build_processor
     from tests.oracle_model import OracleModel
     from tests.tiny_data import write_tiny_splits
 

@@ -1,4 +1,5 @@
-"""src/patches.py: the fast deformable attention agrees with transformers' own, the layout hook changes nothing."""
+"""src/modelling/patches.py: the fast deformable attention agrees with transformers' own, the layout hook changes
+nothing."""
 
 import copy
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from transformers.models.oneformer import modeling_oneformer
 
-from src.patches import (
+from src.modelling.patches import (
     contiguous_attention_inputs,
     fast_deformable_attention,
     install_fast_deformable_attention,
@@ -39,7 +40,7 @@ def test_fast_deformable_attention_matches_transformers(shapes):
 
 
 def test_load_model_installs_the_patches():
-    from src.model import load_model
+    from src.modelling.model import load_model
 
     model, _ = load_model("galaxy-tiny")
     assert modeling_oneformer.multi_scale_deformable_attention is fast_deformable_attention
@@ -51,7 +52,7 @@ def test_load_model_installs_the_patches():
 
 
 def test_contiguous_attention_inputs_changes_no_value():
-    from src.model import _new_model, build_config, set_training_mode
+    from src.modelling.model import _new_model, build_config, set_training_mode
 
     torch.manual_seed(0)
     plain = _new_model(build_config("galaxy-tiny"))
@@ -70,7 +71,7 @@ def test_contiguous_attention_inputs_changes_no_value():
 
 
 def test_unweighted_query_attention_same_output_and_training_untouched():
-    from src.model import _new_model, build_config, set_training_mode
+    from src.modelling.model import _new_model, build_config, set_training_mode
 
     torch.manual_seed(0)
     plain = _new_model(build_config("galaxy-tiny"))

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from src.classes import CLASS_NAMES, COLOURS
-from src.model import build_config, build_processor
-from src.objects import PROB_COLUMNS, write_catalog
-from src.predict import PredictConfig, main, predict
+from src.inference.objects import PROB_COLUMNS, write_catalog
+from src.inference.predict import PredictConfig, main, predict
+from src.modelling.model import build_config, build_processor
 from tests.oracle_model import ColourOracle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def planted_frame(folder: Path, shape=(80, 96), sky_sigma=(0.004, 0.005, 0.008),
     """g, r, i band files (nanomaggy-like units) with a TAN WCS and a round galaxy at a known sky position."""
     from astropy.io import fits
 
-    from src.images import write_fits
+    from src.data.images import write_fits
 
     wcs = _wcs(shape)
     target = (150.1 - 10.0 / 3600, 2.2 + 4.0 / 3600)  # 10" (in RA) west, 4" north of the reference
@@ -177,7 +177,7 @@ def test_fits_sky_position_and_wcs_of_the_segmentation(bright_oracle, tmp_path):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from src.images import TRAINING_SKY_SIGMA
+    from src.data.images import TRAINING_SKY_SIGMA
 
     (tmp_path / "in").mkdir()
     wcs, target, (x0, y0) = planted_frame(tmp_path / "in")
@@ -215,7 +215,7 @@ def test_synthetic_fits_frames_land_on_the_catalog_position(oracle, tmp_path):
     its pixel offset from the centre, as the WCS says)."""
     from astropy.coordinates import SkyCoord
 
-    from src.catalog import load_catalog
+    from src.data.catalog import load_catalog
     from src.synthetic import generate
 
     generate(tmp_path / "data", n=3, seed=4, size=96, progress=False, fits=True)
@@ -242,7 +242,7 @@ def test_bad_inputs(bright_oracle, scenes, tmp_path, capsys):
     oracle = bright_oracle
     from astropy.io import fits
 
-    from src.images import write_fits
+    from src.data.images import write_fits
 
     root, _ = scenes
     bad = tmp_path / "bad"
@@ -476,7 +476,7 @@ def test_killed_run_resumes_to_the_same_catalog(many, oracle, tmp_path):
 def test_cli_with_an_exported_model(scenes, tmp_path):
     """A (random) galaxy-small export loaded from its folder, through the CLI's main: every output is written.
     (Not galaxy-tiny: with random weights its outputs overflow to NaN on some inputs, which predict reports.)"""
-    from src.model import load_model, save_export
+    from src.modelling.model import load_model, save_export
 
     root, _ = scenes
     model, processor = load_model("galaxy-small")
@@ -524,8 +524,8 @@ def test_class_probabilities_agree_with_the_semantic_post_processing():
     """Their argmax is HF's semantic map (same mixture); they sum to 1; odd sizes come back at their own size."""
     import torch
 
-    from src.inference import class_probabilities, forward, semantic_maps
-    from src.model import load_model
+    from src.inference.segmentation import class_probabilities, forward, semantic_maps
+    from src.modelling.model import load_model
 
     model, processor = load_model("galaxy-small")
     rng = np.random.default_rng(0)
@@ -549,8 +549,8 @@ def test_pixels_no_query_claims_are_background_not_the_argmax_of_noise():
     import torch
 
     from src.classes import LABEL2ID
-    from src.inference import MIN_CLAIM, class_probabilities, semantic_maps
-    from src.model import build_processor
+    from src.inference.segmentation import MIN_CLAIM, class_probabilities, semantic_maps
+    from src.modelling.model import build_processor
 
     spiral = LABEL2ID["spiral"]
     classes = torch.full((1, 2, 7), -10.0)
@@ -570,12 +570,12 @@ def test_pixels_no_query_claims_are_background_not_the_argmax_of_noise():
 
 
 def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes, tmp_path, monkeypatch):
-    import src.sources
+    import src.data.sources
 
     root, _ = scenes
     (tmp_path / "in").mkdir()
     planted_frame(tmp_path / "in")
-    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)  # wide.png: 3,840 px; two.png: 4,096 px
+    monkeypatch.setattr(src.data.sources, "MAX_PIXELS", 4000)  # wide.png: 3,840 px; two.png: 4,096 px
     report = run(
         oracle, [tmp_path / "in" / "cube.fits", root / "two.png", root / "wide.png"], tmp_path / "out", skip_bad=True
     )
@@ -585,8 +585,8 @@ def test_frames_too_large_for_one_pass_are_refused_before_reading(oracle, scenes
 
 
 def test_output_names_are_unique_whatever_the_paths(tmp_path):
-    from src.images import write_png
-    from src.sources import discover
+    from src.data.images import write_png
+    from src.data.sources import discover
 
     rgb = np.zeros((40, 40, 3), np.uint8)
     paths = ["d/x y.png", "d/x_y.png", "a/x.png", "b/x.png", "c/a__x.png", "e/X.png"]
@@ -635,8 +635,8 @@ def test_inference_precision_choice_and_parity():
     """auto is bf16 only on AMX CPUs; bf16 logits come back as float32 and give the fp32 labels."""
     import torch
 
-    from src.inference import class_probabilities, forward, resolve_precision, set_precision
-    from src.model import load_model
+    from src.inference.segmentation import class_probabilities, forward, resolve_precision, set_precision
+    from src.modelling.model import load_model
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
@@ -661,7 +661,7 @@ def test_inference_precision_choice_and_parity():
 
 
 def test_default_workers_leave_two_cores_to_the_model(monkeypatch):
-    from src import predict as predict_module
+    from src.inference import predict as predict_module
 
     monkeypatch.setattr(predict_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert predict_module.default_workers() == 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from src.images import LUPTON_Q, LUPTON_STRETCH, read_rgb
+from src.data.images import LUPTON_Q, LUPTON_STRETCH, read_rgb
 from src.synthetic import conditions, generate, labels, realism, render, stars
 from src.synthetic.generator import composite, render_bands, render_cutout
 
@@ -191,7 +191,7 @@ def test_sdss_scene_class_mix_keeps_the_galaxy_proportions():
 
 
 def test_sdss_scene_outline_stands_out_of_the_sky():
-    from src.via import polygon_mask
+    from src.data.via import polygon_mask
 
     for index in range(12):
         rgb, record = render_cutout(4, index, 128, scene="sdss")
@@ -209,7 +209,7 @@ def test_sdss_scene_files_fits_and_workers(tmp_path):
     cutout's own composite (resampling, sky level, colour balance, stretch, JPEG quality)."""
     from astropy.io import fits
 
-    from src.images import write_jpeg
+    from src.data.images import write_jpeg
 
     one = generate(tmp_path / "one", n=8, seed=3, size=64, workers=1, progress=False, fits=True, scene="sdss")
     two = generate(tmp_path / "two", n=8, seed=3, size=64, workers=2, progress=False, fits=True, scene="sdss")

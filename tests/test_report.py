@@ -1,4 +1,5 @@
-"""The interactive report (src.report) of real predict.py runs on tiny synthetic inputs, opened in headless Chromium
+"""The interactive report (src.inference.report) of real predict.py runs on tiny synthetic inputs, opened in headless
+Chromium
 (Debian's ``chromium``, driven by Playwright; ``make test`` installs it): objects drawn and table rows equal the
 catalog's, hover and tap show the right object's class and RA/Dec, the class toggles hide a class, the page makes
 no network request, screenshots are written."""
@@ -21,9 +22,9 @@ import pytest
 from PIL import Image
 
 from src.classes import COLOURS
-from src.model import build_config, build_processor
-from src.predict import main as predict_main
-from src.report import MAX_INLINE, load_run, write_report
+from src.inference.predict import main as predict_main
+from src.inference.report import MAX_INLINE, load_run, write_report
+from src.modelling.model import build_config, build_processor
 from tests.oracle_model import ColourOracle
 from tests.test_predict import _wcs, scene
 
@@ -62,7 +63,7 @@ def oracle():
 def coloured_frame(path: Path, shape=(72, 96), seed=0):
     """A g, r, i cube with a TAN WCS and flat discs whose band fluxes follow their class colours (i -> R, r -> G,
     g -> B: the Lupton composite keeps the hue), so the colour oracle classifies them."""
-    from src.images import write_fits
+    from src.data.images import write_fits
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -503,7 +504,7 @@ def test_real_sdss_frame(browser, oracle, real_dir, tmp_path):
 
 
 def test_page_size_limit_and_errors(frame_run, tmp_path, capsys):
-    from src.report import ReportError, main
+    from src.inference.report import ReportError, main
 
     out, _ = frame_run
     copy = tmp_path / "copy"

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.model import build_config, build_processor
-from src.predict import PredictConfig, main, predict
+from src.inference.predict import PredictConfig, main, predict
+from src.modelling.model import build_config, build_processor
 from tests.test_predict import scene
 
 
@@ -197,8 +197,8 @@ def test_image_paths_outside_the_data_root_are_counted_and_never_read(tmp_path, 
 
     import PIL.Image
 
-    from src.conversion import convert
-    from src.dataset import DatasetError, GalaxyDataset
+    from src.data.conversion import convert
+    from src.data.datasets import DatasetError, GalaxyDataset
 
     root, train, via = _raw(tmp_path)
     secret = tmp_path / "secret.jpg"
@@ -234,7 +234,7 @@ def test_image_paths_outside_the_data_root_are_counted_and_never_read(tmp_path, 
 
 
 def test_a_non_finite_polygon_vertex_is_one_line_naming_the_entry(tmp_path, capsys):
-    from src.conversion import main as conversion_main
+    from src.data.conversion import main as conversion_main
 
     root, train, via = _raw(tmp_path)
     key = list(via)[1]
@@ -249,8 +249,8 @@ def test_a_non_finite_polygon_vertex_is_one_line_naming_the_entry(tmp_path, caps
 
 
 def test_a_key_twice_in_one_via_file_is_a_counted_duplicate_keeping_the_first(tmp_path):
-    from src.conversion import convert
-    from src.via import ViaError, load_via
+    from src.data.conversion import convert
+    from src.data.via import ViaError, load_via
 
     root, train, via = _raw(tmp_path)
     key = list(via)[0]
@@ -270,7 +270,7 @@ def test_a_key_twice_in_one_via_file_is_a_counted_duplicate_keeping_the_first(tm
 
 
 def test_an_objid_mismatch_between_key_and_filename_is_counted(tmp_path):
-    from src.conversion import convert
+    from src.data.conversion import convert
 
     root, train, via = _raw(tmp_path)
     keys = list(via)
@@ -284,7 +284,7 @@ def test_an_objid_mismatch_between_key_and_filename_is_counted(tmp_path):
 # ------------------------------------------------------------------------------------------ model files: 4, 9; 18
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
-    from src.model import load_model, save_export
+    from src.modelling.model import load_model, save_export
 
     folder = tmp_path_factory.mktemp("model") / "tiny"
     save_export(*load_model("galaxy-tiny"), folder)
@@ -301,7 +301,7 @@ def _copy_export(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_damaged_safetensors_file_is_one_line_in_every_cli(tiny_export, images, tmp_path, capsys, damage):
     import compute_scores
-    from src.train import main as train_main
+    from src.training.train import main as train_main
     from tests.tiny_data import write_tiny_splits
 
     model = _copy_export(tiny_export, tmp_path / "model")
@@ -414,7 +414,7 @@ def test_dangling_and_looping_links_are_counted_and_named(oracle, images, tmp_pa
 def _frame(folder: Path, header_cards: dict, nan_band: str | None = None):
     from astropy.io import fits
 
-    from src.images import write_fits
+    from src.data.images import write_fits
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -456,7 +456,7 @@ TAN = {
     ],
 )
 def test_a_broken_wcs_says_what_is_wrong(oracle, tmp_path, capsys, cards, says):
-    from src.images import FitsBands
+    from src.data.images import FitsBands
 
     folder = _frame(tmp_path / "in", cards)
     with FitsBands([folder / f"f_{b}.fits" for b in "gri"]) as frame:
@@ -508,7 +508,7 @@ def test_the_parquet_catalog_keeps_its_units(tmp_path):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from src.objects import PROB_COLUMNS, write_catalog
+    from src.inference.objects import PROB_COLUMNS, write_catalog
 
     rows = [
         {
@@ -549,7 +549,7 @@ def test_field_frames_over_pils_bomb_limit_are_read_up_to_a_cap(oracle, tmp_path
     frame = tmp_path / "f" / "field_0000.png"
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 2000)
     args = ["--model", "x", "--quiet", "--workers", "0", "--stamp-pixels", "64", "--min-candidate-area", "20"]
-    from src.images import ImageError, read_rgb
+    from src.data.images import ImageError, read_rgb
 
     with pytest.raises(ImageError, match="decompression bomb.*GALAXY_MAX_FRAME_PIXELS"):
         read_rgb(frame)  # e.g. the dataset: PIL's limit stands
@@ -565,32 +565,32 @@ def test_field_frames_over_pils_bomb_limit_are_read_up_to_a_cap(oracle, tmp_path
 
 def test_cutouts_too_large_are_refused_from_the_header(oracle, tmp_path, monkeypatch, capsys):
     """The header is enough: a file whose body is cut short is refused for its size, not for its body."""
-    import src.sources
-    from src.images import write_png
+    import src.data.sources
+    from src.data.images import write_png
 
     write_png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8))
     data = (tmp_path / "big.png").read_bytes()
     (tmp_path / "big.png").write_bytes(data[:200])  # header intact, pixels gone
-    monkeypatch.setattr(src.sources, "MAX_PIXELS", 4000)
+    monkeypatch.setattr(src.data.sources, "MAX_PIXELS", 4000)
     assert main([str(tmp_path / "big.png"), "--model", "x", "--out", str(tmp_path / "O"), "--quiet"], *oracle) == 2
     _one_line(capsys, "big.png", "96x80 px is more than 4,000 px", "--field")
 
 
 def test_a_batch_of_large_images_runs_a_few_at_a_time(oracle, monkeypatch):
     """Memory per forward pass is bounded by PASS_PIXELS, whatever the batch size."""
-    import src.inference
+    import src.inference.segmentation
 
     sizes = []
-    real_forward = src.inference.forward
+    real_forward = src.inference.segmentation.forward
 
     def counting(model, processor, images, task):
         sizes.append(len(images))
         return real_forward(model, processor, images, task)
 
-    monkeypatch.setattr(src.inference, "forward", counting)
-    monkeypatch.setattr(src.inference, "PASS_PIXELS", 2 * 40 * 48)
+    monkeypatch.setattr(src.inference.segmentation, "forward", counting)
+    monkeypatch.setattr(src.inference.segmentation, "PASS_PIXELS", 2 * 40 * 48)
     images = [np.zeros((40, 48, 3), np.uint8)] * 5 + [np.zeros((32, 32, 3), np.uint8)]
-    results = src.inference.segment(oracle[0], oracle[1], images, "semantic", batch_size=8)
+    results = src.inference.segmentation.segment(oracle[0], oracle[1], images, "semantic", batch_size=8)
     assert len(results) == 6 and sizes == [2, 2, 1, 1]
 
 
@@ -598,16 +598,16 @@ def test_an_input_whose_outputs_cannot_be_written_is_skipped_with_skip_bad(
     oracle, images, tmp_path, monkeypatch, capsys
 ):
     """e.g. a value a FITS header cannot hold (before the fix: non-ASCII paths): that input fails, not the run."""
-    import src.predict
+    import src.inference.predict
 
-    real = src.predict.write_segmentation
+    real = src.inference.predict.write_segmentation
 
     def refuse_x1(path, *args, **kwargs):
         if Path(path).stem == "X1":
             raise ValueError("Illegal value")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(src.predict, "write_segmentation", refuse_x1)
+    monkeypatch.setattr(src.inference.predict, "write_segmentation", refuse_x1)
     inputs = [str(images / f"X{k}.png") for k in range(3)]
     args = ["--model", "x", "--quiet", "--workers", "0", "--batch-size", "1"]
     assert main([*inputs, "--out", str(tmp_path / "a"), *args, "--skip-bad"], *oracle) == 1
@@ -628,8 +628,8 @@ def test_the_threshold_calibration_finds_galaxies_the_default_misses(tmp_path):
     import importlib.util
     import math
 
-    from src.evaluate import ground_truth_dataset
-    from src.objects import SCORE_THRESHOLD
+    from src.evaluation.evaluate import ground_truth_dataset
+    from src.inference.objects import SCORE_THRESHOLD
     from tests.oracle_model import OracleModel
     from tests.tiny_data import write_tiny_splits
 

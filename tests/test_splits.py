@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from src.conversion import convert, main
-from src.dataset import DatasetError, GalaxyDataset, load_split
-from src.splits import MANIFEST, SPLITS, SplitError, check_split_set, file_sha256, write_split_set
-from src.via import load_via
+from src.data.conversion import convert, main
+from src.data.datasets import DatasetError, GalaxyDataset, load_split
+from src.data.splits import MANIFEST, SPLITS, SplitError, check_split_set, file_sha256, write_split_set
+from src.data.via import load_via
 from tests.tiny_data import objid, write_tiny_raw, write_tiny_splits
 
 
@@ -171,8 +171,8 @@ def test_metrics_record_the_split_file_and_warn_for_bare_state_dicts_on_other_sp
     from safetensors.torch import save_model
     from transformers import OneFormerForUniversalSegmentation
 
-    from src.evaluate import evaluate, format_table
-    from src.model import build_config
+    from src.evaluation.evaluate import evaluate, format_table
+    from src.modelling.model import build_config
 
     root = write_tiny_raw(tmp_path / "raw", n=30, size=64)
     torch.manual_seed(0)

@@ -214,7 +214,7 @@ def test_separate_image_on_an_rgb_cutout():
 
 # ------------------------------------------------------------------------------------------------ real frames
 def _real_decision(real_dir, name):
-    from src.images import read_rgb
+    from src.data.images import read_rgb
 
     rgb = read_rgb(real_dir / "fields" / name)
     found = detect(

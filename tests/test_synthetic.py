@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.catalog import load_catalog, parse_gz2_class
 from src.classes import BASE_CLASSES, GALAXY_CLASSES, LABEL2ID
+from src.data.catalog import load_catalog, parse_gz2_class
+from src.data.via import entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 from src.synthetic import generate, generate_field, hart16, labels, render_cutout
 from src.synthetic.render import SKY_SIGMA
-from src.via import entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MEAN = np.array([8.6, 6.0, 4.9])
@@ -174,7 +174,7 @@ def test_deterministic_whatever_the_workers(small_set, tmp_path):
 
 
 def test_round_trip_through_conversion(small_set):
-    from src.conversion import convert
+    from src.data.conversion import convert
 
     root, summary = small_set
     report = convert(root, image_size=64, min_area=5, check_images=True)
@@ -195,7 +195,7 @@ def test_fits_band_images(tmp_path):
     from astropy.wcs import WCS
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    from src.images import TRAINING_SKY_SIGMA, lupton_rgb, write_jpeg
+    from src.data.images import TRAINING_SKY_SIGMA, lupton_rgb, write_jpeg
 
     # the clean scene: its JPEG is the bands under the nominal stretch (the sdss scene's own composite: test_realism)
     summary = generate(tmp_path, n=6, seed=1, size=64, progress=False, fits=True, scene="clean")
@@ -327,7 +327,7 @@ def test_field_coco_json(tmp_path):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from src.images import JPEG_QUALITY, lupton_rgb
+    from src.data.images import JPEG_QUALITY, lupton_rgb
     from src.synthetic.field import field_radec
 
     bands = []

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
-from src.train import (
+from src.training.train import (
     RECIPES,
     EpochSampler,
     WarmupPolyLR,
@@ -83,7 +83,7 @@ def test_exact_resume_and_outputs(data, tmp_path):
 KILLED_SAVE = textwrap.dedent("""
     import sys, time, torch
     from accelerate import Accelerator
-    from src.train import save_checkpoint
+    from src.training.train import save_checkpoint
     out, ready = sys.argv[1], sys.argv[2]
     acc = Accelerator(cpu=True)
     model = torch.nn.Linear(4, 4)
@@ -189,7 +189,7 @@ def test_schedule_and_recipes():
 
 
 def test_budget_refits_horizon_and_warmup():
-    from src.train import _apply_budget
+    from src.training.train import _apply_budget
 
     now = time.monotonic()
     # 3 steps took 5 s (5/3 s per step), 10 s of a 100 s budget spent: ~45 more steps fit in 85 s
@@ -210,7 +210,7 @@ def test_budget_refits_horizon_and_warmup():
 
 
 def test_recipe_applies_to_a_trainconfig_object():
-    from src.train import RECIPES, TrainConfig, resolve_config
+    from src.training.train import RECIPES, TrainConfig, resolve_config
 
     config = resolve_config(TrainConfig(recipe="sem_only", data_root="somewhere"))
     for key, value in RECIPES["sem_only"].items():
@@ -221,7 +221,7 @@ def test_recipe_applies_to_a_trainconfig_object():
 
 
 def test_budget_keeps_the_measured_reserve():
-    from src.train import _apply_budget
+    from src.training.train import _apply_budget
 
     now = time.monotonic()
     # 90 s of a 100 s budget spent: the default reserve (15 %) stops the run, a measured 5 s reserve does not
@@ -232,7 +232,7 @@ def test_budget_keeps_the_measured_reserve():
 
 
 def test_moving_average_of_the_weights():
-    from src.train import moving_average
+    from src.training.train import moving_average
 
     model = torch.nn.Linear(2, 1)
     torch.nn.init.zeros_(model.weight)

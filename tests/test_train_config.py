@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from src.train import TrainConfig, data_fingerprint, load_config_file, main, resolve_config, resume_config, run_dir
+from src.training.train import (
+    TrainConfig,
+    data_fingerprint,
+    load_config_file,
+    main,
+    resolve_config,
+    resume_config,
+    run_dir,
+)
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]

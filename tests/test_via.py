@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from src.classes import CLASS_NAMES, class_id, class_info, group_of_base
-from src.via import ViaError, entry_objid, entry_regions, load_via, polygon_area, polygon_mask, region_polygon
+from src.data.via import ViaError, entry_objid, entry_regions, load_via, polygon_area, polygon_mask, region_polygon
 
 
 def test_load_via_rejects_malformed_json(tmp_path):
@@ -70,7 +70,7 @@ def test_classes_single_source_of_truth():
 
 
 def test_polygon_inside_uses_pixel_bounds():
-    from src.via import polygon_inside
+    from src.data.via import polygon_inside
 
     assert polygon_inside([0, 63, 63], [0, 0, 63], (64, 64))
     assert not polygon_inside([0, 64, 63], [0, 0, 63], (64, 64))  # x = width is off the image
@@ -110,7 +110,7 @@ def test_coordinates_must_be_lists_of_numbers(xs):
 
 
 def test_malformed_via_through_the_conversion_cli(tmp_path, capsys):
-    from src.conversion import main
+    from src.data.conversion import main
     from tests.tiny_data import write_tiny_raw
 
     root = write_tiny_raw(tmp_path, n=5, size=32)

@@ -1,4 +1,4 @@
-"""src/visual.py figures and post_training.ipynb executed headless (nbclient) on tiny data."""
+"""src/evaluation/visual.py figures and post_training.ipynb executed headless (nbclient) on tiny data."""
 
 import json
 import os
@@ -14,10 +14,17 @@ from PIL import Image
 matplotlib.use("Agg")
 
 from src.classes import COLOURS, class_id  # noqa: E402
-from src.dataset import GalaxyDataset  # noqa: E402
-from src.metrics import image_confusions, semantic_report  # noqa: E402
-from src.model import build_config, build_processor, load_model, save_export  # noqa: E402
-from src.visual import choose_samples, colourise, compare_models, draw_instances, metrics_figures, plot_confusion_matrix  # noqa: E402
+from src.data.datasets import GalaxyDataset  # noqa: E402
+from src.evaluation.metrics import image_confusions, semantic_report  # noqa: E402
+from src.evaluation.visual import (  # noqa: E402
+    choose_samples,
+    colourise,
+    compare_models,
+    draw_instances,
+    metrics_figures,
+    plot_confusion_matrix,
+)
+from src.modelling.model import build_config, build_processor, load_model, save_export  # noqa: E402
 from tests.oracle_model import OracleModel  # noqa: E402
 from tests.tiny_data import write_tiny_splits  # noqa: E402
 

@@ -40,7 +40,7 @@ def _ellipse(cx, cy, a, b, theta, n=24):
 
 
 def _draw(size, objects, rng):
-    from src.via import polygon_mask
+    from src.data.via import polygon_mask
 
     img = rng.normal(6.0, 3.0, (size, size, 3))
     for name, xs, ys in objects:
@@ -161,7 +161,7 @@ def write_tiny_field(
     from pycocotools import mask as mask_utils
 
     from src.classes import COLOURS, class_id
-    from src.metrics import coco_categories
+    from src.evaluation.metrics import coco_categories
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

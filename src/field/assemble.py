@@ -203,7 +203,7 @@ def resolve(
     Objects claim their unclaimed pixels by decreasing score; one keeping less than ``keep`` of its mask is a
     duplicate and one keeping fewer than ``min_area`` px is too small: both are dropped and counted in ``counts``
     (``{"duplicate": n, "too_small": n}``).  Objects are numbered 1..n by decreasing area (ties: higher score first),
-    as ``src.objects`` numbers the objects of a cutout; the returned objects are cropped to what they kept.
+    as ``src.inference.objects`` numbers the objects of a cutout; the returned objects are cropped to what they kept.
     ``valid``: False on blank frame pixels, which no object may claim.
     """
     height, width = shape

@@ -10,7 +10,7 @@ The detection image (:func:`detection_image`):
 
 * RGB input (JPEG / PNG): the mean of the three channels.  These are asinh-stretched (Lupton), so a threshold is
   an isophote of the stretched image.
-* Band input (FITS, already in the training set's units, ``src.images``): the mean over g, r, i of band / sky
+* Band input (FITS, already in the training set's units, ``src.data.images``): the mean over g, r, i of band / sky
   sigma, the detection image of the synthetic generator, whose annotations trace its 0.9-1.3 sigma isophote.
 
 The thresholds :data:`RGB_THRESH` and :data:`BAND_THRESH` are those whose isophotes best reproduce the annotated

@@ -44,8 +44,8 @@ def evaluate_fields(
     """Metrics of ``settings.strategy`` on the annotated fields ``fields`` (see ``src.field.score``), with
     ``timings`` (seconds per frame and in total).  ``model_path`` is needed unless the strategy is ``sep``
     (or a loaded ``model`` / ``processor`` pair is given)."""
-    from src.images import read_rgb
-    from src.inference import pick_device
+    from src.data.images import read_rgb
+    from src.inference.segmentation import pick_device
 
     settings = settings or FieldSettings()
     settings.check()
@@ -55,7 +55,7 @@ def evaluate_fields(
     uses_model = settings.strategy != "sep"
     load_s = 0.0
     if uses_model and model is None:
-        from src.model import load_model
+        from src.modelling.model import load_model
 
         if model_path is None:
             raise ValueError(f"the {settings.strategy!r} strategy needs a model (--model)")

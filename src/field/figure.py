@@ -53,13 +53,13 @@ def field_figure(fields, image_id: int, panels: list[tuple[str, str, str | None]
     from pycocotools import mask as mask_utils
 
     from src.classes import CLASS_NAMES
+    from src.data.images import read_rgb
+    from src.evaluation.visual import class_legend, save_figure
     from src.field.evaluate import annotation_path
     from src.field.frame import RgbFrame
     from src.field.run import FieldSettings, predict_field
     from src.field.score import load_truth
-    from src.images import read_rgb
-    from src.model import load_model
-    from src.visual import class_legend, save_figure
+    from src.modelling.model import load_model
 
     truth = load_truth(annotation_path(fields))
     image = next(im for im in truth["images"] if im["id"] == image_id)

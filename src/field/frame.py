@@ -1,7 +1,7 @@
 """A frame read region by region: the RGB the models see, the detection image sep runs on, and the valid pixels.
 
 :class:`RgbFrame` wraps a decoded JPEG / PNG.  Frames too large for memory are FITS files read through astropy's
-memory mapping (``src.images.FitsBands``): :class:`FitsFrame` stretches each region when it is asked for (the
+memory mapping (``src.data.images.FitsBands``): :class:`FitsFrame` stretches each region when it is asked for (the
 Lupton stretch is per pixel, so a region stretched alone equals the same region of the stretched frame).
 """
 
@@ -49,8 +49,9 @@ class RgbFrame:
 
 class BandFrame:
     """g, r, i bands (3, H, W) in any linear unit, read region by region through ``read(rows, cols)`` (e.g.
-    ``src.images.FitsBands.read``), brought to the training set's units with the sky ``level`` and ``scale`` of
-    ``src.images`` (subtract, multiply, per band) and stretched with ``src.images.stretch_bands``.  Blank (NaN)
+    ``src.data.images.FitsBands.read``), brought to the training set's units with the sky ``level`` and ``scale`` of
+    ``src.data.images`` (subtract, multiply, per band) and stretched with ``src.data.images.stretch_bands``.  Blank
+    (NaN)
     pixels are invalid: drawn as sky and masked from detection."""
 
     detect_thresh = BAND_THRESH
@@ -80,12 +81,12 @@ class BandFrame:
 
     def region(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
         """``(rgb (h, w, 3) uint8, valid (h, w) bool)`` of a region."""
-        from src.images import stretch_bands
+        from src.data.images import stretch_bands
 
         return stretch_bands(self._read(rows, cols), self.level, self.scale)
 
     def detection(self, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
-        from src.images import TRAINING_SKY_SIGMA
+        from src.data.images import TRAINING_SKY_SIGMA
 
         scaled = self._scaled(rows, cols)
         valid = np.isfinite(scaled).all(axis=0)
@@ -113,10 +114,10 @@ class BandFrame:
 
 
 def open_frame(source, flux_scale=None):
-    """The reader of a ``src.sources.Source``: FITS bands memory-mapped and stretched region by region
-    (:class:`BandFrame`, with the frame's sky level and the flux-scaling rule of ``src.images``), any other image
+    """The reader of a ``src.data.sources.Source``: FITS bands memory-mapped and stretched region by region
+    (:class:`BandFrame`, with the frame's sky level and the flux-scaling rule of ``src.data.images``), any other image
     decoded whole (:class:`RgbFrame`).  ``ImageError`` names the file when it cannot be used."""
-    from src.images import FitsBands, frame_max_pixels, read_rgb
+    from src.data.images import FitsBands, frame_max_pixels, read_rgb
 
     if not source.is_fits:
         return RgbFrame(

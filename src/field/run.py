@@ -9,7 +9,7 @@
 * ``sep``: sep alone, each isophotal segment an object without class (the classical baseline; scoring only).
 
 Both model strategies end with one owner per pixel (``src.field.assemble.resolve``); the objects are then measured
-by ``src.objects.measure_objects`` like the objects of a cutout (class probabilities, score, centroid, bounds,
+by ``src.inference.objects.measure_objects`` like the objects of a cutout (class probabilities, score, centroid, bounds,
 area, RA/Dec with a WCS), plus the ``edge`` flag.  Every strategy runs sep first: its sources give the star/galaxy
 decision (``src.field.stars``: the frame's PSF FWHM, a stellarity per source), and each object takes the
 decision of the brightest source on it; with ``stars="artifact"`` a point source is catalogued as class A.
@@ -105,7 +105,7 @@ def peak_rss_gib() -> float:
 def _stamp_probabilities(model, processor, settings: FieldSettings):
     """``probabilities(stamps, sizes)`` for the cutout strategy: the model (semantic task) on the stamps, the
     per-pixel class probabilities resized (bilinear) to each stamp's side in the frame."""
-    from src.inference import segment
+    from src.inference.segmentation import segment
 
     def run(stamps, sizes):
         results = segment(model, processor, list(stamps), "semantic", settings.tta, settings.batch_size)
@@ -122,10 +122,10 @@ def _stamp_probabilities(model, processor, settings: FieldSettings):
 
 def _tile_objects(model, processor, settings: FieldSettings):
     """``instances(tiles, valid)`` for the tiles strategy: the model conditioned on ``settings.task`` -> the objects
-    of each tile as ``predict.py`` defines them for that task (``src.objects.find_objects``: connected galaxy
+    of each tile as ``predict.py`` defines them for that task (``src.inference.objects.find_objects``: connected galaxy
     regions for ``semantic``, detections with one owner per pixel for ``instance``, segments for ``panoptic``)."""
-    from src.inference import segment
-    from src.objects import find_objects
+    from src.inference.objects import find_objects
+    from src.inference.segmentation import segment
 
     def run(tiles, valid):
         results = segment(model, processor, list(tiles), settings.task, settings.tta, settings.batch_size)
@@ -212,10 +212,11 @@ def sep_objects(detections, rows) -> list[FieldObject]:
 
 
 def measure(result: FieldResult, wcs=None, stars: str = "artifact") -> list[dict]:
-    """Catalog rows of the objects (``src.objects.measure_objects`` on each object's box) with ``edge`` and the
+    """Catalog rows of the objects (``src.inference.objects.measure_objects`` on each object's box) with ``edge`` and
+    the
     star/galaxy columns (``src.field.stars.apply_star_rule`` with rule ``stars``; its counts go to
     ``result.counts``)."""
-    from src.objects import measure_objects
+    from src.inference.objects import measure_objects
 
     rows = []
     for number, obj in enumerate(result.objects, start=1):

@@ -2,7 +2,8 @@
 --fields``).  Plain functions of masks, classes and scores: the cutout strategy, the tiles strategy and sep alone
 are scored the same way.
 
-* ``coco``: COCO mask AP (.5:.95, .5, .75, per class) with faster-coco-eval (``src.metrics.coco_mask_ap``), up to
+* ``coco``: COCO mask AP (.5:.95, .5, .75, per class) with faster-coco-eval (``src.evaluation.metrics.coco_mask_ap``),
+  up to
   ``MAX_DETS`` detections per frame; ``coco_agnostic``: the same with every class folded into one "galaxy"
   category (the only AP that sep alone, which gives no class, has).
 * ``detection``: predicted and true objects matched one to one at mask IoU >= ``MATCH_IOU`` (greedy, highest IoU
@@ -12,7 +13,8 @@ are scored the same way.
   frames given, also completeness and purity by *measured brightness* (:func:`mask_brightness`: the same measure
   for truths and predictions, binned at the quartiles of the truths' values).
 * ``classification``: accuracy of the class of matched objects and the confusion matrix (rows = truth).
-* ``semantic``: per-class IoU over all pixels of the frames (``src.metrics.semantic_scores``: the truth painted in
+* ``semantic``: per-class IoU over all pixels of the frames (``src.evaluation.metrics.semantic_scores``: the truth
+  painted in
   annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs background).
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from src.classes import CLASS_NAMES, GALAXY_CLASSES, LABEL2ID, NUM_LABELS
-from src.metrics import coco_categories, coco_mask_ap, image_confusion, semantic_scores
+from src.evaluation.metrics import coco_categories, coco_mask_ap, image_confusion, semantic_scores
 
 MATCH_IOU = 0.5
 #: Area bin edges (px): about the real GZ2 annotations' p10, median and p90.
@@ -35,14 +37,14 @@ MAX_DETS = 1000
 
 def load_truth(path) -> dict:
     """The COCO annotation JSON of a set of fields (``src.synthetic --field``, or any COCO instance file whose
-    categories are the ``src.classes`` galaxy classes; read by ``src.dataset.load_coco_fields``).  Returns
+    categories are the ``src.classes`` galaxy classes; read by ``src.data.datasets.load_coco_fields``).  Returns
     ``{"images": [{"id", "file_name", "height", "width", "path"}], "truth": {image id: [{"rle", "class_id", "area",
     "flux"}]}, "unannotated": {image id: [{"x", "y", "star", "flux_gri"}]}}``, polygons and uncompressed RLEs
     converted to compressed RLEs; ``flux``: r-band ``flux_gri`` or None; ``unannotated``: the file's extra key of
     that name (field stars and faint galaxies of ``src.synthetic --field``; empty lists without it)."""
     from pycocotools import mask as mask_utils
 
-    from src.dataset import load_coco_fields
+    from src.data.datasets import load_coco_fields
 
     images, truth = [], {}
     for record in load_coco_fields(path):

@@ -12,7 +12,7 @@ correlates it over
   ``NOISE_SMOOTHING`` px (Gaussian sigma), and a sky level of up to ``PEDESTAL_MAX`` sky sigmas is left after the
   sky subtraction;
 * colour balance: per-band gains ``BAND_WEIGHTS`` within ``GAIN_SPREAD``;
-* stretch: ``LUPTON_STRETCH`` and ``LUPTON_Q`` of ``src.images`` times factors within 1 / ``STRETCH_SPREAD`` ...
+* stretch: ``LUPTON_STRETCH`` and ``LUPTON_Q`` of ``src.data.images`` times factors within 1 / ``STRETCH_SPREAD`` ...
   ``STRETCH_SPREAD`` and 1 / ``Q_SPREAD`` ... ``Q_SPREAD`` (log-uniform: the nominal values are the centre of the
   ranges, and what FITS inputs to ``predict.py`` are stretched with);
 * JPEG quality ``JPEG_QUALITY`` (the real frame: 75);
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.images import JPEG_QUALITY as NOMINAL_JPEG_QUALITY
-from src.images import LUPTON_Q, LUPTON_STRETCH, TRAINING_SKY_SIGMA
+from src.data.images import JPEG_QUALITY as NOMINAL_JPEG_QUALITY
+from src.data.images import LUPTON_Q, LUPTON_STRETCH, TRAINING_SKY_SIGMA
 
 #: PSF FWHM (px at 256 px), uniform.
 SEEING_FWHM = (1.4, 3.8)
-#: Sky noise per band (g, r, i); the i sky is the brightest, as in SDSS (one definition: ``src.images``).
+#: Sky noise per band (g, r, i); the i sky is the brightest, as in SDSS (one definition: ``src.data.images``).
 SKY_SIGMA = TRAINING_SKY_SIGMA
 #: Sky noise of a cutout: ``SKY_SIGMA`` times a factor within ``SKY_FACTOR`` (log-uniform): exposure depth and sky
 #: brightness vary; FITS inputs scaled to ``SKY_SIGMA`` sit at the quiet end of the range.
@@ -105,7 +105,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 def clean(seeing: float, sky: np.ndarray) -> Conditions:
     """The ``clean`` scene's conditions: ``seeing`` and ``sky`` as drawn by the generator, no resampling, no sky
-    level, the nominal colour balance and stretch of ``src.images`` and its JPEG quality (the composite is then
+    level, the nominal colour balance and stretch of ``src.data.images`` and its JPEG quality (the composite is then
     exactly ``lupton_rgb`` of the bands)."""
     return Conditions(
         seeing=seeing,

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from src.atomic import write_json_atomic
-from src.catalog import parse_gz2_class
 from src.classes import GALAXY_CLASSES, class_id
-from src.images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
+from src.data.catalog import parse_gz2_class
+from src.data.images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
 from src.synthetic import hart16, labels, render
 from src.synthetic.generator import draw_extra, draw_main, paste, run_jobs, validate, write_bands
 

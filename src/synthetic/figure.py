@@ -58,7 +58,7 @@ def plot_examples(
         fontsize=8,
     )
     fig.tight_layout()
-    from src.visual import save_figure
+    from src.evaluation.visual import save_figure
 
     out = save_figure(fig, out, dpi=90, palette=True, bbox_inches=None)
     plt.close(fig)

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from src.atomic import atomic_open, write_json_atomic
-from src.catalog import parse_gz2_class
 from src.classes import BASE_CLASSES, GALAXY_CLASSES
-from src.images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
+from src.data.catalog import parse_gz2_class
+from src.data.images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
+from src.data.via import IMAGE_DIR, polygon_area
 from src.synthetic import conditions, hart16, labels, neighbours, profiles, render, stars
-from src.via import IMAGE_DIR, polygon_area
 
 MIN_SIZE = 32
 #: ``sdss``: what a real SDSS cutout holds around it, under per-cutout conditions (the default, and what ``make

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.catalog import GZ2Class
+from src.data.catalog import GZ2Class
 
 #: (task, [answers]) in Hart16 column order.
 TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -1,6 +1,6 @@
 """Synthetic labels: ``gz2_class`` strings with realistic frequencies and isophotal mask areas.
 
-Strings follow the Willett et al. (2013, App. A) grammar exactly as ``src.catalog.parse_gz2_class`` reads
+Strings follow the Willett et al. (2013, App. A) grammar exactly as ``src.data.catalog.parse_gz2_class`` reads
 it, in the forms the real catalog holds: arm count and winding appear together or not at all.  The 5-class mix
 is the real seed test split (in the ``sdss`` scene class A is over-represented, ``ARTIFACT_SHARE``); the sub-class
 frequencies are rounded GZ2 figures (documented below, approximate by design).  Mask areas (pixels at 256x256)
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.catalog import parse_gz2_class
 from src.classes import GALAXY_CLASSES
+from src.data.catalog import parse_gz2_class
 
 #: 5-class mix of the real seed test split (2,828 entries), in fractions.
 REAL_MIX: dict[str, float] = {

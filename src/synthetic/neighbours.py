@@ -17,7 +17,7 @@ from __future__ import annotations
 import galsim
 import numpy as np
 
-from src.catalog import parse_gz2_class
+from src.data.catalog import parse_gz2_class
 from src.synthetic import labels, profiles
 
 FLUX_MIN = 20.0

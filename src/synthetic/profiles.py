@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import galsim
 import numpy as np
 
-from src.catalog import GZ2Class
+from src.data.catalog import GZ2Class
 
 #: (g, r, i) flux ratios.  Lupton composites map i->R, r->G, g->B: old stars look orange, young arms blue.
 RED = np.array([0.50, 1.0, 1.40])

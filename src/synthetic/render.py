@@ -1,6 +1,6 @@
-"""From models to an SDSS-like cutout: PSF, sky noise, isophote polygon (the Lupton composite: ``src.images``).
+"""From models to an SDSS-like cutout: PSF, sky noise, isophote polygon (the Lupton composite: ``src.data.images``).
 
-Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` = ``src.images.TRAINING_SKY_SIGMA`` gives the
+Flux units: the sky noise of the r band is ~1 (``SKY_SIGMA`` = ``src.data.images.TRAINING_SKY_SIGMA`` gives the
 g, r, i values; the i sky is the brightest, as in SDSS).  The annotation threshold is in units of the per-band sky
 noise of a detection image
 (the mean over bands of flux / sigma), i.e. "what rises above the noise in the colour image".
@@ -15,9 +15,9 @@ import numpy as np
 from scipy.signal import fftconvolve
 from skimage.measure import find_contours, points_in_poly
 
-from src.images import TRAINING_SKY_SIGMA
+from src.data.images import TRAINING_SKY_SIGMA
 
-#: Sky noise per band (g, r, i): the one definition is ``src.images.TRAINING_SKY_SIGMA`` (FITS scaling uses it).
+#: Sky noise per band (g, r, i): the one definition is ``src.data.images.TRAINING_SKY_SIGMA`` (FITS scaling uses it).
 SKY_SIGMA = TRAINING_SKY_SIGMA
 #: The ``clean`` scene's seeing (and the fields'): SDSS median seeing 1.4 arcsec = 3.5 px of 0.396 arcsec at
 #: 256x256; Moffat beta = 3.  The ``sdss`` scene draws its own (``conditions.SEEING_FWHM``).

@@ -1,4 +1,4 @@
-"""Score a trained OneFormer on a split: batched inference per task, then ``src.metrics``.
+"""Score a trained OneFormer on a split: batched inference per task, then ``src.evaluation.metrics``.
 
 * ``semantic`` task -> ``post_process_semantic_segmentation`` at the original image size -> per-image confusion
   matrices -> seed protocol, standard semantic scores, image-level classification report.
@@ -6,13 +6,14 @@
   classes, binary masks at logit 0 resized to the original size, score = class probability x mean mask
   probability inside the mask) -> COCO mask AP with faster-coco-eval (pycocotools is the reference).  The masks
   may overlap, as COCO allows; HF's ``post_process_instance_segmentation`` would flatten them into one map.
-  Beside it, the original project's AP (``src.metrics.original_ap``: its home-made 11-point routine, quirks
+  Beside it, the original project's AP (``src.evaluation.metrics.original_ap``: its home-made 11-point routine, quirks
   included) from HF's ``post_process_instance_segmentation`` segments, as that project computed it.
 * ``panoptic`` task -> ``post_process_panoptic_segmentation`` (background fused into one stuff segment) -> PQ.
 
-Ground truth comes from :class:`src.dataset.GalaxyDataset` at native size (no resize, no augmentation): the
+Ground truth comes from :class:`src.data.datasets.GalaxyDataset` at native size (no resize, no augmentation): the
 semantic map, the instance map (a later polygon covers an earlier one where they overlap) and the class of each
-instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.metrics._coco_eval``), category ids are
+instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.evaluation.metrics._coco_eval``), category ids
+are
 ``src.classes`` ids.
 """
 
@@ -28,17 +29,8 @@ import torch
 
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
-from src.dataset import ShardBatches
-from src.inference import (
-    TOP_K,
-    forward,
-    hf_instance_segments,
-    instance_predictions,
-    panoptic_segments,
-    pick_device,
-    semantic_maps,
-)
-from src.metrics import (
+from src.data.datasets import ShardBatches
+from src.evaluation.metrics import (
     PanopticAccumulator,
     coco_ground_truth,
     coco_mask_ap,
@@ -47,6 +39,15 @@ from src.metrics import (
     original_ap,
     original_record,
     semantic_report,
+)
+from src.inference.segmentation import (
+    TOP_K,
+    forward,
+    hf_instance_segments,
+    instance_predictions,
+    panoptic_segments,
+    pick_device,
+    semantic_maps,
 )
 
 TASKS = ("semantic", "instance", "panoptic")
@@ -67,7 +68,7 @@ def normalise_tasks(tasks: str | Sequence[str]) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------ data
 def ground_truth_dataset(data_root, split: str = "test", limit: int | None = None):
     """The split at native size, no augmentation; ``limit`` keeps the first ``limit`` images."""
-    from src.dataset import GalaxyDataset
+    from src.data.datasets import GalaxyDataset
 
     dataset = GalaxyDataset(data_root, split, image_size=None, augment=False)
     if limit is not None:
@@ -106,7 +107,7 @@ def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
 def split_record(data_root, split: str) -> dict:
     """What ``metrics.json`` records of the scored split: its file, SHA-256 and how its membership was made
     (``galaxy_splits.json``; ``None`` for split files written without a manifest)."""
-    from src.splits import file_sha256, read_manifest, split_path
+    from src.data.splits import file_sha256, read_manifest, split_path
 
     path = split_path(data_root, split)
     manifest = read_manifest(data_root)
@@ -148,7 +149,8 @@ def evaluate(
     """Score a model on ``split``; returns the ``metrics.json`` content.
 
     ``model_path_or_name``: a ``save_pretrained`` directory, a bare ``.safetensors`` state dict (architecture
-    ``base_card``, default the swin-tiny preset) or anything :func:`src.model.load_model` accepts; or pass a loaded
+    ``base_card``, default the swin-tiny preset) or anything :func:`src.modelling.model.load_model` accepts; or pass a
+    loaded
     ``model`` with its ``processor`` (then ``model_path_or_name`` is only recorded).  ``processor`` alone replaces
     the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``:
     write the
@@ -169,7 +171,7 @@ def evaluate(
         device = pick_device(device)
     model_kind = None
     if model is None:
-        from src.model import load_model, resolve_model_source
+        from src.modelling.model import load_model, resolve_model_source
 
         model_kind = resolve_model_source(model_path_or_name)[0]
         model, loaded_processor = load_model(str(model_path_or_name), base_card=base_card, device=device)
@@ -292,7 +294,7 @@ def write_metrics(metrics: dict, path) -> Path:
     write_json_atomic(path, metrics, indent=2)
     model = Path(str(metrics.get("model", "")))
     if model.is_dir() and model.resolve() == path.parent.resolve() and (model / "config.json").is_file():
-        from src.model_card import write_model_card
+        from src.modelling.model_card import write_model_card
 
         write_model_card(model, path=str(metrics["model"]))
     return path

@@ -4,13 +4,14 @@
 The run, for each process (``accelerate launch`` / ``torchrun`` start several; Accelerate's
 ``split_between_processes`` gives each its share of the inputs):
 
-1. a DataLoader whose workers read the images (FITS: flux scaling + Lupton stretch, ``src.images``) while the
+1. a DataLoader whose workers read the images (FITS: flux scaling + Lupton stretch, ``src.data.images``) while the
    model runs;
-2. batched forward passes (``src.inference``) through the export's processor (its resize and normalisation);
+2. batched forward passes (``src.inference.segmentation``) through the export's processor (its resize and
+normalisation);
    images the processor does not resize go in at their own size, grouped by size, and the masks are mapped back
    pixel for pixel; resized ones are mapped back by bilinear resizing.  ``tta``: the 8 flips / 90° rotations of
    each image, their per-pixel class probabilities turned back and averaged;
-3. objects and their measurements (``src.objects``), the segmentation map, the overlay, and a record
+3. objects and their measurements (``src.inference.objects``), the segmentation map, the overlay, and a record
    ``records/<name>.json`` written last (atomically): an input with a record is done, ``--resume`` skips it;
 4. the main process merges the records of all inputs into one catalog and ``predict_report.json``.
 """
@@ -36,10 +37,10 @@ import torch
 
 from src.atomic import folder_lock, write_json_atomic
 from src.classes import GALAXY_CLASSES
+from src.data.images import BANDS, ImageError
+from src.data.sources import InputError, Source, discover, load
 from src.field.stars import STAR_AGREEMENT, STAR_RULES, apply_star_rule, separate_image, sources_of_objects
-from src.images import BANDS, ImageError
-from src.inference import PRECISIONS, resolve_precision, segment, set_precision
-from src.objects import (
+from src.inference.objects import (
     CATALOG_FORMATS,
     MIN_AREA,
     SCORE_THRESHOLD,
@@ -49,7 +50,7 @@ from src.objects import (
     write_catalog,
     write_segmentation,
 )
-from src.sources import InputError, Source, discover, load
+from src.inference.segmentation import PRECISIONS, resolve_precision, segment, set_precision
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class PredictConfig:
     overlap: int = 224
     stars: str = "artifact"  # point sources: class A, or the model's class (src.field.stars)
     outline: str = "sep"  # field cutout strategy: the object's outline from sep or from the model
-    report: bool = False  # write OUT/report.html (src.report) after the catalog
+    report: bool = False  # write OUT/report.html (src.inference.report) after the catalog
     precision: str = "auto"  # the model's precision: auto (bf16 on AMX CPUs), fp32 or bf16
 
     def field_settings(self):
@@ -257,8 +258,8 @@ def _finish(
         seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
         files = write_segmentation(seg, objects, class_map(objects, rows), item["wcs"], source.source)
         if cfg.overlays:
-            from src.images import write_png
-            from src.visual import overlay
+            from src.data.images import write_png
+            from src.evaluation.visual import overlay
 
             files.append(out / "overlays" / f"{source.name}.png")
             write_png(files[-1], overlay(item["rgb"], objects, rows))
@@ -287,8 +288,8 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
         seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
         files = write_segmentation(seg, result.object_map, class_map(result.object_map, rows), frame.wcs, source.source)
         if cfg.overlays:
-            from src.images import write_png
-            from src.visual import overlay
+            from src.data.images import write_png
+            from src.evaluation.visual import overlay
 
             rgb, _valid = frame.region(slice(None), slice(None))
             files.append(out / "overlays" / f"{source.name}.png")
@@ -601,7 +602,7 @@ def predict(cfg: PredictConfig, model=None, processor=None) -> dict:
     """Run ``cfg``; returns the report (the main process writes it with the catalog) with ``exit_status``.
 
     ``model`` / ``processor``: an already loaded pair (tests, notebooks); otherwise ``cfg.model`` is loaded with
-    ``src.model.load_model``.  Raises ``InputError`` (settings that cannot work, INPUTs that give nothing) and
+    ``src.modelling.model.load_model``.  Raises ``InputError`` (settings that cannot work, INPUTs that give nothing) and
     ``ImageError`` (an unusable image) unless ``skip_bad``.
     """
     from accelerate import PartialState
@@ -645,7 +646,7 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
     load_s = 0.0
     if pending and model is None:
-        from src.model import load_model
+        from src.modelling.model import load_model
 
         tic = time.perf_counter()
         model, processor = load_model(cfg.model, base_card=cfg.base_card, device=device)
@@ -676,7 +677,7 @@ def _predict(cfg: PredictConfig, model, processor, state, started: float) -> dic
     timings = {"model_load_s": round(load_s, 3), "predict_s": round(predict_s, 3)}
     report = merge(cfg, discovery, pending, state.num_processes, timings, started)
     if cfg.report:
-        from src.report import write_report
+        from src.inference.report import write_report
 
         write_report(out)
     return report

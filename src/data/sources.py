@@ -16,14 +16,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb, read_rgb
+from src.data.images import BANDS, FITS_SUFFIXES, ImageError, is_fits, read_fits_rgb, read_rgb
 
 #: Extensions picked up in folders (FITS: ``FITS_SUFFIXES``).  Files named explicitly may have any extension.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Smallest image side the models are run on, px.
 MIN_SIDE = 32
 #: Largest image run in one pass (4096 x 4096 px), checked on the file's header before it is decoded.  One pass
-#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so ``src.inference.segment``
+#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so ``src.inference.segmentation.segment``
 #: never puts more than this many pixels into one forward pass, whatever ``--batch-size`` says.
 MAX_PIXELS = 4096 * 4096
 TOO_LARGE = " for one pass of the model; predict.py --field processes frames of any size"
@@ -218,7 +218,7 @@ def _name(sources: list[Source]) -> None:
 
 def load(source: Source, flux_scale=None) -> dict:
     """Read a source as the model's input: ``{"rgb" (H, W, 3) uint8, "valid" (H, W) bool or None, "wcs",
-    "header", "info"}``.  FITS frames go through the flux-scaling rule and the Lupton stretch of ``src.images``
+    "header", "info"}``.  FITS frames go through the flux-scaling rule and the Lupton stretch of ``src.data.images``
     (``flux_scale``: three factors replacing the measured ones).  ``ImageError`` names the file when it cannot be
     used."""
     if source.is_fits:

@@ -227,16 +227,17 @@ def compare_models(
 ):
     """Run every model on the same ``n_samples`` images of ``split`` conditioned on ``task`` and save the grid.
 
-    ``models``: label -> anything :func:`src.model.load_model` accepts (a ``(model, processor)`` pair also works).
+    ``models``: label -> anything :func:`src.modelling.model.load_model` accepts (a ``(model, processor)`` pair also
+    works).
     ``task="semantic"``: predicted class maps.  ``task="instance"``: the instance detections scoring above
     ``score_threshold``, painted in their class colour with white outlines (highest score on top).
     Returns the figure; the PNG is written atomically.
     """
     import torch
 
-    from src.evaluate import ground_truth_dataset
-    from src.inference import forward, instance_predictions, pick_device, semantic_maps
-    from src.model import load_model
+    from src.evaluation.evaluate import ground_truth_dataset
+    from src.inference.segmentation import forward, instance_predictions, pick_device, semantic_maps
+    from src.modelling.model import load_model
 
     if task not in ("semantic", "instance"):
         raise ValueError(f"task {task!r}: compare_models draws 'semantic' or 'instance'")

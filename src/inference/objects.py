@@ -10,11 +10,11 @@ What an object is, for each task the model is conditioned on (``object_map_*``):
 * ``instance``: a detection of Mask2Former / OneFormer instance inference (one per query, its best galaxy class)
   whose score reaches ``threshold``.  A pixel covered by several belongs to the highest-scoring one; a detection
   left with less than ``overlap`` of its own mask is dropped (Mask2Former's panoptic rule).
-* ``panoptic``: a galaxy segment of the panoptic inference (``src.inference.panoptic_segments``).
+* ``panoptic``: a galaxy segment of the panoptic inference (``src.inference.segmentation.panoptic_segments``).
 
 In all three, objects smaller than ``min_area`` px are dropped (and counted), and objects are numbered 1..n by
 decreasing area.  Their class probabilities come from the per-pixel class probabilities
-(``src.inference.class_probabilities``, averaged over the test-time augmentations when there are some):
+(``src.inference.segmentation.class_probabilities``, averaged over the test-time augmentations when there are some):
 
 * ``p_<class>``: the mean over the object's pixels of each galaxy class's probability, renormalised over the 5
   galaxy classes (they sum to 1);  ``class``: the most probable of them;  ``entropy``: their entropy in nats
@@ -113,7 +113,8 @@ def object_map_instance(
     overlap: float = OVERLAP,
     min_area: int = MIN_AREA,
 ):
-    """``(object map, scores, n_dropped)`` from ``src.inference.instance_predictions`` detections (best class per
+    """``(object map, scores, n_dropped)`` from ``src.inference.segmentation.instance_predictions`` detections (best
+    class per
     query; ``mask`` at ``shape``): score >= ``threshold``, one owner per pixel (higher score first), a detection
     keeping less than ``overlap`` of its mask or fewer than ``min_area`` px is dropped."""
     best: dict[int, dict] = {}
@@ -302,7 +303,7 @@ def write_segmentation(
     with the celestial ``wcs`` of the input (its header keywords, SIP included) when given.  Otherwise two PNGs
     beside each other, ``<stem>_objects.png`` (uint16) and ``<stem>_classes.png`` (uint8).  Returns the paths.
     """
-    from src.images import write_png
+    from src.data.images import write_png
 
     path = Path(path)
     if path.suffix.lower() == ".fits":
@@ -310,7 +311,7 @@ def write_segmentation(
 
         header = wcs.to_header(relax=True) if wcs is not None else fits.Header()
         if source is not None:
-            from src.images import fits_text
+            from src.data.images import fits_text
 
             header["SOURCE"], encoded = fits_text(str(source))  # long values continue on CONTINUE cards
             if encoded:
@@ -335,7 +336,7 @@ def write_segmentation(
 def find_objects(
     probs, task_result, task: str, valid=None, min_area: int = MIN_AREA, score_threshold: float = SCORE_THRESHOLD
 ):
-    """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.objects``)."""
+    """``(object map, scores or None, dropped)`` of one image for ``task`` (see ``src.inference.objects``)."""
     if task == "semantic":
         return object_map_semantic(probs, valid, min_area)
     if task == "instance":

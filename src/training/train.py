@@ -13,7 +13,7 @@ Output (``--output safetensors/NAME``): the export and, beside it, the run's wor
     NAME/        the export, written to a folder beside it and then put in its place as a whole
                  (``src.atomic.replace_folder``): config.json, model.safetensors, processor and tokenizer files,
                  galaxy_class_info.json, train_config.json, training_data.json, loss_history.csv, loss_curve.png,
-                 README.md (the model card, ``src.model_card``); scoring adds metrics.json there
+                 README.md (the model card, ``src.modelling.model_card``); scoring adds metrics.json there
     NAME.run/    the training run: checkpoints/epoch_K/ (weights in safetensors, optimizer, scheduler, RNG states,
                  train_state.json with epoch, step, history, the full training config and the data fingerprint;
                  renamed into place atomically, so a killed run never leaves a partial epoch_K),
@@ -62,9 +62,16 @@ from torch.utils.data import DataLoader, Sampler
 
 from src.atomic import atomic_open, atomic_path, replace_folder, write_json_atomic
 from src.classes import CLASS_NAMES, NUM_LABELS
-from src.dataset import CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, load_stats, loader_worker_init
-from src.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
-from src.patches import attention_kernels, count_masks_per_process, freeze_unused_parameters
+from src.data.datasets import (
+    CocoFieldDataset,
+    GalaxyDataset,
+    ShardBatches,
+    load_coco_fields,
+    load_stats,
+    loader_worker_init,
+)
+from src.modelling.model import HUB_SWIN_TINY, PRESETS, check_export_folder, load_model, save_export, set_training_mode
+from src.modelling.patches import attention_kernels, count_masks_per_process, freeze_unused_parameters
 
 #: The two models of the original project (fine-tuned from the hub weights, 150 queries, swin-tiny).
 RECIPES: dict[str, dict] = {
@@ -269,8 +276,8 @@ RUN_FILES = ("train_config.json", "loss_history.csv", "loss_curve.png")
 
 def training_data(cfg: TrainConfig, train_ds, val_ds, fingerprint: dict) -> dict:
     """What the export records of its training data (``training_data.json``, read by the model card)."""
-    from src.model_card import data_origin
-    from src.splits import read_manifest
+    from src.data.splits import read_manifest
+    from src.modelling.model_card import data_origin
 
     if cfg.coco is not None:
         origin, membership = "fields (COCO)", None
@@ -460,8 +467,8 @@ def resume_config(saved: dict, requested: dict, where) -> TrainConfig:
 def data_fingerprint(cfg: TrainConfig) -> dict[str, str | None]:
     """SHA-256 of the files a training reads besides the images: the split files (an error naming one that is
     absent) and ``dataset_stats.json`` (``None`` when absent), or the COCO files of a ``coco`` training."""
-    from src.dataset import require_split_file
-    from src.splits import file_sha256
+    from src.data.datasets import require_split_file
+    from src.data.splits import file_sha256
 
     if cfg.coco is not None:
         files = [Path(f) for f in (cfg.coco, cfg.val_coco) if f is not None]
@@ -490,7 +497,7 @@ FIELD_CROP = 256
 # ----------------------------------------------------------------------------------------------- data
 def build_datasets(cfg: TrainConfig, processor):
     """``(train, validation)`` datasets: the cutout splits under ``data_root``, or with ``coco`` crops of annotated
-    fields (``src.dataset.CocoFieldDataset``; validation: ``val_coco``, else every 5th image of ``coco``)."""
+    fields (``src.data.datasets.CocoFieldDataset``; validation: ``val_coco``, else every 5th image of ``coco``)."""
     val_task = "semantic" if cfg.task == "random" else cfg.task
     if cfg.coco is None:
         train_ds = GalaxyDataset(
@@ -942,7 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
     from src.cli import add_output_options
 
     p = argparse.ArgumentParser(
-        prog="train_script.py", description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/train.py)."
+        prog="train_script.py", description="Fine-tune OneFormer on Galaxy Zoo 2 (see src/training/train.py)."
     )
     # defaults are None here so that a --recipe can fill them; TrainConfig holds the real defaults
     p.add_argument(

@@ -7,7 +7,7 @@ sizes, and where the membership came from (a seeded stratified split, or ``--spl
 * :func:`write_split_set`: the new split files are written beside their targets, then the manifest (with the new
   digests) replaces the old one, then each file is renamed into place.  A run killed at any moment leaves either the
   old set with its manifest, or a manifest that some files do not match, which every load reports.
-* :func:`check_split_set` (called by every load of a split, ``src.dataset.load_split``): the split files match the
+* :func:`check_split_set` (called by every load of a split, ``src.data.datasets.load_split``): the split files match the
   manifest when there is one, and no objid is in two splits.
 * :func:`reference_membership`: the objids of the original project's ``galaxy_{train,val,test}.json`` (or
   ``galaxy_<split>_via.json``) in a folder, for ``python -m src.conversion --splits-from DIR``.
@@ -120,7 +120,7 @@ def reference_membership(folder) -> dict[str, dict]:
     for each of ``galaxy_<split>.json`` / ``galaxy_<split>_via.json`` present (keys = objids, or the objid in
     the entry's file name).  At least one must be there; two files for one split, or an objid in two splits, are
     errors naming the files."""
-    from src.via import entry_objid, load_via
+    from src.data.via import entry_objid, load_via
 
     folder = Path(folder)
     if not folder.is_dir():

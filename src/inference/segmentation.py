@@ -1,5 +1,6 @@
 """Running a OneFormer model: one batched forward pass conditioned on a task, then the post-processing of each
-task into plain numpy results.  ``src.evaluate`` (scores), ``src.visual`` (figures) and ``src.predict``
+task into plain numpy results.  ``src.evaluation.evaluate`` (scores), ``src.evaluation.visual`` (figures) and
+``src.inference.predict``
 (``predict.py``) all run models through this module.
 
 * :func:`forward`: images (H, W, 3 uint8 RGB) -> the processor (resize and normalisation of the model's export)
@@ -27,7 +28,7 @@ from src.classes import THING_IDS
 TOP_K = 100
 #: A pixel where no class reaches this share of the semantic mixture is background (:func:`claim_background`).
 MIN_CLAIM = 0.1
-#: Most pixels of native-size images in one forward pass of :func:`segment` (src.sources.MAX_PIXELS: a pass on that
+#: Most pixels of native-size images in one forward pass of :func:`segment` (src.data.sources.MAX_PIXELS: a pass on that
 #: many pixels peaks near 9.4 GB with swin-tiny).
 PASS_PIXELS = 4096 * 4096
 #: Inference precisions (:func:`resolve_precision`).
@@ -191,7 +192,7 @@ def hf_instance_segments(
     """Per image, the segments of HF's ``post_process_instance_segmentation`` (its defaults: class probability
     > ``threshold``, masks at probability 0.5, overlaps resolved into one map) as ``{"class_id", "score", "mask"}``,
     in the order it lists them.  This is what the original project's AP routine consumed (see
-    ``src.metrics.original_ap``); the COCO AP uses :func:`instance_predictions`.
+    ``src.evaluation.metrics.original_ap``); the COCO AP uses :func:`instance_predictions`.
 
     As in :func:`panoptic_segments` the mask logits are resized first (``target_sizes`` would need torchvision).
     transformers 5.23 tests ``"ade20k" in class_info_file``, which fails on our ``None``: a copy of the image

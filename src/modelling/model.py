@@ -41,7 +41,11 @@ from transformers import (
 )
 
 from src.classes import ID2LABEL, LABEL2ID, NUM_LABELS, class_info
-from src.patches import contiguous_attention_inputs, install_fast_deformable_attention, unweighted_query_attention
+from src.modelling.patches import (
+    contiguous_attention_inputs,
+    install_fast_deformable_attention,
+    unweighted_query_attention,
+)
 
 HUB_SWIN_TINY = "shi-labs/oneformer_ade20k_swin_tiny"
 #: Sequence lengths of the hub cards' processor (``max_seq_length``, ``task_seq_length``) and config.
@@ -577,7 +581,7 @@ def save_export(
 ) -> Path:
     """``save_pretrained`` folder for inference: config (``is_training`` false), weights, processor files, the
     ``extra_files`` (name -> source path; absent sources are left out), ``extra_json`` (name -> object) and the
-    model card ``README.md`` (``src.model_card``).
+    model card ``README.md`` (``src.modelling.model_card``).
 
     The text mapper (training-only) is left out so that ``from_pretrained`` loads without unused weights.  The
     export is written into a folder beside ``folder`` and then put in its place as a whole
@@ -588,7 +592,7 @@ def save_export(
     import tempfile
 
     from src.atomic import replace_folder, write_json_atomic
-    from src.model_card import write_model_card
+    from src.modelling.model_card import write_model_card
 
     folder = Path(folder)
     check_export_folder(folder)

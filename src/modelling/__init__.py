@@ -1,0 +1,1 @@
+"""Modelling: OneFormer configurations, loading and export, the changes to transformers' OneFormer, model cards."""

@@ -1,0 +1,1 @@
+"""Training: the configuration, the loop and what it needs (schedule, sampler, checkpoints, budget)."""
