@@ -27,12 +27,12 @@ $(STAMP): requirements.txt requirements-docs.txt requirements-dev.txt Makefile
 
 install: $(STAMP)
 
-# headless Chromium for the report's browser test (tests/test_report.py): Debian's package, as root; without it
+# headless Chromium for the report's browser test (tests/inference/test_report.py): Debian's package, as root; without it
 # that test is skipped with this reason in pytest's summary.
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
-		echo "warning: could not install chromium (apt-get install chromium needs root): tests/test_report.py will be skipped"
+		echo "warning: could not install chromium (apt-get install chromium needs root): tests/inference/test_report.py will be skipped"
 
 test: install browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)

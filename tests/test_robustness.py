@@ -14,7 +14,7 @@ import pytest
 
 from src.inference.predict import PredictConfig, main, predict
 from src.modelling.model import build_config, build_processor
-from tests.test_predict import scene
+from tests.inference.test_predict import scene
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from src.training.train import (
 )
 from tests.tiny_data import write_tiny_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = dict(model_card="galaxy-tiny", task="random", epochs=2, batch_size=4, image_size=64, seed=5)
 
 

@@ -20,7 +20,7 @@ from src.modelling.model import load_model, set_training_mode
 from src.training.train import EpochSampler, freeze_unused_parameters, list_checkpoints, run_dir, train
 from tests.tiny_data import write_tiny_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # one object per image, as in the real cutouts: then every batch of a task has the same number of target masks
 TRAIN_ARGS = [
     "--model-card",

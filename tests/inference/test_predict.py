@@ -20,7 +20,7 @@ from src.inference.predict import PredictConfig, main, predict
 from src.modelling.model import build_config, build_processor
 from tests.oracle_model import ColourOracle
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 

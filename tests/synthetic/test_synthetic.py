@@ -18,7 +18,7 @@ from src.data.via import entry_regions, load_via, polygon_area, polygon_mask, re
 from src.synthetic import generate, generate_field, hart16, labels, render_cutout
 from src.synthetic.render import SKY_SIGMA
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_MEAN = np.array([8.6, 6.0, 4.9])
 REAL_STD = np.array([14.7, 12.4, 8.7])
 REAL_MEDIAN_AREA = {"elliptical": 811, "spiral": 972, "spiral barred": 994, "spiral edge-on": 840}

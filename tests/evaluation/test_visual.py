@@ -28,7 +28,7 @@ from src.modelling.model import build_config, build_processor, load_model, save_
 from tests.oracle_model import OracleModel  # noqa: E402
 from tests.tiny_data import write_tiny_splits  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,14 @@ from src.classes import COLOURS
 from src.inference.predict import main as predict_main
 from src.inference.report import MAX_INLINE, load_run, write_report
 from src.modelling.model import build_config, build_processor
+from tests.inference.test_predict import _wcs, scene
 from tests.oracle_model import ColourOracle
-from tests.test_predict import _wcs, scene
 
 expect = pytest.importorskip(
     "playwright.sync_api", reason="playwright not installed: pip install -r requirements.txt"
 ).expect
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 #: Objects of the FITS frame: class, centre x, y, radius (px).
 DISCS = [("elliptical", 24, 22, 8), ("spiral", 70, 26, 9), ("spiral barred", 46, 54, 7)]

@@ -22,7 +22,7 @@ from src.training.train import (
 )
 from tests.tiny_data import write_tiny_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

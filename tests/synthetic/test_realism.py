@@ -17,7 +17,7 @@ from src.data.images import LUPTON_Q, LUPTON_STRETCH, read_rgb
 from src.synthetic import conditions, generate, labels, realism, render, stars
 from src.synthetic.generator import composite, render_bands, render_cutout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _gaussian_star(image, x, y, sigma, peak):
