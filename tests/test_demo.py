@@ -10,31 +10,9 @@ import pytest
 
 from src.data.splits import file_sha256
 from src.demo import REAL_RESULTS, main
+from tests.tiny_data import TINY_DEMO_ARGS
 
-TINY_ARGS = [
-    "--n",
-    "24",
-    "--size",
-    "96",
-    "--workers",
-    "1",
-    "--model-card",
-    "galaxy-tiny",
-    "--crop-size",
-    "48",
-    "--batch-size",
-    "4",
-    "--epochs",
-    "2",
-    "--minutes",
-    "0.1",
-    "--n-samples",
-    "2",
-    "--eval-batch-size",
-    "4",
-    "--no-progress",
-    "--cpu",
-]
+TINY_ARGS = list(TINY_DEMO_ARGS)
 
 
 @pytest.fixture(scope="module")

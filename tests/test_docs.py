@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_data import TINY_DEMO_ARGS
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted([REPO / "README.md", REPO / "BENCHMARKS.md", *(REPO / "docs").glob("*.md")])
 NEEDS = {"real-data", "gpu", "network", "minutes"}
@@ -37,31 +39,7 @@ SHELL = {"bash", "sh", "shell"}
 #: What the scratch folder holds from the repository (links), besides the tiny demo data and model.
 SANDBOX_LINKS = ("src", "bench", "train_script.py", "compute_scores.py", "predict.py", "Makefile")
 #: The tiny demo the run blocks start from: data/synthetic and safetensors/galaxy_demo (also as galaxy_field).
-TINY_DEMO = [
-    "--n",
-    "24",
-    "--size",
-    "96",
-    "--workers",
-    "1",
-    "--model-card",
-    "galaxy-tiny",
-    "--crop-size",
-    "48",
-    "--batch-size",
-    "4",
-    "--epochs",
-    "2",
-    "--minutes",
-    "0.1",
-    "--n-samples",
-    "2",
-    "--eval-batch-size",
-    "4",
-    "--no-progress",
-    "--cpu",
-    "--quiet",
-]
+TINY_DEMO = [*TINY_DEMO_ARGS, "--quiet"]
 
 # Absolute paths into workspace, temporary, home and root folders: a path of one machine means nothing on another.
 # Built from pieces, so that this file does not match its own scan.

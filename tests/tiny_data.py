@@ -197,3 +197,11 @@ def write_tiny_field(
     path = root / "field_annotations.json"
     path.write_text(json.dumps(coco))
     return path
+
+
+#: ``python -m src.demo`` settings of a tiny demo (24 cutouts of 96 px, galaxy-tiny, a few seconds of training).
+TINY_DEMO_ARGS = [
+    "--n", "24", "--size", "96", "--workers", "1", "--model-card", "galaxy-tiny", "--crop-size", "48",
+    "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
+    "--no-progress", "--cpu",
+]  # fmt: skip
