@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 from src.cli import add_output_options, run_cli, setup_logging
-from src.evaluation.evaluate import TASKS, evaluate, format_table, write_metrics
+from src.defaults import SCORED_TASKS, TASKS, TILE, TILE_OVERLAP
+from src.evaluation.evaluate import evaluate, format_table, write_metrics
 
 logger = logging.getLogger("src.compute_scores")
 
@@ -43,9 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--task",
         nargs="+",
-        default=["semantic", "instance"],
+        default=list(SCORED_TASKS),
         choices=[*TASKS, "all"],
-        help="task(s) the model is conditioned on and scored for (default: semantic instance)",
+        help=f"task(s) the model is conditioned on and scored for (default: {' '.join(SCORED_TASKS)})",
     )
     parser.add_argument(
         "--out",
@@ -83,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     fields.add_argument(
         "--tile-task",
         default="semantic",
-        choices=("semantic", "instance", "panoptic"),
+        choices=TASKS,
         help="tiles: the task the model is conditioned on, which decides what an object is "
         "(as predict.py --task; default semantic)",
     )
@@ -99,8 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("artifact", "model"),
         help="point sources scored as class A (default) or with the model's class (predict.py --stars)",
     )
-    fields.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
-    fields.add_argument("--overlap", type=int, default=224, help="tiles: tile overlap, px (default 224)")
+    fields.add_argument("--tile", type=int, default=TILE, help=f"tiles: tile side, px (default {TILE})")
+    fields.add_argument(
+        "--overlap", type=int, default=TILE_OVERLAP, help=f"tiles: tile overlap, px (default {TILE_OVERLAP})"
+    )
     return parser.parse_args(argv)
 
 

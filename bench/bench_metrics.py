@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.evaluation.evaluate import coco_results  # noqa: E402
+from src.evaluation.evaluators import coco_results  # noqa: E402
 from src.evaluation.metrics import (  # noqa: E402
     COCO_BACKENDS,
     PanopticAccumulator,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.classes import GALAXY_CLASSES  # noqa: E402
 from src.evaluation.evaluate import ground_truth_dataset  # noqa: E402
-from src.evaluation.metrics import ConfusionAccumulator, semantic_report  # noqa: E402
+from src.evaluation.evaluators import SemanticEvaluator  # noqa: E402
 from src.inference.objects import measure_objects, object_map_semantic  # noqa: E402
 from src.inference.segmentation import segment  # noqa: E402
 from src.modelling.model import load_model  # noqa: E402
@@ -59,17 +59,17 @@ class Calibration:
 
 
 def score(model, processor, dataset, tta: bool, batch_size: int) -> dict:
-    confusion = ConfusionAccumulator()
+    semantic = SemanticEvaluator()
     pixels, galaxy_pixels, objects = Calibration(15), Calibration(15), Calibration(10)
     nll, n_pixels, missed = 0.0, 0, 0
     start = time.perf_counter()
     for first in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(first, min(first + batch_size, len(dataset)))]
         results = segment(model, processor, [item["image"] for item in items], "semantic", tta, batch_size)
-        for item, (probs, _, _) in zip(items, results):
+        for index, item, (probs, _, _) in zip(range(first, first + len(items)), items, results):
             truth = item["semantic"]
             prediction = probs.argmax(0)
-            confusion.update([truth], [prediction.astype(np.uint8)])
+            semantic.process([{**item, "index": index}], [{"class_map": prediction.astype(np.uint8)}])
             top = probs.max(0)
             pixels.update(top.ravel(), (prediction == truth).ravel())
             galaxy = truth > 0
@@ -86,7 +86,7 @@ def score(model, processor, dataset, tta: bool, batch_size: int) -> dict:
             p = np.array([row[k] for k in row if k.startswith("p_")])
             true_class = GALAXY_CLASSES[int(np.bincount(truth[galaxy]).argmax()) - 1]
             objects.update(p.max(keepdims=True), np.array([row["class"] == true_class]))
-    seed = semantic_report(confusion.per_image)["seed_protocol"]
+    seed = semantic.evaluate()["seed_protocol"]
     return {
         "mIoU": seed["mean_iou"],
         "dice": seed["dice"],

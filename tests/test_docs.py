@@ -211,6 +211,7 @@ def test_the_site_builds_in_strict_mode(tmp_path):
         "src.inference.predict.predict",
         "src.field.run.predict_field",
         "src.evaluation.evaluate.evaluate",
+        "src.evaluation.evaluators.DatasetEvaluator",
         "src.inference.objects.find_objects",
         "src.evaluation.metrics.original_ap",
         "src.synthetic.generate",

@@ -1,4 +1,5 @@
-"""Score a trained OneFormer on a split: batched inference per task, then ``src.evaluation.metrics``.
+"""Score a trained OneFormer on a split: the model run once per task that the evaluators need
+(``src.inference.segmentation.run_model``), each batch fed to the task's evaluator (``src.evaluation.evaluators``).
 
 * ``semantic`` task -> ``post_process_semantic_segmentation`` at the original image size -> per-image confusion
   matrices -> seed protocol, standard semantic scores, image-level classification report.
@@ -6,15 +7,14 @@
   classes, binary masks at logit 0 resized to the original size, score = class probability x mean mask
   probability inside the mask) -> COCO mask AP with faster-coco-eval (pycocotools is the reference).  The masks
   may overlap, as COCO allows; HF's ``post_process_instance_segmentation`` would flatten them into one map.
-  Beside it, the original project's AP (``src.evaluation.metrics.original_ap``: its home-made 11-point routine, quirks
-  included) from HF's ``post_process_instance_segmentation`` segments, as that project computed it.
+  Beside it, the original project's AP (``src.evaluation.metrics.original_ap``: its home-made 11-point routine,
+  quirks included) from HF's ``post_process_instance_segmentation`` segments, as that project computed it.
 * ``panoptic`` task -> ``post_process_panoptic_segmentation`` (background fused into one stuff segment) -> PQ.
 
 Ground truth comes from :class:`src.data.datasets.GalaxyDataset` at native size (no resize, no augmentation): the
 semantic map, the instance map (a later polygon covers an earlier one where they overlap) and the class of each
-instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.evaluation.metrics._coco_eval``), category ids
-are
-``src.classes`` ids.
+instance.  COCO ``image_id`` is the objid (18-digit ids work, see ``src.evaluation.metrics._coco_eval``), category
+ids are ``src.classes`` ids.
 """
 
 from __future__ import annotations
@@ -24,33 +24,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
 from src.data.datasets import ShardBatches
-from src.evaluation.metrics import (
-    PanopticAccumulator,
-    coco_ground_truth,
-    coco_mask_ap,
-    image_confusions,
-    masks_to_rles,
-    original_ap,
-    original_record,
-    semantic_report,
-)
-from src.inference.segmentation import (
-    TOP_K,
-    forward,
-    hf_instance_segments,
-    instance_predictions,
-    panoptic_segments,
-    pick_device,
-    semantic_maps,
-)
+from src.defaults import SCORED_TASKS, TASKS
+from src.evaluation.evaluators import EVALUATORS, DatasetEvaluator, InstanceEvaluator
+from src.inference.segmentation import TOP_K, pick_device, run_model
 
-TASKS = ("semantic", "instance", "panoptic")
 logger = logging.getLogger(__name__)
 
 
@@ -65,6 +47,28 @@ def normalise_tasks(tasks: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in TASKS if t in tasks)
 
 
+def task_evaluators(
+    tasks: str | Sequence[str] = SCORED_TASKS, top_k: int = TOP_K, predictions_out=None
+) -> list[DatasetEvaluator]:
+    """The evaluator of each task (``"all"``: every task), in the canonical task order.
+
+    Parameters
+    ----------
+    tasks : str or sequence of str
+        Some of ``src.defaults.TASKS``, or ``"all"``.
+    top_k : int
+        Detections kept per image for the COCO mask AP (instance task).
+    predictions_out : path-like, optional
+        Where the instance evaluator writes the detections in COCO results format.
+
+    Returns
+    -------
+    list of DatasetEvaluator
+    """
+    options = {InstanceEvaluator.task: {"top_k": top_k, "predictions_out": predictions_out}}
+    return [EVALUATORS[task](**options.get(task, {})) for task in normalise_tasks(tasks)]
+
+
 # ------------------------------------------------------------------------------------------ data
 def ground_truth_dataset(data_root, split: str = "test", limit: int | None = None):
     """The split at native size, no augmentation; ``limit`` keeps the first ``limit`` images."""
@@ -74,34 +78,6 @@ def ground_truth_dataset(data_root, split: str = "test", limit: int | None = Non
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(int(limit), len(dataset))))
     return dataset
-
-
-def _instance_objects(item: dict) -> list[tuple[int, dict]]:
-    """``(class id, RLE)`` of each object still visible in the instance map (RLE keeps the memory small)."""
-    ids = np.arange(1, len(item["class_ids"]) + 1)
-    masks = item["instance"][None] == ids[:, None, None]
-    visible = masks.any((1, 2))
-    rles = masks_to_rles(masks[visible])
-    return list(zip((int(c) for c, v in zip(item["class_ids"], visible) if v), rles))
-
-
-def coco_results(item_objid: int, detections: list[dict]) -> list[dict]:
-    """COCO results-format dicts (``image_id`` = objid) for one image's detections.  The masks are encoded
-    together, once per distinct mask (detections of one query share theirs)."""
-    distinct: dict[int, np.ndarray] = {}
-    for d in detections:
-        distinct.setdefault(id(d["mask"]), d["mask"])
-    slot = {key: i for i, key in enumerate(distinct)}
-    rles = masks_to_rles(list(distinct.values()))
-    return [
-        {
-            "image_id": int(item_objid),
-            "category_id": d["class_id"],
-            "segmentation": rles[slot[id(d["mask"])]],
-            "score": round(d["score"], 6),
-        }
-        for d in detections
-    ]
 
 
 def split_record(data_root, split: str) -> dict:
@@ -135,7 +111,7 @@ def evaluate(
     model_path_or_name,
     data_root,
     split: str = "test",
-    tasks: str | Sequence[str] = ("semantic", "instance"),
+    tasks: str | Sequence[str] = SCORED_TASKS,
     batch_size: int = 4,
     base_card: str | None = None,
     predictions_out=None,
@@ -145,21 +121,59 @@ def evaluate(
     top_k: int = TOP_K,
     model=None,
     processor=None,
+    evaluators: Sequence[DatasetEvaluator] | None = None,
 ) -> dict:
-    """Score a model on ``split``; returns the ``metrics.json`` content.
+    """Score a model on a split: the model runs once per task that the evaluators need, and each batch's outputs
+    go to every evaluator of that task.
 
-    ``model_path_or_name``: a ``save_pretrained`` directory, a bare ``.safetensors`` state dict (architecture
-    ``base_card``, default the swin-tiny preset) or anything :func:`src.modelling.model.load_model` accepts; or pass a
-    loaded
-    ``model`` with its ``processor`` (then ``model_path_or_name`` is only recorded).  ``processor`` alone replaces
-    the loaded model's processor (e.g. other normalisation statistics for a bare state dict).  ``predictions_out``:
-    write the
-    instance predictions in COCO results format (needs the ``instance`` task).
+    Parameters
+    ----------
+    model_path_or_name : str or path-like
+        A ``save_pretrained`` directory, a bare ``.safetensors`` state dict (architecture ``base_card``, default
+        the swin-tiny preset) or anything :func:`src.modelling.model.load_model` accepts; with ``model`` given,
+        only recorded.
+    data_root : path-like
+        The folder of the split files (``galaxy_<split>.json``) and the images.
+    split : str
+        The split scored.
+    tasks : str or sequence of str
+        Some of ``src.defaults.TASKS`` or ``"all"`` (default ``src.defaults.SCORED_TASKS``): their evaluators
+        (:func:`task_evaluators`).  Ignored when ``evaluators`` is given.
+    batch_size : int
+        Images in one forward pass.
+    base_card : str, optional
+        Architecture of a bare state dict.
+    predictions_out : path-like, optional
+        Write the instance detections there in COCO results format (needs the ``instance`` task).
+    progress : bool
+        Show a progress bar per task.
+    device : str or torch.device, optional
+        Default: CUDA, else MPS, else CPU; under ``torchrun`` / ``accelerate launch`` each process's own.
+    limit : int, optional
+        Score only the first ``limit`` images.
+    top_k : int
+        Detections kept per image for the COCO mask AP.
+    model, processor : optional
+        A loaded model with its processor; ``processor`` alone replaces the loaded model's processor (e.g. other
+        normalisation statistics for a bare state dict).
+    evaluators : sequence of DatasetEvaluator, optional
+        The evaluators to feed (``src.evaluation.evaluators``), in place of those of ``tasks``.
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` content: what was scored (model, split, its file and SHA-256, tasks, ``n_images``,
+        device, ``n_processes``, creation time, category ids, warnings), and each evaluator's metrics under its
+        ``name``.  Every process gets the same dict.
     """
     from src.progress import progress_bar
 
-    tasks = normalise_tasks(tasks)
-    if predictions_out is not None and "instance" not in tasks:
+    if evaluators is None:
+        evaluators = task_evaluators(tasks, top_k, predictions_out)
+    elif predictions_out is not None:
+        raise ValueError("predictions_out is an option of the instance evaluator: give it to InstanceEvaluator")
+    tasks = tuple(dict.fromkeys(evaluator.task for evaluator in evaluators))
+    if predictions_out is not None and InstanceEvaluator.task not in tasks:
         raise ValueError("predictions_out needs the 'instance' task (COCO results are instance masks)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -203,66 +217,22 @@ def evaluate(
                 logger.warning(warning)
             metrics["warnings"] = [warning]
     for task in tasks:
-        parts = []  # (batch position, this batch's results): gathered from every process, then put in order
-        bar = progress_bar(
-            shard.positions(), desc=f"{task} inference", disable=not (progress and state.is_main_process)
-        )
-        for position in bar:
-            items = [dataset[i] for i in shard.batches[position]]
-            sizes = [item["semantic"].shape for item in items]
-            outputs = forward(model, processor, [item["image"] for item in items], task)
-            if task == "semantic":
-                part = image_confusions([item["semantic"] for item in items], semantic_maps(processor, outputs, sizes))
-            elif task == "instance":
-                part = []
-                segments = hf_instance_segments(processor, outputs, sizes)
-                for item, detections, image_segments in zip(
-                    items, instance_predictions(outputs, sizes, top_k), segments
-                ):
-                    height, width = item["semantic"].shape
-                    part.append(
-                        (
-                            {
-                                "id": item["objid"],
-                                "height": height,
-                                "width": width,
-                                "file_name": f"Dr7_{item['objid']}.jpg",
-                                "objects": _instance_objects(item),
-                            },
-                            coco_results(item["objid"], detections),
-                            original_record(image_segments, item["instance"], item["class_ids"]),
-                        )
-                    )
-            else:
-                part = []
-                for item, (segments, classes) in zip(items, panoptic_segments(processor, outputs, sizes)):
-                    gt_classes = {0: 0, **dict(enumerate(item["class_ids"], start=1))}
-                    part.append(
-                        PanopticAccumulator.match(item["instance"].astype(np.int32), gt_classes, segments, classes)
-                    )
-            parts.append((position, part))
-        parts = _in_order(parts, world)
-        if not state.is_main_process:
-            continue  # the metrics are computed once, then shared
-        if task == "semantic":
-            per_image = np.concatenate(parts) if parts else image_confusions([], [])
-            metrics["semantic"] = semantic_report(per_image)
-        elif task == "instance":
-            gt_images = [gt for part in parts for gt, _, _ in part]
-            results = [r for part in parts for _, image_results, _ in part for r in image_results]
-            metrics["instance"] = {
-                "coco": coco_mask_ap(coco_ground_truth(gt_images), results),
-                "top_k": top_k,
-                "original_ap": original_ap([record for part in parts for _, _, record in part]),
-            }
-            if predictions_out is not None:
-                write_json_atomic(predictions_out, results)
-                metrics["instance"]["predictions_file"] = str(predictions_out)
-        else:
-            panoptic = PanopticAccumulator()
-            for record in (record for part in parts for record in part):
-                panoptic.add(record)
-            metrics["panoptic"] = panoptic.scores()
+        mine = [evaluator for evaluator in evaluators if evaluator.task == task]
+        outputs = tuple(dict.fromkeys(name for evaluator in mine for name in evaluator.outputs))
+        for evaluator in mine:
+            evaluator.reset()
+        bar = progress_bar(shard, desc=f"{task} inference", disable=not (progress and state.is_main_process))
+        for batch in bar:
+            items = [{**dataset[i], "index": i} for i in batch]
+            results = run_model(
+                model, processor, [item["image"] for item in items], task, outputs, batch_size=len(items), top_k=top_k
+            )
+            for evaluator in mine:
+                evaluator.process(items, results)
+        for evaluator in mine:
+            result = evaluator.evaluate()  # every process gathers; the main one computes the metrics
+            if result is not None:
+                metrics[evaluator.name] = result
     if world > 1:
         from accelerate.utils import broadcast_object_list
 
@@ -275,16 +245,6 @@ def _process_state(device):
     from accelerate import PartialState
 
     return PartialState(cpu=device is not None and torch.device(device).type == "cpu")
-
-
-def _in_order(parts: list[tuple[int, object]], world: int) -> list:
-    """Every process's ``(batch position, result)`` pairs -> the results in batch order (the order of one
-    process, so that the metrics are the same to the last bit)."""
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        parts = gather_object(parts)
-    return [result for _, result in sorted(parts, key=lambda pair: pair[0])]
 
 
 def write_metrics(metrics: dict, path) -> Path:

@@ -53,23 +53,6 @@ def image_confusions(
     return np.stack(out) if out else np.zeros((0, num_classes, num_classes), dtype=np.int64)
 
 
-class ConfusionAccumulator:
-    """Collects per-image confusion matrices batch by batch (what ``evaluate`` feeds during inference)."""
-
-    def __init__(self, num_classes: int = NUM_LABELS):
-        self.num_classes = num_classes
-        self._chunks: list[np.ndarray] = []
-
-    def update(self, gts: Iterable[np.ndarray], preds: Iterable[np.ndarray]) -> None:
-        self._chunks.append(image_confusions(gts, preds, self.num_classes))
-
-    @property
-    def per_image(self) -> np.ndarray:
-        if not self._chunks:
-            return np.zeros((0, self.num_classes, self.num_classes), dtype=np.int64)
-        return np.concatenate(self._chunks)
-
-
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     out = np.full(np.broadcast(num, den).shape, np.nan)

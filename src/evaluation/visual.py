@@ -15,8 +15,12 @@ from skimage.segmentation import find_boundaries
 from src.atomic import atomic_path
 from src.classes import CLASS_NAMES, COLOURS, GALAXY_CLASSES, colour_palette
 
-#: Detections drawn in the instance comparison: score above this (the HF demo threshold).
-SCORE_THRESHOLD = 0.5
+#: Detections drawn in the instance comparison: score above this (the HF demo threshold).  A display choice, not
+#: ``src.inference.objects.SCORE_THRESHOLD`` (0.2, calibrated: the lowest score of what ``predict.py`` calls an object).
+FIGURE_SCORE_THRESHOLD = 0.5
+#: What :func:`compare_models` draws for each task it can draw: the output of
+#: ``src.inference.segmentation.run_model`` that becomes a panel.
+DRAWN_OUTPUT = {"semantic": "class_map", "instance": "instances"}
 #: Image-level labels: 0 means that no galaxy pixel was predicted.
 IMAGE_CLASS_NAMES = ("no galaxy", *GALAXY_CLASSES)
 
@@ -222,31 +226,54 @@ def compare_models(
     seed: int = 0,
     base_card: str | None = None,
     device=None,
-    score_threshold: float = SCORE_THRESHOLD,
+    score_threshold: float = FIGURE_SCORE_THRESHOLD,
     batch_size: int = 4,
 ):
     """Run every model on the same ``n_samples`` images of ``split`` conditioned on ``task`` and save the grid.
 
-    ``models``: label -> anything :func:`src.modelling.model.load_model` accepts (a ``(model, processor)`` pair also
-    works).
-    ``task="semantic"``: predicted class maps.  ``task="instance"``: the instance detections scoring above
-    ``score_threshold``, painted in their class colour with white outlines (highest score on top).
-    Returns the figure; the PNG is written atomically.
+    Parameters
+    ----------
+    models : mapping
+        Label -> anything :func:`src.modelling.model.load_model` accepts, or a ``(model, processor)`` pair.
+    data_root : path-like
+        The folder of the split files and images.
+    out_png : path-like
+        The figure, written atomically.
+    task : str
+        ``"semantic"``: predicted class maps; ``"instance"``: the detections scoring above ``score_threshold``,
+        painted in their class colour with white outlines (highest score on top).  See :data:`DRAWN_OUTPUT`.
+    n_samples : int
+        Images shown (:func:`choose_samples`).
+    split : str
+        The split they come from.
+    seed : int
+        Fixes the images shown.
+    base_card : str, optional
+        Architecture of a bare ``.safetensors`` state dict.
+    device : str or torch.device, optional
+        Default: CUDA, else MPS, else CPU.
+    score_threshold : float
+        Lowest detection score drawn (class probability x mean mask probability, 0-1).
+    batch_size : int
+        Images in one forward pass (``src.inference.segmentation.run_model``, the path of the scores too).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     import torch
 
     from src.evaluation.evaluate import ground_truth_dataset
-    from src.inference.segmentation import forward, instance_predictions, pick_device, semantic_maps
+    from src.inference.segmentation import pick_device, run_model
     from src.modelling.model import load_model
 
-    if task not in ("semantic", "instance"):
-        raise ValueError(f"task {task!r}: compare_models draws 'semantic' or 'instance'")
+    if task not in DRAWN_OUTPUT:
+        raise ValueError(f"task {task!r}: compare_models draws {' or '.join(map(repr, DRAWN_OUTPUT))}")
     if not models:
         raise ValueError("compare_models needs at least one model")
     dataset = ground_truth_dataset(data_root, split)
     items = [dataset[i] for i in choose_samples(dataset, n_samples, seed)]
-    sizes = [item["semantic"].shape for item in items]
-    if task == "semantic":
+    if DRAWN_OUTPUT[task] == "class_map":
         truths = [colourise(item["semantic"]) for item in items]
     else:
         truths = [
@@ -263,21 +290,23 @@ def compare_models(
             model.to(device)
         else:
             model, processor = load_model(str(source), base_card=base_card, device=device)
-        panels = []
-        for start in range(0, len(items), batch_size):
-            chunk, chunk_sizes = items[start : start + batch_size], sizes[start : start + batch_size]
-            outputs = forward(model, processor, [item["image"] for item in chunk], task)
-            if task == "semantic":
-                panels += [colourise(m) for m in semantic_maps(processor, outputs, chunk_sizes)]
-            else:
-                for size, dets in zip(chunk_sizes, instance_predictions(outputs, chunk_sizes)):
-                    kept = sorted((d for d in dets if d["score"] > score_threshold), key=lambda d: d["score"])
-                    panels.append(draw_instances(size, [(d["class_id"], d["mask"]) for d in kept]))
+        results = run_model(
+            model, processor, [item["image"] for item in items], task, (DRAWN_OUTPUT[task],), batch_size=batch_size
+        )
+        if DRAWN_OUTPUT[task] == "class_map":
+            panels = [colourise(r["class_map"]) for r in results]
+        else:
+            panels = []
+            for item, r in zip(items, results):
+                kept = sorted((d for d in r["instances"] if d["score"] > score_threshold), key=lambda d: d["score"])
+                panels.append(draw_instances(item["semantic"].shape, [(d["class_id"], d["mask"]) for d in kept]))
         predictions[str(label)] = panels
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    what = "semantic task" if task == "semantic" else f"instance task (detections scoring > {score_threshold:g})"
+    what = f"{task} task" + (
+        "" if DRAWN_OUTPUT[task] == "class_map" else f" (detections scoring > {score_threshold:g})"
+    )
     fig = comparison_figure(
         [item["image"] for item in items],
         truths,

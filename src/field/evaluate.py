@@ -13,7 +13,7 @@ from pathlib import Path
 
 from src.field.frame import RgbFrame
 from src.field.run import FieldSettings, predict_field
-from src.field.score import FieldScorer, MaskEncoder, StarGalaxyScorer, load_truth, object_predictions
+from src.field.score import FieldEvaluator, MaskEncoder, StarGalaxyScorer, load_truth, object_predictions
 from src.field.stars import sources_of_objects
 
 #: The annotation file looked for in a fields folder (what ``python -m src.synthetic --field`` writes).
@@ -63,7 +63,7 @@ def evaluate_fields(
         model, processor = load_model(model_path, base_card=base_card, device=pick_device(device))
         model.eval()
         load_s = time.perf_counter() - tic
-    scorer, star_scorer = FieldScorer(classes=uses_model), StarGalaxyScorer()
+    evaluator, star_scorer = FieldEvaluator(classes=uses_model), StarGalaxyScorer()
     per_frame, counts = [], {}
     for image in images:
         tic = time.perf_counter()
@@ -85,7 +85,10 @@ def evaluate_fields(
             result.stars,
             {k: predictions[number - 1]["class_id"] for number, k in sources.items()} if uses_model else None,
         )
-        scorer.add(image, truth["truth"][image["id"]], predictions, class_map if uses_model else None, frame=rgb)
+        evaluator.process(
+            [{"image": image, "truth": truth["truth"][image["id"]], "frame": rgb}],
+            [{"predictions": predictions, "class_map": class_map if uses_model else None}],
+        )
         per_frame.append(
             {
                 "image": image["file_name"],
@@ -96,7 +99,7 @@ def evaluate_fields(
         )
         for key, value in result.counts.items():
             counts[key] = counts.get(key, 0) + int(value)
-    metrics = scorer.scores()
+    metrics = evaluator.evaluate()
     metrics["star_galaxy"] = star_scorer.scores()
     metrics.update(
         {

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from src.classes import CLASS_NAMES, GALAXY_CLASSES, LABEL2ID, NUM_LABELS
+from src.evaluation.evaluators import DatasetEvaluator
 from src.evaluation.metrics import coco_categories, coco_mask_ap, image_confusion, semantic_scores
 
 MATCH_IOU = 0.5
@@ -156,17 +157,50 @@ def match(ious: np.ndarray, threshold: float = MATCH_IOU) -> list[tuple[int, int
     return pairs
 
 
-class FieldScorer:
-    """Accumulates frames (:meth:`add`), then :meth:`scores`.  ``classes``: False for class-agnostic predictions
-    (sep alone)."""
+class FieldEvaluator(DatasetEvaluator):
+    """The survey fields' evaluator (``src.evaluation.evaluators.DatasetEvaluator``): frames in (:meth:`process`,
+    or :meth:`add` one frame), the metrics of the module docstring out (:meth:`evaluate`).  Fed by
+    ``src.field.evaluate.evaluate_fields`` with the objects of ``src.field.run.predict_field``, not by a forward
+    pass of its own: ``task`` is None.
+
+    Parameters
+    ----------
+    classes : bool
+        False for class-agnostic predictions (sep alone): no class-wise AP, classification or per-class IoU.
+    """
+
+    name = "field"
 
     def __init__(self, classes: bool = True):
         self.classes = classes
+        super().__init__()
+
+    def reset(self) -> None:
+        """Forget every frame added so far."""
         self.gt_images, self.gt_annotations, self.results = [], [], []
         self.truth_rows, self.pred_rows = [], []  # per object: area, (flux,) brightness, matched
         self.measured = True  # every frame given: brightness bins
         self.pairs = []  # (truth class, predicted class)
         self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), dtype=np.int64)
+
+    def process(self, inputs: Sequence[dict], outputs: Sequence[dict]) -> None:
+        """Add frames.
+
+        Parameters
+        ----------
+        inputs : sequence of dict
+            Per frame ``{"image", "truth"}`` and optionally ``"frame"``: as :meth:`add`'s arguments.
+        outputs : sequence of dict
+            Per frame ``{"predictions"}`` and, with classes, ``"class_map"``: as :meth:`add`'s arguments.
+        """
+        for frame_input, output in zip(inputs, outputs, strict=True):
+            self.add(
+                frame_input["image"],
+                frame_input["truth"],
+                output["predictions"],
+                output.get("class_map"),
+                frame=frame_input.get("frame"),
+            )
 
     def add(
         self,
@@ -247,7 +281,11 @@ class FieldScorer:
             self.confusion[:2, :2] += image_confusion((truth_map > 0).astype(np.uint8), galaxy, 2)
 
     # -------------------------------------------------------------------------------------------- results
-    def scores(self) -> dict:
+    def evaluate(self) -> dict:
+        """The metrics of every frame added (see the module docstring): ``n_fields``, ``n_truth``, ``n_predicted``,
+        ``coco`` (with classes) and ``coco_agnostic`` (COCO mask AP, fractions in [0, 1]), ``detection``
+        (completeness and purity, overall and binned), with classes ``classification`` and ``semantic``, and
+        ``galaxy_iou``."""
         if not self.gt_annotations:
             raise ValueError("no annotated object in the scored fields: nothing to score")
         out = {"n_fields": len(self.gt_images), "n_truth": len(self.truth_rows), "n_predicted": len(self.pred_rows)}

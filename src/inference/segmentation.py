@@ -1,16 +1,18 @@
 """Running a OneFormer model: one batched forward pass conditioned on a task, then the post-processing of each
-task into plain numpy results.  ``src.evaluation.evaluate`` (scores), ``src.evaluation.visual`` (figures) and
-``src.inference.predict``
-(``predict.py``) all run models through this module.
+task into plain numpy results.  :func:`run_model` is the one inference path: ``src.evaluation.evaluate`` (scores),
+``src.evaluation.visual`` (figures), ``src.inference.predict`` (``predict.py``) and ``src.field`` (survey fields)
+all run models through it.
 
 * :func:`forward`: images (H, W, 3 uint8 RGB) -> the processor (resize and normalisation of the model's export)
   -> the model, under ``torch.inference_mode``.
-* :func:`semantic_maps`: class-id maps at given sizes (HF ``post_process_semantic_segmentation``; pixels that no
-  query claims are background, :func:`claim_background`).
-* :func:`instance_predictions`: Mask2Former / OneFormer instance inference (top-k query x class pairs).
-* :func:`panoptic_segments`: segment-id maps with the class of each segment (background fused).
-* :func:`segment`: images of any size (and test-time augmentation) -> per-pixel class probabilities in each
-  image's own grid, with the task's detections or segments (``predict.py`` and survey fields).
+* The post-processings, each written once: :func:`class_probabilities` (per-pixel class probabilities),
+  :func:`semantic_maps` (class-id maps, HF ``post_process_semantic_segmentation``; pixels that no query claims are
+  background, :func:`claim_background`), :func:`instance_predictions` (Mask2Former / OneFormer instance inference,
+  top-k query x class pairs), :func:`hf_instance_segments` (HF's instance segments, for the original project's AP)
+  and :func:`panoptic_segments` (segment-id maps with the class of each segment, background fused).
+* :func:`run_model`: images of any size (and test-time augmentation), in batches -> the post-processings asked
+  for, in each image's own grid.  :func:`segment`: its ``(probabilities, task result, seconds)`` form
+  (``predict.py`` and survey fields).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from src.classes import THING_IDS
 TOP_K = 100
 #: A pixel where no class reaches this share of the semantic mixture is background (:func:`claim_background`).
 MIN_CLAIM = 0.1
-#: Most pixels of native-size images in one forward pass of :func:`segment` (src.data.sources.MAX_PIXELS: a pass on that
-#: many pixels peaks near 9.4 GB with swin-tiny).
+#: Most pixels of native-size images in one forward pass of :func:`run_model` (src.data.sources.MAX_PIXELS: a pass
+#: on that many pixels peaks near 9.4 GB with swin-tiny).
 PASS_PIXELS = 4096 * 4096
 #: Inference precisions (:func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -273,13 +275,92 @@ def _padded(size, outputs, native: bool):
     return stride * h4, stride * w4
 
 
-def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = False, batch_size: int = 8):
-    """Run the model on RGB images; per image ``(probs (K, H, W) float32 numpy, task_result, model seconds)``.
+#: What :func:`run_model` can give per image, each a post-processing of the same forward pass (the first averaged
+#: over the views with test-time augmentation, the others from the un-augmented view).
+OUTPUTS = ("probabilities", "class_map", "instances", "original_segments", "panoptic")
 
-    ``probs``: per-pixel class probabilities in the image's own grid (the mean over the 8 views with ``tta``).
-    ``task_result``: None (semantic), the instance detections with masks at the image size (instance) or
-    ``(segment map, {segment: class})`` (panoptic), from the un-augmented view.
+
+def _post_process(name: str, processor, outputs, sizes, top_k: int) -> list:
+    """Output ``name`` (one of :data:`OUTPUTS` but ``probabilities``) of a batch at ``sizes``."""
+    if name == "class_map":
+        return semantic_maps(processor, outputs, sizes)
+    if name == "instances":
+        return instance_predictions(outputs, sizes, top_k)
+    if name == "original_segments":
+        return hf_instance_segments(processor, outputs, sizes)
+    return panoptic_segments(processor, outputs, sizes)
+
+
+def _crop(name: str, value, height: int, width: int):
+    """Output ``name`` of one image cut from the model's padded grid to the image's ``height`` x ``width`` px
+    (unchanged when it is already that size; detections of one query keep sharing one mask array)."""
+    if name in ("class_map", "panoptic"):
+        array = value if name == "class_map" else value[0]
+        if array.shape == (height, width):
+            return value
+        return array[:height, :width] if name == "class_map" else (array[:height, :width], value[1])
+    cropped: dict[int, np.ndarray] = {}
+    for d in value:
+        if d["mask"].shape != (height, width):
+            d["mask"] = cropped.setdefault(id(d["mask"]), d["mask"][:height, :width])
+    return value
+
+
+def run_model(
+    model,
+    processor,
+    images: Sequence[np.ndarray],
+    task: str,
+    outputs: Sequence[str] = ("probabilities",),
+    tta: bool = False,
+    batch_size: int = 8,
+    top_k: int = TOP_K,
+) -> list[dict]:
+    """Run the model on RGB images conditioned on ``task``, in batches, and post-process each batch into the
+    ``outputs`` asked for: the one inference path of scoring, figures, ``predict.py`` and survey fields.
+
+    Images of one size go through the model together, at most ``batch_size`` (and :data:`PASS_PIXELS` pixels) at
+    a time; when the processor keeps sizes, images of different sizes are never padded into one pass, and each
+    output is cut from the model's grid to its image's own grid.
+
+    Parameters
+    ----------
+    model, processor
+        A OneFormer model and its processor (:func:`src.modelling.model.load_model`).
+    images : sequence of numpy.ndarray
+        RGB images, (H, W, 3) uint8, of any size.
+    task : str
+        The task the model is conditioned on (one of ``src.defaults.TASKS``).
+    outputs : sequence of str
+        Any of :data:`OUTPUTS`, each computed only when asked for:
+
+        * ``probabilities``: (K, H, W) float32 numpy per-pixel class probabilities (:func:`class_probabilities`;
+          the mean over the 8 views with ``tta``); what ``predict.py`` and the survey fields use.
+        * ``class_map``: (H, W) uint8 class ids (:func:`semantic_maps`: HF's semantic post-processing, the argmax
+          of the un-normalised mixture); what the scores and figures use.  On a trained model it is the argmax of
+          ``probabilities`` on nearly every pixel, but not on all of them by construction:
+          :func:`class_probabilities` adds 1e-6 to background and normalises, which can tip a near-tie.
+        * ``instances``: detections ``{"class_id", "score", "mask", "query"}`` (:func:`instance_predictions`, up
+          to ``top_k``).
+        * ``original_segments``: HF's instance segments (:func:`hf_instance_segments`; the original project's AP).
+        * ``panoptic``: ``(segment map, {segment id: class id})`` (:func:`panoptic_segments`).
+    tta : bool
+        Test-time augmentation: ``probabilities`` averaged over the 8 views of :data:`VIEWS`.
+    batch_size : int
+        Most images in one forward pass.
+    top_k : int
+        Detections kept per image for ``instances``.
+
+    Returns
+    -------
+    list of dict
+        Per image, in the order of ``images``: each output asked for, and ``seconds``, the image's share of the
+        forward passes and post-processing (s).
     """
+    unknown = [name for name in outputs if name not in OUTPUTS]
+    if unknown:
+        raise ValueError(f"unknown output(s) {unknown}: expected some of {', '.join(OUTPUTS)}")
+    per_view = [name for name in outputs if name != "probabilities"]
     native = not getattr(processor.image_processor, "do_resize", False)
     views = VIEWS if tta else VIEWS[:1]
     jobs = [(i, v) for i in range(len(images)) for v in views]
@@ -288,7 +369,7 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
         shape = _view(images[job[0]], job[1]).shape[:2] if native else None
         groups.setdefault(shape, []).append(job)
     sums = [None] * len(images)
-    results = [None] * len(images)
+    results: list[dict] = [{} for _ in images]
     seconds = np.zeros(len(images))
     for shape, group in groups.items():
         # memory: at most PASS_PIXELS pixels in one forward pass (a batch of large images runs a few at a time)
@@ -297,30 +378,46 @@ def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = F
             chunk = group[start : start + step]
             arrays = [_view(images[i], v) for i, v in chunk]
             tic = time.perf_counter()
-            outputs = forward(model, processor, arrays, task)
+            raw = forward(model, processor, arrays, task)
             sizes = [a.shape[:2] for a in arrays]
-            probs = class_probabilities(outputs, sizes, native=native)
-            for (i, v), p in zip(chunk, probs):
-                p = _unview(p, v)
-                sums[i] = p if sums[i] is None else sums[i] + p
+            if "probabilities" in outputs:
+                for (i, v), p in zip(chunk, class_probabilities(raw, sizes, native=native)):
+                    p = _unview(p, v)
+                    sums[i] = p if sums[i] is None else sums[i] + p
             plain = [j for j, (_i, v) in enumerate(chunk) if v == VIEWS[0]]
-            if task != "semantic" and plain:
+            if per_view and plain:
                 sub = SimpleNamespace(
-                    class_queries_logits=outputs.class_queries_logits[plain],
-                    masks_queries_logits=outputs.masks_queries_logits[plain],
+                    class_queries_logits=raw.class_queries_logits[plain],
+                    masks_queries_logits=raw.masks_queries_logits[plain],
                 )
-                padded = [_padded(sizes[j], outputs, native) for j in plain]
-                if task == "instance":
-                    for j, dets in zip(plain, instance_predictions(sub, padded)):
-                        height, width = sizes[j]
-                        for d in dets:
-                            d["mask"] = d["mask"][:height, :width]
-                        results[chunk[j][0]] = dets
-                else:
-                    for j, (seg, classes) in zip(plain, panoptic_segments(processor, sub, padded)):
-                        height, width = sizes[j]
-                        results[chunk[j][0]] = (seg[:height, :width], classes)
+                padded = [_padded(sizes[j], raw, native) for j in plain]
+                for name in per_view:
+                    for j, value in zip(plain, _post_process(name, processor, sub, padded, top_k)):
+                        results[chunk[j][0]][name] = _crop(name, value, *sizes[j])
             elapsed = time.perf_counter() - tic
             for i, _v in chunk:
                 seconds[i] += elapsed / len(chunk)
-    return [((s if len(views) == 1 else s / len(views)).cpu().numpy(), r, t) for s, r, t in zip(sums, results, seconds)]
+    for result, total, t in zip(results, sums, seconds):
+        if "probabilities" in outputs:
+            result["probabilities"] = (total if len(views) == 1 else total / len(views)).cpu().numpy()
+        result["seconds"] = t
+    return results
+
+
+def segment(model, processor, images: list[np.ndarray], task: str, tta: bool = False, batch_size: int = 8):
+    """Run the model on RGB images; per image ``(probs (K, H, W) float32 numpy, task_result, model seconds)``.
+
+    ``probs``: per-pixel class probabilities in the image's own grid (the mean over the 8 views with ``tta``).
+    ``task_result``: None (semantic), the instance detections with masks at the image size (instance) or
+    ``(segment map, {segment: class})`` (panoptic), from the un-augmented view.  :func:`run_model` with the
+    ``probabilities`` and the task's own output.
+    """
+    results_of_task = {"semantic": None, "instance": "instances", "panoptic": "panoptic"}
+    if task not in results_of_task:
+        raise ValueError(f"unknown task {task!r}: expected one of {', '.join(results_of_task)}")
+    result = results_of_task[task]
+    outputs = ("probabilities",) if result is None else ("probabilities", result)
+    return [
+        (r["probabilities"], None if result is None else r[result], r["seconds"])
+        for r in run_model(model, processor, images, task, outputs, tta, batch_size)
+    ]

@@ -72,7 +72,7 @@ def test_instance_predictions_rank_and_resize():
 def test_instance_detections_of_one_query_share_one_mask_and_encoding():
     """Top-k pairs repeat queries: each query's mask is resized once, and the COCO results equal encoding every
     detection on its own."""
-    from src.evaluation.evaluate import coco_results
+    from src.evaluation.evaluators import coco_results
     from src.evaluation.metrics import masks_to_rles
 
     generator = torch.Generator().manual_seed(0)

@@ -165,16 +165,16 @@ def test_sep_baseline_scores_on_a_tiny_field(tmp_path):
     from src.data.images import read_rgb
     from src.field.frame import RgbFrame
     from src.field.run import FieldSettings, predict_field
-    from src.field.score import FieldScorer, MaskEncoder, object_predictions
+    from src.field.score import FieldEvaluator, MaskEncoder, object_predictions
 
     truth = load_truth(write_tiny_field(tmp_path, size=96))
     [image] = truth["images"]
     frame = RgbFrame(read_rgb(tmp_path / image["file_name"]))
     result = predict_field(frame, None, None, FieldSettings(strategy="sep", min_candidate_area=20))
-    scorer = FieldScorer(classes=False)
+    scorer = FieldEvaluator(classes=False)
     predictions, _ = object_predictions(result.objects, MaskEncoder(frame.shape), classes=False)
     scorer.add(image, truth["truth"][1], predictions)
-    scores = scorer.scores()
+    scores = scorer.evaluate()
     assert scores["n_truth"] == 3 and scores["n_predicted"] == result.counts["candidates"] == 3
     assert scores["detection"]["completeness"] == 1.0 and scores["detection"]["purity"] == 1.0
     assert scores["coco_agnostic"]["ap50"] == pytest.approx(1.0) and "coco" not in scores
@@ -186,7 +186,7 @@ def test_sep_baseline_scores_on_a_tiny_field(tmp_path):
 def test_field_scorer_with_classes_counts_misclassification_and_misses(tmp_path):
     from pycocotools import mask as mask_utils
 
-    from src.field.score import FieldScorer, load_truth
+    from src.field.score import FieldEvaluator, load_truth
     from tests.tiny_data import write_tiny_field
 
     truth = load_truth(write_tiny_field(tmp_path, size=96))
@@ -199,15 +199,22 @@ def test_field_scorer_with_classes_counts_misclassification_and_misses(tmp_path)
         cid = ann["class_id"] if k == 0 else ann["class_id"] % 5 + 1  # the second is misclassified
         class_map[mask] = cid
         predictions.append({"rle": ann["rle"], "class_id": cid, "score": 0.9, "area": ann["area"]})
-    scorer = FieldScorer()
+    scorer = FieldEvaluator()
     scorer.add(image, anns, predictions, class_map)
-    scores = scorer.scores()
+    scores = scorer.evaluate()
     det = scores["detection"]
     assert det["completeness"] == pytest.approx(2 / 3) and det["purity"] == 1.0 and det["matched"] == 2
     assert scores["classification"]["accuracy"] == 0.5 and scores["classification"]["n"] == 2
     assert scores["coco"]["ap50"] < scores["coco_agnostic"]["ap50"] == pytest.approx(2 / 3, abs=0.02)
     iou = scores["semantic"]["per_class_iou"]
     assert iou[truth_name(anns[0]["class_id"])] == 1.0
+    # the evaluator interface: process() takes frames as add() does; reset() forgets them
+    through_process = FieldEvaluator()
+    through_process.process([{"image": image, "truth": anns}], [{"predictions": predictions, "class_map": class_map}])
+    assert through_process.evaluate() == scores
+    through_process.reset()
+    with pytest.raises(ValueError, match="nothing to score"):
+        through_process.evaluate()
 
 
 def test_field_scorer_purity_and_completeness_by_measured_brightness():
@@ -217,7 +224,7 @@ def test_field_scorer_purity_and_completeness_by_measured_brightness():
     and two bright ones (200, 220 -> 3200, 3520)."""
     from pycocotools import mask as mask_utils
 
-    from src.field.score import FieldScorer
+    from src.field.score import FieldEvaluator
 
     frame = np.zeros((64, 64, 3), np.uint8)
 
@@ -245,9 +252,9 @@ def test_field_scorer_purity_and_completeness_by_measured_brightness():
         )
     ]
     image = {"id": 1, "height": 64, "width": 64, "file_name": "hand.png"}
-    scorer = FieldScorer(classes=False)
+    scorer = FieldEvaluator(classes=False)
     scorer.add(image, truth, predictions, frame=frame)
-    det = scorer.scores()["detection"]
+    det = scorer.evaluate()["detection"]
     assert det["purity"] == 0.5 and det["completeness"] == 0.75
     assert [b["max"] for b in det["purity_by_brightness"]] == pytest.approx([520, 960, 1600, None])
     assert [(b["n"], b["fraction"]) for b in det["completeness_by_brightness"]] == [
@@ -261,9 +268,9 @@ def test_field_scorer_purity_and_completeness_by_measured_brightness():
     assert purity[3] == (3, pytest.approx(1 / 3))
     assert "completeness_by_flux_r" not in det
 
-    unmeasured = FieldScorer(classes=False)  # no frame: no brightness bins, the rest unchanged
+    unmeasured = FieldEvaluator(classes=False)  # no frame: no brightness bins, the rest unchanged
     unmeasured.add(image, truth, predictions)
-    assert "purity_by_brightness" not in unmeasured.scores()["detection"]
+    assert "purity_by_brightness" not in unmeasured.evaluate()["detection"]
     with pytest.raises(ValueError, match="hand.png"):
         scorer.add(image, truth, predictions, frame=frame[:32])
 

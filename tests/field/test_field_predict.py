@@ -9,7 +9,7 @@ import pytest
 from src.data.images import read_rgb
 from src.field.frame import RgbFrame
 from src.field.run import FieldSettings, measure, predict_field
-from src.field.score import FieldScorer, MaskEncoder, load_truth, object_predictions
+from src.field.score import FieldEvaluator, MaskEncoder, load_truth, object_predictions
 from tests.tiny_data import write_tiny_field
 
 
@@ -28,9 +28,9 @@ def _score(tmp_path, oracle, settings, **field):
     frame = RgbFrame(read_rgb(image["path"]))
     result = predict_field(frame, *oracle, settings)
     predictions, class_map = object_predictions(result.objects, MaskEncoder(frame.shape))
-    scorer = FieldScorer()
+    scorer = FieldEvaluator()
     scorer.add(image, truth["truth"][image["id"]], predictions, class_map)
-    return result, scorer.scores(), truth["truth"][image["id"]]
+    return result, scorer.evaluate(), truth["truth"][image["id"]]
 
 
 CENTRES = [(30, 30), (90, 28), (150, 40), (40, 100), (110, 95), (160, 140), (60, 150)]
