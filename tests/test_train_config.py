@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.training.train import (
+from src.training import (
     TrainConfig,
     data_fingerprint,
     load_config_file,
