@@ -138,7 +138,7 @@ def main(argv=None) -> None:
 
     from src.evaluation.evaluate import evaluate, ground_truth_dataset
     from src.modelling.model import load_model
-    from src.training.train import train
+    from src.training import train
 
     start = time.monotonic()
     result = train(demo.train_settings(demo_args))
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     auc, n_spirals = spiral_auc(model, processor, ground_truth_dataset(args.data_root, "test"))
     gap = mode_gap(model, processor, args.data_root)
     if args.keep is None:
-        from src.training.train import run_dir
+        from src.training import run_dir
 
         shutil.rmtree(output, ignore_errors=True)
         shutil.rmtree(run_dir(output), ignore_errors=True)

@@ -65,7 +65,7 @@ def main(argv=None):
             setattr(demo_args, name, getattr(args, name))
 
     from src.modelling.model import save_export
-    from src.training.train import run_dir, train
+    from src.training import run_dir, train
 
     start = time.monotonic()
     result = train(demo.train_settings(demo_args))

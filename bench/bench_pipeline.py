@@ -7,7 +7,7 @@
 
 Data: ``--n`` synthetic GZ2 cutouts (``src.synthetic``: the real formats, real-like polygons of 30-80 vertices),
 converted with ``src.data.conversion``; cached in ``data/bench_pipeline_<n>_<size>/``.  The training split is read as
-``src.training.train`` reads it: JPEG decode and polygon masks, resize to ``--image-size`` + flips / 90-degree rotations
+``src.training`` reads it: JPEG decode and polygon masks, resize to ``--image-size`` + flips / 90-degree rotations
 (albumentations), then the collator: OneFormer encoding (normalisation, binary masks, padding, task and text
 tokens; ``num_text`` = queries - n_ctx = 134 prompts per image for swin-tiny, 24 for galaxy-small) and collation.
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from src.data.datasets import GalaxyDataset, OneFormerCollator, load_stats, loader_worker_init  # noqa: E402
 from src.modelling.model import build_config, build_processor  # noqa: E402
-from src.training.train import EpochSampler  # noqa: E402
+from src.training import EpochSampler  # noqa: E402
 
 
 class ProcessorCallCollator(OneFormerCollator):

@@ -4,8 +4,9 @@
     python bench/bench_train.py --preset swin-tiny --image-size 256 --batch-size 8 --device cuda --workers 8
 
 Bare = forward + backward + clip + AdamW step on one pre-collated batch, repeated.  Pipeline = the same step fed by
-the training DataLoader (GalaxyDataset from 256 px JPEG cutouts, resize, flips/rotations, random task,
-OneFormerProcessor encoding), as in ``src.training.train``.  Both in img/s over ``--steps`` steps after ``--warmup``
+the training DataLoader (GalaxyDataset from 256 px JPEG cutouts of a synthetic set, ``src.synthetic`` seed 0
+converted by ``src.data.conversion``, resize, flips/rotations, random task,
+OneFormerProcessor encoding), as in ``src.training``.  Both in img/s over ``--steps`` steps after ``--warmup``
 untimed ones; the last line is the figure.
 With ``--device cuda`` (GPU machine) it also reports bf16 vs fp32 and the peak GPU memory.
 """
@@ -22,10 +23,27 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.conversion import convert  # noqa: E402
 from src.data.datasets import GalaxyDataset, load_stats, loader_worker_init  # noqa: E402
+from src.defaults import CUTOUT_SIZE, MIN_CANDIDATE_AREA  # noqa: E402
 from src.modelling.model import count_parameters, load_model, set_training_mode  # noqa: E402
-from src.training.train import EpochSampler  # noqa: E402
-from tests.tiny_data import write_tiny_splits  # noqa: E402
+from src.synthetic import generate  # noqa: E402
+from src.training import EpochSampler  # noqa: E402
+
+#: Share of the converted images in the training split (70 / 20 / 10), with a margin for the conversion's filters.
+TRAIN_SHARE = 0.6
+
+
+def write_training_data(root: Path, n_train: int, size: int) -> Path:
+    """A synthetic set converted into splits whose training split holds at least ``n_train`` cutouts of ``size`` px."""
+    n = int(n_train / TRAIN_SHARE) + 1
+    generate(root, n, seed=0, size=size, progress=False)
+    # the conversion's smallest annotation, scaled to the cutout side (at 256 px: the real data's filter)
+    convert(root, image_size=size, min_area=round(MIN_CANDIDATE_AREA * (size / CUTOUT_SIZE) ** 2), stats=True)
+    kept = len(GalaxyDataset(root, "train", None))
+    if kept < n_train:
+        raise SystemExit(f"{root}: {kept} training cutouts, fewer than the {n_train} the timed steps need")
+    return root
 
 
 def train_step(model, optimizer, batch, device, dtype=None):
@@ -81,9 +99,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--task", default="random")
     p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--no-pin-memory", action="store_true", help="GPU: no pinned host memory (src.training.train pins it)"
-    )
+    p.add_argument("--no-pin-memory", action="store_true", help="GPU: no pinned host memory (src.training pins it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -91,7 +107,7 @@ def main(argv=None):
 
     n_images = args.batch_size * (args.steps + args.warmup)
     root = Path(tempfile.mkdtemp(prefix="bench_train_"))
-    write_tiny_splits(root, n_train=n_images, n_val=1, n_test=1, size=args.source_size)
+    write_training_data(root, n_images, args.source_size)
     mean, std = load_stats(root)
     model, processor = load_model(args.preset, image_size=args.image_size, mean=mean, std=std, device=device)
     set_training_mode(model, True)
@@ -103,7 +119,7 @@ def main(argv=None):
         sampler=EpochSampler(len(dataset), 0),
         collate_fn=dataset.collator(training=True),
         num_workers=args.workers,
-        pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.training.train
+        pin_memory=device.type == "cuda" and not args.no_pin_memory,  # as src.training
         worker_init_fn=loader_worker_init if args.workers else None,
     )
     fixed = next(iter(loader))

@@ -42,7 +42,7 @@ REPO = HERE.parents[1]
 # ------------------------------------------------------------------------------------ one measurement, one tree
 def measure_train(args) -> float:
     from src import demo
-    from src.training.train import run_dir, train
+    from src.training import run_dir, train
 
     demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"])
     demo.resolve_scene_defaults(demo_args)

@@ -6,7 +6,7 @@ then the top operators of ``torch.profiler``.
     .venv/bin/python bench/profile_train_step.py --inference [--batch-size 8]
 
 Training: ``galaxy-small`` from random weights on the demo's split files (``make demo`` writes them), batch 2 whole
-256 px cutouts, random task, augmentation, in memory, as ``src.training.train`` runs it (fused AdamW, clipping 1.0),
+256 px cutouts, random task, augmentation, in memory, as ``src.training`` runs it (fused AdamW, clipping 1.0),
 ``--threads`` torch threads.  The phases are timed with ``time.perf_counter`` over ``--steps`` steps after 3 warm-up
 steps; then 8
 steps run under ``torch.profiler`` and its 15 most expensive operators (self CPU time) are printed.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.data.datasets import GalaxyDataset, load_stats  # noqa: E402
 from src.modelling.model import load_model, set_training_mode  # noqa: E402
 from src.modelling.patches import attention_kernels  # noqa: E402
-from src.training.train import EpochSampler  # noqa: E402
+from src.training import EpochSampler  # noqa: E402
 
 
 def time_modules(modules: dict) -> dict:

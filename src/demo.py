@@ -11,7 +11,7 @@ Stages (each one reused when its inputs are the same, so a re-run only re-prints
 3. **train**     the ``galaxy-small`` preset from random weights, ``--minutes`` of CPU time: random
                  semantic / instance task per image, whole cutouts (batch 2), classes drawn with weight
                  share ** -0.5, bf16 autocast, the moving average of the weights exported, validation on
-                 the first 100 images (``src.training.train``; ``--scene clean``: 128 px crops, batch 4, no class
+                 the first 100 images (``src.training``; ``--scene clean``: 128 px crops, batch 4, no class
                  weight)
 4. **score**     the test split, semantic task (seed protocol, standard mIoU) and instance task (COCO mask AP)
                  -> ``OUTPUT/metrics.json``                                              (``src.evaluation.evaluate``)
@@ -49,7 +49,9 @@ from src.atomic import write_json_atomic
 from src.cli import add_output_options
 from src.data.splits import file_sha256
 from src.data.via import IMAGE_DIR, VIA_FILES
+from src.defaults import CUTOUT_SIZE, DATASET_STATS, RANDOM_TASK, TASKS, TRAIN_TASKS
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
+from src.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,11 @@ TRAIN_STAMP = "demo_train.json"
 SCORE_STAMP = "demo_score.json"
 FIGURES_STAMP = "demo_figures.json"
 SUMMARY_FILE = "demo_summary.json"
-SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json", "galaxy_splits.json")
+SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", DATASET_STATS, "galaxy_splits.json")
 MODEL_FILES = ("config.json", "model.safetensors")
 SRC = Path(__file__).resolve().parent
+#: The training's defaults, which the demo's options keep unless its recipe (``DEMO_*`` above) differs.
+TRAINING = TrainConfig()
 
 
 # ----------------------------------------------------------------------------------------------- fingerprints
@@ -177,7 +181,7 @@ def ensure_splits(data_root: Path, size: int, progress: bool) -> dict:
 
 
 def train_settings(args) -> dict:
-    """The ``src.training.train`` configuration of the demo model (the schedule is fitted to ``--minutes``)."""
+    """The ``src.training`` configuration of the demo model (the schedule is fitted to ``--minutes``)."""
     return dict(
         data_root=str(args.data_root),
         output=str(args.output),
@@ -205,7 +209,7 @@ def ensure_model(args) -> dict:
     """Train unless the model was trained from the same splits, settings and code (``--retrain`` forces it).  The
     run folder (``OUTPUT.run/``: checkpoints) is removed afterwards: a time-budgeted run is not meant to be
     resumed, and each checkpoint weighs three times the model."""
-    from src.training.train import run_dir
+    from src.training import run_dir
 
     output, data_root = Path(args.output), Path(args.data_root)
     settings = train_settings(args)
@@ -213,7 +217,7 @@ def ensure_model(args) -> dict:
     found = reusable(output / TRAIN_STAMP, wanted, [output / f for f in MODEL_FILES])
     if found is not None and not args.retrain:
         return {"skipped": True, **{k: v for k, v in found.items() if k not in ("fingerprint", "outputs")}}
-    from src.training.train import train
+    from src.training import train
 
     (output / TRAIN_STAMP).unlink(missing_ok=True)
     shutil.rmtree(run_dir(output), ignore_errors=True)  # a demo run starts afresh, never resumes
@@ -388,8 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (the LR schedule fits it)")
     p.add_argument("--n", type=int, default=DEMO_N, help=f"synthetic cutouts to generate (default {DEMO_N})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and of training")
-    p.add_argument("--size", type=int, default=256, help="synthetic cutout side in pixels")
+    p.add_argument("--seed", type=int, default=TRAINING.seed, help="seed of the synthetic set and of training")
+    p.add_argument("--size", type=int, default=CUTOUT_SIZE, help="synthetic cutout side in pixels")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
     p.add_argument(
         "--scene",
@@ -419,18 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="draw the comparison figures into images/, the README's figures (make figures)",
     )
-    p.add_argument("--model-card", default="galaxy-small", help="preset to train from random weights")
+    p.add_argument("--model-card", default=TRAINING.model_card, help="preset to train from random weights")
     p.add_argument(
         "--task",
-        default="random",
-        choices=["semantic", "instance", "panoptic", "random"],
+        default=RANDOM_TASK,
+        choices=list(TRAIN_TASKS),
         help="training task (random: semantic or instance per image, so both heads learn)",
     )
     p.add_argument(
         "--random-tasks",
         nargs="+",
-        default=["semantic", "instance"],
-        choices=["semantic", "instance", "panoptic"],
+        default=list(TRAINING.random_tasks),
+        choices=list(TASKS),
         help="with --task random, each image's task is drawn uniformly from these (repeat one to weight it)",
     )
     p.add_argument(
@@ -440,17 +444,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on crops of this side around the galaxy at native resolution (0: whole images; "
         "default: 0, scene clean: 128)",
     )
-    p.add_argument("--image-size", type=int, default=None, help="resize to this side (default: native)")
+    p.add_argument("--image-size", type=int, default=TRAINING.image_size, help="resize to this side (default: native)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 2 whole cutouts (scene clean: 4 crops)")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument(
         "--class-balance",
         type=float,
         default=None,
-        help="draw training images with weight (share of their class) ** -X (src.training.train; default: "
+        help="draw training images with weight (share of their class) ** -X (src.training; default: "
         f"{SDSS_CLASS_BALANCE:g}, scene clean: 0)",
     )
-    p.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of the fitted schedule")
+    p.add_argument(
+        "--warmup-steps", type=int, default=TRAINING.warmup_steps, help="default: 5%% of the fitted schedule"
+    )
     p.add_argument(
         "--mixed-precision",
         choices=["no", "bf16"],

@@ -301,7 +301,7 @@ def _copy_export(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_damaged_safetensors_file_is_one_line_in_every_cli(tiny_export, images, tmp_path, capsys, damage):
     import compute_scores
-    from src.training.train import main as train_main
+    from src.training import main as train_main
     from tests.tiny_data import write_tiny_splits
 
     model = _copy_export(tiny_export, tmp_path / "model")

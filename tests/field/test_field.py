@@ -311,7 +311,7 @@ def test_coco_field_dataset_crops_hold_the_objects(tmp_path):
 
 
 def test_train_script_accepts_a_coco_file(tmp_path):
-    from src.training.train import main
+    from src.training import main
 
     fields = tmp_path / "fields"
     for k in range(2):

@@ -8,7 +8,7 @@ from src.data.splits import file_sha256
 from src.evaluation.evaluate import write_metrics
 from src.modelling.model import check_export_folder, load_model, save_export
 from src.modelling.model_card import data_origin
-from src.training.train import main
+from src.training import main
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from torch.utils.data import BatchSampler
 from src.data.datasets import GalaxyDataset, ShardBatches, load_stats
 from src.evaluation.evaluate import evaluate
 from src.modelling.model import load_model, set_training_mode
-from src.training.train import EpochSampler, freeze_unused_parameters, list_checkpoints, run_dir, train
+from src.modelling.patches import freeze_unused_parameters
+from src.training import EpochSampler, list_checkpoints, run_dir, train
 from tests.tiny_data import write_tiny_splits
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import OneFormerForUniversalSegmentation, OneFormerProcessor
 
-from src.training.train import (
+from src.training import (
     RECIPES,
     EpochSampler,
     WarmupPolyLR,
@@ -83,7 +83,7 @@ def test_exact_resume_and_outputs(data, tmp_path):
 KILLED_SAVE = textwrap.dedent("""
     import sys, time, torch
     from accelerate import Accelerator
-    from src.training.train import save_checkpoint
+    from src.training import save_checkpoint
     out, ready = sys.argv[1], sys.argv[2]
     acc = Accelerator(cpu=True)
     model = torch.nn.Linear(4, 4)
@@ -189,28 +189,28 @@ def test_schedule_and_recipes():
 
 
 def test_budget_refits_horizon_and_warmup():
-    from src.training.train import _apply_budget
+    from src.training.budget import apply_budget
 
     now = time.monotonic()
     # 3 steps took 5 s (5/3 s per step), 10 s of a 100 s budget spent: ~45 more steps fit in 85 s
     s = WarmupPolyLR(warmup=500, total=10_000)
-    assert not _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000, rescale_warmup=True)
+    assert not apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000, rescale_warmup=True)
     assert 47 <= s.total <= 50 and s.warmup == 4  # default warmup cut to its share, never below the steps done
     s = WarmupPolyLR(warmup=500, total=10_000)
-    _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000)
+    apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=10_000)
     assert s.warmup == s.total - 1  # an explicit warmup is only capped by the horizon
     s = WarmupPolyLR(warmup=1, total=20)
-    _apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=20)
+    apply_budget(s, 4, now - 10, 100, 3, (now - 5, 1), planned_total=20)
     assert s.total == 20  # never beyond the planned schedule
     # refitted every 10 steps: slower steps since then shorten the horizon again
     s = WarmupPolyLR(warmup=1, total=10_000)
-    _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), planned_total=10_000)
+    apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), planned_total=10_000)
     assert s.total == 14 + int(35 / (45 / 13))
-    assert _apply_budget(s, 15, now - 86, 100, 3, (now - 80, 1))  # 85 % of the budget spent: stop
+    assert apply_budget(s, 15, now - 86, 100, 3, (now - 80, 1))  # 85 % of the budget spent: stop
 
 
 def test_recipe_applies_to_a_trainconfig_object():
-    from src.training.train import RECIPES, TrainConfig, resolve_config
+    from src.training import RECIPES, TrainConfig, resolve_config
 
     config = resolve_config(TrainConfig(recipe="sem_only", data_root="somewhere"))
     for key, value in RECIPES["sem_only"].items():
@@ -221,18 +221,18 @@ def test_recipe_applies_to_a_trainconfig_object():
 
 
 def test_budget_keeps_the_measured_reserve():
-    from src.training.train import _apply_budget
+    from src.training.budget import apply_budget
 
     now = time.monotonic()
     # 90 s of a 100 s budget spent: the default reserve (15 %) stops the run, a measured 5 s reserve does not
-    assert _apply_budget(WarmupPolyLR(warmup=1, total=10_000), 20, now - 90, 100, 3, (now - 80, 1))
+    assert apply_budget(WarmupPolyLR(warmup=1, total=10_000), 20, now - 90, 100, 3, (now - 80, 1))
     s = WarmupPolyLR(warmup=1, total=10_000)
-    assert not _apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), reserve_s=5)
+    assert not apply_budget(s, 14, now - 50, 100, 3, (now - 45, 1), reserve_s=5)
     assert s.total in (14 + 12, 14 + 13)  # 45 s left at 45/13 s per step (the clock moved a little since "now")
 
 
 def test_moving_average_of_the_weights():
-    from src.training.train import moving_average
+    from src.training import moving_average
 
     model = torch.nn.Linear(2, 1)
     torch.nn.init.zeros_(model.weight)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.training.train import (
+from src.training import (
     TrainConfig,
     data_fingerprint,
     load_config_file,
@@ -162,3 +162,21 @@ def test_train_script_reports_a_mistake_in_one_line_with_status_2(tmp_path, caps
         timeout=300,
     )
     assert done.returncode == 2 and done.stderr == "train_script.py: error: --end-epoch 3 must lie in 1..2\n"
+
+
+def test_the_options_are_the_config_fields_and_their_help_shows_the_dataclass_defaults():
+    from dataclasses import fields
+
+    from src.training.cli import HELP, build_parser
+
+    parser = build_parser()
+    parsed = vars(parser.parse_args([]))
+    names = {f.name for f in fields(TrainConfig)}
+    options = {k for k in parsed if k not in ("config", "verbose", "quiet")}
+    assert options == set(HELP) and options <= names  # every option is a field; none restates a default
+    assert all(value is None for key, value in parsed.items() if key in options)  # a recipe can fill them
+    text = " ".join(parser.format_help().split())
+    assert f"(default: {TrainConfig.epochs})" in text and f"(default: {TrainConfig.model_card})" in text
+    assert "(default: semantic instance)" in text  # random_tasks
+    assert parser.parse_args(["--no-augment", "--cpu"]).augment is False
+    assert parser.parse_args(["--resume-epoch", "3"]).resume == 3
