@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE
 from src.field.assemble import FieldObject, crop_to_mask
 from src.field.detect import Detections
-from src.field.stamps import GZ2_CUTOUT, GZ2_MEDIAN_FILL, Window, cut, resample, stamp_side
+from src.field.stamps import GZ2_MEDIAN_FILL, Window, cut, resample, stamp_side
 
-#: Candidates with a smaller isophotal area (px) are not cut out: the conversion's filter of the GZ2 annotations.
-MIN_AREA = 90
 #: The object must come within this many px of the stamp centre (or the candidate's isophotal radius if larger).
 MIN_REACH = 3.0
 #: Isophotal signal-to-noise at which a sep-outlined object scores 1 - 1/e (:func:`detection_score`).
@@ -38,7 +37,7 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 Probabilities = Callable[[Sequence[np.ndarray], Sequence[tuple[int, int]]], Sequence[np.ndarray]]
 
 
-def candidates(detections: Detections, min_area: int = MIN_AREA) -> np.ndarray:
+def candidates(detections: Detections, min_area: int = MIN_CANDIDATE_AREA) -> np.ndarray:
     """Rows of the detection table that get a stamp (isophotal area >= ``min_area`` px), in raster order."""
     table = detections.table
     keep = np.flatnonzero(table["npix"] >= min_area)
@@ -82,9 +81,9 @@ def cutout_objects(
     frame,
     detections: Detections,
     probabilities: Probabilities,
-    input_side: int = GZ2_CUTOUT,
+    input_side: int = STAMP_SIZE,
     batch_size: int = 8,
-    min_area: int = MIN_AREA,
+    min_area: int = MIN_CANDIDATE_AREA,
     scale: str = "fill",
     fill: float = GZ2_MEDIAN_FILL,
     progress: bool = False,

@@ -16,12 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from src.defaults import TILE, TILE_OVERLAP  # the synthetic fields' largest objects span ~200 px (edge-on spirals)
 from src.field.assemble import FieldObject, crop_to_mask
 from src.field.stamps import Window, cut
-
-#: Default tile side and overlap (px).  The synthetic fields' largest objects span ~200 px (edge-on spirals).
-TILE = 512
-OVERLAP = 224
 
 #: ``instances(tiles, valid)``: tiles (T, T, 3) uint8 and their valid masks -> per tile ``(object map (T, T) int,
 #: scores (n,), probs (K, T, T))`` with objects 1..n (one owner per pixel inside the tile).
@@ -40,7 +37,7 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = OVERLAP) -> list[Window]:
+def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[Window]:
     """The tiles covering a frame of ``shape`` (height, width), row by row."""
     return [
         Window(y0, x0, tile)
@@ -50,7 +47,12 @@ def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = OVERLA
 
 
 def tile_objects(
-    frame, instances: Instances, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 2, progress: bool = False
+    frame,
+    instances: Instances,
+    tile: int = TILE,
+    overlap: int = TILE_OVERLAP,
+    batch_size: int = 2,
+    progress: bool = False,
 ) -> tuple[list[FieldObject], dict]:
     """The objects of every tile, as views in frame coordinates (to merge with ``merge_views``).
 
