@@ -47,8 +47,9 @@ from pathlib import Path
 
 from src.atomic import write_json_atomic
 from src.cli import add_output_options
-from src.data.splits import file_sha256
+from src.data.splits import MANIFEST, SPLIT_FILE, SPLITS, file_sha256
 from src.data.via import IMAGE_DIR, VIA_FILES
+from src.defaults import DATASET_STATS
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ TRAIN_STAMP = "demo_train.json"
 SCORE_STAMP = "demo_score.json"
 FIGURES_STAMP = "demo_figures.json"
 SUMMARY_FILE = "demo_summary.json"
-SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", "dataset_stats.json", "galaxy_splits.json")
+SPLIT_FILES = (*(SPLIT_FILE.format(split=split) for split in SPLITS), DATASET_STATS, MANIFEST)
 MODEL_FILES = ("config.json", "model.safetensors")
 SRC = Path(__file__).resolve().parent
 
