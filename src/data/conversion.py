@@ -332,12 +332,37 @@ def convert(
     progress: bool = False,
     splits_from=None,
 ) -> dict:
-    """Join, filter, split and write the training JSON files under ``data_root``; returns the report.
+    """Join, filter, split and write the training JSON files under ``data_root``.
 
-    ``splits_from``: a folder with reference split files (the original project's ``galaxy_{train,val,test}.json``
-    or ``galaxy_<split>_via.json``); each split found there keeps exactly its membership (its objids that the
-    catalog lacks or a filter drops are reported by key and reason), the kept entries outside them are split
-    among the splits it lacks (or skipped as ``not_in_reference_splits`` when it gives all three)."""
+    Parameters
+    ----------
+    data_root : str or os.PathLike, optional
+        The data root (catalog, VIA files, cutouts); the outputs are written there.
+    image_size : int, optional
+        Side of an image that is absent, px (default ``src.defaults.CUTOUT_SIZE``); present images are measured.
+    min_area : int, optional
+        Smallest rasterised polygon area kept, px (default ``src.defaults.MIN_CANDIDATE_AREA``, the original
+        project's filter).
+    seed : int, optional
+        Seed of the stratified split.
+    check_images : bool, optional
+        Decode every image; skip missing and unreadable ones.
+    stats : bool, optional
+        Write ``src.defaults.DATASET_STATS`` (the training images' mean/std).
+    progress : bool, optional
+        Show a progress bar for the statistics.
+    splits_from : str or os.PathLike, optional
+        A folder with reference split files (the original project's ``galaxy_{train,val,test}.json`` or
+        ``galaxy_<split>_via.json``); each split found there keeps exactly its membership (its objids that the
+        catalog lacks or a filter drops are reported by key and reason), the kept entries outside them are split
+        among the splits it lacks (or skipped as ``not_in_reference_splits`` when it gives all three).
+
+    Returns
+    -------
+    dict
+        The report (also written as ``conversion_report.json``): counts kept and skipped by reason, by class and
+        per split.
+    """
     root = Path(data_root)
     reference = reference_membership(splits_from) if splits_from is not None else None
     image_dir = root / IMAGE_DIR

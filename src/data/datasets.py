@@ -75,7 +75,23 @@ def load_split(data_root, split: str) -> dict[str, dict]:
 
 
 def load_stats(data_root) -> tuple[list[float], list[float]] | None:
-    """``(mean, std)`` RGB in 0-255 units from ``dataset_stats.json``, or ``None`` when absent."""
+    """The training images' pixel statistics, written by the conversion (``--stats``).
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        The data root holding ``src.defaults.DATASET_STATS`` (``dataset_stats.json``).
+
+    Returns
+    -------
+    tuple of list of float, or None
+        ``(mean, std)`` of R, G, B in 0-255 units; ``None`` when the file is absent.
+
+    Raises
+    ------
+    DatasetError
+        A file without 3 means and 3 positive standard deviations.
+    """
     path = Path(data_root) / DATASET_STATS
     if not path.is_file():
         return None

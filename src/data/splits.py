@@ -145,10 +145,26 @@ def _check_disjoint(keys: dict[str, object], root=None) -> None:
 
 
 def reference_membership(folder) -> dict[str, dict]:
-    """The split membership of reference split files in ``folder``: ``{split: {"file", "sha256", "objids"}}``
-    for each of ``galaxy_<split>.json`` / ``galaxy_<split>_via.json`` present (keys = objids, or the objid in
-    the entry's file name).  At least one must be there; two files for one split, or an objid in two splits, are
-    errors naming the files."""
+    """The split membership of reference split files (``python -m src.conversion --splits-from``).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A folder holding, for some splits, ``SPLIT_FILE`` or ``REFERENCE_VIA_FILE`` (``galaxy_<split>.json`` or
+        ``galaxy_<split>_via.json``; keys = objids, or the objid in the entry's file name).
+
+    Returns
+    -------
+    dict
+        ``{split: {"file", "sha256", "objids"}}`` for each split found.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder, or no split file in it.
+    SplitError
+        Two files for one split, or an objid in two splits (the message names the files).
+    """
     from src.data.via import entry_objid, load_via
 
     folder = Path(folder)

@@ -38,7 +38,21 @@ Probabilities = Callable[[Sequence[np.ndarray], Sequence[tuple[int, int]]], Sequ
 
 
 def candidates(detections: Detections, min_area: int = MIN_CANDIDATE_AREA) -> np.ndarray:
-    """Rows of the detection table that get a stamp (isophotal area >= ``min_area`` px), in raster order."""
+    """Rows of the detection table that get a stamp, in raster order.
+
+    Parameters
+    ----------
+    detections : src.field.detect.Detections
+        sep's detections of the frame (``table["npix"]``: isophotal area, px; ``x``, ``y``: centroid, px).
+    min_area : int, optional
+        Smallest isophotal area that gets a stamp, px (default ``src.defaults.MIN_CANDIDATE_AREA``: the
+        conversion's filter of the GZ2 annotations).
+
+    Returns
+    -------
+    numpy.ndarray
+        Row indices into ``detections.table``, sorted by y, then x.
+    """
     table = detections.table
     keep = np.flatnonzero(table["npix"] >= min_area)
     return keep[np.lexsort((table["x"][keep], table["y"][keep]))]
@@ -91,12 +105,38 @@ def cutout_objects(
 ) -> tuple[list[FieldObject], dict]:
     """One object per candidate that the model confirms (see the module docstring).
 
-    ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
-    stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``below_min_area``, ``rejected``
-    (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).  ``segments``: sep's
-    segmentation map of the frame (``k`` = row ``k - 1``): when given, every candidate's object is its segment, the
-    model gives its class, and its score is :func:`detection_score` (a candidate the model sees no galaxy in is
-    still counted as ``rejected``).
+    Parameters
+    ----------
+    frame : src.field.frame reader
+        The frame (``shape``, ``region``).
+    detections : src.field.detect.Detections
+        sep's detections of the frame.
+    probabilities : Probabilities
+        The model run on a batch of stamps.
+    input_side : int, optional
+        Side of the stamps given to the model, px (default ``src.defaults.STAMP_SIZE``).
+    batch_size : int, optional
+        Stamps per call of ``probabilities``.
+    min_area : int, optional
+        Smallest isophotal area of a candidate, px (default ``src.defaults.MIN_CANDIDATE_AREA``).
+    scale : {"fill", "native"}, optional
+        How a stamp's side in the frame is chosen (see the module docstring).
+    fill : float, optional
+        Share of the stamp the object covers with ``scale="fill"`` (default: the median GZ2 galaxy's).
+    progress : bool, optional
+        Show a progress bar.
+    segments : numpy.ndarray, optional
+        sep's segmentation map of the frame (``k`` = row ``k - 1``): when given, every candidate's object is its
+        segment, the model gives its class, and its score is :func:`detection_score` (a candidate the model sees
+        no galaxy in is still counted as ``rejected``).
+
+    Returns
+    -------
+    objects : list of FieldObject
+        The confirmed objects, in frame coordinates.
+    counts : dict
+        Counts of ``candidates``, ``below_min_area``, ``rejected`` (no galaxy at the centre) and ``padded``
+        (stamps reaching past the frame border).
     """
     from src.progress import progress_bar
 

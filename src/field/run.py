@@ -63,6 +63,14 @@ class FieldSettings:
     outline: str = "sep"  # cutout: the object's outline from "sep" (its segment) or the "model"
 
     def check(self) -> None:
+        """Check the settings.
+
+        Raises
+        ------
+        ValueError
+            A strategy, stamp scale, star rule, outline or task that does not exist, a stamp side that is not a
+            multiple of 32 px, or tiles whose side is not a multiple of 32 px or whose overlap is not in 0..side-1.
+        """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"field strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.stamp_scale not in STAMP_SCALES:

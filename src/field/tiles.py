@@ -38,7 +38,22 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[Window]:
-    """The tiles covering a frame of ``shape`` (height, width), row by row."""
+    """The tiles covering a frame, row by row.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The frame's (height, width), px.
+    tile : int, optional
+        Tile side, px (default ``src.defaults.TILE``).
+    overlap : int, optional
+        Overlap of neighbouring tiles, px (default ``src.defaults.TILE_OVERLAP``).
+
+    Returns
+    -------
+    list of Window
+        The tiles' windows (top-left corner and side, px).
+    """
     return [
         Window(y0, x0, tile)
         for y0 in tile_origins(shape[0], tile, overlap)
@@ -56,7 +71,27 @@ def tile_objects(
 ) -> tuple[list[FieldObject], dict]:
     """The objects of every tile, as views in frame coordinates (to merge with ``merge_views``).
 
-    Returns ``(views, counts)``: counts of ``tiles`` and ``views``.
+    Parameters
+    ----------
+    frame : src.field.frame reader
+        The frame (``shape``, ``region``).
+    instances : Instances
+        The model run on a batch of tiles.
+    tile : int, optional
+        Tile side, px (default ``src.defaults.TILE``).
+    overlap : int, optional
+        Overlap of neighbouring tiles, px (default ``src.defaults.TILE_OVERLAP``).
+    batch_size : int, optional
+        Tiles per call of ``instances``.
+    progress : bool, optional
+        Show a progress bar.
+
+    Returns
+    -------
+    views : list of FieldObject
+        Each tile's objects, in frame coordinates.
+    counts : dict
+        Counts of ``tiles`` and ``views``.
     """
     from src.progress import progress_bar
 

@@ -265,7 +265,13 @@ class PredictConfig:
     )
 
     def field_settings(self):
-        """The ``src.field.run.FieldSettings`` of a ``--field`` run: its fields, taken from this config."""
+        """The settings of a ``--field`` run.
+
+        Returns
+        -------
+        src.field.run.FieldSettings
+            Each of its fields set to this config's field of the same name.
+        """
         from src.field.run import FieldSettings
 
         return FieldSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FieldSettings)})
@@ -922,19 +928,28 @@ def build_parser() -> argparse.ArgumentParser:
         "(pixel and sky coordinates), segmentation maps, overlays.",
         epilog="Several processes: accelerate launch predict.py ... (or torchrun --nproc_per_node N predict.py ...).",
     )
+    options = [f for f in dataclasses.fields(PredictConfig) if f.metadata.get("help") is not None]
+    for f in options:
+        if f.metadata["group"] is None:
+            _add_option(p, f)
+    add_output_options(p)
     groups = {}
-    for f in dataclasses.fields(PredictConfig):
-        if f.metadata.get("help") is None:
-            continue
-        if f.metadata["group"] is not None and f.metadata["group"] not in groups:
-            add_output_options(p)  # before the groups, as --help lists them
-            groups[f.metadata["group"]] = p.add_argument_group(f.metadata["group"])
-        cli = dict(f.metadata["cli"])
-        flags = cli.pop("flags", ("--" + f.name.replace("_", "-"),))
-        if f.default is not dataclasses.MISSING:
-            cli["default"] = f.default
-        groups.get(f.metadata["group"], p).add_argument(*flags, help=f.metadata["help"], **cli)
+    for f in options:
+        name = f.metadata["group"]
+        if name is not None:
+            if name not in groups:
+                groups[name] = p.add_argument_group(name)
+            _add_option(groups[name], f)
     return p
+
+
+def _add_option(parser, f: dataclasses.Field) -> None:
+    """The option of :class:`PredictConfig` field ``f`` (see :func:`_option`), added to ``parser`` (or a group)."""
+    cli = dict(f.metadata["cli"])
+    flags = cli.pop("flags", ("--" + f.name.replace("_", "-"),))
+    if f.default is not dataclasses.MISSING:
+        cli["default"] = f.default
+    parser.add_argument(*flags, help=f.metadata["help"], **cli)
 
 
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
