@@ -39,7 +39,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.data.datasets import GalaxyDataset, OneFormerCollator, load_stats, loader_worker_init  # noqa: E402
+from src.data.batching import OneFormerCollator, loader_worker_init  # noqa: E402
+from src.data.datasets import GalaxyDataset, load_stats  # noqa: E402
 from src.modelling.model import build_config, build_processor  # noqa: E402
 from src.training import EpochSampler  # noqa: E402
 

@@ -23,8 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.batching import loader_worker_init  # noqa: E402
 from src.data.conversion import convert  # noqa: E402
-from src.data.datasets import GalaxyDataset, load_stats, loader_worker_init  # noqa: E402
+from src.data.datasets import GalaxyDataset, load_stats  # noqa: E402
 from src.defaults import CUTOUT_SIZE, MIN_CANDIDATE_AREA  # noqa: E402
 from src.modelling.model import count_parameters, load_model, set_training_mode  # noqa: E402
 from src.synthetic import generate  # noqa: E402

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from src.atomic import write_json_atomic
 from src.cli import add_output_options
-from src.data.splits import file_sha256
+from src.data.splits import MANIFEST, SPLIT_FILE, SPLITS, file_sha256
 from src.data.via import IMAGE_DIR, VIA_FILES
 from src.defaults import CUTOUT_SIZE, DATASET_STATS, RANDOM_TASK, TASKS, TRAIN_TASKS
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
@@ -84,7 +84,7 @@ TRAIN_STAMP = "demo_train.json"
 SCORE_STAMP = "demo_score.json"
 FIGURES_STAMP = "demo_figures.json"
 SUMMARY_FILE = "demo_summary.json"
-SPLIT_FILES = ("galaxy_train.json", "galaxy_val.json", "galaxy_test.json", DATASET_STATS, "galaxy_splits.json")
+SPLIT_FILES = (*(SPLIT_FILE.format(split=split) for split in SPLITS), DATASET_STATS, MANIFEST)
 MODEL_FILES = ("config.json", "model.safetensors")
 SRC = Path(__file__).resolve().parent
 #: The training's defaults, which the demo's options keep unless its recipe (``DEMO_*`` above) differs.

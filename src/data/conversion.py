@@ -37,10 +37,10 @@ import pandas as pd
 import shapely
 
 from src.atomic import write_json_atomic
-from src.data.catalog import find_catalog, load_catalog
 from src.classes import BASE_CLASSES, GALAXY_CLASSES
 from src.cli import add_output_options, run_cli, setup_logging
-from src.data.splits import SPLITS, reference_membership, write_split_set
+from src.data.catalog import find_catalog, load_catalog
+from src.data.splits import MANIFEST, SPLITS, reference_membership, write_split_set
 from src.data.via import (
     IMAGE_DIR,
     VIA_FILES,
@@ -51,13 +51,14 @@ from src.data.via import (
     image_path,
     load_via,
     polygon_area,
+    polygon_problems,
     region_polygon,
 )
+from src.defaults import CUTOUT_SIZE, DATASET_STATS, MIN_CANDIDATE_AREA
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 OUTPUT_ALL = "galaxy_segment_classes.json"
 REPORT_FILE = "conversion_report.json"
-STATS_FILE = "dataset_stats.json"
 N_EXAMPLES = 5
 
 #: Skip reasons, in the order they are tested.
@@ -152,24 +153,30 @@ def structural_problem(entry: dict) -> str | None:
 def geometry_problems(polygons: list[tuple[np.ndarray, np.ndarray]], shapes: np.ndarray, min_area: int) -> np.ndarray:
     """Skip reason per polygon (``None`` when usable), vectorised over all polygons at once.
 
-    ``shapes`` is an (N, 2) array of image (height, width).  A polygon is skipped when it has fewer
-    than 3 vertices, a vertex outside 0..size-1, or a rasterised area below ``min_area``.
+    Parameters
+    ----------
+    polygons : list of (xs, ys)
+        Vertex coordinates of each polygon, px (float arrays, as ``src.data.via.region_polygon`` gives them).
+    shapes : numpy.ndarray
+        (N, 2) int array of each polygon's image (height, width), px.
+    min_area : int
+        Smallest rasterised area kept, px.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of N skip reasons: those of ``src.data.via.polygon_problems`` (fewer than 3 vertices, a
+        vertex outside 0..size-1), else ``"small_area"`` (rasterised area below ``min_area``), else ``None``.
     """
-    reasons = np.full(len(polygons), None, dtype=object)
+    reasons = polygon_problems(polygons, shapes)
     if not polygons:
         return reasons
     lengths = np.fromiter((xs.size for xs, _ in polygons), dtype=np.int64, count=len(polygons))
-    reasons[lengths < 3] = "too_few_vertices"
     xs = np.concatenate([p[0] for p in polygons])
     ys = np.concatenate([p[1] for p in polygons])
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     nonempty = lengths > 0
     owner = np.repeat(np.arange(len(polygons)), lengths)
-    height, width = shapes[owner, 0], shapes[owner, 1]
-    outside_vertex = (xs < 0) | (ys < 0) | (xs > width - 1) | (ys > height - 1)  # via.polygon_inside, vectorised
-    outside = np.zeros(len(polygons), dtype=bool)
-    outside[nonempty] = np.logical_or.reduceat(outside_vertex, starts[nonempty])
-    reasons[(reasons == None) & outside] = "outside_image"  # noqa: E711 (object array)
 
     # Shoelace area and perimeter per polygon; the raster is only drawn when the area may be small:
     # pixels whose centre lies inside cover at least the region's area minus a boundary band of
@@ -317,20 +324,45 @@ def reference_split(objids: np.ndarray, labels: np.ndarray, reference: dict, see
 
 def convert(
     data_root=".",
-    image_size: int = 256,
-    min_area: int = 90,
+    image_size: int = CUTOUT_SIZE,
+    min_area: int = MIN_CANDIDATE_AREA,
     seed: int = 42,
     check_images: bool = False,
     stats: bool = False,
     progress: bool = False,
     splits_from=None,
 ) -> dict:
-    """Join, filter, split and write the training JSON files under ``data_root``; returns the report.
+    """Join, filter, split and write the training JSON files under ``data_root``.
 
-    ``splits_from``: a folder with reference split files (the original project's ``galaxy_{train,val,test}.json``
-    or ``galaxy_<split>_via.json``); each split found there keeps exactly its membership (its objids that the
-    catalog lacks or a filter drops are reported by key and reason), the kept entries outside them are split
-    among the splits it lacks (or skipped as ``not_in_reference_splits`` when it gives all three)."""
+    Parameters
+    ----------
+    data_root : str or os.PathLike, optional
+        The data root (catalog, VIA files, cutouts); the outputs are written there.
+    image_size : int, optional
+        Side of an image that is absent, px (default ``src.defaults.CUTOUT_SIZE``); present images are measured.
+    min_area : int, optional
+        Smallest rasterised polygon area kept, px (default ``src.defaults.MIN_CANDIDATE_AREA``, the original
+        project's filter).
+    seed : int, optional
+        Seed of the stratified split.
+    check_images : bool, optional
+        Decode every image; skip missing and unreadable ones.
+    stats : bool, optional
+        Write ``src.defaults.DATASET_STATS`` (the training images' mean/std).
+    progress : bool, optional
+        Show a progress bar for the statistics.
+    splits_from : str or os.PathLike, optional
+        A folder with reference split files (the original project's ``galaxy_{train,val,test}.json`` or
+        ``galaxy_<split>_via.json``); each split found there keeps exactly its membership (its objids that the
+        catalog lacks or a filter drops are reported by key and reason), the kept entries outside them are split
+        among the splits it lacks (or skipped as ``not_in_reference_splits`` when it gives all three).
+
+    Returns
+    -------
+    dict
+        The report (also written as ``conversion_report.json``): counts kept and skipped by reason, by class and
+        per split.
+    """
     root = Path(data_root)
     reference = reference_membership(splits_from) if splits_from is not None else None
     image_dir = root / IMAGE_DIR
@@ -426,8 +458,8 @@ def convert(
         report["splits_from"] = _reference_report(reference, reason_of, set(objids.tolist()))
     if stats:
         files = [entry["filename"] for entry in outputs["train"].values()]
-        write_json_atomic(root / STATS_FILE, image_stats(image_dir, files, progress=progress), indent=2)
-        report["stats_file"] = STATS_FILE
+        write_json_atomic(root / DATASET_STATS, image_stats(image_dir, files, progress=progress), indent=2)
+        report["stats_file"] = DATASET_STATS
     write_json_atomic(root / OUTPUT_ALL, everything)
     membership = (
         {"method": "reference", "splits_from": report["splits_from"]["files"]}
@@ -495,11 +527,11 @@ def format_report(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.conversion", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=".", help="folder with gz2_hart16.csv[.gz] and original/ (default: .)")
-    parser.add_argument("--image-size", type=int, default=256, help="image size (px) when the image is absent")
-    parser.add_argument("--min-area", type=int, default=90, help="minimum rasterised polygon area (px)")
+    parser.add_argument("--image-size", type=int, default=CUTOUT_SIZE, help="image size (px) when the image is absent")
+    parser.add_argument("--min-area", type=int, default=MIN_CANDIDATE_AREA, help="minimum rasterised polygon area (px)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
     parser.add_argument("--check-images", action="store_true", help="open every image; skip unreadable ones")
-    parser.add_argument("--stats", action="store_true", help=f"write {STATS_FILE} (mean/std of train images)")
+    parser.add_argument("--stats", action="store_true", help=f"write {DATASET_STATS} (mean/std of train images)")
     parser.add_argument(
         "--splits-from",
         metavar="DIR2",
@@ -523,8 +555,7 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(format_report(report))
             print(
-                f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json, galaxy_splits.json and {REPORT_FILE} "
-                f"in {args.data_root}"
+                f"wrote {OUTPUT_ALL}, galaxy_{{train,val,test}}.json, {MANIFEST} and {REPORT_FILE} in {args.data_root}"
             )
 
     return run_cli("python -m src.conversion", body, verbose=args.verbose)

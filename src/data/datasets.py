@@ -9,7 +9,8 @@ On disk (the output of the conversion step)::
 An item holds the RGB image (H, W, 3 uint8), the semantic map (0 background, class ids 1-5 of ``src.classes``),
 the instance map (0 background, 1..k in region order; a later polygon covers an earlier one where they overlap),
 the class id of each instance, the objid and the OneFormer task.  :class:`OneFormerCollator` turns a list of
-items into the model's batch with the processor (normalisation with the dataset mean/std, masks, texts).
+items into the model's batch with the processor (normalisation with the dataset mean/std, masks, texts): see
+``src.data.batching``.  The COCO files of :class:`CocoFieldDataset` are read by ``src.data.coco``.
 
 Randomness (augmentation, the task of the ``random`` mode) is a function of ``(seed, epoch, index)`` only, so
 it does not depend on DataLoader workers and a resumed run sees the same samples as an uninterrupted one.
@@ -18,7 +19,6 @@ it does not depend on DataLoader workers and a resumed run sees the same samples
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import albumentations as A
@@ -28,16 +28,22 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from src.classes import class_id
+from src.data.batching import OneFormerCollator
+from src.data.coco import DatasetError, load_coco_fields, segmentation_crop
 from src.data.images import ImageError, read_rgb
 from src.data.splits import SplitError, check_split_set, split_path
-from src.data.via import ViaError, entry_objid, entry_regions, load_via, polygon_inside, polygon_mask, region_polygon
+from src.data.via import (
+    MIN_VERTICES,
+    ViaError,
+    entry_objid,
+    entry_regions,
+    load_via,
+    polygon_mask,
+    polygon_problems,
+    region_polygon,
+)
 from src.data.via import image_path as via_image_path
-
-TASKS = ("semantic", "instance", "panoptic", "random")
-
-
-class DatasetError(ValueError):
-    """Unusable input; the message names the file and the entry."""
+from src.defaults import CUTOUT_SIZE, DATASET_STATS, RANDOM_TASK, RANDOM_TASKS, TASKS, TRAIN_TASKS
 
 
 def require_split_file(data_root, split: str) -> Path:
@@ -66,8 +72,24 @@ def load_split(data_root, split: str) -> dict[str, dict]:
 
 
 def load_stats(data_root) -> tuple[list[float], list[float]] | None:
-    """``(mean, std)`` RGB in 0-255 units from ``dataset_stats.json``, or ``None`` when absent."""
-    path = Path(data_root) / "dataset_stats.json"
+    """The training images' pixel statistics, written by the conversion (``--stats``).
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        The data root holding ``src.defaults.DATASET_STATS`` (``dataset_stats.json``).
+
+    Returns
+    -------
+    tuple of list of float, or None
+        ``(mean, std)`` of R, G, B in 0-255 units; ``None`` when the file is absent.
+
+    Raises
+    ------
+    DatasetError
+        A file without 3 means and 3 positive standard deviations.
+    """
+    path = Path(data_root) / DATASET_STATS
     if not path.is_file():
         return None
     stats = json.loads(path.read_text())
@@ -120,13 +142,13 @@ class GalaxyDataset(torch.utils.data.Dataset):
         in_memory: bool = False,
         skip_bad: bool = False,
         seed: int = 0,
-        random_tasks: tuple[str, ...] = ("semantic", "instance"),
+        random_tasks: tuple[str, ...] = RANDOM_TASKS,
         crop_size: int | None = None,
     ):
-        if task not in TASKS:
-            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
-        if not random_tasks or any(t not in TASKS[:3] for t in random_tasks):
-            raise ValueError(f"random_tasks {tuple(random_tasks)!r}: expected some of {', '.join(TASKS[:3])}")
+        if task not in TRAIN_TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TRAIN_TASKS)}")
+        if not random_tasks or any(t not in TASKS for t in random_tasks):
+            raise ValueError(f"random_tasks {tuple(random_tasks)!r}: expected some of {', '.join(TASKS)}")
         self.data_root = Path(data_root)
         self.split = split
         self.source = split_path(data_root, split)
@@ -188,9 +210,10 @@ class GalaxyDataset(torch.utils.data.Dataset):
                 xs, ys = region_polygon(region, f"{where} region {r}")
             except ViaError as err:
                 raise DatasetError(str(err)) from None
-            if xs.size < 3:
-                raise DatasetError(f"{where} region {r}: polygon has {xs.size} vertices (needs 3)")
-            if not polygon_inside(xs, ys, (height, width)):
+            problem = polygon_problems([(xs, ys)], [(height, width)])[0]
+            if problem == "too_few_vertices":
+                raise DatasetError(f"{where} region {r}: polygon has {xs.size} vertices (needs {MIN_VERTICES})")
+            if problem == "outside_image":
                 raise DatasetError(
                     f"{where} region {r}: polygon outside the {width}x{height} image "
                     f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})"
@@ -276,7 +299,7 @@ class GalaxyDataset(torch.utils.data.Dataset):
             out = self._transform(image=image, masks=[semantic, instance])
             image, (semantic, instance) = out["image"], out["masks"]
         task = self.task
-        if task == "random":
+        if task == RANDOM_TASK:
             task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
         return {
             "image": np.ascontiguousarray(image),
@@ -314,18 +337,18 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         annotation_file,
         processor=None,
         task: str = "semantic",
-        crop_size: int = 256,
+        crop_size: int = CUTOUT_SIZE,
         crops_per_image: int = 16,
         image_size: int | None = None,
         augment: bool = False,
         in_memory: bool = False,
         skip_bad: bool = False,
         seed: int = 0,
-        random_tasks: tuple[str, ...] = ("semantic", "instance"),
+        random_tasks: tuple[str, ...] = RANDOM_TASKS,
         image_ids=None,
     ):
-        if task not in TASKS:
-            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if task not in TRAIN_TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TRAIN_TASKS)}")
         if int(crop_size) < 1 or int(crops_per_image) < 1:
             raise ValueError(f"crop_size ({crop_size}) and crops_per_image ({crops_per_image}) must be >= 1")
         self.source = Path(annotation_file)
@@ -398,8 +421,6 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         return origin[0], origin[1]
 
     def __getitem__(self, index: int) -> dict:
-        from pycocotools import mask as mask_utils
-
         image_index, k = divmod(index, self.crops_per_image)
         record = self.records[image_index]
         seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
@@ -414,18 +435,7 @@ class CocoFieldDataset(torch.utils.data.Dataset):
             x, y, w, h = ann["bbox"]
             if x >= x0 + size or y >= y0 + size or x + w <= x0 or y + h <= y0:
                 continue
-            segmentation = ann["segmentation"]
-            if isinstance(segmentation, list):  # polygons: shifted into the crop, clipped by the rasteriser
-                shifted = [[v - (x0 if i % 2 == 0 else y0) for i, v in enumerate(poly)] for poly in segmentation]
-                mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(shifted, size, size)))
-            else:
-                height, width = record["shape"]
-                rle = (
-                    segmentation
-                    if isinstance(segmentation.get("counts"), str)
-                    else mask_utils.frPyObjects(segmentation, height, width)
-                )
-                mask = mask_utils.decode(rle)[y0 : y0 + size, x0 : x0 + size]
+            mask = segmentation_crop(ann["segmentation"], record["shape"], y0, x0, size)
             classes.append(ann["class_id"])
             instance[mask.astype(bool)] = len(classes)
         visible = np.unique(instance[instance > 0])
@@ -442,7 +452,7 @@ class CocoFieldDataset(torch.utils.data.Dataset):
             out = self._transform(image=np.ascontiguousarray(image), masks=[semantic, instance])
             image, (semantic, instance) = out["image"], out["masks"]
         task = self.task
-        if task == "random":
+        if task == RANDOM_TASK:
             task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
         return {
             "image": np.ascontiguousarray(image),
@@ -457,155 +467,3 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         if self.processor is None:
             raise ValueError("CocoFieldDataset(processor=...) is needed to build OneFormer batches")
         return OneFormerCollator(self.processor, training=training, resized=self.image_size is not None)
-
-
-def load_coco_fields(path, image_ids=None) -> list[dict]:
-    """The images of a COCO instance file as ``{"id", "path", "shape" (h, w), "file_name", "annotations": [{"bbox",
-    "segmentation", "class_id", "flux_gri" (or None)}]}``, in image-id order.  The categories must be the
-    project's classes (same name and id as ``src.classes``); anything else is an error naming the file and the
-    entry."""
-    path = Path(path)
-    try:
-        coco = json.loads(path.read_text())
-        images, annotations, categories = coco["images"], coco["annotations"], coco["categories"]
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise DatasetError(f"{path}: not a COCO instance file (needs images, annotations, categories: {err})") from None
-    known = {}
-    for cat in categories:
-        try:
-            cid = class_id(cat.get("name"))
-        except ValueError as err:
-            raise DatasetError(f"{path}: category {cat.get('id')}: {err}") from None
-        if cid == 0 or cat.get("id") != cid:
-            raise DatasetError(
-                f"{path}: category {cat.get('name')!r} has id {cat.get('id')}; the project's id is "
-                f"{cid} (src/classes.py) and 'background' is not a category"
-            )
-        known[cid] = cat["name"]
-    wanted = None if image_ids is None else {int(i) for i in image_ids}
-    records = {}
-    for k, im in enumerate(images):
-        try:
-            image_id, name, shape = int(im["id"]), str(im["file_name"]), (int(im["height"]), int(im["width"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise DatasetError(f"{path}: image entry {k}: needs id, file_name, height, width ({err})") from None
-        if wanted is None or image_id in wanted:
-            records[image_id] = {
-                "id": image_id,
-                "path": path.parent / name,
-                "file_name": name,
-                "shape": shape,
-                "annotations": [],
-            }
-    for k, ann in enumerate(annotations):
-        where = f"{path}: annotation {k} (id {ann.get('id')})"
-        if ann.get("category_id") not in known:
-            raise DatasetError(f"{where}: category_id {ann.get('category_id')!r} is not a category of the file")
-        if "segmentation" not in ann or not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
-            raise DatasetError(f"{where}: needs a segmentation and a bbox [x, y, width, height]")
-        record = records.get(ann.get("image_id"))
-        if record is None:
-            if wanted is None:
-                raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} is not an image of the file")
-            continue
-        if ann.get("iscrowd", 0):
-            raise DatasetError(f"{where}: crowd regions (iscrowd 1) are not supported: annotate each galaxy")
-        record["annotations"].append(
-            {
-                "bbox": [float(v) for v in ann["bbox"]],
-                "segmentation": ann["segmentation"],
-                "class_id": int(ann["category_id"]),
-                "flux_gri": ann.get("flux_gri"),
-            }
-        )
-    return [records[i] for i in sorted(records)]
-
-
-class OneFormerCollator:
-    """List of dataset items -> OneFormer batch (``pixel_values``, ``pixel_mask``, ``mask_labels``,
-    ``class_labels``, ``task_inputs``, and ``text_inputs`` when ``training``).
-
-    Per task the image processor gets: semantic -> the semantic map; instance / panoptic -> the instance map with
-    ``instance_id_to_semantic_id`` (0 -> background).  It pads images, masks and class lists.  ``resized``: the
-    items already have the model's size, so the processor does not resize again.
-
-    The texts are tokenised as ``OneFormerProcessor.__call__`` does it, but each distinct text list only once:
-    an image's ``num_text`` prompts (134 for swin-tiny) take a few distinct forms ("a photo with a <class>" for
-    its objects, then a task filler), and tokenising them for every image was most of the pipeline's time.
-    """
-
-    #: Distinct text lists kept (a few dozen occur: task x classes present); the cache restarts beyond this.
-    CACHE_SIZE = 4096
-
-    def __init__(self, processor, training: bool = True, resized: bool = False):
-        self.processor = processor
-        self.training = training
-        self.resized = resized
-        self._tokens: dict[tuple[tuple[str, ...], int], torch.Tensor] = {}
-
-    def tokens(self, texts: tuple[str, ...], length: int) -> torch.Tensor:
-        """``(len(texts), length)`` token ids, as the processor's own text encoding, memoised."""
-        key = (texts, length)
-        ids = self._tokens.get(key)
-        if ids is None:
-            if len(self._tokens) >= self.CACHE_SIZE:
-                self._tokens.clear()
-            ids = self._tokens[key] = self.processor._preprocess_text(list(texts), max_length=length)
-        return ids
-
-    def __call__(self, items: list[dict]) -> dict:
-        maps, mappings, tasks = [], [], [item["task"] for item in items]
-        for item in items:
-            if item["task"] == "semantic":
-                maps.append(item["semantic"])
-                mappings.append(None)
-            else:
-                maps.append(item["instance"])
-                mappings.append({0: 0, **dict(enumerate(item["class_ids"], start=1))})
-        kwargs = {"do_resize": False} if self.resized else {}
-        batch = dict(
-            self.processor.image_processor(
-                images=[item["image"] for item in items],
-                task_inputs=tasks,
-                segmentation_maps=maps,
-                instance_id_to_semantic_id=mappings,
-                return_tensors="pt",
-                **kwargs,
-            )
-        )
-        batch["task_inputs"] = torch.cat(
-            [self.tokens((f"the task is {task}",), self.processor.task_seq_length) for task in tasks]
-        )
-        texts = batch.pop("text_inputs", None)
-        if self.training and texts is not None:
-            batch["text_inputs"] = torch.stack([self.tokens(tuple(t), self.processor.max_seq_length) for t in texts])
-        return batch
-
-
-class ShardBatches(torch.utils.data.Sampler):
-    """Batches of ``range(n)`` in order (the last one may be smaller); process ``rank`` of ``world`` takes the
-    batches at positions ``rank, rank + world, ...`` (one process: all of them, as a plain loader).  A batch
-    sampler for ``DataLoader(batch_sampler=...)``; :meth:`positions` gives each yielded batch's position."""
-
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1):
-        if batch_size < 1 or not 0 <= rank < world:
-            raise ValueError(f"ShardBatches: batch_size {batch_size} must be >= 1 and rank {rank} in 0..{world - 1}")
-        self.batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
-        self.rank, self.world = rank, world
-
-    def positions(self) -> range:
-        return range(self.rank, len(self.batches), self.world)
-
-    def __iter__(self):
-        return (self.batches[p] for p in self.positions())
-
-    def __len__(self) -> int:
-        return len(self.positions())
-
-
-def loader_worker_init(worker_id: int) -> None:
-    """Workers share the 2 cores with the model: one thread each."""
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")

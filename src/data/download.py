@@ -22,7 +22,6 @@ CLI: ``python -m src.download --data-root DIR [--only catalog annotations images
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,8 @@ from pathlib import Path
 
 from src.atomic import write_json_atomic
 from src.cli import add_output_options, run_cli, setup_logging
+from src.data.splits import file_sha256
+from src.data.via import IMAGE_DIR, VIA_FILE
 
 logger = logging.getLogger(__name__)
 MANIFEST = "download_manifest.json"
@@ -62,21 +63,21 @@ RESOURCES = {
             "VIA train annotations",
             "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
             "train_via_region_data.json",
-            "original/train/via_region_data.json",
+            VIA_FILE.format(split="train"),
         ),
         Resource(
             "VIA val annotations",
             "https://datascience-userena.s3.amazonaws.com/mask_galaxy-morphological_segmentation_of_galaxies/"
             "val_via_region_data.json",
-            "original/val/via_region_data.json",
+            VIA_FILE.format(split="val"),
         ),
     ],
     "images": [
         Resource(
             "SDSS cutouts (zoo2Main)",
             "https://datascience-userena.s3.amazonaws.com/zoo2Main.tar.gz",
-            "original/zoo2Main.tar.gz",
-            extract_to="original/zoo2Main",
+            f"{IMAGE_DIR}.tar.gz",
+            extract_to=IMAGE_DIR,
         )
     ],
 }
@@ -84,14 +85,6 @@ RESOURCES = {
 
 class DownloadError(RuntimeError):
     """A download that failed or does not match what was expected; the message names the file."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open(url: str, offset: int, timeout: float):
@@ -162,7 +155,7 @@ def fetch(
     if size is not None and got != size:
         part.unlink()
         raise DownloadError(f"{dest.name}: size {got} bytes, expected {size}; the partial file was removed")
-    digest = sha256_of(part)
+    digest = file_sha256(part)
     if sha256 is not None and digest != sha256.lower():
         part.unlink()
         raise DownloadError(f"{dest.name}: SHA-256 {digest} does not match the expected {sha256}")
@@ -241,7 +234,7 @@ def download(
             # an archive is done once its unpacking is recorded (the record is written after the last file)
             unpacked = bool(target and known and known.get("unpacked_files") and target.is_dir())
             if dest.is_file() and known and dest.stat().st_size == known["size"]:
-                if sha256_of(dest) != known["sha256"]:
+                if file_sha256(dest) != known["sha256"]:
                     raise DownloadError(
                         f"{dest}: differs from the file recorded in {MANIFEST}; delete it to download again"
                     )

@@ -23,8 +23,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Smallest image side the models are run on, px.
 MIN_SIDE = 32
 #: Largest image run in one pass (4096 x 4096 px), checked on the file's header before it is decoded.  One pass
-#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so ``src.inference.segmentation.segment``
-#: never puts more than this many pixels into one forward pass, whatever ``--batch-size`` says.
+#: of swin-tiny on an image this size peaks near 9.4 GB (about 560 bytes per pixel), so
+#: ``src.inference.segmentation.segment`` never puts more than this many pixels into one forward pass, whatever
+#: ``--batch-size`` says.
 MAX_PIXELS = 4096 * 4096
 TOO_LARGE = " for one pass of the model; predict.py --field processes frames of any size"
 

@@ -23,7 +23,11 @@ from pathlib import Path
 from src.atomic import atomic_path, write_json_atomic
 
 SPLITS = ("train", "val", "test")
+#: The file of each split under a data root (``SPLIT_FILE.format(split=...)``) and the manifest of the set.
+SPLIT_FILE = "galaxy_{split}.json"
 MANIFEST = "galaxy_splits.json"
+#: The other name of a reference split file (``--splits-from``), as the original project also ships them.
+REFERENCE_VIA_FILE = "galaxy_{split}_via.json"
 
 
 class SplitError(ValueError):
@@ -31,11 +35,36 @@ class SplitError(ValueError):
 
 
 def split_path(data_root, split: str) -> Path:
-    return Path(data_root) / f"galaxy_{split}.json"
+    """The split file of ``split`` under a data root.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        The data root.
+    split : str
+        ``train``, ``val`` or ``test``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``data_root / SPLIT_FILE`` (``galaxy_<split>.json``).
+    """
+    return Path(data_root) / SPLIT_FILE.format(split=split)
 
 
 def file_sha256(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """The SHA-256 of a file's bytes, read in blocks of 1 MiB (the project's one file digest).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest (64 lower-case characters).
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -116,10 +145,26 @@ def _check_disjoint(keys: dict[str, object], root=None) -> None:
 
 
 def reference_membership(folder) -> dict[str, dict]:
-    """The split membership of reference split files in ``folder``: ``{split: {"file", "sha256", "objids"}}``
-    for each of ``galaxy_<split>.json`` / ``galaxy_<split>_via.json`` present (keys = objids, or the objid in
-    the entry's file name).  At least one must be there; two files for one split, or an objid in two splits, are
-    errors naming the files."""
+    """The split membership of reference split files (``python -m src.conversion --splits-from``).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A folder holding, for some splits, ``SPLIT_FILE`` or ``REFERENCE_VIA_FILE`` (``galaxy_<split>.json`` or
+        ``galaxy_<split>_via.json``; keys = objids, or the objid in the entry's file name).
+
+    Returns
+    -------
+    dict
+        ``{split: {"file", "sha256", "objids"}}`` for each split found.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder, or no split file in it.
+    SplitError
+        Two files for one split, or an objid in two splits (the message names the files).
+    """
     from src.data.via import entry_objid, load_via
 
     folder = Path(folder)
@@ -127,7 +172,8 @@ def reference_membership(folder) -> dict[str, dict]:
         raise FileNotFoundError(f"--splits-from {folder}: no such folder")
     found = {}
     for split in SPLITS:
-        paths = [p for p in (folder / f"galaxy_{split}.json", folder / f"galaxy_{split}_via.json") if p.is_file()]
+        names = (SPLIT_FILE.format(split=split), REFERENCE_VIA_FILE.format(split=split))
+        paths = [p for p in (folder / name for name in names) if p.is_file()]
         if len(paths) > 1:
             raise SplitError(f"{folder}: both {paths[0].name} and {paths[1].name} give the {split} split; keep one")
         if paths:

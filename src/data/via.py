@@ -21,9 +21,14 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
-#: The on-disk layout under a data root (real data, synthetic data and the download alike).
-VIA_FILES = ("original/train/via_region_data.json", "original/val/via_region_data.json")
+#: The on-disk layout under a data root (real data, synthetic data and the download alike): the VIA file of each
+#: annotated split of hfarias/mask_galaxy (``VIA_FILE.format(split=...)``) and the folder of the cutouts.
+VIA_FILE = "original/{split}/via_region_data.json"
+VIA_SPLITS = ("train", "val")
+VIA_FILES = tuple(VIA_FILE.format(split=split) for split in VIA_SPLITS)
 IMAGE_DIR = "original/zoo2Main"
+#: Fewest vertices of a usable polygon.
+MIN_VERTICES = 3
 
 _OBJID_IN_NAME = re.compile(r"(\d{6,})")
 
@@ -189,6 +194,41 @@ def region_polygon(region: dict, where: str = "") -> tuple[np.ndarray, np.ndarra
     if xs.shape != ys.shape:
         raise ViaError(f"{where}: all_points_x and all_points_y differ in length ({xs.size} vs {ys.size})")
     return xs, ys
+
+
+def polygon_problems(polygons, shapes) -> np.ndarray:
+    """Why each polygon cannot be used on its image, vectorised over all polygons at once.
+
+    Parameters
+    ----------
+    polygons : sequence of (xs, ys)
+        Vertex coordinates of each polygon, px (x = column, y = row; finite, as :func:`region_polygon` gives them).
+    shapes : array_like of int, shape (N, 2)
+        The (height, width) of each polygon's image, px.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of N reasons: ``"too_few_vertices"`` (fewer than ``MIN_VERTICES``), ``"outside_image"`` (a
+        vertex off the pixel grid, :func:`polygon_inside`), or ``None`` for a usable polygon.
+    """
+    reasons = np.full(len(polygons), None, dtype=object)
+    if not len(polygons):
+        return reasons
+    lengths = np.fromiter((np.size(xs) for xs, _ in polygons), dtype=np.int64, count=len(polygons))
+    reasons[lengths < MIN_VERTICES] = "too_few_vertices"
+    xs = np.concatenate([np.asarray(p[0], dtype=float).ravel() for p in polygons])
+    ys = np.concatenate([np.asarray(p[1], dtype=float).ravel() for p in polygons])
+    shapes = np.asarray(shapes).reshape(-1, 2)
+    owner = np.repeat(np.arange(len(polygons)), lengths)
+    height, width = shapes[owner, 0], shapes[owner, 1]
+    outside_vertex = (xs < 0) | (ys < 0) | (xs > width - 1) | (ys > height - 1)  # polygon_inside, vectorised
+    nonempty = lengths > 0
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    outside = np.zeros(len(polygons), dtype=bool)
+    outside[nonempty] = np.logical_or.reduceat(outside_vertex, starts[nonempty])
+    reasons[(reasons == None) & outside] = "outside_image"  # noqa: E711 (object array)
+    return reasons
 
 
 def polygon_inside(xs, ys, shape: tuple[int, int]) -> bool:

@@ -28,7 +28,7 @@ import torch
 
 from src.atomic import write_json_atomic
 from src.classes import CLASS_NAMES, LABEL2ID
-from src.data.datasets import ShardBatches
+from src.data.batching import ShardBatches
 from src.defaults import SCORED_TASKS, TASKS
 from src.evaluation.evaluators import EVALUATORS, DatasetEvaluator, InstanceEvaluator
 from src.inference.segmentation import TOP_K, pick_device, run_model

@@ -201,7 +201,7 @@ def semantic_report(per_image: np.ndarray, class_names: Sequence[str] = CLASS_NA
 
 # ---------------------------------------------------------------- COCO mask AP
 #: COCO AP back-ends: faster-coco-eval (C++ evaluate/accumulate, the default) and pycocotools (the reference);
-#: ``tests/test_metrics.py`` checks they agree.
+#: ``tests/evaluation/test_metrics.py`` checks they agree.
 COCO_BACKENDS = ("faster-coco-eval", "pycocotools")
 
 

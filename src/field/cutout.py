@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE
 from src.field.assemble import FieldObject, crop_to_mask
 from src.field.detect import Detections
-from src.field.stamps import GZ2_CUTOUT, GZ2_MEDIAN_FILL, Window, cut, resample, stamp_side
+from src.field.stamps import GZ2_MEDIAN_FILL, Window, cut, resample, stamp_side
 
-#: Candidates with a smaller isophotal area (px) are not cut out: the conversion's filter of the GZ2 annotations.
-MIN_AREA = 90
 #: The object must come within this many px of the stamp centre (or the candidate's isophotal radius if larger).
 MIN_REACH = 3.0
 #: Isophotal signal-to-noise at which a sep-outlined object scores 1 - 1/e (:func:`detection_score`).
@@ -38,8 +37,22 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 Probabilities = Callable[[Sequence[np.ndarray], Sequence[tuple[int, int]]], Sequence[np.ndarray]]
 
 
-def candidates(detections: Detections, min_area: int = MIN_AREA) -> np.ndarray:
-    """Rows of the detection table that get a stamp (isophotal area >= ``min_area`` px), in raster order."""
+def candidates(detections: Detections, min_area: int = MIN_CANDIDATE_AREA) -> np.ndarray:
+    """Rows of the detection table that get a stamp, in raster order.
+
+    Parameters
+    ----------
+    detections : src.field.detect.Detections
+        sep's detections of the frame (``table["npix"]``: isophotal area, px; ``x``, ``y``: centroid, px).
+    min_area : int, optional
+        Smallest isophotal area that gets a stamp, px (default ``src.defaults.MIN_CANDIDATE_AREA``: the
+        conversion's filter of the GZ2 annotations).
+
+    Returns
+    -------
+    numpy.ndarray
+        Row indices into ``detections.table``, sorted by y, then x.
+    """
     table = detections.table
     keep = np.flatnonzero(table["npix"] >= min_area)
     return keep[np.lexsort((table["x"][keep], table["y"][keep]))]
@@ -82,9 +95,9 @@ def cutout_objects(
     frame,
     detections: Detections,
     probabilities: Probabilities,
-    input_side: int = GZ2_CUTOUT,
+    input_side: int = STAMP_SIZE,
     batch_size: int = 8,
-    min_area: int = MIN_AREA,
+    min_area: int = MIN_CANDIDATE_AREA,
     scale: str = "fill",
     fill: float = GZ2_MEDIAN_FILL,
     progress: bool = False,
@@ -92,12 +105,38 @@ def cutout_objects(
 ) -> tuple[list[FieldObject], dict]:
     """One object per candidate that the model confirms (see the module docstring).
 
-    ``frame``: ``src.field.frame`` reader (``shape``, ``region``); ``probabilities``: the model run on a batch of
-    stamps.  Returns ``(objects, counts)``: counts of ``candidates``, ``below_min_area``, ``rejected``
-    (no galaxy at the centre) and ``padded`` (stamps reaching past the frame border).  ``segments``: sep's
-    segmentation map of the frame (``k`` = row ``k - 1``): when given, every candidate's object is its segment, the
-    model gives its class, and its score is :func:`detection_score` (a candidate the model sees no galaxy in is
-    still counted as ``rejected``).
+    Parameters
+    ----------
+    frame : src.field.frame reader
+        The frame (``shape``, ``region``).
+    detections : src.field.detect.Detections
+        sep's detections of the frame.
+    probabilities : Probabilities
+        The model run on a batch of stamps.
+    input_side : int, optional
+        Side of the stamps given to the model, px (default ``src.defaults.STAMP_SIZE``).
+    batch_size : int, optional
+        Stamps per call of ``probabilities``.
+    min_area : int, optional
+        Smallest isophotal area of a candidate, px (default ``src.defaults.MIN_CANDIDATE_AREA``).
+    scale : {"fill", "native"}, optional
+        How a stamp's side in the frame is chosen (see the module docstring).
+    fill : float, optional
+        Share of the stamp the object covers with ``scale="fill"`` (default: the median GZ2 galaxy's).
+    progress : bool, optional
+        Show a progress bar.
+    segments : numpy.ndarray, optional
+        sep's segmentation map of the frame (``k`` = row ``k - 1``): when given, every candidate's object is its
+        segment, the model gives its class, and its score is :func:`detection_score` (a candidate the model sees
+        no galaxy in is still counted as ``rejected``).
+
+    Returns
+    -------
+    objects : list of FieldObject
+        The confirmed objects, in frame coordinates.
+    counts : dict
+        Counts of ``candidates``, ``below_min_area``, ``rejected`` (no galaxy at the centre) and ``padded``
+        (stamps reaching past the frame border).
     """
     from src.progress import progress_bar
 

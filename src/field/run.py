@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE, TASKS, TILE, TILE_OVERLAP
 from src.field.assemble import FieldObject, merge_views, resolve
-from src.field.cutout import MIN_AREA as MIN_CANDIDATE_AREA
 from src.field.cutout import STAMP_SCALES, candidates, cutout_objects, object_score
 from src.field.detect import detect
-from src.field.stamps import GZ2_CUTOUT
 from src.field.stars import STAR_RULES, StarGalaxy, apply_star_rule, separate, sources_of_objects
-from src.field.tiles import OVERLAP, TILE, tile_objects
+from src.field.tiles import tile_objects
+from src.inference.objects import MIN_AREA
 
 STRATEGIES = ("cutout", "tiles", "sep")
 OUTLINES = ("model", "sep")
@@ -46,21 +46,31 @@ class FieldSettings:
     """How a frame is processed (``predict.py --field`` options)."""
 
     strategy: str = "cutout"
-    stamp_pixels: int = GZ2_CUTOUT  # cutout: stamps are resampled to this side (px) for the model
+    stamp_pixels: int = STAMP_SIZE  # cutout: stamps are resampled to this side (px) for the model
     stamp_scale: str = "fill"  # cutout: "fill" (the GZ2 stamp rule) or "native" (stamp_pixels px)
     min_candidate_area: int = MIN_CANDIDATE_AREA  # cutout / sep: sep isophotal area (px) to become a candidate
     detect_thresh: float | None = None  # sep threshold in background rms (None: the frame kind's default)
     tile: int = TILE  # tiles: tile side (px)
-    overlap: int = OVERLAP  # tiles: overlap (px), >= the largest object
+    overlap: int = TILE_OVERLAP  # tiles: overlap (px), >= the largest object
     batch_size: int = 8
-    min_area: int = 10  # objects smaller than this (px) after one-owner resolution are dropped
+    min_area: int = MIN_AREA  # objects smaller than this (px) after one-owner resolution are dropped
     task: str = "semantic"  # tiles: the task the model is conditioned on (what an object is)
-    score_threshold: float = 0.5  # tiles: lowest instance detection score
+    # tiles: lowest instance detection score; not predict.py's SCORE_THRESHOLD (0.2), which predict.py passes:
+    # this default is what compute_scores.py --fields and the field figure use
+    score_threshold: float = 0.5
     tta: bool = False
     stars: str = "artifact"  # point sources: "artifact" (class A) or "model" (the model's class)
     outline: str = "sep"  # cutout: the object's outline from "sep" (its segment) or the "model"
 
     def check(self) -> None:
+        """Check the settings.
+
+        Raises
+        ------
+        ValueError
+            A strategy, stamp scale, star rule, outline or task that does not exist, a stamp side that is not a
+            multiple of 32 px, or tiles whose side is not a multiple of 32 px or whose overlap is not in 0..side-1.
+        """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"field strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.stamp_scale not in STAMP_SCALES:
@@ -71,8 +81,8 @@ class FieldSettings:
             raise ValueError(f"star rule must be one of {', '.join(STAR_RULES)}, got {self.stars!r}")
         if self.outline not in OUTLINES:
             raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {self.outline!r}")
-        if self.task not in ("semantic", "instance", "panoptic"):
-            raise ValueError(f"task must be semantic, instance or panoptic, got {self.task!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {self.task!r}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:
             raise ValueError(
                 f"tiles: the side ({self.tile} px) must be a multiple of 32 and the overlap "

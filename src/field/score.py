@@ -37,15 +37,26 @@ MAX_DETS = 1000
 
 
 def load_truth(path) -> dict:
-    """The COCO annotation JSON of a set of fields (``src.synthetic --field``, or any COCO instance file whose
-    categories are the ``src.classes`` galaxy classes; read by ``src.data.datasets.load_coco_fields``).  Returns
-    ``{"images": [{"id", "file_name", "height", "width", "path"}], "truth": {image id: [{"rle", "class_id", "area",
-    "flux"}]}, "unannotated": {image id: [{"x", "y", "star", "flux_gri"}]}}``, polygons and uncompressed RLEs
-    converted to compressed RLEs; ``flux``: r-band ``flux_gri`` or None; ``unannotated``: the file's extra key of
-    that name (field stars and faint galaxies of ``src.synthetic --field``; empty lists without it)."""
+    """The ground truth of a set of fields.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The COCO annotation JSON (``src.synthetic --field``, or any COCO instance file whose categories are the
+        ``src.classes`` galaxy classes), read by ``src.data.coco.load_coco_fields``.
+
+    Returns
+    -------
+    dict
+        ``{"images": [{"id", "file_name", "height", "width" (px), "path"}], "truth": {image id: [{"rle",
+        "class_id", "area" (px), "flux"}]}, "unannotated": {image id: [{"x", "y", "star", "flux_gri"}]}, "path"}``:
+        polygons and uncompressed RLEs become compressed RLEs (``src.data.coco.segmentation_rle``); ``flux``: the
+        r-band ``flux_gri``, or None; ``unannotated``: the file's extra key of that name (field stars and faint
+        galaxies of ``src.synthetic --field``; empty lists without it).
+    """
     from pycocotools import mask as mask_utils
 
-    from src.data.datasets import load_coco_fields
+    from src.data.coco import load_coco_fields, segmentation_rle
 
     images, truth = [], {}
     for record in load_coco_fields(path):
@@ -61,15 +72,7 @@ def load_truth(path) -> dict:
         )
         truth[record["id"]] = []
         for ann in record["annotations"]:
-            segmentation = ann["segmentation"]
-            if isinstance(segmentation, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-            elif isinstance(segmentation.get("counts"), list):
-                rle = mask_utils.frPyObjects(segmentation, height, width)
-            else:
-                rle = dict(segmentation)
-            if isinstance(rle["counts"], bytes):
-                rle["counts"] = rle["counts"].decode("ascii")
+            rle = segmentation_rle(ann["segmentation"], height, width)
             flux = ann["flux_gri"]
             truth[record["id"]].append(
                 {

@@ -1,12 +1,12 @@
 """Stamps: the cutouts of a frame that the ``cutout`` strategy feeds to a model trained on Galaxy Zoo 2 cutouts.
 
-The stamp rule.  A GZ2 cutout is ``GZ2_CUTOUT`` px on a side with its galaxy at the centre; the galaxy's annotated
+The stamp rule.  A GZ2 cutout is ``CUTOUT_SIZE`` px on a side with its galaxy at the centre; the galaxy's annotated
 (isophotal) area, measured on the 2,828 real test annotations (``galaxy_test_via.json``, rasterised), has a median
 of ``GZ2_MEDIAN_AREA`` = 876 px (p10 494, p90 2,211), i.e. the galaxy covers ``GZ2_MEDIAN_FILL`` = 1.34 % of its
 cutout, or, in lengths, sqrt(area) / side = 0.116 (p10 0.087, p90 0.184).  A candidate of isophotal area ``A`` px
 in the frame therefore gets a stamp of side ``sqrt(A / GZ2_MEDIAN_FILL)`` = 8.65 sqrt(A) px (876 px -> 256 px),
 centred on its centroid, resampled to the model's input side: there the object covers the same share of the stamp
-as a median GZ2 galaxy covers its cutout.  ``tests/test_field.py`` re-derives the constants from the real file.
+as a median GZ2 galaxy covers its cutout.  ``tests/field/test_field.py`` re-derives the constants from the real file.
 The side is kept within [``MIN_SIDE``, ``MAX_SIDE``] px of the frame.
 
 Parts of a stamp outside the frame are padded with 0 (the sky of the stretched images) and the stamp is flagged.
@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-#: Side of a GZ2 cutout (px) and median annotated area of its galaxy (px; real test split, 2,828 polygons).
-GZ2_CUTOUT = 256
+from src.defaults import CUTOUT_SIZE
+
+#: Median annotated area of a GZ2 cutout's galaxy (px; real test split, 2,828 polygons); the cutout's side is
+#: ``src.defaults.CUTOUT_SIZE``.
 GZ2_MEDIAN_AREA = 876.0
 #: Share of the cutout covered by the median galaxy.
-GZ2_MEDIAN_FILL = GZ2_MEDIAN_AREA / GZ2_CUTOUT**2
+GZ2_MEDIAN_FILL = GZ2_MEDIAN_AREA / CUTOUT_SIZE**2
 #: Stamp sides (frame px) are kept in this range.
 MIN_SIDE = 32
 MAX_SIDE = 2048

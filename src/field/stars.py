@@ -40,7 +40,7 @@ The decision (:func:`separate`), frame by frame:
    a spike contrast of ``SPIKE_MIN`` or more (a saturated star with diffraction spikes, in any frame).
 
 These rules were set on the real SDSS and HST frames of ``../shared/real/fields`` and on GalSim frames
-(``tests/test_stars.py``); ``bench/real_frames.py`` measures their outcome.  A single cutout holds few stars: its
+(``tests/field/test_stars.py``); ``bench/real_frames.py`` measures their outcome.  A single cutout holds few stars: its
 PSF is measured when it holds ``LOCUS_MIN_STARS`` unsaturated ones, and its bright central star is a point source
 only through its spikes or a star-dominated locus.
 """
@@ -77,7 +77,7 @@ SEQUENCE_BINS = 4
 #: ... and is flat (made of stars) if its FWHM rises by at most this much (dex per dex of flux) over them.
 SEQUENCE_MAX_SLOPE = 0.12
 #: ... and is made of stars if their median FWHM / (2 r50) reaches this (Moffat stars about 0.82, real SDSS stars
-#: 0.87; exponential discs and deep-field galaxies 0.71-0.74, measured with tests/test_stars.py's frames and the
+#: 0.87; exponential discs and deep-field galaxies 0.71-0.74, measured with tests/field/test_stars.py's frames and the
 #: real frames of ../shared/real/fields).
 SEQUENCE_MIN_CONCENTRATION = 0.78
 #: A frame is star-dominated when at least this share of its unsaturated sources are point-like.

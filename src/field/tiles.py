@@ -16,12 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from src.defaults import TILE, TILE_OVERLAP  # the synthetic fields' largest objects span ~200 px (edge-on spirals)
 from src.field.assemble import FieldObject, crop_to_mask
 from src.field.stamps import Window, cut
-
-#: Default tile side and overlap (px).  The synthetic fields' largest objects span ~200 px (edge-on spirals).
-TILE = 512
-OVERLAP = 224
 
 #: ``instances(tiles, valid)``: tiles (T, T, 3) uint8 and their valid masks -> per tile ``(object map (T, T) int,
 #: scores (n,), probs (K, T, T))`` with objects 1..n (one owner per pixel inside the tile).
@@ -40,8 +37,23 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = OVERLAP) -> list[Window]:
-    """The tiles covering a frame of ``shape`` (height, width), row by row."""
+def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[Window]:
+    """The tiles covering a frame, row by row.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The frame's (height, width), px.
+    tile : int, optional
+        Tile side, px (default ``src.defaults.TILE``).
+    overlap : int, optional
+        Overlap of neighbouring tiles, px (default ``src.defaults.TILE_OVERLAP``).
+
+    Returns
+    -------
+    list of Window
+        The tiles' windows (top-left corner and side, px).
+    """
     return [
         Window(y0, x0, tile)
         for y0 in tile_origins(shape[0], tile, overlap)
@@ -50,11 +62,36 @@ def tile_windows(shape: tuple[int, int], tile: int = TILE, overlap: int = OVERLA
 
 
 def tile_objects(
-    frame, instances: Instances, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 2, progress: bool = False
+    frame,
+    instances: Instances,
+    tile: int = TILE,
+    overlap: int = TILE_OVERLAP,
+    batch_size: int = 2,
+    progress: bool = False,
 ) -> tuple[list[FieldObject], dict]:
     """The objects of every tile, as views in frame coordinates (to merge with ``merge_views``).
 
-    Returns ``(views, counts)``: counts of ``tiles`` and ``views``.
+    Parameters
+    ----------
+    frame : src.field.frame reader
+        The frame (``shape``, ``region``).
+    instances : Instances
+        The model run on a batch of tiles.
+    tile : int, optional
+        Tile side, px (default ``src.defaults.TILE``).
+    overlap : int, optional
+        Overlap of neighbouring tiles, px (default ``src.defaults.TILE_OVERLAP``).
+    batch_size : int, optional
+        Tiles per call of ``instances``.
+    progress : bool, optional
+        Show a progress bar.
+
+    Returns
+    -------
+    views : list of FieldObject
+        Each tile's objects, in frame coordinates.
+    counts : dict
+        Counts of ``tiles`` and ``views``.
     """
     from src.progress import progress_bar
 

@@ -39,6 +39,7 @@ from src.atomic import folder_lock, write_json_atomic
 from src.classes import GALAXY_CLASSES
 from src.data.images import BANDS, ImageError
 from src.data.sources import InputError, Source, discover, load
+from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE, TASKS, TILE, TILE_OVERLAP
 from src.field.stars import STAR_AGREEMENT, STAR_RULES, apply_star_rule, separate_image, sources_of_objects
 from src.inference.objects import (
     CATALOG_FORMATS,
@@ -54,7 +55,6 @@ from src.inference.segmentation import PRECISIONS, resolve_precision, segment, s
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("semantic", "instance", "panoptic")
 SETTINGS_FILE = "predict_settings.json"
 REPORT_FILE = "predict_report.json"
 RECORDS = "records"
@@ -82,62 +82,199 @@ RESULT_SETTINGS = (
 )
 
 
+def _option(default=dataclasses.MISSING, help: str | None = None, group: str | None = None, convert=None, **cli):
+    """A :class:`PredictConfig` field and its ``predict.py`` option, spelled once.
+
+    Parameters
+    ----------
+    default : object, optional
+        The field's default, also the option's (absent: a required option).
+    help : str, optional
+        The option's ``--help`` text (argparse expands ``%(default)s``); ``None``: no option of its own.
+    group : str, optional
+        The argument group of the option (``None``: the main list).
+    convert : callable, optional
+        Turns the parsed value into the field's (e.g. a list into a tuple).
+    **cli
+        More ``ArgumentParser.add_argument`` keywords (``type``, ``choices``, ``nargs``, ``metavar``, ``action``,
+        ``flags`` for names other than ``--<field-name>``).
+
+    Returns
+    -------
+    dataclasses.Field
+        The field, its option in ``metadata``.
+    """
+    metadata = {"help": help, "group": group, "convert": convert, "cli": cli}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _tuple_or_none(values):
+    return None if values is None else tuple(values)
+
+
+#: The argument group of the ``--field`` options.
+FIELD_GROUP = "survey frames (--field; see README)"
+
+
 @dataclass
 class PredictConfig:
-    """The options of ``predict.py`` (see ``--help`` for each)."""
+    """The options of ``predict.py``: each field is one option, its default and ``--help`` text given here only
+    (:func:`build_parser` builds the parser from these fields, in this order)."""
 
-    model: str
-    inputs: list
-    out: str
-    task: str = "semantic"
-    batch_size: int = 8
-    workers: int | None = None  # DataLoader workers; None: default_workers()
-    device: str | None = None
-    cpu: bool = False
-    tta: bool = False
-    skip_bad: bool = False
-    overlays: bool = False
-    catalog_format: str = "csv"
-    bands: tuple = BANDS
-    flux_scale: tuple | None = None
-    min_area: int = MIN_AREA
-    score_threshold: float = SCORE_THRESHOLD
-    resume: bool = False
-    quiet: bool = False
-    base_card: str | None = None
-    field: bool = False  # survey frames: every galaxy of each input (src.field)
-    strategy: str = "cutout"  # field strategy: cutout (sep + GZ2-scale stamps) or tiles
-    stamp_pixels: int = 256
-    stamp_scale: str = "fill"
-    min_candidate_area: int = 90
-    detect_thresh: float | None = None
-    tile: int = 512
-    overlap: int = 224
-    stars: str = "artifact"  # point sources: class A, or the model's class (src.field.stars)
-    outline: str = "sep"  # field cutout strategy: the object's outline from sep or from the model
-    report: bool = False  # write OUT/report.html (src.inference.report) after the catalog
-    precision: str = "auto"  # the model's precision: auto (bf16 on AMX CPUs), fp32 or bf16
+    model: str = _option(
+        help="save_pretrained folder (safetensors/NAME), bare .safetensors state dict or preset", required=True
+    )
+    inputs: list = _option(
+        help="image files (JPEG/PNG/TIFF/FITS), folders, glob patterns, or @list.txt",
+        convert=list,
+        flags=("inputs",),
+        nargs="+",
+        metavar="INPUT",
+    )
+    out: str = _option(help="output folder", required=True)
+    task: str = _option(
+        "semantic",
+        "the task the model is conditioned on, which decides what an object is (default semantic: "
+        "connected regions of galaxy pixels; see README)",
+        choices=TASKS,
+    )
+    batch_size: int = _option(8, "images per forward pass (default %(default)s)", type=int)
+    #: DataLoader workers; None: :func:`default_workers`.
+    workers: int | None = _option(
+        None,
+        "DataLoader worker processes reading images (default: 0 on machines of 2 cores or fewer, where "
+        "reading runs between forward passes, else 1)",
+        type=int,
+    )
+    device: str | None = _option(None, "cuda, cuda:1, mps, cpu (default: CUDA, else MPS, else CPU)")
+    cpu: bool = _option(False, "force the CPU (same as --device cpu)", action="store_true")
+    #: The model's precision: auto (bf16 on AMX CPUs), fp32 or bf16.
+    precision: str = _option(
+        "auto",
+        "the model's arithmetic: auto = bf16 on CPUs with AMX (1.3x faster, labels agree on > 99.9 %% "
+        "of pixels), else fp32 (default %(default)s)",
+        choices=PRECISIONS,
+    )
+    tta: bool = _option(
+        False,
+        "test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)",
+        action="store_true",
+    )
+    skip_bad: bool = _option(
+        False, "go on past unusable inputs (listed in the report; exit status 1)", action="store_true"
+    )
+    overlays: bool = _option(
+        False,
+        "write overlays/NAME.png (outlines and labels); with --field the whole frame is drawn "
+        "in memory (about 8 bytes per pixel: ~3 GB for 20k x 20k)",
+        action="store_true",
+    )
+    catalog_format: str = _option("csv", "(default %(default)s)", choices=CATALOG_FORMATS)
+    bands: tuple = _option(
+        BANDS,
+        f"FITS band suffixes, blue to red, shown as B, G, R (default: {' '.join(BANDS)})",
+        convert=tuple,
+        nargs=3,
+        metavar=("G", "R", "I"),
+    )
+    flux_scale: tuple | None = _option(
+        None,
+        "FITS: multiply the sky-subtracted bands by these 1 or 3 factors instead of scaling their "
+        "measured sky noise to the training set's",
+        convert=_tuple_or_none,
+        type=float,
+        nargs="+",
+        metavar="F",
+    )
+    min_area: int = _option(MIN_AREA, "smallest object, px (default %(default)s)", type=int)
+    score_threshold: float = _option(
+        SCORE_THRESHOLD, "instance task: lowest detection score (default %(default)s)", type=float
+    )
+    base_card: str | None = _option(None, "architecture of a bare .safetensors state dict")
+    resume: bool = _option(False, "continue a run in --out: skip the inputs already done", action="store_true")
+    #: Point sources: class A, or the model's class (src.field.stars).
+    stars: str = _option(
+        "artifact",
+        "point sources (the star/galaxy separation of src.field.stars: each frame's PSF measured from "
+        "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
+        "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
+        "way the catalog has the columns model_class, stellarity, point_source, saturated",
+        choices=STAR_RULES,
+    )
+    #: Write OUT/report.html (src.inference.report) after the catalog.
+    report: bool = _option(
+        False,
+        "also write OUT/report.html: the image(s), outlines and catalog in one offline page (python -m src.report OUT)",
+        action="store_true",
+    )
+    quiet: bool = _option(False)  # -q of src.cli.add_output_options
+    #: Survey frames: every galaxy of each input (src.field).
+    field: bool = _option(
+        False,
+        "each INPUT is a survey frame: detect, cut out, segment and classify every galaxy",
+        FIELD_GROUP,
+        action="store_true",
+    )
+    #: Field strategy: cutout (sep + GZ2-scale stamps) or tiles.
+    strategy: str = _option(
+        "cutout",
+        "cutout (models trained on GZ2 cutouts; default): sep candidates -> stamps at the GZ2 scale; "
+        "tiles (models trained on fields): overlapping tiles, objects merged across borders",
+        FIELD_GROUP,
+        choices=("cutout", "tiles"),
+    )
+    stamp_pixels: int = _option(
+        STAMP_SIZE, "cutout: stamp side given to the model (default %(default)s)", FIELD_GROUP, type=int
+    )
+    stamp_scale: str = _option(
+        "fill",
+        "cutout: the stamp's side in the frame: fill = the GZ2 rule, the object fills the stamp as the "
+        "median GZ2 galaxy its cutout (models trained on cutouts scaled to their galaxy); native = "
+        "--stamp-pixels px, no resampling (models trained at the frame's pixel scale, e.g. the "
+        "synthetic set) (default fill; see README)",
+        FIELD_GROUP,
+        choices=("fill", "native"),
+    )
+    min_candidate_area: int = _option(
+        MIN_CANDIDATE_AREA,
+        "cutout: sep isophotal area (px) a source needs to get a stamp (default %(default)s)",
+        FIELD_GROUP,
+        type=int,
+    )
+    detect_thresh: float | None = _option(
+        None,
+        "cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)",
+        FIELD_GROUP,
+        type=float,
+    )
+    #: Field cutout strategy: the object's outline from sep or from the model.
+    outline: str = _option(
+        "sep",
+        "cutout: an object's outline: sep = the candidate's sep isophote segment (3 sigma, deblended; "
+        "it reaches the galaxy's visible edge), the model giving its class and score (default); "
+        "model = the model's central region of the stamp",
+        FIELD_GROUP,
+        choices=("sep", "model"),
+    )
+    tile: int = _option(TILE, "tiles: tile side, px (default %(default)s)", FIELD_GROUP, type=int)
+    overlap: int = _option(
+        TILE_OVERLAP,
+        "tiles: overlap of neighbouring tiles, px, at least the largest object (default %(default)s)",
+        FIELD_GROUP,
+        type=int,
+    )
 
     def field_settings(self):
-        """The ``src.field.run.FieldSettings`` of a ``--field`` run."""
+        """The settings of a ``--field`` run.
+
+        Returns
+        -------
+        src.field.run.FieldSettings
+            Each of its fields set to this config's field of the same name.
+        """
         from src.field.run import FieldSettings
 
-        return FieldSettings(
-            strategy=self.strategy,
-            stamp_pixels=self.stamp_pixels,
-            stamp_scale=self.stamp_scale,
-            min_candidate_area=self.min_candidate_area,
-            detect_thresh=self.detect_thresh,
-            tile=self.tile,
-            overlap=self.overlap,
-            batch_size=self.batch_size,
-            min_area=self.min_area,
-            task=self.task,
-            score_threshold=self.score_threshold,
-            tta=self.tta,
-            stars=self.stars,
-            outline=self.outline,
-        )
+        return FieldSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FieldSettings)})
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""
@@ -223,6 +360,53 @@ def _worker_init(worker_id: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ outputs of one input
+def _record_head(source: Source, status: str, rank: int) -> dict:
+    """The first keys of every record: which input, its status and the process that wrote it."""
+    return {"name": source.name, "source": source.source, "paths": list(source.paths), "status": status, "rank": rank}
+
+
+def _write_record(out: Path, source: Source, record: dict) -> dict:
+    """Write ``record`` as ``OUT/records/NAME.json`` (atomically: an input with a record is done); returns it."""
+    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
+    return record
+
+
+def _write_maps(cfg: PredictConfig, out: Path, source: Source, object_map, rows: list[dict], wcs, rgb) -> list[Path]:
+    """The segmentation map of one input and, with ``cfg.overlays``, its overlay.
+
+    Parameters
+    ----------
+    cfg : PredictConfig
+        The run's settings (``overlays``).
+    out : pathlib.Path
+        The run's output folder.
+    source : src.data.sources.Source
+        The input (its name names the files; FITS inputs get a FITS map).
+    object_map : numpy.ndarray
+        (H, W) int object map of the input, objects 1..n in catalog order, 0 elsewhere.
+    rows : list of dict
+        The catalog rows of the objects (their classes colour the map and the overlay).
+    wcs : astropy.wcs.WCS or None
+        The input's celestial WCS, written into a FITS map's header.
+    rgb : callable
+        ``rgb()`` -> the (H, W, 3) uint8 image, called only for the overlay.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written: ``segmentation/NAME.png|fits`` (and its companions), then ``overlays/NAME.png``.
+    """
+    seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
+    files = write_segmentation(seg, object_map, class_map(object_map, rows), wcs, source.source)
+    if cfg.overlays:
+        from src.data.images import write_png
+        from src.evaluation.visual import overlay
+
+        files.append(out / "overlays" / f"{source.name}.png")
+        write_png(files[-1], overlay(rgb(), object_map, rows))
+    return files
+
+
 def _finish(
     cfg: PredictConfig, out: Path, source: Source, item: dict, probs, task_result, model_s: float, rank: int, writer
 ) -> Future:
@@ -238,11 +422,7 @@ def _finish(
     agreement = apply_star_rule(rows, sources_of_objects(objects, table), stars, cfg.stars)
     rows = [{"source": source.source, **row} for row in rows]
     record = {
-        "name": source.name,
-        "source": source.source,
-        "paths": list(source.paths),
-        "status": "ok",
-        "rank": rank,
+        **_record_head(source, "ok", rank),
         "n_objects": len(rows),
         "dropped": int(dropped),
         "rows": rows,
@@ -255,17 +435,9 @@ def _finish(
     }
 
     def write() -> dict:
-        seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
-        files = write_segmentation(seg, objects, class_map(objects, rows), item["wcs"], source.source)
-        if cfg.overlays:
-            from src.data.images import write_png
-            from src.evaluation.visual import overlay
-
-            files.append(out / "overlays" / f"{source.name}.png")
-            write_png(files[-1], overlay(item["rgb"], objects, rows))
+        files = _write_maps(cfg, out, source, objects, rows, item["wcs"], lambda: item["rgb"])
         record.update(outputs=[str(f.relative_to(out)) for f in files], post_s=round(time.perf_counter() - tic, 4))
-        write_json_atomic(out / RECORDS / f"{source.name}.json", record)
-        return record
+        return _write_record(out, source, record)
 
     return writer.submit(write)
 
@@ -285,22 +457,11 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
         rows = [{"source": source.source, **row} for row in measure(result, frame.wcs, cfg.stars)]
         result.timings["measure_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        seg = out / "segmentation" / (source.name + (".fits" if source.is_fits else ".png"))
-        files = write_segmentation(seg, result.object_map, class_map(result.object_map, rows), frame.wcs, source.source)
-        if cfg.overlays:
-            from src.data.images import write_png
-            from src.evaluation.visual import overlay
-
-            rgb, _valid = frame.region(slice(None), slice(None))
-            files.append(out / "overlays" / f"{source.name}.png")
-            write_png(files[-1], overlay(rgb, result.object_map, rows))
+        whole = (slice(None), slice(None))
+        files = _write_maps(cfg, out, source, result.object_map, rows, frame.wcs, lambda: frame.region(*whole)[0])
         result.timings["write_s"] = time.perf_counter() - step
         record = {
-            "name": source.name,
-            "source": source.source,
-            "paths": list(source.paths),
-            "status": "ok",
-            "rank": rank,
+            **_record_head(source, "ok", rank),
             "n_objects": len(rows),
             "dropped": result.counts.get("duplicate", 0) + result.counts.get("too_small", 0),
             "rows": rows,
@@ -319,21 +480,12 @@ def _finish_field(cfg: PredictConfig, out: Path, source: Source, model, processo
         }
     finally:
         frame.close()
-    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
-    return record
+    return _write_record(out, source, record)
 
 
 def _failed(out: Path, source: Source, error: str, rank: int) -> dict:
-    record = {
-        "name": source.name,
-        "source": source.source,
-        "paths": list(source.paths),
-        "status": "failed",
-        "rank": rank,
-        "error": error,
-    }
-    write_json_atomic(out / RECORDS / f"{source.name}.json", record)
-    return record
+    """The record of an input that failed (``error``: the message naming it), written."""
+    return _write_record(out, source, {**_record_head(source, "failed", rank), "error": error})
 
 
 def _done(out: Path, source: Source, overlays: bool) -> bool:
@@ -761,6 +913,13 @@ def merge(cfg: PredictConfig, discovery, pending: list[Source], world_size: int,
 
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``predict.py``, one option per :class:`PredictConfig` field (defaults and help from there).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The options in the fields' order, then ``src.cli``'s output options, then the ``--field`` group.
+    """
     from src.cli import add_output_options
 
     p = argparse.ArgumentParser(
@@ -769,185 +928,49 @@ def build_parser() -> argparse.ArgumentParser:
         "(pixel and sky coordinates), segmentation maps, overlays.",
         epilog="Several processes: accelerate launch predict.py ... (or torchrun --nproc_per_node N predict.py ...).",
     )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="image files (JPEG/PNG/TIFF/FITS), folders, glob patterns, or @list.txt",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="save_pretrained folder (safetensors/NAME), bare .safetensors state dict or preset",
-    )
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--task",
-        default="semantic",
-        choices=TASKS,
-        help="the task the model is conditioned on, which decides what an object is (default semantic: "
-        "connected regions of galaxy pixels; see README)",
-    )
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="DataLoader worker processes reading images (default: 0 on machines of 2 cores or fewer, where "
-        "reading runs between forward passes, else 1)",
-    )
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: CUDA, else MPS, else CPU)")
-    p.add_argument("--cpu", action="store_true", help="force the CPU (same as --device cpu)")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
-        help="the model's arithmetic: auto = bf16 on CPUs with AMX (1.3x faster, labels agree on > 99.9 %% "
-        "of pixels), else fp32 (default auto)",
-    )
-    p.add_argument(
-        "--tta",
-        action="store_true",
-        help="test-time augmentation: 8 flips / 90° rotations, probabilities averaged (8x slower)",
-    )
-    p.add_argument(
-        "--skip-bad", action="store_true", help="go on past unusable inputs (listed in the report; exit status 1)"
-    )
-    p.add_argument(
-        "--overlays",
-        action="store_true",
-        help="write overlays/NAME.png (outlines and labels); with --field the whole frame is drawn "
-        "in memory (about 8 bytes per pixel: ~3 GB for 20k x 20k)",
-    )
-    p.add_argument("--catalog-format", default="csv", choices=CATALOG_FORMATS, help="(default csv)")
-    p.add_argument(
-        "--bands",
-        nargs=3,
-        default=list(BANDS),
-        metavar=("G", "R", "I"),
-        help="FITS band suffixes, blue to red, shown as B, G, R (default: g r i)",
-    )
-    p.add_argument(
-        "--flux-scale",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="F",
-        help="FITS: multiply the sky-subtracted bands by these 1 or 3 factors instead of scaling their "
-        "measured sky noise to the training set's",
-    )
-    p.add_argument("--min-area", type=int, default=MIN_AREA, help=f"smallest object, px (default {MIN_AREA})")
-    p.add_argument(
-        "--score-threshold",
-        type=float,
-        default=SCORE_THRESHOLD,
-        help=f"instance task: lowest detection score (default {SCORE_THRESHOLD})",
-    )
-    p.add_argument("--base-card", default=None, help="architecture of a bare .safetensors state dict")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out: skip the inputs already done")
-    p.add_argument(
-        "--stars",
-        default="artifact",
-        choices=STAR_RULES,
-        help="point sources (the star/galaxy separation of src.field.stars: each frame's PSF measured from "
-        "its stellar locus, diffraction spikes): artifact = catalogued as class A, 'star or "
-        "artifact' as in GZ2 (default); model = keep the model's class, to see everything. Either "
-        "way the catalog has the columns model_class, stellarity, point_source, saturated",
-    )
-    p.add_argument(
-        "--report",
-        action="store_true",
-        help="also write OUT/report.html: the image(s), outlines and "
-        "catalog in one offline page (python -m src.report OUT)",
-    )
+    options = [f for f in dataclasses.fields(PredictConfig) if f.metadata.get("help") is not None]
+    for f in options:
+        if f.metadata["group"] is None:
+            _add_option(p, f)
     add_output_options(p)
-    f = p.add_argument_group("survey frames (--field; see README)")
-    f.add_argument(
-        "--field",
-        action="store_true",
-        help="each INPUT is a survey frame: detect, cut out, segment and classify every galaxy",
-    )
-    f.add_argument(
-        "--strategy",
-        default="cutout",
-        choices=("cutout", "tiles"),
-        help="cutout (models trained on GZ2 cutouts; default): sep candidates -> stamps at the GZ2 scale; "
-        "tiles (models trained on fields): overlapping tiles, objects merged across borders",
-    )
-    f.add_argument("--stamp-pixels", type=int, default=256, help="cutout: stamp side given to the model (default 256)")
-    f.add_argument(
-        "--stamp-scale",
-        default="fill",
-        choices=("fill", "native"),
-        help="cutout: the stamp's side in the frame: fill = the GZ2 rule, the object fills the stamp as the "
-        "median GZ2 galaxy its cutout (models trained on cutouts scaled to their galaxy); native = "
-        "--stamp-pixels px, no resampling (models trained at the frame's pixel scale, e.g. the "
-        "synthetic set) (default fill; see README)",
-    )
-    f.add_argument(
-        "--min-candidate-area",
-        type=int,
-        default=90,
-        help="cutout: sep isophotal area (px) a source needs to get a stamp (default 90)",
-    )
-    f.add_argument(
-        "--detect-thresh",
-        type=float,
-        default=None,
-        help="cutout: sep threshold in background rms (default 3 for JPEG/PNG, 2 for FITS bands)",
-    )
-    f.add_argument(
-        "--outline",
-        default="sep",
-        choices=("sep", "model"),
-        help="cutout: an object's outline: sep = the candidate's sep isophote segment (3 sigma, deblended; "
-        "it reaches the galaxy's visible edge), the model giving its class and score (default); "
-        "model = the model's central region of the stamp",
-    )
-    f.add_argument("--tile", type=int, default=512, help="tiles: tile side, px (default 512)")
-    f.add_argument(
-        "--overlap",
-        type=int,
-        default=224,
-        help="tiles: overlap of neighbouring tiles, px, at least the largest object (default 224)",
-    )
+    groups = {}
+    for f in options:
+        name = f.metadata["group"]
+        if name is not None:
+            if name not in groups:
+                groups[name] = p.add_argument_group(name)
+            _add_option(groups[name], f)
     return p
 
 
+def _add_option(parser, f: dataclasses.Field) -> None:
+    """The option of :class:`PredictConfig` field ``f`` (see :func:`_option`), added to ``parser`` (or a group)."""
+    cli = dict(f.metadata["cli"])
+    flags = cli.pop("flags", ("--" + f.name.replace("_", "-"),))
+    if f.default is not dataclasses.MISSING:
+        cli["default"] = f.default
+    parser.add_argument(*flags, help=f.metadata["help"], **cli)
+
+
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
-    return PredictConfig(
-        model=args.model,
-        inputs=list(args.inputs),
-        out=args.out,
-        task=args.task,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        cpu=args.cpu,
-        tta=args.tta,
-        skip_bad=args.skip_bad,
-        precision=args.precision,
-        overlays=args.overlays,
-        catalog_format=args.catalog_format,
-        bands=tuple(args.bands),
-        flux_scale=None if args.flux_scale is None else tuple(args.flux_scale),
-        min_area=args.min_area,
-        score_threshold=args.score_threshold,
-        resume=args.resume,
-        quiet=args.quiet,
-        base_card=args.base_card,
-        field=args.field,
-        strategy=args.strategy,
-        stamp_pixels=args.stamp_pixels,
-        stamp_scale=args.stamp_scale,
-        min_candidate_area=args.min_candidate_area,
-        detect_thresh=args.detect_thresh,
-        tile=args.tile,
-        overlap=args.overlap,
-        stars=args.stars,
-        outline=args.outline,
-        report=args.report,
-    )
+    """The :class:`PredictConfig` of parsed ``predict.py`` arguments (:func:`build_parser`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments: one attribute per field.
+
+    Returns
+    -------
+    PredictConfig
+        Each field's value, converted by its ``convert`` (a list of bands -> a tuple, ...).
+    """
+    values = {}
+    for f in dataclasses.fields(PredictConfig):
+        convert = f.metadata.get("convert")
+        value = getattr(args, f.name)
+        values[f.name] = value if convert is None else convert(value)
+    return PredictConfig(**values)
 
 
 def main(argv=None, model=None, processor=None) -> int:

@@ -32,7 +32,7 @@ def fast_deformable_attention(
     The reference samples every level, stacks the samples of all levels and points and weighs them in one
     product; here each level's samples are weighed and summed as soon as they are drawn, so the largest
     temporary is one level's samples (a quarter of the stack at 4 levels x 4 points) and there is no stack to
-    copy.  Same arithmetic, summed level by level: outputs agree to float rounding (tests/test_patches.py).
+    copy.  Same arithmetic, summed level by level: outputs agree to float rounding (tests/modelling/test_patches.py).
 
     Parameters
     ----------
@@ -115,7 +115,7 @@ def unweighted_query_attention(model) -> None:
     ``nn.MultiheadAttention`` returns its head-averaged attention map unless told ``need_weights=False``, and
     computing it keeps PyTorch on its explicit batched-matmul path, with a transposed copy of the 4096-token keys;
     transformers' query transformer throws the map away.  Without it the fused scaled-dot-product kernel runs:
-    same attention output to float rounding (tests/test_patches.py).  Training (gradients on) is untouched.
+    same attention output to float rounding (tests/modelling/test_patches.py).  Training (gradients on) is untouched.
     """
     from transformers.models.oneformer import modeling_oneformer as oneformer
 

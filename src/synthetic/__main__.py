@@ -7,6 +7,7 @@ import argparse
 import json
 
 from src.cli import add_output_options, run_cli, setup_logging
+from src.defaults import CUTOUT_SIZE
 from src.synthetic import generate, generate_field
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
 
@@ -20,7 +21,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="output folder (the data root of the conversion)")
     parser.add_argument("--n", type=int, required=True, help="number of cutouts (or of fields with --field)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=None, help="image size in px (default 256; 2048 with --field)")
+    parser.add_argument(
+        "--size", type=int, default=None, help=f"image size in px (default {CUTOUT_SIZE}; 2048 with --field)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--balance", action="store_true", help="equal 5-class mix (oversample rare classes)")
     parser.add_argument(
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
         if args.field:
             summary = generate_field(args.out, size=args.size or 2048, fits=args.fits, **kwargs)
         else:
-            summary = generate(args.out, size=args.size or 256, fits=args.fits, scene=args.scene, **kwargs)
+            summary = generate(args.out, size=args.size or CUTOUT_SIZE, fits=args.fits, scene=args.scene, **kwargs)
         if not args.quiet:
             summary.pop("areas", None)
             print(json.dumps(summary, indent=1))

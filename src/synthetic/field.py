@@ -19,6 +19,7 @@ from src.atomic import write_json_atomic
 from src.classes import GALAXY_CLASSES, class_id
 from src.data.catalog import parse_gz2_class
 from src.data.images import SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_jpeg
+from src.defaults import CUTOUT_SIZE
 from src.synthetic import hart16, labels, render
 from src.synthetic.generator import draw_extra, draw_main, paste, run_jobs, validate, write_bands
 
@@ -26,7 +27,7 @@ CELL = 160
 OCCUPANCY = 0.6  # fraction of grid cells holding an annotated object
 MAX_AREA = 3000.0  # px; keeps neighbouring isophotes apart
 FIELD_TAG = 0xF1E1D
-MIN_FIELD_SIZE = 256
+MIN_FIELD_SIZE = CUTOUT_SIZE
 ANNOTATIONS = "field_annotations.json"
 
 
@@ -74,7 +75,7 @@ def render_field_bands(seed: int, index: int, size: int = 2048, balance: bool = 
                 }
             )
     extras = []
-    for _ in range(int(rng.poisson(1.5 * (size / 256) ** 2))):
+    for _ in range(int(rng.poisson(1.5 * (size / CUTOUT_SIZE) ** 2))):
         star = rng.random() < 0.6
         (x, y), flux = draw_extra(rng, canvas, kernel, sky, 1.0, rng.uniform(0, size - 1, 2), star=star)
         extras.append({"x": x, "y": y, "star": bool(star), "flux_gri": [round(float(f), 3) for f in flux]})

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from src.classes import COLOURS, GALAXY_CLASSES
+from src.defaults import CUTOUT_SIZE
 from src.synthetic.generator import DEFAULT_SCENE, SCENES, render_cutout
 
 
@@ -30,7 +31,7 @@ def examples(per_class: int, seed: int, size: int, balance: bool = True, scene: 
 
 
 def plot_examples(
-    out, per_class: int = 6, seed: int = 0, size: int = 256, crop: int | None = 128, scene: str = DEFAULT_SCENE
+    out, per_class: int = 6, seed: int = 0, size: int = CUTOUT_SIZE, crop: int | None = 128, scene: str = DEFAULT_SCENE
 ) -> Path:
     import matplotlib
 

@@ -20,7 +20,8 @@ from src.atomic import atomic_open, write_json_atomic
 from src.classes import BASE_CLASSES, GALAXY_CLASSES
 from src.data.catalog import parse_gz2_class
 from src.data.images import BANDS, SDSS_PIXEL_SCALE, lupton_rgb, tan_header, write_fits, write_jpeg
-from src.data.via import IMAGE_DIR, polygon_area
+from src.data.via import IMAGE_DIR, VIA_FILE, polygon_area
+from src.defaults import CUTOUT_SIZE
 from src.synthetic import conditions, hart16, labels, neighbours, profiles, render, stars
 
 MIN_SIZE = 32
@@ -181,7 +182,7 @@ def draw_extra(rng, canvas, kernel, sky, scale, xy, star: bool, snr: float | Non
     return (ix, iy), bands.sum(axis=(1, 2)) * (snr / detection.max())
 
 
-def render_cutout(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = DEFAULT_SCENE):
+def render_cutout(seed: int, index: int, size: int = CUTOUT_SIZE, balance: bool = False, scene: str = DEFAULT_SCENE):
     """Render object ``index`` of run ``seed``: ``(rgb uint8 (size, size, 3), record dict)``.
 
     The record holds the objid, the ``gz2_class`` string, its 15- and 5-class, the VIA polygon
@@ -205,7 +206,7 @@ def composite(bands: np.ndarray, cond: conditions.Conditions) -> np.ndarray:
     return lupton_rgb(smooth, stretch=cond.stretch, q=cond.q)
 
 
-def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, scene: str = DEFAULT_SCENE):
+def render_bands(seed: int, index: int, size: int = CUTOUT_SIZE, balance: bool = False, scene: str = DEFAULT_SCENE):
     """As :func:`render_cutout`, but the g, r, i band images before the cutout service's resampling and stretch:
     ``(float32 (3, size, size), record)``, in generator flux units (sky noise ``render.SKY_SIGMA`` within
     +-15 %; ``sdss`` scene: within ``conditions.SKY_FACTOR``).  ``scene``: ``clean`` (the annotated object, a few
@@ -216,7 +217,7 @@ def render_bands(seed: int, index: int, size: int = 256, balance: bool = False, 
         return render_sdss_bands(seed, index, size, balance)
     main_ss, noise_ss, _catalog_ss = np.random.SeedSequence([seed, index]).spawn(3)
     rng = np.random.default_rng(main_ss)
-    scale = size / 256.0
+    scale = size / CUTOUT_SIZE
     group = labels.draw_group(rng, balance)
     gz2 = labels.draw_gz2_class(rng, group)
     cls = parse_gz2_class(gz2)
@@ -266,7 +267,7 @@ def _record(seed, index, size, gz2, cls, group, vertices, cond, central_star: bo
     }
 
 
-def render_sdss_bands(seed: int, index: int, size: int = 256, balance: bool = False):
+def render_sdss_bands(seed: int, index: int, size: int = CUTOUT_SIZE, balance: bool = False):
     """The ``sdss`` scene: the annotated object among what a real SDSS cutout holds and a GZ2 annotation leaves out
     (field stars with saturated cores, spikes and bleed trails; faint field galaxies; sometimes a bright
     neighbour), with per-cutout observing and processing conditions (:mod:`conditions`); class A is mostly a
@@ -276,7 +277,7 @@ def render_sdss_bands(seed: int, index: int, size: int = 256, balance: bool = Fa
     separate children of ``SeedSequence([seed, index])`` (the third child is the catalog row's)."""
     main_ss, noise_ss, _catalog_ss, field_ss = np.random.SeedSequence([seed, index]).spawn(4)
     rng, field_rng = np.random.default_rng(main_ss), np.random.default_rng(field_ss)
-    scale = size / 256.0
+    scale = size / CUTOUT_SIZE
     group = labels.draw_group(rng, balance, "sdss")
     gz2 = labels.draw_gz2_class(rng, group)
     cls = parse_gz2_class(gz2)
@@ -443,7 +444,7 @@ def generate(
     out_dir,
     n: int,
     seed: int = 0,
-    size: int = 256,
+    size: int = CUTOUT_SIZE,
     workers: int = 1,
     balance: bool = False,
     progress: bool = True,
@@ -481,7 +482,7 @@ def generate(
     write_csv_atomic(catalog, pd.DataFrame(rows, columns=list(hart16.COLUMNS)))
     via_paths = {}
     for split, entries in splits.items():
-        via_paths[split] = out / f"original/{split}/via_region_data.json"  # = via.VIA_FILES
+        via_paths[split] = out / VIA_FILE.format(split=split)
         write_json_atomic(via_paths[split], entries)
 
     by_class = dict.fromkeys(GALAXY_CLASSES, 0)

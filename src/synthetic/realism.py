@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
-CROP = 256
+from src.defaults import CUTOUT_SIZE
+
+CROP = CUTOUT_SIZE
 CENTRE_RADIUS = 24.0
 DETECT_SIGMA = 3.0
 MIN_AREA = 5

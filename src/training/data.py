@@ -8,7 +8,9 @@ import logging
 from torch.utils.data import DataLoader
 
 from src.classes import CLASS_NAMES
-from src.data.datasets import CocoFieldDataset, GalaxyDataset, ShardBatches, load_coco_fields, loader_worker_init
+from src.data.batching import ShardBatches, loader_worker_init
+from src.data.coco import load_coco_fields
+from src.data.datasets import CocoFieldDataset, GalaxyDataset
 from src.defaults import CUTOUT_SIZE
 from src.training.config import TrainConfig
 from src.training.process import log_once

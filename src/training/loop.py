@@ -30,7 +30,7 @@ straight and (M epochs, stop, resume from M) give the same weights on CPU.
 Several processes (``accelerate launch`` / ``torchrun``): process r of N trains on the batches r, r + N, ... of
 each epoch's order (whole global batches only) and validates on the validation batches r, r + N, ...; N processes
 with batch size B compute what one process computes with batch size B and ``--grad-accum N`` (bit-identical on
-CPU, tests/test_distributed.py).  See ``src.modelling.patches.freeze_unused_parameters`` and
+CPU, tests/training/test_distributed.py).  See ``src.modelling.patches.freeze_unused_parameters`` and
 ``src.modelling.patches.count_masks_per_process`` for the two changes to the model that this needs.
 
 Time budget (``--max-minutes``, ``src.training.budget``): the schedule's horizon is fitted to the steps that fit
@@ -329,7 +329,7 @@ def evaluate_loss(model, loader, accelerator, seed: int = 0, epoch: int = 0) -> 
     model : torch.nn.Module
         The (possibly wrapped) model.
     loader : torch.utils.data.DataLoader
-        A ``src.data.datasets.ShardBatches`` loader: this process's validation batches.
+        A ``src.data.batching.ShardBatches`` loader: this process's validation batches.
     accelerator : accelerate.Accelerator
     seed, epoch : int
         Seed the model's random draws per batch (``batch_seed``, validation stream).

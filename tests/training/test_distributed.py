@@ -14,7 +14,8 @@ from accelerate.data_loader import BatchSamplerShard
 from safetensors.torch import load_file
 from torch.utils.data import BatchSampler
 
-from src.data.datasets import GalaxyDataset, ShardBatches, load_stats
+from src.data.batching import ShardBatches
+from src.data.datasets import GalaxyDataset, load_stats
 from src.evaluation.evaluate import evaluate
 from src.modelling.model import load_model, set_training_mode
 from src.modelling.patches import freeze_unused_parameters
