@@ -49,7 +49,7 @@ from src.atomic import write_json_atomic
 from src.cli import add_output_options
 from src.data.splits import MANIFEST, SPLIT_FILE, SPLITS, file_sha256
 from src.data.via import IMAGE_DIR, VIA_FILES
-from src.defaults import CUTOUT_SIZE, DATASET_STATS, RANDOM_TASK, TASKS, TRAIN_TASKS
+from src.defaults import CUTOUT_SIZE, DATASET_STATS, RANDOM_TASK, SCORED_TASKS, TASKS, TRAIN_TASKS
 from src.synthetic.generator import DEFAULT_SCENE, SCENES
 from src.training.config import TrainConfig
 
@@ -255,7 +255,7 @@ def ensure_metrics(args) -> tuple[dict, dict]:
     path = output / "metrics.json"
     wanted = fingerprint(
         "score",
-        {"split": args.split, "tasks": ["semantic", "instance"]},
+        {"split": args.split, "tasks": list(SCORED_TASKS)},
         [output / f for f in MODEL_FILES] + [split_path(args.data_root, args.split)],
     )
     if reusable(output / SCORE_STAMP, wanted, [path]) is not None and not args.rescore:
@@ -266,7 +266,7 @@ def ensure_metrics(args) -> tuple[dict, dict]:
         output,
         args.data_root,
         split=args.split,
-        tasks=("semantic", "instance"),
+        tasks=SCORED_TASKS,
         batch_size=args.eval_batch_size,
         progress=not args.no_progress,
         device=args.device,

@@ -30,9 +30,14 @@ class _Sink:
 def interactive(stream=None) -> bool:
     """A terminal, or a Jupyter kernel (whose tqdm draws a widget)."""
     stream = stream if stream is not None else sys.stderr
-    if "ipykernel" in sys.modules:
-        return True
-    return bool(getattr(stream, "isatty", lambda: False)())
+    return _in_jupyter_kernel() or bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _in_jupyter_kernel() -> bool:
+    """This process is a Jupyter kernel (not merely one that imported ipykernel, as nbclient's callers do)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _status_bar_class():

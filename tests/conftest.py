@@ -1,3 +1,4 @@
+import logging
 import os
 from pathlib import Path
 
@@ -9,6 +10,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 # ../shared/real beside the checkout; GALAXY_REAL_DIR points elsewhere (e.g. from a git worktree)
 REAL = Path(os.environ.get("GALAXY_REAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "real")
+
+
+@pytest.fixture(autouse=True)
+def fresh_console_logging():
+    """Each test starts with the ``src`` loggers as on import: a CLI's ``setup_logging`` in an earlier test or
+    fixture (its own handlers, no propagation) would otherwise hide this test's records from ``caplog``."""
+    logger = logging.getLogger("src")
+    logger.handlers[:], logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    yield
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from src.inference.predict import PredictConfig, main, predict
 from src.modelling.model import build_config, build_processor
-from tests.inference.test_predict import scene
+from tests.tiny_data import catalog_row, scene
 
 
 @pytest.fixture(scope="module")
@@ -508,28 +508,9 @@ def test_the_parquet_catalog_keeps_its_units(tmp_path):
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from src.inference.objects import PROB_COLUMNS, write_catalog
+    from src.inference.objects import write_catalog
 
-    rows = [
-        {
-            "source": "a.fits",
-            "object": 1,
-            "class": "spiral",
-            "score": 0.9,
-            **dict.fromkeys(PROB_COLUMNS, 0.2),
-            "entropy": 1.6,
-            "x": 1.5,
-            "y": 2.5,
-            "x_min": 0,
-            "y_min": 1,
-            "x_max": 3,
-            "y_max": 4,
-            "area_px": 12,
-            "ra": 150.0,
-            "dec": 2.0,
-            "area_arcsec2": 1.88,
-        }
-    ]
+    rows = [catalog_row()]
     table = Table.read(write_catalog(rows, tmp_path / "catalog.parquet"))
     assert str(table["ra"].unit) == "deg" and str(table["area_px"].unit) == "pix2"
     sky = SkyCoord(table["ra"], table["dec"])

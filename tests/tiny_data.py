@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from src.classes import GALAXY_CLASSES
+from src.classes import COLOURS, GALAXY_CLASSES
 
 #: One representative gz2_class string per 5-class group.
 CLASS_STRINGS = {
@@ -205,3 +205,63 @@ TINY_DEMO_ARGS = [
     "--batch-size", "4", "--epochs", "2", "--minutes", "0.1", "--n-samples", "2", "--eval-batch-size", "4",
     "--no-progress", "--cpu",
 ]  # fmt: skip
+
+
+def catalog_row(**changes) -> dict:
+    """One catalog row of ``predict.py`` (an object of a FITS input, with sky coordinates); ``changes`` replace
+    columns."""
+    from src.inference.objects import PROB_COLUMNS
+
+    row = {"source": "a.fits", "object": 1, "class": "spiral", "score": 0.9, **dict.fromkeys(PROB_COLUMNS, 0.2),
+           "entropy": 1.6, "x": 1.5, "y": 2.5, "x_min": 0, "y_min": 1, "x_max": 3, "y_max": 4, "area_px": 12,
+           "ra": 150.0, "dec": 2.0, "area_arcsec2": 1.88}  # fmt: skip
+    return {**row, **changes}
+
+
+def scene(path: Path, shape, objects, grey=False, seed=0) -> list[dict]:
+    """Filled ellipses ``(class, cx, cy, a, b)`` in their class colours on a dark noisy sky, written as PNG.
+    Returns the expected catalog rows (by decreasing area) and their masks."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 25, (*shape, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    expected = []
+    for name, cx, cy, a, b in objects:
+        mask = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+        image[mask] = (230, 230, 230) if grey else COLOURS[name]
+        ys, xs = np.nonzero(mask)
+        expected.append(
+            {
+                "class": name,
+                "area_px": int(mask.sum()),
+                "x": xs.mean(),
+                "y": ys.mean(),
+                "x_min": xs.min(),
+                "y_min": ys.min(),
+                "x_max": xs.max(),
+                "y_max": ys.max(),
+                "mask": mask,
+            }
+        )
+    Image.fromarray(image.mean(axis=2).astype(np.uint8) if grey else image).save(path)
+    return sorted(expected, key=lambda e: -e["area_px"])
+
+
+def sky_wcs(shape, ra=150.1, dec=2.2, scale=0.4, angle=30.0):
+    """A TAN WCS for an image of ``shape`` (rows, cols): centre ``ra``, ``dec`` (deg), ``scale`` arcsec/px, rotated by
+    ``angle`` deg, reference pixel off the centre (so that an axis mix-up shows)."""
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [ra, dec]
+    wcs.wcs.crpix = [shape[1] * 0.3, shape[0] * 0.6]  # not the centre: an axis mix-up shows
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    wcs.wcs.cd = np.array([[-c, s], [s, c]]) * scale / 3600.0
+    return wcs
+
+
+def box_mask(r0: int, r1: int, c0: int, c1: int, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` boolean mask, True on rows ``r0:r1`` and columns ``c0:c1``."""
+    mask = np.zeros((size, size), bool)
+    mask[r0:r1, c0:c1] = True
+    return mask

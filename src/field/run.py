@@ -41,6 +41,12 @@ STRATEGIES = ("cutout", "tiles", "sep")
 OUTLINES = ("model", "sep")
 
 
+#: Tiles strategy: the lowest instance detection score kept by default.  Not predict.py's ``SCORE_THRESHOLD``
+#: (0.2, ``src.inference.objects``), which predict.py passes; this is what compute_scores.py --fields and the
+#: field figure use.
+TILE_SCORE_THRESHOLD = 0.5
+
+
 @dataclass
 class FieldSettings:
     """How a frame is processed (``predict.py --field`` options)."""
@@ -55,9 +61,7 @@ class FieldSettings:
     batch_size: int = 8
     min_area: int = MIN_AREA  # objects smaller than this (px) after one-owner resolution are dropped
     task: str = "semantic"  # tiles: the task the model is conditioned on (what an object is)
-    # tiles: lowest instance detection score; not predict.py's SCORE_THRESHOLD (0.2), which predict.py passes:
-    # this default is what compute_scores.py --fields and the field figure use
-    score_threshold: float = 0.5
+    score_threshold: float = TILE_SCORE_THRESHOLD  # tiles: lowest instance detection score
     tta: bool = False
     stars: str = "artifact"  # point sources: "artifact" (class A) or "model" (the model's class)
     outline: str = "sep"  # cutout: the object's outline from "sep" (its segment) or the "model"

@@ -24,15 +24,14 @@ from src.evaluation.metrics import (
     semantic_report,
     semantic_scores,
 )
+from tests.tiny_data import box_mask
 
 E, S, SB, SE = (class_id(n) for n in ("elliptical", "spiral", "spiral barred", "spiral edge-on"))
 SIZE = 32
 
 
 def box(r0, r1, c0, c1, size=SIZE):
-    m = np.zeros((size, size), bool)
-    m[r0:r1, c0:c1] = True
-    return m
+    return box_mask(r0, r1, c0, c1, size)
 
 
 def semantic(*objects, size=SIZE):

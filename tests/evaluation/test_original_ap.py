@@ -14,15 +14,14 @@ from src.evaluation.metrics import (
     original_record,
     original_top_prediction,
 )
+from tests.tiny_data import box_mask
 
 E, S, SB = LABEL2ID["elliptical"], LABEL2ID["spiral"], LABEL2ID["spiral barred"]
 SIZE = 20
 
 
 def _box(y0, y1, x0, x1):
-    mask = np.zeros((SIZE, SIZE), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(y0, y1, x0, x1, SIZE)
 
 
 GALAXY = _box(5, 15, 5, 15)  # 100 px

@@ -19,37 +19,10 @@ from src.inference.objects import PROB_COLUMNS, write_catalog
 from src.inference.predict import PredictConfig, main, predict
 from src.modelling.model import build_config, build_processor
 from tests.oracle_model import ColourOracle
+from tests.tiny_data import catalog_row, scene, sky_wcs
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
-
-
-def scene(path: Path, shape, objects, grey=False, seed=0) -> list[dict]:
-    """Filled ellipses ``(class, cx, cy, a, b)`` in their class colours on a dark noisy sky, written as PNG.
-    Returns the expected catalog rows (by decreasing area) and their masks."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 25, (*shape, 3)).astype(np.uint8)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    expected = []
-    for name, cx, cy, a, b in objects:
-        mask = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
-        image[mask] = (230, 230, 230) if grey else COLOURS[name]
-        ys, xs = np.nonzero(mask)
-        expected.append(
-            {
-                "class": name,
-                "area_px": int(mask.sum()),
-                "x": xs.mean(),
-                "y": ys.mean(),
-                "x_min": xs.min(),
-                "y_min": ys.min(),
-                "x_max": xs.max(),
-                "y_max": ys.max(),
-                "mask": mask,
-            }
-        )
-    Image.fromarray(image.mean(axis=2).astype(np.uint8) if grey else image).save(path)
-    return sorted(expected, key=lambda e: -e["area_px"])
 
 
 @pytest.fixture(scope="module")
@@ -136,25 +109,13 @@ def test_resized_inputs_are_mapped_back(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ FITS and WCS
-def _wcs(shape, ra=150.1, dec=2.2, scale=0.4, angle=30.0):
-    from astropy.wcs import WCS
-
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [ra, dec]
-    wcs.wcs.crpix = [shape[1] * 0.3, shape[0] * 0.6]  # not the centre: an axis mix-up shows
-    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-    wcs.wcs.cd = np.array([[-c, s], [s, c]]) * scale / 3600.0
-    return wcs
-
-
 def planted_frame(folder: Path, shape=(80, 96), sky_sigma=(0.004, 0.005, 0.008), seed=0, nan_patch=True):
     """g, r, i band files (nanomaggy-like units) with a TAN WCS and a round galaxy at a known sky position."""
     from astropy.io import fits
 
     from src.data.images import write_fits
 
-    wcs = _wcs(shape)
+    wcs = sky_wcs(shape)
     target = (150.1 - 10.0 / 3600, 2.2 + 4.0 / 3600)  # 10" (in RA) west, 4" north of the reference
     x0, y0 = (float(v) for v in wcs.world_to_pixel_values(*target))
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -355,24 +316,7 @@ def test_catalog_formats_round_trip(tmp_path):
     from astropy.table import Table
 
     rows = [
-        {
-            "source": "a.fits",
-            "object": 1,
-            "class": "spiral",
-            "score": 0.9,
-            **dict.fromkeys(PROB_COLUMNS, 0.2),
-            "entropy": 1.6,
-            "x": 1.5,
-            "y": 2.5,
-            "x_min": 0,
-            "y_min": 1,
-            "x_max": 3,
-            "y_max": 4,
-            "area_px": 12,
-            "ra": 150.0,
-            "dec": 2.0,
-            "area_arcsec2": 1.88,
-        },
+        catalog_row(),
         {
             "source": "b.png",
             "object": 1,

@@ -25,8 +25,8 @@ from src.classes import COLOURS
 from src.inference.predict import main as predict_main
 from src.inference.report import MAX_INLINE, load_run, write_report
 from src.modelling.model import build_config, build_processor
-from tests.inference.test_predict import _wcs, scene
 from tests.oracle_model import ColourOracle
+from tests.tiny_data import scene, sky_wcs
 
 expect = pytest.importorskip(
     "playwright.sync_api", reason="playwright not installed: pip install -r requirements.txt"
@@ -73,7 +73,7 @@ def coloured_frame(path: Path, shape=(72, 96), seed=0):
         r, g, b = COLOURS[name]
         for k, value in enumerate((b, g, r)):  # g, r, i planes
             bands[k][disc] += value / 255.0
-    write_fits(path, bands.astype(np.float32), _wcs(shape).to_header())
+    write_fits(path, bands.astype(np.float32), sky_wcs(shape).to_header())
 
 
 @pytest.fixture(scope="module")
