@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.synthetic.hart16 import ID_COLUMNS  # noqa: E402
+
 N_ROWS = 239_695
 N_VIA = 29_995
 N_COLUMNS = 231
@@ -48,17 +51,7 @@ WEIGHTS = np.array([15, 15, 5, 8, 6, 4, 9, 6, 5, 6, 3, 3, 0.3, 3, 3, 2], dtype=f
 
 
 def _column_names() -> list[str]:
-    names = [
-        "dr7objid",
-        "ra",
-        "dec",
-        "rastring",
-        "decstring",
-        "sample",
-        "gz2_class",
-        "total_classifications",
-        "total_votes",
-    ]
+    names = list(ID_COLUMNS)
     answer = 0
     while len(names) < N_COLUMNS:
         answer += 1

@@ -114,6 +114,44 @@ def build_augment(image_size: int | None, augment: bool) -> A.Compose | None:
     return A.Compose(ops, seed=0) if ops else None
 
 
+def _augmented_sample(dataset, seed: int, image, semantic, instance, class_ids: list, objid) -> dict:
+    """Apply a dataset's seeded augmentation, draw its task, and pack one sample.
+
+    Parameters
+    ----------
+    dataset : GalaxyDataset or CocoFieldDataset
+        Supplies ``_transform``, ``task`` and ``random_tasks``.
+    seed : int
+        Per-item seed of the augmentation and of the random task draw.
+    image, semantic, instance : numpy.ndarray
+        The (cropped) image and its label maps, passed to the transform as they are.
+    class_ids : list
+        Class id of each instance, in instance order.
+    objid
+        Identifier of the entry.
+
+    Returns
+    -------
+    dict
+        ``image``, ``semantic``, ``instance`` (C-contiguous), ``class_ids``, ``objid`` and ``task``.
+    """
+    if dataset._transform is not None:
+        dataset._transform.set_random_seed(seed)
+        out = dataset._transform(image=image, masks=[semantic, instance])
+        image, (semantic, instance) = out["image"], out["masks"]
+    task = dataset.task
+    if task == RANDOM_TASK:
+        task = dataset.random_tasks[np.random.default_rng(seed).integers(len(dataset.random_tasks))]
+    return {
+        "image": np.ascontiguousarray(image),
+        "semantic": np.ascontiguousarray(semantic),
+        "instance": np.ascontiguousarray(instance),
+        "class_ids": class_ids,
+        "objid": objid,
+        "task": task,
+    }
+
+
 class GalaxyDataset(torch.utils.data.Dataset):
     """One split of the converted Galaxy Zoo 2 data.
 
@@ -294,21 +332,7 @@ class GalaxyDataset(torch.utils.data.Dataset):
             y0, x0 = self._crop_box(instance, seed)
             window = (slice(y0, y0 + self.crop_size), slice(x0, x0 + self.crop_size))
             image, semantic, instance = image[window], semantic[window], instance[window]
-        if self._transform is not None:
-            self._transform.set_random_seed(seed)
-            out = self._transform(image=image, masks=[semantic, instance])
-            image, (semantic, instance) = out["image"], out["masks"]
-        task = self.task
-        if task == RANDOM_TASK:
-            task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
-        return {
-            "image": np.ascontiguousarray(image),
-            "semantic": np.ascontiguousarray(semantic),
-            "instance": np.ascontiguousarray(instance),
-            "class_ids": list(rec["classes"]),
-            "objid": rec["objid"],
-            "task": task,
-        }
+        return _augmented_sample(self, seed, image, semantic, instance, list(rec["classes"]), rec["objid"])
 
     def collator(self, training: bool = True) -> OneFormerCollator:
         if self.processor is None:
@@ -447,21 +471,7 @@ class CocoFieldDataset(torch.utils.data.Dataset):
         for j, cid in enumerate(class_ids, start=1):
             semantic[instance == j] = cid
         instance = instance.astype(np.uint8 if len(class_ids) < 256 else np.uint16)
-        if self._transform is not None:
-            self._transform.set_random_seed(seed)
-            out = self._transform(image=np.ascontiguousarray(image), masks=[semantic, instance])
-            image, (semantic, instance) = out["image"], out["masks"]
-        task = self.task
-        if task == RANDOM_TASK:
-            task = self.random_tasks[np.random.default_rng(seed).integers(len(self.random_tasks))]
-        return {
-            "image": np.ascontiguousarray(image),
-            "semantic": np.ascontiguousarray(semantic),
-            "instance": np.ascontiguousarray(instance),
-            "class_ids": class_ids,
-            "objid": record["id"],
-            "task": task,
-        }
+        return _augmented_sample(self, seed, np.ascontiguousarray(image), semantic, instance, class_ids, record["id"])
 
     def collator(self, training: bool = True) -> OneFormerCollator:
         if self.processor is None:

@@ -57,19 +57,91 @@ DEFAULT_STD = (14.7, 12.4, 8.7)
 
 _OUT = ["stage1", "stage2", "stage3", "stage4"]
 
+
+def _swin(embed_dim: int, depths: list, num_heads: list, window_size: int, drop_path_rate: float, image_size: int):
+    """SwinConfig kwargs of a preset's backbone, with all four stages as outputs.
+
+    Parameters
+    ----------
+    embed_dim, depths, num_heads, window_size, drop_path_rate, image_size
+        The SwinConfig arguments of the same names.
+
+    Returns
+    -------
+    dict
+        SwinConfig kwargs.
+    """
+    return dict(
+        embed_dim=embed_dim,
+        depths=depths,
+        num_heads=num_heads,
+        window_size=window_size,
+        drop_path_rate=drop_path_rate,
+        image_size=image_size,
+        out_features=_OUT,
+    )
+
+
+def _compact_oneformer(
+    num_queries: int,
+    width: int,
+    feedforward: int,
+    layers: tuple[int, int],
+    heads: int,
+    text: tuple[int, int],
+    points: int,
+    **extra,
+) -> dict:
+    """OneFormerConfig kwargs of a reduced preset: no dropout, one width for every feature and text channel.
+
+    Parameters
+    ----------
+    num_queries : int
+        Object queries.
+    width : int
+        ``conv_dim``, ``mask_dim``, ``hidden_dim`` and ``text_encoder_width`` (check_config wants them equal).
+    feedforward : int
+        ``encoder_feedforward_dim`` and ``dim_feedforward``.
+    layers : tuple of int
+        ``(encoder_layers, decoder_layers)``.
+    heads : int
+        ``num_attention_heads``.
+    text : tuple of int
+        ``(text_encoder_num_layers, text_encoder_n_ctx)``.
+    points : int
+        ``train_num_points``.
+    **extra
+        Further OneFormerConfig kwargs.
+
+    Returns
+    -------
+    dict
+        OneFormerConfig kwargs.
+    """
+    return dict(
+        num_queries=num_queries,
+        dropout=0.0,
+        conv_dim=width,
+        mask_dim=width,
+        hidden_dim=width,
+        encoder_layers=layers[0],
+        encoder_feedforward_dim=feedforward,
+        decoder_layers=layers[1],
+        dim_feedforward=feedforward,
+        num_attention_heads=heads,
+        text_encoder_width=width,
+        text_encoder_num_layers=text[0],
+        text_encoder_n_ctx=text[1],
+        train_num_points=points,
+        **extra,
+    )
+
+
 #: Offline architectures.  Each entry: ``backbone`` (SwinConfig kwargs) and ``oneformer`` (OneFormerConfig kwargs).
 PRESETS: dict[str, dict] = {
     # shi-labs/oneformer_ade20k_swin_tiny: the OneFormerConfig defaults (Swin-T 96, depths 2-2-6-2, 150 queries).
     "swin-tiny": {
-        "backbone": dict(
-            embed_dim=96,
-            depths=[2, 2, 6, 2],
-            num_heads=[3, 6, 12, 24],
-            window_size=7,
-            drop_path_rate=0.3,
-            image_size=224,
-            out_features=_OUT,
-        ),
+        "backbone": _swin(96, [2, 2, 6, 2], [3, 6, 12, 24], window_size=7, drop_path_rate=0.3, image_size=224),
         "oneformer": dict(num_queries=150),
     },
     # Reduced for CPU training (>= 4 img/s at 128 px on 2 cores, see bench/bench_train.py), ~12M parameters.
@@ -82,62 +154,25 @@ PRESETS: dict[str, dict] = {
     # (weight 5 / 10 with training seeds 0 and 2: spiral IoU 0.09 / 0.59 and 0.00 / 0.29,
     # bench/bench_demo_quality.py).
     "galaxy-small": {
-        "backbone": dict(
-            embed_dim=48,
-            depths=[1, 1, 2, 1],
-            num_heads=[3, 6, 12, 24],
-            window_size=7,
-            drop_path_rate=0.0,
-            image_size=128,
-            out_features=_OUT,
-        ),
-        "oneformer": dict(
-            num_queries=32,
-            dropout=0.0,
-            class_weight=10.0,
-            conv_dim=128,
-            mask_dim=128,
-            hidden_dim=128,
-            encoder_layers=2,
-            encoder_feedforward_dim=512,
-            decoder_layers=4,
-            dim_feedforward=512,
-            num_attention_heads=4,
-            text_encoder_width=128,
-            text_encoder_num_layers=2,
-            text_encoder_n_ctx=8,
-            train_num_points=2048,
+        "backbone": _swin(48, [1, 1, 2, 1], [3, 6, 12, 24], window_size=7, drop_path_rate=0.0, image_size=128),
+        "oneformer": _compact_oneformer(
+            32, width=128, feedforward=512, layers=(2, 4), heads=4, text=(2, 8), points=2048, class_weight=10.0
         ),
     },
     # Test-only: as small as OneFormer allows, so tests at 32-64 px take seconds.  conv_dim = hidden_dim, as in
     # every preset (see check_config).
     "galaxy-tiny": {
-        "backbone": dict(
-            embed_dim=8,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            drop_path_rate=0.0,
-            image_size=64,
-            out_features=_OUT,
-        ),
-        "oneformer": dict(
-            num_queries=8,
-            dropout=0.0,
-            conv_dim=64,
-            mask_dim=64,
-            hidden_dim=64,
-            encoder_layers=1,
-            encoder_feedforward_dim=32,
-            decoder_layers=2,
-            dim_feedforward=32,
-            num_attention_heads=2,
+        "backbone": _swin(8, [1, 1, 1, 1], [1, 1, 1, 1], window_size=4, drop_path_rate=0.0, image_size=64),
+        "oneformer": _compact_oneformer(
+            8,
+            width=64,
+            feedforward=32,
+            layers=(1, 2),
+            heads=2,
+            text=(1, 2),
+            points=256,
             query_dec_layers=1,
-            text_encoder_width=64,
-            text_encoder_num_layers=1,
-            text_encoder_n_ctx=2,
             text_encoder_proj_layers=1,
-            train_num_points=256,
         ),
     },
 }

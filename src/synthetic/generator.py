@@ -232,23 +232,46 @@ def render_bands(seed: int, index: int, size: int = CUTOUT_SIZE, balance: bool =
     main, vertices, model = draw_main(rng, cls, area, centre, kernel, sky, threshold, scale, size + 1, seeing)
     paste(canvas, main.bands, main.centre)
     if model.companion:  # merger: a fainter galaxy close to the main one
-        angle = rng.uniform(0, 2 * np.pi)
-        dist = model.major_axis * rng.uniform(1.1, 1.6)
-        draw_extra(
-            rng,
-            canvas,
-            kernel,
-            sky,
-            scale,
-            centre + dist * np.array([np.cos(angle), np.sin(angle)]),
-            star=False,
-            snr=float(rng.uniform(5, 20)),
-        )
+        _draw_companion(rng, canvas, kernel, sky, scale, centre, model.major_axis)
     n_neighbours = int(rng.poisson(1.3))
     draw_neighbours(rng, canvas, kernel, sky, scale, centre, model.major_axis * 1.3 + 4 * scale, n_neighbours)
     canvas = render.convolve(canvas, kernel.astype(np.float32))
     render.add_sky_noise(canvas, sky, int(noise_ss.generate_state(1)[0]))
     return canvas, _record(seed, index, size, gz2, cls, group, vertices, conditions.clean(seeing, sky), False)
+
+
+def _draw_companion(rng, canvas, kernel, sky, scale, centre, major_axis) -> None:
+    """Paint a merger's companion: a fainter galaxy 1.1 to 1.6 major axes from the main one.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The target's stream; draws the angle, the distance and the signal-to-noise ratio, in that order.
+    canvas : numpy.ndarray
+        ``(3, size, size)`` bands, painted in place.
+    kernel : numpy.ndarray
+        The PSF kernel.
+    sky : float
+        Sky noise level.
+    scale : float
+        Cutout size relative to ``CUTOUT_SIZE``.
+    centre : numpy.ndarray
+        ``(x, y)`` of the main galaxy.
+    major_axis : float
+        The main galaxy's major axis in pixels.
+    """
+    angle = rng.uniform(0, 2 * np.pi)
+    dist = major_axis * rng.uniform(1.1, 1.6)
+    draw_extra(
+        rng,
+        canvas,
+        kernel,
+        sky,
+        scale,
+        centre + dist * np.array([np.cos(angle), np.sin(angle)]),
+        star=False,
+        snr=float(rng.uniform(5, 20)),
+    )
 
 
 def _record(seed, index, size, gz2, cls, group, vertices, cond, central_star: bool) -> dict:
@@ -311,18 +334,7 @@ def render_sdss_bands(seed: int, index: int, size: int = CUTOUT_SIZE, balance: b
         )
         cores = np.array([[centre[0], centre[1], flux / saturated_at]])
     if model.companion:  # merger: a fainter galaxy close to the main one
-        angle = rng.uniform(0, 2 * np.pi)
-        dist = model.major_axis * rng.uniform(1.1, 1.6)
-        draw_extra(
-            rng,
-            canvas,
-            kernel,
-            cond.sky,
-            scale,
-            centre + dist * np.array([np.cos(angle), np.sin(angle)]),
-            star=False,
-            snr=float(rng.uniform(5, 20)),
-        )
+        _draw_companion(rng, canvas, kernel, cond.sky, scale, centre, model.major_axis)
     target = (centre[0], centre[1], model.major_axis)
     neighbours.draw_bright_neighbours(field_rng, canvas, cond.sky, threshold, scale, cond.seeing, target, area)
     neighbours.draw_field_galaxies(

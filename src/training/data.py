@@ -36,41 +36,21 @@ def build_datasets(cfg: TrainConfig, processor):
         (``src.data.datasets.CocoFieldDataset``; validation: ``val_coco``, else every 5th image of ``coco``).
     """
     val_task = "semantic" if cfg.task == "random" else cfg.task
+    shared = dict(image_size=cfg.image_size, in_memory=cfg.in_memory, skip_bad=cfg.skip_bad, seed=cfg.seed)
     if cfg.coco is None:
+        common = dict(crop_size=cfg.crop_size, **shared)
         train_ds = GalaxyDataset(
             cfg.data_root,
             "train",
             processor,
             task=cfg.task,
-            image_size=cfg.image_size,
             augment=cfg.augment,
-            in_memory=cfg.in_memory,
-            skip_bad=cfg.skip_bad,
-            seed=cfg.seed,
-            crop_size=cfg.crop_size,
             random_tasks=cfg.random_tasks,
+            **common,
         )
-        val_ds = GalaxyDataset(
-            cfg.data_root,
-            cfg.val_split,
-            processor,
-            task=val_task,
-            image_size=cfg.image_size,
-            augment=False,
-            in_memory=cfg.in_memory,
-            skip_bad=cfg.skip_bad,
-            seed=cfg.seed,
-            crop_size=cfg.crop_size,
-        )
+        val_ds = GalaxyDataset(cfg.data_root, cfg.val_split, processor, task=val_task, augment=False, **common)
         return train_ds, val_ds
-    common = dict(
-        crop_size=cfg.crop_size or FIELD_CROP,
-        crops_per_image=cfg.crops_per_image,
-        image_size=cfg.image_size,
-        in_memory=cfg.in_memory,
-        skip_bad=cfg.skip_bad,
-        seed=cfg.seed,
-    )
+    common = dict(crop_size=cfg.crop_size or FIELD_CROP, crops_per_image=cfg.crops_per_image, **shared)
     train_ids = val_ids = None
     if cfg.val_coco is None:
         ids = [record["id"] for record in load_coco_fields(cfg.coco)]

@@ -169,23 +169,12 @@ def test_predict_field_cli_outputs(tmp_path, oracle, capsys):
     assert records["empty.png"]["status"] == "ok" and records["empty.png"]["n_objects"] == 0
     assert records["field_0000.png"]["field"]["counts"]["candidates"] == 4
 
-    status = main(
-        [
-            str(tmp_path / "fits"),
-            "--model",
-            "oracle",
-            "--out",
-            str(tmp_path / "fout"),
-            "--field",
-            "--stamp-pixels",
-            "128",
-            "--min-candidate-area",
-            "20",
-            "--quiet",
-        ],
-        bright,
-        processor,
-    )
+    def field_args(inputs, out):
+        """predict.py's arguments of this test: oracle model, field mode, 128 px stamps."""
+        field = ["--field", "--stamp-pixels", "128", "--min-candidate-area", "20", "--quiet"]
+        return [str(inputs), "--model", "oracle", "--out", str(out)] + field
+
+    status = main(field_args(tmp_path / "fits", tmp_path / "fout"), bright, processor)
     assert status == 0
     [row] = pd.read_csv(tmp_path / "fout/catalog.csv").to_dict("records")  # the other one is blank (NaN)
     assert abs(row["x"] - 35) < 1 and abs(row["y"] - 40) < 1
@@ -203,19 +192,7 @@ def test_predict_field_cli_outputs(tmp_path, oracle, capsys):
         shutil.copy(tmp_path / "fits" / f"frame_{band}.fits", tmp_path / "cut" / f"other_{band}.fits")
     victim = tmp_path / "cut" / "other_r.fits"
     victim.write_bytes(victim.read_bytes()[: 2880 + 4000])
-    args = [
-        str(tmp_path / "cut"),
-        "--model",
-        "oracle",
-        "--out",
-        str(tmp_path / "cout"),
-        "--field",
-        "--stamp-pixels",
-        "128",
-        "--min-candidate-area",
-        "20",
-        "--quiet",
-    ]
+    args = field_args(tmp_path / "cut", tmp_path / "cout")
     capsys.readouterr()
     assert main(args, bright, processor) == 2
     assert "other_r.fits: unreadable FITS data" in capsys.readouterr().err
