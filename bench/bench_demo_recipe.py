@@ -2,7 +2,8 @@
 weights (the moving average when ``--ema-decay`` > 0) and of the last weights of the same run.
 
     .venv/bin/python bench/bench_demo_recipe.py [--minutes 10] [--seed 0] [--mixed-precision bf16|no]
-                                                [--ema-decay 0.995] [--data-root data/synthetic] [--n N]
+                                                [--ema-decay 0.995] [--class-balance 0.5]
+                                                [--data-root data/synthetic] [--n N]
 
 Trains as ``make demo`` does (``src.demo``'s settings; the options above override them) on the demo's synthetic
 set (``make demo`` writes it; generated and split here when its split files are missing), then scores the test split
@@ -25,12 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src import demo  # noqa: E402
+from src.defaults import SCORED_TASKS  # noqa: E402
 
 
 def score(folder: Path, data_root: Path) -> tuple[float, float]:
     from src.evaluation.evaluate import evaluate
 
-    metrics = evaluate(str(folder), data_root, "test", tasks=("semantic", "instance"), progress=False, device="cpu")
+    metrics = evaluate(str(folder), data_root, "test", tasks=SCORED_TASKS, progress=False, device="cpu")
     figures = demo.headline(metrics)
     iou = metrics["semantic"]["semantic"]["per_class_iou"]
     print(
@@ -47,6 +49,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="training seed (the synthetic set is always seed 0)")
     p.add_argument("--mixed-precision", choices=["no", "bf16"], default=None, help="default: the demo's")
     p.add_argument("--ema-decay", type=float, default=None, help="default: the demo's")
+    p.add_argument("--class-balance", type=float, default=None, help="default: the demo's (its scene's)")
     p.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
     p.add_argument("--n", type=int, default=None, help="cutouts of the synthetic set (default: the demo's)")
     args = p.parse_args(argv)
@@ -60,7 +63,7 @@ def main(argv=None):
         demo.ensure_splits(args.data_root, demo_args.size, progress=False)
     output = Path(tempfile.mkdtemp(prefix="bench_demo_recipe_")) / "model"
     demo_args.output, demo_args.minutes, demo_args.seed = output, args.minutes, args.seed
-    for name in ("mixed_precision", "ema_decay"):
+    for name in ("mixed_precision", "ema_decay", "class_balance"):
         if getattr(args, name) is not None:
             setattr(demo_args, name, getattr(args, name))
 
@@ -72,7 +75,8 @@ def main(argv=None):
     seconds = time.monotonic() - start
     steps = result["history"][-1]["step"]
     print(
-        f"{steps} steps in {seconds:.0f} s (precision {demo_args.mixed_precision}, EMA decay {demo_args.ema_decay})",
+        f"{steps} steps in {seconds:.0f} s (precision {demo_args.mixed_precision}, EMA decay {demo_args.ema_decay}, "
+        f"class balance {demo_args.class_balance})",
         flush=True,
     )
     torch.set_num_threads(2)
