@@ -27,10 +27,15 @@ import sys
 from pathlib import Path
 
 from src.cli import add_output_options, run_cli, setup_logging
-from src.defaults import SCORED_TASKS, TASKS, TILE, TILE_OVERLAP
+from src.defaults import SCORED_TASKS, TASKS
 from src.evaluation.evaluate import evaluate, format_table, write_metrics
+from src.field.cutout import STAMP_SCALES
+from src.field.run import OUTLINES, STRATEGIES, FieldSettings
+from src.field.stars import STAR_RULES
 
 logger = logging.getLogger("src.compute_scores")
+#: The field options' defaults (``--fields``): predict.py --field's, from one place.
+FIELD = FieldSettings()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,38 +76,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     fields.add_argument(
         "--strategy",
-        default="cutout",
-        choices=("cutout", "tiles", "sep"),
-        help="cutout (model trained on cutouts), tiles (model trained on fields) or sep alone (default cutout)",
+        default=FIELD.strategy,
+        choices=STRATEGIES,
+        help="cutout (model trained on cutouts), tiles (model trained on fields) or sep alone "
+        f"(default {FIELD.strategy})",
     )
     fields.add_argument(
         "--stamp-scale",
-        default="fill",
-        choices=("fill", "native"),
-        help="cutout: the GZ2 stamp rule, or stamps at the frame's scale (default fill)",
+        default=FIELD.stamp_scale,
+        choices=STAMP_SCALES,
+        help=f"cutout: the GZ2 stamp rule, or stamps at the frame's scale (default {FIELD.stamp_scale})",
     )
     fields.add_argument(
         "--tile-task",
-        default="semantic",
+        default=FIELD.task,
         choices=TASKS,
         help="tiles: the task the model is conditioned on, which decides what an object is "
-        "(as predict.py --task; default semantic)",
+        f"(as predict.py --task; default {FIELD.task})",
     )
     fields.add_argument(
         "--outline",
-        default="sep",
-        choices=("sep", "model"),
-        help="cutout: object outlines from sep's segments (default) or the model (predict.py --outline)",
+        default=FIELD.outline,
+        choices=OUTLINES,
+        help="cutout: object outlines from sep's segments or the model "
+        f"(predict.py --outline; default {FIELD.outline})",
     )
     fields.add_argument(
         "--stars",
-        default="artifact",
-        choices=("artifact", "model"),
-        help="point sources scored as class A (default) or with the model's class (predict.py --stars)",
+        default=FIELD.stars,
+        choices=STAR_RULES,
+        help=f"point sources scored as class A or with the model's class (predict.py --stars; default {FIELD.stars})",
     )
-    fields.add_argument("--tile", type=int, default=TILE, help=f"tiles: tile side, px (default {TILE})")
+    fields.add_argument("--tile", type=int, default=FIELD.tile, help=f"tiles: tile side, px (default {FIELD.tile})")
     fields.add_argument(
-        "--overlap", type=int, default=TILE_OVERLAP, help=f"tiles: tile overlap, px (default {TILE_OVERLAP})"
+        "--overlap", type=int, default=FIELD.overlap, help=f"tiles: tile overlap, px (default {FIELD.overlap})"
     )
     return parser.parse_args(argv)
 
