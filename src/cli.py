@@ -113,3 +113,21 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
                     else module.disable_progress_bars
                 )
                 toggle()
+
+
+def check_choice(what: str, value, choices, error: type[Exception] = ValueError) -> None:
+    """Raise ``error("WHAT must be one of A, B, got 'value'")`` unless ``value`` is one of ``choices``.
+
+    Parameters
+    ----------
+    what : str
+        The setting's name as the message says it (e.g. ``"star rule"``, ``"--stars"``).
+    value : object
+        The value given.
+    choices : sequence of str
+        The accepted values, in the order the message lists them.
+    error : exception class
+        What to raise (``ValueError`` for library code, ``src.data.sources.InputError`` for a user's option).
+    """
+    if value not in choices:
+        raise error(f"{what} must be one of {', '.join(choices)}, got {value!r}")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from src.cli import check_choice
 from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE
 from src.field.assemble import FieldObject, crop_to_mask
 from src.field.detect import Detections
@@ -143,8 +144,7 @@ def cutout_objects(
     rows = candidates(detections, min_area)
     table = detections.table
     snr = detections.snr()
-    if scale not in STAMP_SCALES:
-        raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {scale!r}")
+    check_choice("stamp scale", scale, STAMP_SCALES)
     if scale == "native":
         sides = np.full(rows.size, input_side, dtype=int)
     else:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from src.cli import check_choice
 from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE, TASKS, TILE, TILE_OVERLAP
 from src.field.assemble import FieldObject, merge_views, resolve
 from src.field.cutout import STAMP_SCALES, candidates, cutout_objects, object_score
@@ -75,16 +76,12 @@ class FieldSettings:
             A strategy, stamp scale, star rule, outline or task that does not exist, a stamp side that is not a
             multiple of 32 px, or tiles whose side is not a multiple of 32 px or whose overlap is not in 0..side-1.
         """
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"field strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.stamp_scale not in STAMP_SCALES:
-            raise ValueError(f"stamp scale must be one of {', '.join(STAMP_SCALES)}, got {self.stamp_scale!r}")
+        check_choice("field strategy", self.strategy, STRATEGIES)
+        check_choice("stamp scale", self.stamp_scale, STAMP_SCALES)
         if self.stamp_pixels < 32 or self.stamp_pixels % 32:
             raise ValueError(f"stamp side must be a multiple of 32 px (the model's stride), got {self.stamp_pixels}")
-        if self.stars not in STAR_RULES:
-            raise ValueError(f"star rule must be one of {', '.join(STAR_RULES)}, got {self.stars!r}")
-        if self.outline not in OUTLINES:
-            raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {self.outline!r}")
+        check_choice("star rule", self.stars, STAR_RULES)
+        check_choice("outline", self.outline, OUTLINES)
         if self.task not in TASKS:
             raise ValueError(f"task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {self.task!r}")
         if not 0 <= self.overlap < self.tile or self.tile % 32:

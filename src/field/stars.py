@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.cli import check_choice
+
 #: Saturation of 8-bit images: a channel value at or above this.
 RGB_SATURATION = 250
 #: Spike contrast (in units of the angular profile's noise) from which a source is a star with diffraction spikes.
@@ -360,8 +362,7 @@ def apply_star_rule(rows: list[dict], sources: dict[int, int], decision: StarGal
     ``model_artifact_extended`` (the model says A, the decision says resolved: the model's A stands, as trails,
     ghosts and diffraction debris are resolved yet not galaxies).  ``reclassified_as_artifact``: rows changed to A.
     """
-    if rule not in STAR_RULES:
-        raise ValueError(f"star rule must be one of {', '.join(STAR_RULES)}, got {rule!r}")
+    check_choice("star rule", rule, STAR_RULES)
     counts = {
         "point_sources": 0,
         "reclassified_as_artifact": 0,

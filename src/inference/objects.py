@@ -39,6 +39,7 @@ import numpy as np
 
 from src.atomic import atomic_path
 from src.classes import CLASS_NAMES, GALAXY_CLASSES, NUM_LABELS
+from src.cli import check_choice
 
 #: Objects smaller than this (px of the object map) are dropped.
 MIN_AREA = 10
@@ -254,8 +255,7 @@ def write_catalog(rows: list[dict], path: str | os.PathLike, fmt: str | None = N
 
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
-    if fmt not in CATALOG_FORMATS:
-        raise ValueError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}, got {fmt!r}")
+    check_choice("catalog format", fmt, CATALOG_FORMATS)
     columns = catalog_columns(rows)
     frame = pd.DataFrame(rows, columns=columns)
     for col in ("object", "x_min", "y_min", "x_max", "y_max", "area_px"):

@@ -37,6 +37,7 @@ import torch
 
 from src.atomic import folder_lock, write_json_atomic
 from src.classes import GALAXY_CLASSES
+from src.cli import check_choice
 from src.data.images import BANDS, ImageError
 from src.data.sources import InputError, Source, discover, load
 from src.defaults import MIN_CANDIDATE_AREA, STAMP_SIZE, TASKS, TILE, TILE_OVERLAP
@@ -278,12 +279,9 @@ class PredictConfig:
 
     def check(self) -> None:
         """``InputError`` for settings that cannot work."""
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.task not in TASKS:
-            raise InputError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.catalog_format not in CATALOG_FORMATS:
-            raise InputError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}, got {self.catalog_format!r}")
+        check_choice("precision", self.precision, PRECISIONS, InputError)
+        check_choice("task", self.task, TASKS, InputError)
+        check_choice("catalog format", self.catalog_format, CATALOG_FORMATS, InputError)
         if self.batch_size < 1 or (self.workers is not None and self.workers < 0) or self.min_area < 1:
             raise InputError("batch size and min area must be >= 1, workers >= 0")
         if self.flux_scale is not None and (
@@ -292,8 +290,7 @@ class PredictConfig:
             raise InputError(f"--flux-scale takes 1 or 3 positive factors, got {list(self.flux_scale)}")
         if not self.inputs:
             raise InputError("no INPUT given")
-        if self.stars not in STAR_RULES:
-            raise InputError(f"--stars must be one of {', '.join(STAR_RULES)}, got {self.stars!r}")
+        check_choice("--stars", self.stars, STAR_RULES, InputError)
         if self.field:
             if self.strategy not in ("cutout", "tiles"):
                 raise InputError(f"--strategy must be cutout or tiles, got {self.strategy!r}")

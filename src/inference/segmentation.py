@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from src.classes import THING_IDS
+from src.cli import check_choice
 
 #: Detections kept per image for COCO AP (COCO's maxDets).
 TOP_K = 100
@@ -57,8 +58,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     pass runs about 1.3x faster with the same labels on more than 99.9 % of pixels (BENCHMARKS.md "Inference
     precision"), and float32 everywhere else.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         fast_bf16 = device.type == "cpu" and torch.cpu._is_amx_tile_supported()
         return torch.bfloat16 if fast_bf16 else None
