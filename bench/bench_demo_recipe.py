@@ -7,8 +7,8 @@ weights (the moving average when ``--ema-decay`` > 0) and of the last weights of
 
 Trains as ``make demo`` does (``src.demo``'s settings; the options above override them) on the demo's synthetic
 set (``make demo`` writes it; generated and split here when its split files are missing), then scores the test split
-(semantic: seed-protocol mIoU;
-instance: COCO mask AP) with both sets of weights.  Run it alone on the machine: the budget is wall-clock.
+(semantic: seed-protocol mIoU; instance: COCO mask AP) with both sets of weights.  Run it alone on the machine: the
+budget is wall-clock.
 The last line is the figure: steps, then seed mIoU / COCO AP of the exported and of the last weights.
 """
 

@@ -15,12 +15,12 @@ Without ``--workers``: one process with one torch thread, i.e. what one DataLoad
 tokeniser cache is warmed by one batch first, as it is after the first batches of an epoch.  Each run is one pass
 over the split with another epoch's augmentations; the median of ``--runs`` is reported, as images per second of
 wall-clock time and per second of CPU time (the latter does not depend on other jobs sharing the cores).
-``--in-memory``:
-decoded images and masks cached (``GalaxyDataset(in_memory=True)``).  ``--processor-call``: the previous collator
+``--in-memory``: decoded images and masks cached (``GalaxyDataset(in_memory=True)``).  ``--processor-call``: the
+previous collator
 (``OneFormerProcessor.__call__``, which tokenises every image's prompts).  ``--workers K``: a DataLoader with K
 worker processes (total img/s, over ``--passes`` copies of the split) and the time to its first batch (the worker
-start-up, paid at every epoch because
-workers are not persistent); its CPU time counts the workers and the main process (which unpickles the batches).
+start-up, paid at every epoch because workers are not persistent); its CPU time counts the workers and the main process
+(which unpickles the batches).
 The last line is the figure: the slowest task of the first preset, per core (CPU time).
 """
 

@@ -11,8 +11,8 @@ rotations.  Scored for each:
 * pixel ECE: expected calibration error of the per-pixel top-class probability (15 equal-width bins, all pixels;
   also over the ground-truth galaxy pixels only), and the mean negative log-likelihood of the true class;
 * object ECE: for each image, the predicted object (``src.inference.objects``, as in the catalog) that overlaps the
-  annotated
-  galaxy most; its top ``p_<class>`` against its class being the annotated one (10 bins); images where no object
+  annotated galaxy most; its top ``p_<class>`` against its class being the annotated one (10 bins); images where no
+  object
   overlaps the galaxy are counted apart.
 
 The last line gives the seed mIoU, accuracy and object ECE without -> with TTA.

@@ -13,8 +13,8 @@ No real labels exist for these frames, so this checks behaviour, not a score.  C
   of ``astrocv.jpg`` on a grid (deeper and finer-sampled than SDSS: many large galaxies in every crop).
 
 Each crop goes through the model on the semantic task (``src.inference.segmentation``), as the demo scores its test
-split.  The
-central object is sep's segment of the source at the tracked position (3 sigma, dilated by ``GROW`` px).  Per crop:
+split.  The central object is sep's segment of the source at the tracked position (3 sigma, dilated by ``GROW`` px).
+Per crop:
 ``found`` (at least ``FOUND_SHARE`` of the central segment is a galaxy class, E/S/SB/Se), ``artifact`` (the same
 with class A), ``outside`` (galaxy-class pixels outside the dilated central segment, as a multiple of the
 segment's area: "galaxy pixels on neighbours and stars") and ``galaxy_share`` (galaxy-class share of the crop;

@@ -1,6 +1,5 @@
 """A screenshot of a run's interactive report (``OUT/report.html``, ``src.inference.report``) in headless Chromium, for
-the
-README / docs: the page as it opens, with the tooltip of one object shown (the highest-scoring one unless
+the README / docs: the page as it opens, with the tooltip of one object shown (the highest-scoring one unless
 ``--object``), saved as a palette PNG (192 colours, octree) to stay small.
 
     .venv/bin/python bench/report_screenshot.py OUT images/report_real_sdss.png [--object 3] [--width 1500]

@@ -92,8 +92,8 @@ def add_output_options(parser) -> None:
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Console output of a CLI: the ``src`` loggers' messages as plain lines, on stdout below WARNING and on
     stderr from WARNING on (INFO and up; ``quiet``: WARNING and up; ``verbose``: DEBUG too).  Off a terminal, the
-    Hugging Face libraries' own progress bars are switched off (our
-    bars turn into periodic status lines there, ``src.progress``)."""
+    Hugging Face libraries' own progress bars are switched off (our bars turn into periodic status lines there,
+    ``src.progress``)."""
     from src.progress import interactive
 
     logger = logging.getLogger("src")

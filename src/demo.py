@@ -28,9 +28,8 @@ it last ran (``stage_seconds``).
 Re-use rule, by content, never by file presence or times: each stage writes a stamp (``DATA/demo_data.json``,
 ``DATA/demo_convert.json``, ``OUTPUT/demo_train.json``, ``OUTPUT/demo_score.json``, ``OUTPUT/demo_figures.json``)
 holding the fingerprint of its inputs (SHA-256 of the settings, of the files it reads and of all of ``src/``, so
-that editing any module runs the stages again) and the SHA-256 of what it wrote.  A stage is reused only when both
-still hold: same
-inputs, outputs untouched; otherwise it runs again, and so does every stage after it (their inputs changed).
+that editing any module runs the stages again) and the SHA-256 of what it wrote.  A stage is reused only when both still
+hold: same inputs, outputs untouched; otherwise it runs again, and so does every stage after it (their inputs changed).
 ``--retrain`` and ``--rescore`` force the training and the scoring.  The training's checkpoints folder
 (``OUTPUT.run/``) is removed after training unless ``--keep-checkpoints``.
 """

@@ -33,8 +33,8 @@ _CELL = 256
 class FieldObject:
     """One object: ``mask`` (h, w) bool whose pixel (0, 0) is frame pixel (``y0``, ``x0``); ``probs`` (K, h, w)
     per-pixel class probabilities (float16 once cropped: thousands of objects stay small) (``src.classes`` ids,
-    background 0) on the same box; ``score`` in 0-1;
-    ``edge``: its mask touches the frame border, so the object may be cut (set by :func:`resolve`).
+    background 0) on the same box; ``score`` in 0-1; ``edge``: its mask touches the frame border, so the object may be
+    cut (set by :func:`resolve`).
     ``windows``: the frame regions ``(y0, y1, x0, x1)`` its views were seen in (tiles), for :func:`merge_views`."""
 
     y0: int

@@ -78,8 +78,7 @@ def central_object(probs: np.ndarray, valid: np.ndarray, reach: float) -> np.nda
 
 def object_score(probs: np.ndarray, mask: np.ndarray) -> float:
     """Mean probability, over the object's pixels, of its most probable galaxy class (``src.inference.objects``' rule
-    for
-    semantic objects: the background takes part in the normalisation)."""
+    for semantic objects: the background takes part in the normalisation)."""
     mean = probs[:, mask].mean(axis=1)
     return float(mean[1:].max())
 

@@ -18,8 +18,7 @@ decision of the brightest source on it; with ``stars="artifact"`` a point source
 detection threshold, deblended: it reaches the galaxy's visible edge, as a GZ2 annotator outlines it) and the model
 gives its class (probabilities averaged over the segment) and the score is the detection's confidence from its
 signal-to-noise (``src.field.cutout.detection_score``); ``model``, the object is the model's central region of the
-stamp, and a candidate without one is dropped.
-"""
+stamp, and a candidate without one is dropped."""
 
 from __future__ import annotations
 
@@ -224,8 +223,7 @@ def sep_objects(detections, rows) -> list[FieldObject]:
 
 def measure(result: FieldResult, wcs=None, stars: str = "artifact") -> list[dict]:
     """Catalog rows of the objects (``src.inference.objects.measure_objects`` on each object's box) with ``edge`` and
-    the
-    star/galaxy columns (``src.field.stars.apply_star_rule`` with rule ``stars``; its counts go to
+    the star/galaxy columns (``src.field.stars.apply_star_rule`` with rule ``stars``; its counts go to
     ``result.counts``)."""
     from src.inference.objects import measure_objects
 

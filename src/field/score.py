@@ -3,8 +3,7 @@
 are scored the same way.
 
 * ``coco``: COCO mask AP (.5:.95, .5, .75, per class) with faster-coco-eval (``src.evaluation.metrics.coco_mask_ap``),
-  up to
-  ``MAX_DETS`` detections per frame; ``coco_agnostic``: the same with every class folded into one "galaxy"
+  up to ``MAX_DETS`` detections per frame; ``coco_agnostic``: the same with every class folded into one "galaxy"
   category (the only AP that sep alone, which gives no class, has).
 * ``detection``: predicted and true objects matched one to one at mask IoU >= ``MATCH_IOU`` (greedy, highest IoU
   first; classes ignored).  Completeness = matched truths / truths, purity = matched predictions / predictions,
@@ -14,8 +13,8 @@ are scored the same way.
   for truths and predictions, binned at the quartiles of the truths' values).
 * ``classification``: accuracy of the class of matched objects and the confusion matrix (rows = truth).
 * ``semantic``: per-class IoU over all pixels of the frames (``src.evaluation.metrics.semantic_scores``: the truth
-  painted in
-  annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs background).
+  painted in annotation order, the prediction's class map); without classes (sep) only ``galaxy_iou`` (galaxy vs
+  background).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ The run, for each process (``accelerate launch`` / ``torchrun`` start several; A
 1. a DataLoader whose workers read the images (FITS: flux scaling + Lupton stretch, ``src.data.images``) while the
    model runs;
 2. batched forward passes (``src.inference.segmentation``) through the export's processor (its resize and
-normalisation);
-   images the processor does not resize go in at their own size, grouped by size, and the masks are mapped back
+   normalisation); images the processor does not resize go in at their own size, grouped by size, and the masks are
+   mapped back
    pixel for pixel; resized ones are mapped back by bilinear resizing.  ``tta``: the 8 flips / 90° rotations of
    each image, their per-pixel class probabilities turned back and averaged;
 3. objects and their measurements (``src.inference.objects``), the segmentation map, the overlay, and a record

@@ -226,8 +226,8 @@ def class_probabilities(outputs, sizes: Sequence[tuple[int, int]], native: bool 
     of): ``sum_q softmax(class_q)[c] * sigmoid(mask_q)``, bilinearly resized, then normalised over the classes
     at each pixel (a pixel that no query claims is background: :func:`claim_background`).  ``native``: the images
     went into the model at their own size (the processor does not resize): the mask logits, at 1/stride of the model's
-    padded input,
-    are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the processor
+    padded input, are upsampled by the stride and cropped to the image, so that pixels stay aligned; otherwise (the
+    processor
     resized the images) they are resized to ``sizes`` directly.
     """
     classes = outputs.class_queries_logits.softmax(-1)[..., :-1]  # (B, Q, K)

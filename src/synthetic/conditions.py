@@ -8,8 +8,8 @@ conditions over at least the range measured on a real SDSS frame (``bench/realis
 * seeing: PSF FWHM ``SEEING_FWHM`` px at 256 px (SDSS DR7: median 1.4 arcsec in r, Abazajian et al. 2009, i.e.
   3.5 px of 0.396 arcsec);
 * sky noise: ``SKY_SIGMA`` times a factor within ``SKY_FACTOR`` per cutout; the resampling of the cutout service
-correlates it over
-  ``NOISE_SMOOTHING`` px (Gaussian sigma), and a sky level of up to ``PEDESTAL_MAX`` sky sigmas is left after the
+  correlates it over ``NOISE_SMOOTHING`` px (Gaussian sigma), and a sky level of up to ``PEDESTAL_MAX`` sky sigmas is
+  left after the
   sky subtraction;
 * colour balance: per-band gains ``BAND_WEIGHTS`` within ``GAIN_SPREAD``;
 * stretch: ``LUPTON_STRETCH`` and ``LUPTON_Q`` of ``src.data.images`` times factors within 1 / ``STRETCH_SPREAD`` ...

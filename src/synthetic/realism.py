@@ -21,8 +21,8 @@ Per crop (:func:`measure_crop`):
 Per source (pooled over crops): ``log_flux`` (log10 isophotal flux), ``r50`` (half-light radius, px),
 ``peak``, ``colour`` (``-2.5 log10(R / B)``: i - g up to a constant, as the composite maps i to R and g to B),
 ``point``, ``saturated`` and, for saturated ones at least 2 x ``CENTRE_RADIUS`` from the centre, ``spikes`` (m = 4
-angular harmonic of the ring around the
-core, relative to its mean: a cross of diffraction spikes) and ``bleed`` (m = 2 harmonic: a one-way trail).
+angular harmonic of the ring around the core, relative to its mean: a cross of diffraction spikes) and ``bleed`` (m = 2
+harmonic: a one-way trail).
 
 Point-like sources: in the stretched image the half-light radius of a star grows with its peak, so "point-like"
 means ``r50 <= POINT_FACTOR`` x the stellar locus at that peak, the locus being the lower quartile of ``r50`` in

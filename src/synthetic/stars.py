@@ -153,8 +153,8 @@ def draw_stars(
     """Paint a Poisson(``density``) number of field stars anywhere on the canvas (they may sit on the galaxy, as
     real foreground stars do); with ``near`` = (x, y, radius), one more, bright star is put at ``radius`` to 2 x
     ``radius`` px of (x, y) (a foreground star beside the target).  ``scale``: image size / 256.  ``saturated_at``: the
-    r-band flux from which
-    a star's core saturates (:func:`sat_flux`).  Returns the saturated stars as (n, 3) rows (x, y,
+    r-band flux from which a star's core saturates (:func:`sat_flux`).  Returns the saturated stars as (n, 3) rows (x,
+    y,
     flux / ``saturated_at``) for :func:`paint_cores`."""
     H, W = canvas.shape[-2:]
     n = int(rng.poisson(density))
