@@ -40,9 +40,24 @@ REPO = HERE.parents[1]
 
 
 # ------------------------------------------------------------------------------------ one measurement, one tree
+def tree_module(*names: str):
+    """The first of ``names`` that the measured tree has (modules moved in the layout by concern)."""
+    import importlib
+
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not name.startswith(err.name):
+                raise
+    raise ModuleNotFoundError(f"none of {names} in this tree")
+
+
 def measure_train(args) -> float:
     from src import demo
-    from src.training import run_dir, train
+
+    training = tree_module("src.training", "src.train")
+    run_dir, train = training.run_dir, training.train
 
     demo_args = demo.build_parser().parse_args(["--data-root", str(args.data_root), "--no-progress"])
     demo.resolve_scene_defaults(demo_args)
@@ -57,8 +72,9 @@ def measure_train(args) -> float:
 def measure_predict(args) -> float:
     import torch
 
-    from src.inference.predict import PredictConfig, predict
-    from src.modelling.model import load_model
+    predicting = tree_module("src.inference.predict", "src.predict")
+    PredictConfig, predict = predicting.PredictConfig, predicting.predict
+    load_model = tree_module("src.modelling.model", "src.model").load_model
 
     torch.set_num_threads(2)
     inputs = sorted(str(p) for p in (args.cutouts / "original" / "zoo2Main").glob("*.jpg"))[: args.n]

@@ -100,7 +100,12 @@ def detection_image(pixels: np.ndarray, sky_sigma=None) -> np.ndarray:
     mean of band / ``sky_sigma`` (per band).  NaNs are kept (they are masked by :func:`detect_array`)."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
-        return pixels.mean(axis=2, dtype=np.float32)
+        # the channel mean, summed plane by plane (a reduction over an axis of 3 is 10x slower in numpy): the sum of
+        # three bytes is exact in float32, so the result is bit for bit that of pixels.mean(axis=2, dtype=float32)
+        total = pixels[..., 0].astype(np.float32)
+        total += pixels[..., 1]
+        total += pixels[..., 2]
+        return total / np.float32(3)
     if pixels.ndim != 3 or pixels.shape[0] != 3:
         raise ValueError(f"expected (h, w, 3) uint8 RGB or (3, h, w) bands, got {pixels.dtype} {pixels.shape}")
     sigma = np.ones(3) if sky_sigma is None else np.asarray(sky_sigma, float)
@@ -142,7 +147,8 @@ def detect_array(
     residual = data - background.back()
     if not np.isfinite(rms) or rms <= 0:  # a constant image: no noise to measure, nothing to detect
         return _empty_table(), (np.zeros(data.shape, np.int32) if segmentation else None), 0.0
-    sep.set_extract_pixstack(max(300_000, data.size // 4))
+    # sep allocates the whole pixel stack at each call; an image cannot hold more pixels than it has
+    sep.set_extract_pixstack(min(data.size, max(300_000, data.size // 4)))
     sep.set_sub_object_limit(4096)
     found, segmap = sep.extract(
         residual,

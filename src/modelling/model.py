@@ -40,8 +40,10 @@ from transformers import (
     SwinConfig,
 )
 
+from src.allocator import tune_allocator
 from src.classes import ID2LABEL, LABEL2ID, NUM_LABELS, class_info
 from src.modelling.patches import (
+    cache_position_embeddings,
     contiguous_attention_inputs,
     install_fast_deformable_attention,
     unweighted_query_attention,
@@ -501,8 +503,10 @@ def load_model(
 
     The model is returned in inference mode (:func:`set_training_mode` ``False``); the text mapper exists, so
     ``set_training_mode(model, True)`` makes it trainable.  ``base_card`` is the architecture of a bare state
-    dict (default the ``swin-tiny`` preset = ade20k_swin_tiny with 6 labels).
+    dict (default the ``swin-tiny`` preset = ade20k_swin_tiny with 6 labels).  The process's C allocator is
+    tuned for the model's large temporaries (:func:`src.allocator.tune_allocator`).
     """
+    tune_allocator()
     kind, source = resolve_model_source(name_or_path)
     path = Path(source)
     if kind == "preset":
@@ -528,6 +532,7 @@ def load_model(
             processor = build_processor(image_size, mean, std, card=None if kind == "export" else source, config=config)
     set_training_mode(model, False)
     install_fast_deformable_attention()
+    cache_position_embeddings()
     contiguous_attention_inputs(model)
     unweighted_query_attention(model)
     if device is not None:

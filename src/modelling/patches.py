@@ -51,13 +51,15 @@ def fast_deformable_attention(
     grids = 2 * sampling_locations - 1
     # points ahead of queries: the weighted sum then runs over a middle axis, vectorised along the queries, which
     # is 3-4x faster on the CPU than a sum over an innermost axis of 4; each output element sums the same terms
+    # in the samples' dtype (float32 under autocast, where grid_sample runs in float32): a product of mixed dtypes
+    # takes PyTorch's slow casting loop; the values are the same
     weights = attention_weights.permute(0, 2, 3, 4, 1).reshape(batch * heads, 1, levels, points, queries)
     output = None
     for level, (height, width) in enumerate(value_spatial_shapes):
         level_value = per_level[level].flatten(2).transpose(1, 2).reshape(batch * heads, dim, int(height), int(width))
         grid = grids[:, :, :, level].permute(0, 2, 3, 1, 4).flatten(0, 1)  # (batch x heads, points, queries, 2)
         samples = F.grid_sample(level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        term = (samples * weights[:, :, level]).sum(2)  # (batch x heads, dim, queries)
+        term = (samples * weights[:, :, level].to(samples.dtype)).sum(2)  # (batch x heads, dim, queries)
         output = term if output is None else output + term
     return output.view(batch, heads * dim, queries).transpose(1, 2).contiguous()
 
@@ -82,9 +84,58 @@ def transformers_deformable_attention():
     return _REPLACED.get("multi_scale_deformable_attention", current)
 
 
+def tokens_first_contiguous(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor.contiguous()``, in two cheap copies when ``tensor`` is a ``(tokens, batch, dim)`` view of a
+    ``(batch, dim, tokens)`` feature map (an image's features flattened and permuted, as transformers does): a
+    transpose within each image, then a swap of the two outer axes, each reading and writing long runs of memory.
+    PyTorch's single copy of that permutation strides through memory at every element, 4-5x slower at 4096 tokens
+    x 8 images x 128 (bench/profile_predict.py).  Same values."""
+    if tensor.is_contiguous() or tensor.dim() != 3 or tensor.stride(0) != 1:
+        return tensor.contiguous()
+    feature_map = tensor.permute(1, 2, 0)  # (batch, dim, tokens)
+    if not feature_map.is_contiguous():
+        return tensor.contiguous()
+    return feature_map.transpose(1, 2).contiguous().transpose(0, 1).contiguous()
+
+
+#: Position embeddings kept per process (one per feature-map shape, device, dtype and inference mode).
+POSITION_CACHE_SIZE = 32
+
+
+def cache_position_embeddings() -> None:
+    """Keep OneFormer's sine position embeddings of recent feature-map shapes (idempotent).
+
+    transformers caches only the last one, but a forward pass asks for six or seven shapes in turn (three levels in
+    the pixel decoder, three in the transformer module, the mask features), so each is rebuilt at every pass: about
+    1 ms per image at 256 px, batch 8.  Same tensors.  Calls with a padding mask are not cached (the mask differs
+    from batch to batch); the inference mode is part of the key, since a tensor made under
+    ``torch.inference_mode`` cannot take part in a training step's autograd.
+    """
+    import functools
+
+    from transformers.models.oneformer import modeling_oneformer as oneformer
+
+    embedding = oneformer.OneFormerSinePositionEmbedding
+    if getattr(embedding.build_sine_position_embedding, "_project_cache", False):
+        return
+    build = getattr(embedding.build_sine_position_embedding, "__wrapped__", embedding.build_sine_position_embedding)
+
+    @functools.lru_cache(maxsize=POSITION_CACHE_SIZE)
+    def cached(inference: bool, *args):
+        return build(*args)
+
+    def build_sine_position_embedding(*args, **kwargs):
+        if kwargs or (len(args) >= 8 and args[7] is not None) or torch.compiler.is_compiling():
+            return build(*args, **kwargs)
+        return cached(torch.is_inference_mode_enabled(), *args)
+
+    build_sine_position_embedding._project_cache = True
+    embedding.build_sine_position_embedding = staticmethod(build_sine_position_embedding)
+
+
 def _contiguous_inputs(module, args, kwargs):
-    args = tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
-    kwargs = {k: v.contiguous() if torch.is_tensor(v) else v for k, v in kwargs.items()}
+    args = tuple(tokens_first_contiguous(a) if torch.is_tensor(a) else a for a in args)
+    kwargs = {k: tokens_first_contiguous(v) if torch.is_tensor(v) else v for k, v in kwargs.items()}
     return args, kwargs
 
 
