@@ -36,7 +36,7 @@ from src.data.splits import split_path  # noqa: E402
 from src.data.via import IMAGE_DIR  # noqa: E402
 from src.inference.segmentation import segment, set_precision  # noqa: E402
 from src.modelling.model import load_model  # noqa: E402
-from src.modelling.patches import fast_deformable_attention, transformers_deformable_attention  # noqa: E402
+from src.modelling.patches import transformers_deformable_modules  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
             module._forward_pre_hooks.clear()
         dtype = dtypes[args.precision]
         variants = {
-            "transformers": (reference, dtype, transformers_attention),
+            "transformers": (reference, dtype, transformers_deformable_modules),
             "patched": (model, dtype, contextlib.nullcontext),
         }
     probs, speed = {}, {}
@@ -92,18 +92,6 @@ def main(argv=None) -> None:
     )
     print(f"class probabilities: largest difference {diff.max():.4f}, 99.9th percentile {np.quantile(diff, 0.999):.4f}")
     print(f"RESULT same label on {100 * same / total:.3f} % of {total} pixels")
-
-
-@contextlib.contextmanager
-def transformers_attention():
-    """transformers' own multi-scale deformable attention for the duration (``load_model`` installs the fast one)."""
-    from transformers.models.oneformer import modeling_oneformer
-
-    modeling_oneformer.multi_scale_deformable_attention = transformers_deformable_attention()
-    try:
-        yield
-    finally:
-        modeling_oneformer.multi_scale_deformable_attention = fast_deformable_attention
 
 
 if __name__ == "__main__":
