@@ -215,6 +215,7 @@ def cache_position_embeddings() -> None:
     if getattr(embedding.build_sine_position_embedding, "_project_cache", False):
         return
     build = getattr(embedding.build_sine_position_embedding, "__wrapped__", embedding.build_sine_position_embedding)
+    _REPLACED["build_sine_position_embedding"] = build
 
     @functools.lru_cache(maxsize=POSITION_CACHE_SIZE)
     def cached(inference: bool, *args):

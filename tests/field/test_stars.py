@@ -289,3 +289,13 @@ def test_star_galaxy_scorer_counts_both_views_by_snr():
     assert classical["n_galaxies"] == 2 and classical["galaxy_completeness"] == 0.5
     catalog = scores["catalog"]["above_10_sigma"]  # source 2 owns no object; 3 is a galaxy called spiral
     assert scores["catalog"]["n"] == 3 and catalog["star_completeness"] == 1.0 and catalog["galaxy_completeness"] == 1.0
+
+
+def test_detection_image_and_saturation_are_numpy_reductions_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for shape in [(64, 48, 3), (5, 7, 3), (1, 1, 3)]:
+        rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+        grey = detection_image(rgb)
+        want = rgb.mean(axis=2, dtype=np.float32)
+        assert grey.dtype == want.dtype and np.array_equal(grey, want)
+        assert np.array_equal(rgb_saturation(rgb), rgb.max(axis=-1) >= 250)
