@@ -3,9 +3,10 @@
 glibc serves a request of more than 128 KiB (its starting threshold) with a fresh ``mmap`` and returns it to the
 system when freed, so every large temporary of a forward or backward pass (a feature map of batch 8 is 4-16 MiB)
 comes back as new pages that the kernel must fault in and zero, each time.  Keeping such blocks on the heap, and not
-trimming the heap at each free, lets the next pass reuse them: the demo model's batched forward pass ran 1.12-1.20x
-faster on 2 cores, and a training step faster too (``bench/allocator.py``).  Peak memory is unchanged; freed
-memory stays with the process (``MMAP_THRESHOLD`` and ``TRIM_THRESHOLD`` bound how much).
+trimming the heap at each free, lets the next pass reuse them: the demo model's batched forward pass ran 1.21x
+faster on 2 cores, with the same peak memory; a training step, whose tensors live until the backward pass, ran at
+the same speed (``bench/allocator.py``).  Freed memory stays with the process (``MMAP_THRESHOLD`` and
+``TRIM_THRESHOLD`` bound how much).
 """
 
 from __future__ import annotations

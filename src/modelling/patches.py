@@ -2,13 +2,15 @@
 two that several training processes need.
 
 * :func:`install_fast_deformable_attention` replaces the pure-PyTorch multi-scale deformable attention of the
-  pixel decoder by one that never builds the stacked ``(batch x heads, dim, queries, levels, points)`` tensor;
-  with the patches below, the demo model's forward pass at 256 px, batch 8, runs 1.25x (fp32) and 2.26x (bf16)
-  faster than transformers' own on 2 cores, same labels (``bench/precision_parity.py --compare patches``).
+  pixel decoder by one that never builds the stacked ``(batch x heads, dim, queries, levels, points)`` tensor, and
+  computes the sampling locations without broadcasting over the innermost axes (:func:`sampling_locations`);
+  with the patches below, the demo model's forward pass at 256 px, batch 8, runs faster than transformers' own
+  on 2 cores with the same labels (``bench/precision_parity.py --compare patches``).
 * :func:`contiguous_attention_inputs` hands the query transformer and the decoder's cross-attention layers their
-  memory in contiguous layout: under bf16 autocast, a linear layer on the permuted ``(tokens, batch, dim)`` view
-  made PyTorch expand its weight to one copy per token (a 4096 x 128 x 128 batched matmul), which is why the bf16
-  forward ran 3x slower than fp32.
+  memory in contiguous layout (:func:`tokens_first_contiguous`): under bf16 autocast, a linear layer on the
+  permuted ``(tokens, batch, dim)`` view made PyTorch expand its weight to one copy per token (a 4096 x 128 x 128
+  batched matmul), which is why the bf16 forward ran 3x slower than fp32.
+* :func:`cache_position_embeddings` keeps the sine position embeddings of every feature-map shape.
 * :func:`unweighted_query_attention` spares the query transformer's attention layers the attention maps that
   transformers discards, at inference.
 * :func:`attention_kernels`: the attention kernel of a CPU training step.
@@ -184,8 +186,8 @@ def tokens_first_contiguous(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor.contiguous()``, in two cheap copies when ``tensor`` is a ``(tokens, batch, dim)`` view of a
     ``(batch, dim, tokens)`` feature map (an image's features flattened and permuted, as transformers does): a
     transpose within each image, then a swap of the two outer axes, each reading and writing long runs of memory.
-    PyTorch's single copy of that permutation strides through memory at every element, 4-5x slower at 4096 tokens
-    x 8 images x 128 (bench/profile_predict.py).  Same values."""
+    PyTorch's single copy of that permutation strides through memory at every element, several times slower at
+    4096 tokens x 8 images x 128.  Same values."""
     if tensor.is_contiguous() or tensor.dim() != 3 or tensor.stride(0) != 1:
         return tensor.contiguous()
     feature_map = tensor.permute(1, 2, 0)  # (batch, dim, tokens)
