@@ -6,8 +6,9 @@ Stages, in milliseconds per cutout, 2 threads, the demo's synthetic cutouts of `
 (``data/bench_predict/old_vs_new``, made there): reading (``src.data.sources.load``), the star/galaxy measurements
 (``src.field.stars.separate_image``; of it ``sep.extract`` with the project's deblending settings alone), and the
 segmentation (``src.inference.segmentation.segment``: processor, forward pass at ``predict.py``'s automatic precision,
-class
-probabilities).  The last line is the sum, as cutouts per second with no overlap.
+class probabilities).  The last line is the sum, as cutouts per second with no overlap.  The allocator is tuned
+first (``src.allocator.tune_allocator``), as in ``predict.py``, whose ``load_model`` does it before any cutout is
+read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.allocator import tune_allocator  # noqa: E402
 from src.data.sources import discover, load  # noqa: E402
 from src.field import detect  # noqa: E402
 from src.field.stars import separate_image  # noqa: E402
@@ -44,6 +46,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args(argv)
     torch.set_num_threads(2)
+    tune_allocator()
     paths = sorted(str(path) for path in CUTOUTS.glob("*.jpg"))[: args.n]
     if len(paths) < args.n:
         raise SystemExit(f"{CUTOUTS}: {len(paths)} cutouts; make them with bench/old_vs_new.py ../old predict")
