@@ -32,8 +32,11 @@ from src.modelling.model import load_model  # noqa: E402
 CUTOUTS = REPO / "data" / "bench_predict" / "old_vs_new" / "original" / "zoo2Main"
 
 
+_DEFAULT_INIT = predicting._worker_init
+
+
 def _low_priority_worker(worker_id: int) -> None:
-    predicting._worker_init(worker_id)
+    _DEFAULT_INIT(worker_id)
     os.nice(19)
 
 
@@ -60,7 +63,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"{CUTOUTS}: {len(inputs)} cutouts; make them with bench/old_vs_new.py ../old predict")
     model, processor = load_model(args.model)
     out = Path(tempfile.mkdtemp(prefix="predict_variants_"))
-    default_init = predicting._worker_init
+    default_init = _DEFAULT_INIT
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     try:
         warm = predicting.PredictConfig(model=args.model, inputs=inputs[:16], out=str(out / "warm"), quiet=True)
