@@ -55,14 +55,14 @@ def fast_deformable_attention(
     grids = 2 * sampling_locations - 1
     # points ahead of queries: the weighted sum then runs over a middle axis, vectorised along the queries, which
     # is 3-4x faster on the CPU than a sum over an innermost axis of 4; each output element sums the same terms
-    # in the samples' dtype (float32 under autocast, where grid_sample runs in float32): a product of mixed dtypes
-    # takes PyTorch's slow casting loop; the values are the same
     weights = attention_weights.permute(0, 2, 3, 4, 1).reshape(batch * heads, 1, levels, points, queries)
     output = None
     for level, (height, width) in enumerate(value_spatial_shapes):
         level_value = per_level[level].flatten(2).transpose(1, 2).reshape(batch * heads, dim, int(height), int(width))
         grid = grids[:, :, :, level].permute(0, 2, 3, 1, 4).flatten(0, 1)  # (batch x heads, points, queries, 2)
         samples = F.grid_sample(level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # the weights in the samples' dtype (float32 under autocast, where grid_sample runs in float32): a product
+        # of mixed dtypes takes PyTorch's slow casting loop; the values are the same
         term = (samples * weights[:, :, level].to(samples.dtype)).sum(2)  # (batch x heads, dim, queries)
         output = term if output is None else output + term
     return output.view(batch, heads * dim, queries).transpose(1, 2).contiguous()
